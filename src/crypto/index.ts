@@ -1,0 +1,3 @@
+export * from './keys.ts';
+export * from './verify.ts';
+export * from './keystore.ts';

@@ -1,0 +1,87 @@
+import { keccak_256 } from '@noble/hashes/sha3.js';
+import { bytesToHex, hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
+import { AbiParameters, domainAbi, outcomeAbi, stateStructAbi, voucherStructAbi } from './abi.ts';
+import { lockedRoot } from './locked.ts';
+import type { Allocation, Address, Bytes32, Hex, State } from './types.ts';
+
+// Signatures follow EIP-712: the domain binds the chain id and the adjudicator's address,
+// so a signature is worthless on another chain or deployment, and each message kind has
+// its own type hash, so a voucher signature can never pass for a state signature.
+
+export const EIP712_NAME = 'picopay';
+export const EIP712_VERSION = '1';
+
+export function keccak(data: Uint8Array): Uint8Array {
+  return keccak_256(data);
+}
+
+export function keccakHex(data: Uint8Array | Hex): Bytes32 {
+  return toHex(keccak_256(typeof data === 'string' ? hexToBytes(data.slice(2)) : data));
+}
+
+export function toHex(bytes: Uint8Array): Hex {
+  return `0x${bytesToHex(bytes)}`;
+}
+
+export function fromHex(hex: Hex | string): Uint8Array {
+  return hexToBytes(hex.startsWith('0x') ? hex.slice(2) : hex);
+}
+
+const typeHash = (s: string): Bytes32 => toHex(keccak_256(utf8ToBytes(s)));
+
+export const DOMAIN_TYPEHASH = typeHash('EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)');
+export const STATE_TYPEHASH = typeHash('State(bytes32 channelId,uint64 version,bytes32 outcomeHash,bool isFinal)');
+export const VOUCHER_TYPEHASH = typeHash('Voucher(bytes32 channelId,uint256 cumulative)');
+
+export interface Domain {
+  chainId: bigint;
+  adjudicator: Address;
+}
+
+export function domainSeparator(domain: Domain): Uint8Array {
+  const encoded = AbiParameters.encode(domainAbi, [
+    DOMAIN_TYPEHASH,
+    typeHash(EIP712_NAME),
+    typeHash(EIP712_VERSION),
+    domain.chainId,
+    domain.adjudicator,
+  ]);
+  return keccak(fromHex(encoded));
+}
+
+export function outcomeHash(outcome: Allocation): Bytes32 {
+  return keccakHex(AbiParameters.encode(outcomeAbi, [outcome.assets, outcome.balances, lockedRoot(outcome.locked)]));
+}
+
+export function stateStructHash(state: State): Uint8Array {
+  const encoded = AbiParameters.encode(stateStructAbi, [
+    STATE_TYPEHASH,
+    state.channelId,
+    state.version,
+    outcomeHash(state.outcome),
+    state.isFinal,
+  ]);
+  return keccak(fromHex(encoded));
+}
+
+export function voucherStructHash(channelId: Bytes32, cumulative: bigint): Uint8Array {
+  return keccak(fromHex(AbiParameters.encode(voucherStructAbi, [VOUCHER_TYPEHASH, channelId, cumulative])));
+}
+
+/** keccak256(0x1901 ‖ domainSeparator ‖ structHash), the value that is signed. */
+export function typedDataDigest(separator: Uint8Array, structHash: Uint8Array): Uint8Array {
+  const buf = new Uint8Array(66);
+  buf[0] = 0x19;
+  buf[1] = 0x01;
+  buf.set(separator, 2);
+  buf.set(structHash, 34);
+  return keccak(buf);
+}
+
+export function stateDigest(separator: Uint8Array, state: State): Uint8Array {
+  return typedDataDigest(separator, stateStructHash(state));
+}
+
+export function voucherDigest(separator: Uint8Array, channelId: Bytes32, cumulative: bigint): Uint8Array {
+  return typedDataDigest(separator, voucherStructHash(channelId, cumulative));
+}

@@ -1,0 +1,5 @@
+export * from './types.ts';
+export * from './hash.ts';
+export * from './channelId.ts';
+export * from './allocation.ts';
+export * from './locked.ts';
