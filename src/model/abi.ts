@@ -38,3 +38,12 @@ export const domainAbi = AbiParameters.from([
 export const nonceSharesAbi = AbiParameters.from(['bytes32 shareA', 'bytes32 shareB']);
 
 export { AbiParameters };
+
+export const openStructAbi = AbiParameters.from([
+  'bytes32 typeHash',
+  'bytes32 share',
+  'address[2] participants',
+  'uint64 challengeDuration',
+  'uint8 kind',
+  'bytes32 outcomeHash',
+]);

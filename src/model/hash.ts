@@ -1,6 +1,6 @@
 import { keccak_256 } from '@noble/hashes/sha3.js';
 import { bytesToHex, hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
-import { AbiParameters, domainAbi, outcomeAbi, stateStructAbi, voucherStructAbi } from './abi.ts';
+import { AbiParameters, domainAbi, openStructAbi, outcomeAbi, stateStructAbi, voucherStructAbi } from './abi.ts';
 import { lockedRoot } from './locked.ts';
 import type { Allocation, Address, Bytes32, Hex, State } from './types.ts';
 
@@ -84,4 +84,29 @@ export function stateDigest(separator: Uint8Array, state: State): Uint8Array {
 
 export function voucherDigest(separator: Uint8Array, channelId: Bytes32, cumulative: bigint): Uint8Array {
   return typedDataDigest(separator, voucherStructHash(channelId, cumulative));
+}
+
+export const OPEN_TYPEHASH = typeHash(
+  'Open(bytes32 share,address[2] participants,uint64 challengeDuration,uint8 kind,bytes32 outcomeHash)',
+);
+
+export interface OpenTerms {
+  share: Bytes32;
+  participants: readonly [Address, Address];
+  challengeDuration: bigint;
+  kind: number;
+  outcome: Allocation;
+}
+
+/** What a proposer signs to open a channel: the peer learns who asks, and a replay is known by its share. */
+export function openDigest(separator: Uint8Array, terms: OpenTerms): Uint8Array {
+  const encoded = AbiParameters.encode(openStructAbi, [
+    OPEN_TYPEHASH,
+    terms.share,
+    terms.participants,
+    terms.challengeDuration,
+    terms.kind,
+    outcomeHash(terms.outcome),
+  ]);
+  return typedDataDigest(separator, keccak(fromHex(encoded)));
 }

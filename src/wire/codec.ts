@@ -1,0 +1,159 @@
+import { Encoder } from 'cbor-x';
+import {
+  MalformedMessageError,
+  MessageTooLargeError,
+  PicopayError,
+  SchemaError,
+  UnknownMessageTypeError,
+  UnsupportedVersionError,
+} from '../errors.ts';
+import { fromHex } from '../model/hash.ts';
+import { ChannelKind, type SubAlloc } from '../model/types.ts';
+import {
+  MAX_MESSAGE_BYTES,
+  type Message,
+  MessageType,
+  PROTOCOL_VERSION,
+  RejectReason,
+  type StateBody,
+} from './messages.ts';
+import { address, array, bytes, balances, small, stateBody, uint256, uint64 } from './schema.ts';
+
+// Positional CBOR arrays: [protocolVersion, type, ...fields]. No keys, no repeated
+// addresses after the open, an 8-byte alias instead of the channel id.
+
+// int64AsType is supported at run time but missing from cbor-x's typings; without it
+// 64-bit integers would decode as lossy floats.
+const cbor = new Encoder({ useRecords: false, mapsAsObjects: false, tagUint8Array: false, int64AsType: 'bigint' } as ConstructorParameters<typeof Encoder>[0]);
+
+/** cbor-x writes every bigint as 8 bytes or more; small values go out as plain integers. */
+const int = (x: bigint): number | bigint => (x <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(x) : x);
+
+const lockedOut = (locked: readonly SubAlloc[]): unknown[] =>
+  locked.map((l) => [fromHex(l.id), l.balances.map(int), l.indexMap[0], l.indexMap[1]]);
+
+const bodyOut = (b: StateBody): unknown[] => [int(b.version), b.balances.map(([x, y]) => [int(x), int(y)]), lockedOut(b.locked), b.isFinal];
+
+function toArray(m: Message): unknown[] {
+  switch (m.type) {
+    case MessageType.OpenPropose:
+      return [
+        m.share,
+        int(m.chainId),
+        fromHex(m.adjudicator),
+        m.participants.map((p) => fromHex(p)),
+        int(m.challengeDuration),
+        m.kind,
+        m.assets.map((a) => fromHex(a)),
+        m.balances.map(([x, y]) => [int(x), int(y)]),
+        m.sig,
+      ];
+    case MessageType.OpenAccept:
+      return [m.shareA, m.shareB, m.sig];
+    case MessageType.OpenReject:
+      return [m.shareA, m.reason];
+    case MessageType.Update:
+      return [m.alias, ...bodyOut(m), m.sig];
+    case MessageType.UpdateAccept:
+      return [m.alias, int(m.version), m.sig];
+    case MessageType.UpdateReject:
+      return [m.alias, int(m.version), m.reason];
+    case MessageType.Sync:
+      return [
+        m.alias,
+        [...bodyOut(m.current), m.current.sigs[0], m.current.sigs[1]],
+        m.staged ? [...bodyOut(m.staged), m.staged.sig] : null,
+      ];
+  }
+}
+
+export function encodeMessage(m: Message): Uint8Array {
+  return cbor.encode([PROTOCOL_VERSION, m.type, ...toArray(m)]);
+}
+
+const reasons = Object.values(RejectReason);
+const kinds = Object.values(ChannelKind);
+const sig = (v: unknown, path: string): Uint8Array => bytes(v, path, 65);
+const alias = (v: unknown): Uint8Array => bytes(v, 'alias', 8);
+
+function fromArray(type: unknown, f: unknown[]): Message {
+  const fields = (n: number): void => {
+    if (f.length !== n) throw new SchemaError('message', `expected ${n} fields, got ${f.length}`);
+  };
+  switch (type) {
+    case MessageType.OpenPropose: {
+      fields(9);
+      const participants = array(f[3], 'participants', 2, 2).map((p, i) => address(p, `participants[${i}]`));
+      const assets = array(f[6], 'assets', 1, 8).map((a, i) => address(a, `assets[${i}]`));
+      const bal = balances(f[7], 'balances');
+      if (bal.length !== assets.length) throw new SchemaError('balances', 'one pair per asset required');
+      return {
+        type,
+        share: bytes(f[0], 'share', 32),
+        chainId: uint256(f[1], 'chainId'),
+        adjudicator: address(f[2], 'adjudicator'),
+        participants: [participants[0]!, participants[1]!],
+        challengeDuration: uint64(f[4], 'challengeDuration'),
+        kind: small(f[5], 'kind', kinds) as ChannelKind,
+        assets,
+        balances: bal,
+        sig: sig(f[8], 'sig'),
+      };
+    }
+    case MessageType.OpenAccept:
+      fields(3);
+      return { type, shareA: bytes(f[0], 'shareA', 32), shareB: bytes(f[1], 'shareB', 32), sig: sig(f[2], 'sig') };
+    case MessageType.OpenReject:
+      fields(2);
+      return { type, shareA: bytes(f[0], 'shareA', 32), reason: small(f[1], 'reason', reasons) as RejectReason };
+    case MessageType.Update:
+      fields(6);
+      return { type, alias: alias(f[0]), ...stateBody(f.slice(1, 5), 'update'), sig: sig(f[5], 'sig') };
+    case MessageType.UpdateAccept:
+      fields(3);
+      return { type, alias: alias(f[0]), version: uint64(f[1], 'version'), sig: sig(f[2], 'sig') };
+    case MessageType.UpdateReject:
+      fields(3);
+      return {
+        type,
+        alias: alias(f[0]),
+        version: uint64(f[1], 'version'),
+        reason: small(f[2], 'reason', reasons) as RejectReason,
+      };
+    case MessageType.Sync: {
+      fields(3);
+      const cur = array(f[1], 'current', 6, 6);
+      const staged = f[2] === null ? null : array(f[2], 'staged', 5, 5);
+      return {
+        type,
+        alias: alias(f[0]),
+        current: { ...stateBody(cur, 'current'), sigs: [sig(cur[4], 'current.sigs[0]'), sig(cur[5], 'current.sigs[1]')] },
+        staged: staged ? { ...stateBody(staged, 'staged'), sig: sig(staged[4], 'staged.sig') } : null,
+      };
+    }
+    default:
+      throw new UnknownMessageTypeError(type);
+  }
+}
+
+/**
+ * Decodes one frame from a peer. The size is checked before decoding and the schema
+ * after; every failure is a WireError, never anything untyped.
+ */
+export function decodeMessage(frame: Uint8Array, limit = MAX_MESSAGE_BYTES): Message {
+  if (frame.length > limit) throw new MessageTooLargeError(frame.length, limit);
+  let value: unknown;
+  try {
+    value = cbor.decode(frame);
+  } catch (cause) {
+    throw new MalformedMessageError('not a CBOR item', { cause });
+  }
+  try {
+    const [version, type, ...fields] = array(value, 'envelope', 2, 16);
+    if (version !== PROTOCOL_VERSION) throw new UnsupportedVersionError(version);
+    return fromArray(type, fields);
+  } catch (err) {
+    if (err instanceof PicopayError) throw err;
+    throw new MalformedMessageError('unexpected structure', { cause: err });
+  }
+}

@@ -1,0 +1,113 @@
+import type { Address, ChannelKind, Signature, SubAlloc } from '../model/types.ts';
+
+/** Every envelope starts with this; a peer speaking another version is refused. */
+export const PROTOCOL_VERSION = 1;
+
+/** Default size limit, checked before any decoding. */
+export const MAX_MESSAGE_BYTES = 4096;
+
+export const MessageType = {
+  OpenPropose: 1,
+  OpenAccept: 2,
+  OpenReject: 3,
+  Update: 4,
+  UpdateAccept: 5,
+  UpdateReject: 6,
+  Sync: 7,
+} as const;
+export type MessageType = (typeof MessageType)[keyof typeof MessageType];
+
+/** Why a proposal was refused; travels as a small integer. */
+export const RejectReason = {
+  Conflict: 1,
+  StaleVersion: 2,
+  InvalidSignature: 3,
+  NotConserved: 4,
+  InvalidAllocation: 5,
+  ChannelFinal: 6,
+  Policy: 7,
+  UnknownChannel: 8,
+  Busy: 9,
+  InvalidTerms: 10,
+} as const;
+export type RejectReason = (typeof RejectReason)[keyof typeof RejectReason];
+
+/**
+ * Eight bytes of the channel id. Both sides hold the full id; the alias keeps every
+ * message after the open short. An open whose alias collides with a live channel of
+ * the same pair is refused.
+ */
+export type Alias = Uint8Array;
+
+export type Balances = readonly (readonly [bigint, bigint])[];
+
+export interface OpenPropose {
+  type: typeof MessageType.OpenPropose;
+  /** The proposer's 32-byte random nonce share; also names the proposal. */
+  share: Uint8Array;
+  chainId: bigint;
+  adjudicator: Address;
+  participants: readonly [Address, Address];
+  challengeDuration: bigint;
+  kind: ChannelKind;
+  assets: readonly Address[];
+  balances: Balances;
+  /** The proposer's signature over openDigest. */
+  sig: Signature;
+}
+
+export interface OpenAccept {
+  type: typeof MessageType.OpenAccept;
+  shareA: Uint8Array;
+  shareB: Uint8Array;
+  /** The accepter's signature on the initial state (version 0). */
+  sig: Signature;
+}
+
+export interface OpenReject {
+  type: typeof MessageType.OpenReject;
+  shareA: Uint8Array;
+  reason: RejectReason;
+}
+
+/** The parts of a state that change; the rest is known from the channel. */
+export interface StateBody {
+  version: bigint;
+  balances: Balances;
+  locked: readonly SubAlloc[];
+  isFinal: boolean;
+}
+
+export interface Update extends StateBody {
+  type: typeof MessageType.Update;
+  alias: Alias;
+  sig: Signature;
+}
+
+export interface UpdateAccept {
+  type: typeof MessageType.UpdateAccept;
+  alias: Alias;
+  version: bigint;
+  sig: Signature;
+}
+
+export interface UpdateReject {
+  type: typeof MessageType.UpdateReject;
+  alias: Alias;
+  version: bigint;
+  reason: RejectReason;
+}
+
+/**
+ * Sent on (re)connect: the sender's latest fully signed state and its own proposal in
+ * flight, if any. The newest fully signed state wins; the proposal is then handled as
+ * an Update.
+ */
+export interface Sync {
+  type: typeof MessageType.Sync;
+  alias: Alias;
+  current: StateBody & { sigs: readonly [Signature, Signature] };
+  staged: (StateBody & { sig: Signature }) | null;
+}
+
+export type Message = OpenPropose | OpenAccept | OpenReject | Update | UpdateAccept | UpdateReject | Sync;
