@@ -25,5 +25,10 @@ export interface Transport {
   send(to: Address, frame: Uint8Array): Promise<void>;
   /** Installs the single handler; messages arriving before it is set may be dropped. */
   setHandler(handler: TransportHandler): void;
+  /**
+   * Asks to be told through `peerDown` when this peer goes offline. Optional: only
+   * transports that can observe a peer's presence (MQTT last will, memory) offer it.
+   */
+  watchPeer?(peer: Address): void;
   close(): Promise<void>;
 }

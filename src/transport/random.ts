@@ -1,0 +1,17 @@
+/** A source of uniform numbers in [0, 1), like Math.random. */
+export type Random = () => number;
+
+/**
+ * mulberry32: a tiny seeded generator, good enough for fault injection and fully
+ * reproducible from its 32-bit seed (Math.random cannot be seeded).
+ */
+export function seededRandom(seed: number): Random {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
