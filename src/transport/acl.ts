@@ -1,0 +1,32 @@
+import { TOPIC_ROOT } from './topics.ts';
+
+// The access rules of docs/mqtt/acl, for the embedded broker. A device logs in with its
+// address as username; it may read only its own inbox and write only as itself, so the
+// sender level of an inbox topic can be trusted.
+
+/** May `username` subscribe to `filter`? (`pattern read .../inbox/%u/#` and `.../presence/+`) */
+export function maySubscribe(username: string | undefined, filter: string): boolean {
+  if (!isPlainLevel(username)) return false;
+  const ownInbox = `${TOPIC_ROOT}/inbox/${username}`;
+  if (filter === ownInbox || filter.startsWith(`${ownInbox}/`)) return true;
+  const levels = filter.split('/');
+  return levels.length === 4 && filter.startsWith(`${TOPIC_ROOT}/presence/`) && levels[3] !== '#' && levels[3] !== '';
+}
+
+/** May `username` publish to `topic`? (`pattern write .../inbox/+/%u` and `.../presence/%u`) */
+export function mayPublish(username: string | undefined, topic: string): boolean {
+  if (!isPlainLevel(username)) return false;
+  if (topic === `${TOPIC_ROOT}/presence/${username}`) return true;
+  const levels = topic.split('/');
+  return (
+    levels.length === 5 &&
+    topic.startsWith(`${TOPIC_ROOT}/inbox/`) &&
+    isPlainLevel(levels[3]) &&
+    levels[4] === username
+  );
+}
+
+/** A non-empty topic level without wildcards: usable as an identity. */
+function isPlainLevel(level: string | undefined): level is string {
+  return level !== undefined && level !== '' && !/[/+#]/.test(level);
+}

@@ -1,0 +1,295 @@
+import type { Socket } from 'node:net';
+import { connect, type IClientOptions, type IConnackPacket, type ISubscriptionGrant, type MqttClient } from 'mqtt';
+import { TransportError } from '../errors.ts';
+import type { Address } from '../model/types.ts';
+import { Backoff, type BackoffOptions } from './backoff.ts';
+import { silentLogger, type TransportLogger } from './log.ts';
+import {
+  inboxFilter,
+  inboxTopic,
+  isAddress,
+  PRESENCE_OFFLINE,
+  PRESENCE_ONLINE,
+  presenceOf,
+  presenceTopic,
+  senderOf,
+} from './topics.ts';
+import type { Transport, TransportHandler } from './types.ts';
+
+export interface MqttTlsOptions {
+  ca?: string | Buffer | string[] | Buffer[];
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  /** Default true; false only for tests with self-signed certificates. */
+  rejectUnauthorized?: boolean;
+}
+
+export interface MqttTransportOptions {
+  /** Broker URL: mqtt://host:port, or mqtts://host:port with `tls`. */
+  url: string;
+  /** This device's address; its inbox is `picopay/v1/inbox/<self>/+`. */
+  self: Address;
+  /** Login name (default: the address, which the broker ACL expects). */
+  username?: string;
+  password?: string;
+  tls?: MqttTlsOptions;
+  /** Session identity at the broker (default derived from the address, so that a restart resumes the session). */
+  clientId?: string;
+  /** Keepalive in seconds (default 30); the broker publishes the last will after 1.5 × this without traffic. */
+  keepaliveSec?: number;
+  /** Delays between reconnection attempts. */
+  backoff?: BackoffOptions;
+  /** Frames above this size are refused on send and dropped on receipt (default 64 KiB). */
+  maxFrameBytes?: number;
+  /** Sends not yet acknowledged by the broker beyond which send() throws (default 1024). */
+  maxPendingSends?: number;
+  /** How long connect() waits for the first connection, in ms (default 30,000). */
+  connectTimeoutMs?: number;
+  logger?: TransportLogger;
+}
+
+const QOS = 1;
+const DEFAULT_MAX_FRAME_BYTES = 64 * 1024;
+const DEFAULT_MAX_PENDING_SENDS = 1024;
+
+/**
+ * Transport over an MQTT broker (mqtt.js, MQTT 3.1.1). A message from A to B is published
+ * with QoS 1 to `picopay/v1/inbox/<B>/<A>`; with the broker ACL of docs/mqtt a device can
+ * publish only under its own address, so the topic authenticates the sender. Sessions are
+ * persistent, so messages wait at the broker while a device is offline. Presence is a
+ * retained `online`/`offline` on `picopay/v1/presence/<addr>`, `offline` being the last
+ * will.
+ *
+ * Set the handler before connect(): messages the broker kept for this device arrive right
+ * after the connection.
+ */
+export class MqttTransport implements Transport {
+  readonly self: Address;
+  private readonly log: TransportLogger;
+  private readonly maxFrameBytes: number;
+  private readonly maxPendingSends: number;
+  private client: MqttClient | undefined;
+  private handler: TransportHandler | undefined;
+  private readonly watched = new Set<Address>();
+  /** Last presence seen per watched peer, so that a repeated `offline` reports the peer down once. */
+  private readonly presence = new Map<Address, string>();
+  private unackedSends = 0;
+  private closed = false;
+  private settleFirstConnection: ((error?: TransportError) => void) | undefined;
+
+  constructor(private readonly options: MqttTransportOptions) {
+    const self = options.self.toLowerCase();
+    if (!isAddress(self)) throw new TransportError(`not an address: ${options.self}`);
+    this.self = self;
+    this.log = options.logger ?? silentLogger;
+    this.maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    this.maxPendingSends = options.maxPendingSends ?? DEFAULT_MAX_PENDING_SENDS;
+  }
+
+  /** Messages handed to send() that the broker has not acknowledged yet. */
+  get pendingSends(): number {
+    return this.unackedSends;
+  }
+
+  get isConnected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  /**
+   * Connects, subscribes to the inbox and announces presence; afterwards reconnects on its
+   * own with backoff. Rejects with TransportError when the broker refuses the login or the
+   * first connection does not succeed within connectTimeoutMs.
+   */
+  async connect(): Promise<void> {
+    if (this.client) throw new TransportError('connect() was already called');
+    if (this.closed) throw new TransportError('transport is closed');
+    const backoff = new Backoff(this.options.backoff);
+    const client = connect(this.options.url, this.clientOptions(backoff.next()));
+    this.client = client;
+
+    // Runs before mqtt.js schedules the next attempt on 'close', so each attempt waits longer.
+    client.prependListener('close', () => {
+      client.options.reconnectPeriod = backoff.next();
+    });
+    client.on('connect', (connack) => {
+      backoff.reset();
+      (client.stream as Partial<Socket>).setNoDelay?.(true);
+      void this.onConnect(client, connack);
+    });
+    client.on('message', (topic, payload) => this.onMessage(topic, payload));
+    client.on('error', (error) => this.log.warn({ err: error, url: this.options.url }, 'mqtt error'));
+    client.on('offline', () => this.log.info({ url: this.options.url }, 'mqtt offline, reconnecting'));
+
+    try {
+      await this.firstConnection(client);
+    } catch (error) {
+      this.closed = true;
+      client.end(true);
+      throw error;
+    }
+  }
+
+  setHandler(handler: TransportHandler): void {
+    this.handler = handler;
+  }
+
+  async send(to: Address, frame: Uint8Array): Promise<void> {
+    const client = this.client;
+    if (client === undefined || this.closed) throw new TransportError('transport is not connected');
+    const recipient = to.toLowerCase();
+    if (!isAddress(recipient)) throw new TransportError(`not an address: ${to}`);
+    if (frame.byteLength > this.maxFrameBytes) {
+      throw new TransportError(`frame of ${frame.byteLength} bytes exceeds the limit of ${this.maxFrameBytes}`);
+    }
+    if (this.unackedSends >= this.maxPendingSends) {
+      throw new TransportError(`${this.unackedSends} sends are waiting for the broker`);
+    }
+    this.unackedSends++;
+    // Resolves once mqtt.js holds the message: it writes it now or after reconnecting and
+    // retransmits it until the broker acknowledges. Copied, so the caller may reuse its buffer.
+    client.publish(inboxTopic(recipient, this.self), Buffer.from(frame), { qos: QOS }, (error) => {
+      this.unackedSends--;
+      if (error) this.log.debug({ err: error, to: recipient }, 'mqtt send failed');
+    });
+  }
+
+  /** Reports `peerDown(peer)` whenever the peer's presence turns to offline (last will or clean exit). */
+  watchPeer(peer: Address): void {
+    const address = peer.toLowerCase();
+    if (!isAddress(address)) throw new TransportError(`not an address: ${peer}`);
+    if (this.watched.has(address)) return;
+    this.watched.add(address);
+    // While offline mqtt.js queues the request and sends it on reconnection.
+    this.client?.subscribe(presenceTopic(address), { qos: QOS }, (error) => {
+      if (error) this.log.warn({ err: error, peer: address }, 'cannot watch peer presence');
+    });
+  }
+
+  /** Announces `offline` and disconnects; the session stays at the broker, which keeps collecting messages. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const client = this.client;
+    if (client === undefined) return;
+    if (client.connected) {
+      await client
+        .publishAsync(presenceTopic(this.self), PRESENCE_OFFLINE, { qos: QOS, retain: true })
+        .catch((error: unknown) => this.log.debug({ err: error }, 'cannot announce offline'));
+    }
+    await client.endAsync(!client.connected);
+  }
+
+  private clientOptions(firstReconnectMs: number): IClientOptions {
+    const { options } = this;
+    return {
+      protocolVersion: 4,
+      clientId: options.clientId ?? `picopay-${this.self.slice(2)}`,
+      clean: false,
+      username: options.username ?? this.self,
+      password: options.password,
+      keepalive: options.keepaliveSec ?? 30,
+      reconnectPeriod: firstReconnectMs,
+      reconnectOnConnackError: true,
+      // This class subscribes itself on each connection without a session (see onConnect).
+      resubscribe: false,
+      will: { topic: presenceTopic(this.self), payload: Buffer.from(PRESENCE_OFFLINE), qos: QOS, retain: true },
+      ...options.tls,
+    };
+  }
+
+  /** Resolves on the first complete connection, rejects on a refused login or the timeout. */
+  private firstConnection(client: MqttClient): Promise<void> {
+    const timeoutMs = this.options.connectTimeoutMs ?? 30_000;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => settle(new TransportError(`no connection to ${this.options.url} within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      const onError = (error: Error & { code?: unknown }) => {
+        // A refused CONNACK carries a numeric return code; socket errors (ECONNREFUSED…) are retried.
+        if (typeof error.code === 'number') {
+          settle(new TransportError(`broker refused the connection: ${error.message}`, { cause: error }));
+        }
+      };
+      const settle = (error?: TransportError) => {
+        clearTimeout(timer);
+        client.off('error', onError);
+        this.settleFirstConnection = undefined;
+        if (error) reject(error);
+        else resolve();
+      };
+      client.on('error', onError);
+      this.settleFirstConnection = settle;
+    });
+  }
+
+  /** Subscribes when the broker has no session for us, announces presence, then tells the handler. */
+  private async onConnect(client: MqttClient, connack: IConnackPacket): Promise<void> {
+    try {
+      if (!connack.sessionPresent) {
+        const topics = [inboxFilter(this.self), ...[...this.watched].map(presenceTopic)];
+        const refused = (await client.subscribeAsync(topics, { qos: QOS })).filter(isRefused).map((grant) => grant.topic);
+        if (refused.length > 0) {
+          this.log.warn({ topics: refused, username: this.options.username ?? this.self }, 'broker refused subscriptions (ACL?)');
+        }
+        if (refused.includes(inboxFilter(this.self))) {
+          this.settleFirstConnection?.(new TransportError('the broker refused the subscription to our inbox (check the ACL and username)'));
+          return;
+        }
+      }
+      await client.publishAsync(presenceTopic(this.self), PRESENCE_ONLINE, { qos: QOS, retain: true });
+    } catch (error) {
+      // The connection dropped meanwhile; the next one starts over.
+      this.log.debug({ err: error }, 'connection lost while setting up');
+      return;
+    }
+    this.log.info({ url: this.options.url, sessionPresent: connack.sessionPresent }, 'mqtt connected');
+    this.settleFirstConnection?.();
+    this.callHandler('connected', () => this.handler?.connected?.());
+  }
+
+  private onMessage(topic: string, payload: Buffer): void {
+    const sender = senderOf(topic, this.self);
+    if (sender !== undefined) {
+      if (payload.byteLength > this.maxFrameBytes) {
+        this.log.debug({ from: sender, bytes: payload.byteLength }, 'dropped oversized frame');
+        return;
+      }
+      const frame = new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+      this.callHandler('message', () => this.handler?.message(sender, frame));
+      return;
+    }
+    const peer = presenceOf(topic);
+    if (peer !== undefined && this.watched.has(peer)) {
+      this.onPresence(peer, payload.toString('utf8'));
+      return;
+    }
+    this.log.debug({ topic: topic.slice(0, 200) }, 'dropped message on an unexpected topic');
+  }
+
+  private onPresence(peer: Address, state: string): void {
+    if (state !== PRESENCE_ONLINE && state !== PRESENCE_OFFLINE) {
+      this.log.debug({ peer }, 'dropped malformed presence');
+      return;
+    }
+    const previous = this.presence.get(peer);
+    this.presence.set(peer, state);
+    if (state === PRESENCE_OFFLINE && previous !== PRESENCE_OFFLINE) {
+      this.callHandler('peerDown', () => this.handler?.peerDown?.(peer));
+    }
+  }
+
+  /** A throwing handler must not break mqtt.js's event processing. */
+  private callHandler(event: string, call: () => void): void {
+    try {
+      call();
+    } catch (error) {
+      this.log.warn({ err: error, event }, 'transport handler threw');
+    }
+  }
+}
+
+/** SUBACK code 0x80: the broker refused the subscription. */
+function isRefused(grant: ISubscriptionGrant): boolean {
+  return grant.qos === 0x80;
+}

@@ -1,0 +1,202 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect as tcpConnect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import type { Address } from '../../src/model/types.ts';
+import type { TransportHandler } from '../../src/transport/types.ts';
+
+const HOST = '127.0.0.1';
+
+export function randomAddress(): Address {
+  return `0x${randomBytes(20).toString('hex')}`;
+}
+
+/** Polls `check` until it holds; fails after `timeoutMs` (a bound, not a timing assertion). */
+export async function waitFor(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** A handler that records everything a transport reports; frames are read as UTF-8 text. */
+export class Recorder implements TransportHandler {
+  readonly messages: { from: Address; text: string }[] = [];
+  readonly peersDown: Address[] = [];
+  connections = 0;
+
+  message(from: Address, frame: Uint8Array): void {
+    this.messages.push({ from, text: Buffer.from(frame).toString('utf8') });
+  }
+  connected(): void {
+    this.connections++;
+  }
+  peerDown(peer: Address): void {
+    this.peersDown.push(peer);
+  }
+  texts(): string[] {
+    return this.messages.map((message) => message.text);
+  }
+}
+
+export function text(value: string): Uint8Array {
+  return new TextEncoder().encode(value);
+}
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+async function portAccepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = tcpConnect(port, HOST);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** A TCP relay whose connections the test can cut at once, as a network failure would. */
+export interface TcpProxy {
+  readonly port: number;
+  /** Destroys every relayed connection on both sides, without any MQTT DISCONNECT. */
+  cut(): void;
+  close(): Promise<void>;
+}
+
+export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
+  const sockets = new Set<Socket>();
+  const track = (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+  };
+  const server = createServer((downstream) => {
+    const upstream = tcpConnect(targetPort, HOST);
+    track(downstream);
+    track(upstream);
+    downstream.setNoDelay(true);
+    upstream.setNoDelay(true);
+    downstream.pipe(upstream);
+    upstream.pipe(downstream);
+    downstream.once('close', () => upstream.destroy());
+    upstream.once('close', () => downstream.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
+  const cut = () => {
+    for (const socket of sockets) socket.destroy();
+  };
+  return {
+    port: (server.address() as AddressInfo).port,
+    cut,
+    close: async () => {
+      cut();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+// ---- Mosquitto ----
+
+export const mosquittoInstalled = spawnSync('sh', ['-c', 'command -v mosquitto && command -v mosquitto_passwd']).status === 0;
+
+export interface MosquittoUser {
+  username: string;
+  password: string;
+}
+
+export interface MosquittoOptions {
+  /** When given, anonymous logins are refused and `aclFile` applies. */
+  users?: MosquittoUser[];
+  aclFile?: string;
+}
+
+export interface Mosquitto {
+  readonly url: string;
+  readonly port: number;
+  /** Stops (saving its persistence) and starts again on the same port and data directory. */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Starts a private Mosquitto on a free 127.0.0.1 port with its own config and persistence directory. */
+export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mosquitto> {
+  const dir = await mkdtemp(join(tmpdir(), 'picopay-mosquitto-'));
+  const port = await freePort();
+  const config = [
+    // Only has an effect when run as root: stay this user instead of switching to "mosquitto".
+    `user ${userInfo().username}`,
+    `listener ${port} ${HOST}`,
+    'persistence true',
+    `persistence_location ${dir}/`,
+    'set_tcp_nodelay true',
+    'log_dest stderr',
+    'log_type error',
+    'log_type warning',
+  ];
+  if (options.users) {
+    const passwordFile = join(dir, 'passwd');
+    for (const [index, user] of options.users.entries()) {
+      const args = index === 0 ? ['-c', '-b', passwordFile] : ['-b', passwordFile];
+      const result = spawnSync('mosquitto_passwd', [...args, user.username, user.password]);
+      if (result.status !== 0) throw new Error(`mosquitto_passwd failed: ${result.stderr.toString()}`);
+    }
+    config.push('allow_anonymous false', `password_file ${passwordFile}`);
+    if (options.aclFile) config.push(`acl_file ${options.aclFile}`);
+  } else {
+    config.push('allow_anonymous true');
+  }
+  const configFile = join(dir, 'mosquitto.conf');
+  await writeFile(configFile, `${config.join('\n')}\n`);
+
+  let child: ChildProcess | undefined;
+  let stderr = '';
+  const start = async () => {
+    const process = spawn('mosquitto', ['-c', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child = process;
+    process.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    let ready = false;
+    const deadline = Date.now() + 10_000;
+    while (!ready) {
+      if (process.exitCode !== null) throw new Error(`mosquitto exited: ${stderr}`);
+      if (Date.now() > deadline) throw new Error(`mosquitto did not listen on ${port}: ${stderr}`);
+      ready = await portAccepts(port);
+      if (!ready) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+  const stop = async () => {
+    const process = child;
+    child = undefined;
+    if (process === undefined || process.exitCode !== null) return;
+    const exited = new Promise((resolve) => process.once('exit', resolve));
+    process.kill('SIGTERM');
+    const killTimer = setTimeout(() => process.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(killTimer);
+  };
+
+  await start();
+  return {
+    url: `mqtt://${HOST}:${port}`,
+    port,
+    restart: async () => {
+      await stop();
+      await start();
+    },
+    stop: async () => {
+      await stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
