@@ -108,6 +108,10 @@ export class OpenRejectedError extends ProtocolError {
   }
 }
 
+export class AliasCollisionError extends ProtocolError {
+  readonly code = 'ALIAS_COLLISION';
+}
+
 export class InsufficientFundsError extends ProtocolError {
   readonly code = 'INSUFFICIENT_FUNDS';
 }

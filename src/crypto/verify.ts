@@ -29,11 +29,16 @@ export function verifyDigest(sig: Uint8Array, digest: Uint8Array, publicKey: Uin
 
 /** The address that signed `digest`, or null when the signature is malformed. */
 export function recoverAddress(sig: Uint8Array, digest: Uint8Array): Address | null {
+  const pub = recoverPublicKey(sig, digest);
+  return pub && addressOf(pub);
+}
+
+/** The 65-byte uncompressed public key that signed `digest`, or null. */
+export function recoverPublicKey(sig: Uint8Array, digest: Uint8Array): Uint8Array | null {
   const rec = toRecovered(sig);
   if (!rec) return null;
   try {
-    const pub = secp256k1.Signature.fromBytes(rec, 'recovered').recoverPublicKey(digest).toBytes(false);
-    return addressOf(pub);
+    return secp256k1.Signature.fromBytes(rec, 'recovered').recoverPublicKey(digest).toBytes(false);
   } catch {
     return null;
   }

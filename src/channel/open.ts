@@ -1,0 +1,137 @@
+import { randomBytes } from 'node:crypto';
+import type { Signer } from '../crypto/keys.ts';
+import { addressOf } from '../crypto/keys.ts';
+import { recoverPublicKey, verifyDigest } from '../crypto/verify.ts';
+import { InvalidSignatureError, WrongPeerError } from '../errors.ts';
+import { assertWellFormed } from '../model/allocation.ts';
+import { channelId, nonceFromShares } from '../model/channelId.ts';
+import { domainSeparator, openDigest, toHex } from '../model/hash.ts';
+import type { Address, Allocation, ChannelKind, Params, SignedState, State } from '../model/types.ts';
+import { type Balances, MessageType, type OpenAccept, type OpenPropose, type UpdateAccept } from '../wire/messages.ts';
+import { aliasOf, type ChannelRecord, digestOf, withSig } from './record.ts';
+
+// Opening a channel: A proposes terms and its nonce share, signed; B adds its share,
+// which fixes the nonce and so the id, and signs version 0; A countersigns version 0.
+
+export interface OpenTerms {
+  peer: Address;
+  chainId: bigint;
+  adjudicator: Address;
+  challengeDuration: bigint;
+  kind: ChannelKind;
+  assets: readonly Address[];
+  /** balances[asset] = [proposer's, peer's]. */
+  balances: Balances;
+}
+
+/** A proposal this side sent and has not seen answered; persisted so a restart can finish it. */
+export interface PendingOpen {
+  message: OpenPropose;
+}
+
+function outcomeOf(m: Pick<OpenPropose, 'assets' | 'balances'>): Allocation {
+  return { assets: m.assets, balances: m.balances, locked: [] };
+}
+
+export function proposeOpen(signer: Signer, terms: OpenTerms, share: Uint8Array = randomBytes(32)): PendingOpen {
+  const participants = [signer.address, terms.peer] as const;
+  const outcome: Allocation = { assets: terms.assets, balances: terms.balances, locked: [] };
+  assertWellFormed(outcome);
+  const digest = openDigest(domainSeparator(terms), {
+    share: toHex(share),
+    participants,
+    challengeDuration: terms.challengeDuration,
+    kind: terms.kind,
+    outcome,
+  });
+  const message: OpenPropose = {
+    type: MessageType.OpenPropose,
+    share: new Uint8Array(share),
+    chainId: terms.chainId,
+    adjudicator: terms.adjudicator,
+    participants,
+    challengeDuration: terms.challengeDuration,
+    kind: terms.kind,
+    assets: terms.assets,
+    balances: terms.balances,
+    sig: signer.sign(digest),
+  };
+  return { message };
+}
+
+function paramsOf(m: OpenPropose, shareB: Uint8Array): Params {
+  return {
+    chainId: m.chainId,
+    adjudicator: m.adjudicator,
+    participants: m.participants,
+    challengeDuration: m.challengeDuration,
+    nonce: nonceFromShares(m.share, shareB),
+    kind: m.kind,
+  };
+}
+
+function initialState(params: Params, m: OpenPropose): State {
+  return { channelId: channelId(params), version: 0n, outcome: outcomeOf(m), isFinal: false };
+}
+
+/**
+ * Checks a proposal addressed to this side and, if it holds, returns the channel record
+ * (to persist) and the acceptance (to send after). Terms the agent does not accept
+ * (chain, amounts) are its policy, checked before this.
+ */
+export function acceptOpen(signer: Signer, m: OpenPropose, shareB: Uint8Array = randomBytes(32)): { record: ChannelRecord; reply: OpenAccept } {
+  if (m.participants[1] !== signer.address) throw new WrongPeerError('proposal is not addressed to this party');
+  if (m.participants[0] === m.participants[1]) throw new WrongPeerError('a channel needs two different participants');
+  const outcome = outcomeOf(m);
+  assertWellFormed(outcome);
+  const digest = openDigest(domainSeparator(m), {
+    share: toHex(m.share),
+    participants: m.participants,
+    challengeDuration: m.challengeDuration,
+    kind: m.kind,
+    outcome,
+  });
+  const peerKey = recoverPublicKey(m.sig, digest);
+  if (!peerKey || addressOf(peerKey) !== m.participants[0]) throw new InvalidSignatureError('proposal not signed by its proposer');
+  const params = paramsOf(m, shareB);
+  const state = initialState(params, m);
+  const base = { id: state.channelId, params };
+  const sig = signer.sign(digestOf(base, state));
+  const record: ChannelRecord = {
+    ...base,
+    idx: 1,
+    peer: m.participants[0],
+    peerKey,
+    phase: 'opening',
+    current: { state, sigs: [null, sig] },
+    staged: null,
+    highestSigned: 0n,
+  };
+  return { record, reply: { type: MessageType.OpenAccept, shareA: m.share, shareB: new Uint8Array(shareB), sig } };
+}
+
+/** The proposer completes the open with the peer's signature on version 0 and countersigns it. */
+export function completeOpen(signer: Signer, pending: PendingOpen, m: OpenAccept): { record: ChannelRecord; reply: UpdateAccept; state: SignedState } {
+  const p = pending.message;
+  const params = paramsOf(p, m.shareB);
+  const state = initialState(params, p);
+  const base = { id: state.channelId, params };
+  const digest = digestOf(base, state);
+  const peerKey = recoverPublicKey(m.sig, digest);
+  if (!peerKey || addressOf(peerKey) !== p.participants[1] || !verifyDigest(m.sig, digest, peerKey)) {
+    throw new InvalidSignatureError('acceptance not signed by the peer');
+  }
+  const sig = signer.sign(digest);
+  const signed: SignedState = { state, sigs: withSig([null, m.sig], 0, sig) };
+  const record: ChannelRecord = {
+    ...base,
+    idx: 0,
+    peer: p.participants[1],
+    peerKey,
+    phase: 'open',
+    current: signed,
+    staged: null,
+    highestSigned: 0n,
+  };
+  return { record, reply: { type: MessageType.UpdateAccept, alias: aliasOf(state.channelId), version: 0n, sig }, state: signed };
+}

@@ -1,0 +1,80 @@
+import { domainSeparator, outcomeHash, stateDigest } from '../model/hash.ts';
+import type { Address, Bytes32, Params, Signature, SignedState, State } from '../model/types.ts';
+import type { StateBody } from '../wire/messages.ts';
+
+/**
+ * Everything a party keeps about one channel, and all a dispute needs: the latest state
+ * with every signature it has, its own proposal in flight, and the highest version it
+ * ever signed. Older states are not kept: the store stays the same size over a
+ * channel's life.
+ */
+export interface ChannelRecord {
+  id: Bytes32;
+  params: Params;
+  /** This party's index in params.participants. */
+  idx: 0 | 1;
+  peer: Address;
+  /** The peer's uncompressed public key, learned from its first signature. */
+  peerKey: Uint8Array;
+  /** 'opening' until version 0 carries both signatures; 'final' once a final state does. */
+  phase: 'opening' | 'open' | 'final';
+  current: SignedState;
+  /** This party's own proposal in flight, signed by it alone. */
+  staged: { state: State; sig: Signature } | null;
+  /** Never sign a different state at or below this version (-1: nothing signed yet). */
+  highestSigned: bigint;
+}
+
+const separators = new Map<Bytes32, Uint8Array>();
+
+/** The EIP-712 domain separator of a channel's chain and adjudicator, computed once. */
+export function separatorOf(rec: Pick<ChannelRecord, 'id' | 'params'>): Uint8Array {
+  let sep = separators.get(rec.id);
+  if (!sep) {
+    sep = domainSeparator(rec.params);
+    separators.set(rec.id, sep);
+  }
+  return sep;
+}
+
+export function digestOf(rec: Pick<ChannelRecord, 'id' | 'params'>, state: State): Uint8Array {
+  return stateDigest(separatorOf(rec), state);
+}
+
+export function aliasOf(id: Bytes32): Uint8Array {
+  return Uint8Array.from(Buffer.from(id.slice(2, 18), 'hex'));
+}
+
+export function aliasKey(alias: Uint8Array): string {
+  return Buffer.from(alias).toString('hex');
+}
+
+export function stateFromBody(rec: ChannelRecord, body: StateBody): State {
+  return {
+    channelId: rec.id,
+    version: body.version,
+    outcome: { assets: rec.current.state.outcome.assets, balances: body.balances, locked: body.locked },
+    isFinal: body.isFinal,
+  };
+}
+
+export function bodyOf(state: State): StateBody {
+  return { version: state.version, balances: state.outcome.balances, locked: state.outcome.locked, isFinal: state.isFinal };
+}
+
+export function isFullySigned(s: SignedState): s is { state: State; sigs: readonly [Signature, Signature] } {
+  return s.sigs[0] !== null && s.sigs[1] !== null;
+}
+
+export function withSig(sigs: SignedState['sigs'], idx: 0 | 1, sig: Signature): readonly [Signature | null, Signature | null] {
+  return idx === 0 ? [sig, sigs[1]] : [sigs[0], sig];
+}
+
+export function sameState(a: State, b: State): boolean {
+  return (
+    a.channelId === b.channelId &&
+    a.version === b.version &&
+    a.isFinal === b.isFinal &&
+    outcomeHash(a.outcome) === outcomeHash(b.outcome)
+  );
+}

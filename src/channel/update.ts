@@ -1,0 +1,153 @@
+import type { Signer } from '../crypto/keys.ts';
+import { verifyDigest } from '../crypto/verify.ts';
+import {
+  ChannelClosedError,
+  ConservationError,
+  FinalStateError,
+  InvalidAllocationError,
+  InvalidSignatureError,
+  NegativeBalanceError,
+  type ProtocolError,
+  StaleVersionError,
+  UpdateConflictError,
+  UpdateInProgressError,
+  UpdateRejectedError,
+} from '../errors.ts';
+import { assertConserved, assertWellFormed } from '../model/allocation.ts';
+import type { SignedState, State } from '../model/types.ts';
+import {
+  MessageType,
+  RejectReason,
+  type StateBody,
+  type Update,
+  type UpdateAccept,
+  type UpdateReject,
+} from '../wire/messages.ts';
+import { aliasOf, bodyOf, type ChannelRecord, digestOf, isFullySigned, sameState, stateFromBody, withSig } from './record.ts';
+
+// The update protocol of a two-party channel as pure functions: each takes a record and
+// a message, and returns the new record (to persist before anything is sent) and what to
+// send. No I/O, no clocks.
+
+/** A proposal of the other side that this side would sign: the checks that come before any policy. */
+export function checkProposal(rec: ChannelRecord, body: StateBody): State {
+  if (rec.phase === 'opening') throw new ChannelClosedError('channel is not open yet');
+  if (rec.phase === 'final') throw new FinalStateError('channel is final: nothing follows a final state');
+  const floor = rec.current.state.version > rec.highestSigned ? rec.current.state.version : rec.highestSigned;
+  if (body.version <= floor) throw new StaleVersionError(body.version, floor);
+  const next = stateFromBody(rec, body);
+  assertWellFormed(next.outcome);
+  assertConserved(rec.current.state.outcome, next.outcome);
+  return next;
+}
+
+export interface Proposal {
+  record: ChannelRecord;
+  message: Update;
+  state: State;
+}
+
+/** This side proposes the next state: it signs it and stages it. */
+export function propose(rec: ChannelRecord, signer: Signer, body: Omit<StateBody, 'version'>): Proposal {
+  if (rec.staged) throw new UpdateInProgressError('an update is already in flight on this channel');
+  const floor = rec.current.state.version > rec.highestSigned ? rec.current.state.version : rec.highestSigned;
+  const state = checkProposal(rec, { ...body, version: floor + 1n });
+  return stage(rec, signer, state);
+}
+
+function stage(rec: ChannelRecord, signer: Signer, state: State): Proposal {
+  const sig = signer.sign(digestOf(rec, state));
+  return {
+    record: { ...rec, staged: { state, sig }, highestSigned: state.version },
+    message: { type: MessageType.Update, alias: aliasOf(rec.id), ...bodyOf(state), sig },
+    state,
+  };
+}
+
+export type UpdateResult =
+  | { kind: 'accepted'; record: ChannelRecord; reply: UpdateAccept; state: SignedState }
+  | { kind: 'duplicate'; reply: UpdateAccept }
+  | { kind: 'rejected'; reply: UpdateReject; error: ProtocolError };
+
+export function reasonOf(err: ProtocolError): RejectReason {
+  if (err instanceof StaleVersionError) return RejectReason.StaleVersion;
+  if (err instanceof ConservationError) return RejectReason.NotConserved;
+  if (err instanceof InvalidSignatureError) return RejectReason.InvalidSignature;
+  if (err instanceof FinalStateError) return RejectReason.ChannelFinal;
+  if (err instanceof NegativeBalanceError || err instanceof InvalidAllocationError) return RejectReason.InvalidAllocation;
+  if (err instanceof UpdateConflictError || err instanceof UpdateInProgressError) return RejectReason.Conflict;
+  return RejectReason.Policy;
+}
+
+function reject(rec: ChannelRecord, version: bigint, error: ProtocolError): UpdateResult {
+  return { kind: 'rejected', reply: { type: MessageType.UpdateReject, alias: aliasOf(rec.id), version, reason: reasonOf(error) }, error };
+}
+
+/**
+ * The peer proposes a state. A repeat of the state already accepted gets the same
+ * acceptance again (the first one may have been lost); a proposal that crosses this
+ * side's own is refused as a conflict (see onReject for who retries).
+ */
+export function receiveUpdate(rec: ChannelRecord, signer: Signer, msg: StateBody & { sig: Uint8Array }): UpdateResult {
+  const cur = rec.current;
+  if (msg.version === cur.state.version && isFullySigned(cur) && sameState(cur.state, stateFromBody(rec, msg))) {
+    return { kind: 'duplicate', reply: { type: MessageType.UpdateAccept, alias: aliasOf(rec.id), version: msg.version, sig: cur.sigs[rec.idx] } };
+  }
+  let state: State;
+  try {
+    if (rec.staged) throw new UpdateConflictError('both sides proposed at once');
+    state = checkProposal(rec, msg);
+  } catch (err) {
+    return reject(rec, msg.version, err as ProtocolError);
+  }
+  const digest = digestOf(rec, state);
+  if (!verifyDigest(msg.sig, digest, rec.peerKey)) return reject(rec, msg.version, new InvalidSignatureError('proposal not signed by the peer'));
+  const mine = signer.sign(digest);
+  const sigs = withSig(withSig([null, null], rec.idx, mine), rec.idx === 0 ? 1 : 0, msg.sig);
+  const signed: SignedState = { state, sigs };
+  return {
+    kind: 'accepted',
+    record: { ...rec, current: signed, highestSigned: state.version, phase: state.isFinal ? 'final' : 'open' },
+    reply: { type: MessageType.UpdateAccept, alias: aliasOf(rec.id), version: state.version, sig: mine },
+    state: signed,
+  };
+}
+
+/** The peer's signature on this side's staged proposal (or on version 0 while opening). */
+export function receiveAccept(rec: ChannelRecord, msg: UpdateAccept): { record: ChannelRecord; state: SignedState } | null {
+  const peerIdx = rec.idx === 0 ? 1 : 0;
+  const target =
+    rec.staged && rec.staged.state.version === msg.version
+      ? { state: rec.staged.state, sigs: withSig([null, null], rec.idx, rec.staged.sig) }
+      : rec.phase === 'opening' && msg.version === rec.current.state.version
+        ? rec.current
+        : null;
+  if (!target) return null; // late or repeated: nothing to do
+  if (!verifyDigest(msg.sig, digestOf(rec, target.state), rec.peerKey)) throw new InvalidSignatureError('acceptance not signed by the peer');
+  const state: SignedState = { state: target.state, sigs: withSig(target.sigs, peerIdx, msg.sig) };
+  return { record: { ...rec, current: state, staged: null, phase: state.state.isFinal ? 'final' : 'open' }, state };
+}
+
+export type RejectResult =
+  | { kind: 'retry'; proposal: Proposal }
+  | { kind: 'failed'; record: ChannelRecord; error: ProtocolError }
+  | null;
+
+/**
+ * The peer refused this side's staged proposal. On a conflict or a stale version,
+ * participant 0 wins the tie: it re-proposes the same change at a fresh version, which
+ * the peer has never signed; participant 1 drops its proposal and its caller retries
+ * later. Nobody ever signs two different states with one version.
+ */
+export function receiveReject(rec: ChannelRecord, signer: Signer, msg: UpdateReject): RejectResult {
+  if (!rec.staged || rec.staged.state.version !== msg.version) return null;
+  const crossed = msg.reason === RejectReason.Conflict || msg.reason === RejectReason.StaleVersion;
+  if (crossed && rec.idx === 0) {
+    const state = { ...rec.staged.state, version: rec.highestSigned + 1n };
+    return { kind: 'retry', proposal: stage({ ...rec, staged: null }, signer, state) };
+  }
+  const error = crossed
+    ? new UpdateConflictError('the peer proposed at the same time and has precedence')
+    : new UpdateRejectedError(Object.entries(RejectReason).find(([, v]) => v === msg.reason)?.[0] ?? String(msg.reason));
+  return { kind: 'failed', record: { ...rec, staged: null }, error };
+}

@@ -1,0 +1,149 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { FinalStateError, InsufficientFundsError, NegativeBalanceError, OpenRejectedError, UpdateRejectedError } from '../errors.ts';
+import { MemoryNetwork } from '../transport/memory.ts';
+import { encodeMessage } from '../wire/codec.ts';
+import { MessageType } from '../wire/messages.ts';
+import { aliasOf } from '../channel/record.ts';
+import { Agent } from './agent.ts';
+import { CHAIN, FAST, makeParty, type Party, tempDir, until } from '../../test/helpers/agents.ts';
+
+let parties: Party[] = [];
+afterEach(() => {
+  for (const p of parties) {
+    p.agent.stop();
+    p.store.close();
+  }
+  parties = [];
+});
+
+function pair(network = new MemoryNetwork()) {
+  const dir = tempDir();
+  const a = makeParty(network, dir, 'a');
+  const b = makeParty(network, dir, 'b');
+  parties.push(a, b);
+  return { network, a, b, dir };
+}
+
+describe('Agent', () => {
+  it('opens a channel, pays both ways, finalizes; both sides agree', async () => {
+    const { a, b, network } = pair();
+    const ch = await a.agent.open(b.signer.address, { balances: [[100n, 50n]] });
+    expect(await until(() => b.agent.channels()[0]?.phase === 'open')).toBe(true);
+    await a.agent.pay(ch.id, 30n);
+    await b.agent.pay(ch.id, 10n);
+    const fin = await a.agent.finalize(ch.id);
+    await network.idle();
+    expect(fin.state.isFinal).toBe(true);
+    for (const p of [a, b]) {
+      const rec = p.agent.channel(ch.id);
+      expect(rec.phase).toBe('final');
+      expect(rec.current.state.outcome.balances).toEqual([[80n, 70n]]);
+      expect(rec.current.state.version).toBe(3n);
+    }
+    await expect(a.agent.pay(ch.id, 1n)).rejects.toBeInstanceOf(FinalStateError);
+  });
+
+  it('refuses to pay more than the balance, without changing anything', async () => {
+    const { a, b } = pair();
+    const ch = await a.agent.open(b.signer.address, { balances: [[10n, 0n]] });
+    await expect(a.agent.pay(ch.id, 11n)).rejects.toBeInstanceOf(NegativeBalanceError);
+    expect(a.agent.channel(ch.id).current.state.version).toBe(0n);
+    void InsufficientFundsError;
+  });
+
+  it('the peer refuses an update that takes its money, by default policy', async () => {
+    const { a, b } = pair();
+    const ch = await a.agent.open(b.signer.address, { balances: [[10n, 10n]] });
+    await until(() => b.agent.channels()[0]?.phase === 'open');
+    const idx = a.agent.channel(ch.id).idx;
+    const grab = a.agent.update(ch.id, (s) => {
+      const bal = s.outcome.balances[0]!;
+      const next: [bigint, bigint] = idx === 0 ? [bal[0] + 5n, bal[1] - 5n] : [bal[0] - 5n, bal[1] + 5n];
+      return { balances: [next], locked: [], isFinal: false };
+    });
+    await expect(grab).rejects.toBeInstanceOf(UpdateRejectedError);
+    // The refused proposal is dropped; the next payment goes through at a higher version.
+    const s = await a.agent.pay(ch.id, 1n);
+    expect(s.state.outcome.balances[0]![idx]).toBe(9n);
+  });
+
+  it('rejects a proposal for another chain', async () => {
+    const network = new MemoryNetwork();
+    const dir = tempDir();
+    const a = makeParty(network, dir, 'a', { chain: { ...CHAIN, chainId: 1n } });
+    const b = makeParty(network, dir, 'b');
+    parties.push(a, b);
+    await expect(a.agent.open(b.signer.address, { balances: [[1n, 0n]] })).rejects.toBeInstanceOf(OpenRejectedError);
+    expect(b.agent.channels()).toEqual([]);
+  });
+
+  it('simultaneous proposals: tie-break lets both complete, no version signed twice', async () => {
+    const { a, b, network } = pair();
+    const ch = await a.agent.open(b.signer.address, { balances: [[1000n, 1000n]] });
+    await until(() => b.agent.channels()[0]?.phase === 'open');
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => (i % 2 ? a.agent.pay(ch.id, 1n) : b.agent.pay(ch.id, 2n))),
+    );
+    await network.idle();
+    expect(results).toHaveLength(20);
+    const ra = a.agent.channel(ch.id).current;
+    const rb = b.agent.channel(ch.id).current;
+    expect(ra.state.version).toBe(rb.state.version);
+    expect(ra.state.outcome.balances).toEqual(rb.state.outcome.balances);
+    const aIdx = a.agent.channel(ch.id).idx;
+    expect(ra.state.outcome.balances[0]![aIdx]).toBe(1000n - 10n + 20n);
+  });
+
+  it('survives garbage and forged messages from a peer without changing state', async () => {
+    const { a, b, network } = pair();
+    const ch = await a.agent.open(b.signer.address, { balances: [[10n, 0n]] });
+    await until(() => b.agent.channels()[0]?.phase === 'open');
+    const rejected: string[] = [];
+    b.agent.on('rejected', (e) => rejected.push(e.error.code));
+    const attacker = network.endpoint('0x00000000000000000000000000000000000000aa');
+    await attacker.send(b.signer.address, new Uint8Array([0xff, 0x00, 0x13]));
+    await attacker.send(b.signer.address, new Uint8Array(10_000));
+    const forged = encodeMessage({
+      type: MessageType.Update,
+      alias: aliasOf(ch.id),
+      version: 5n,
+      balances: [[0n, 10n]],
+      locked: [],
+      isFinal: false,
+      sig: new Uint8Array(65),
+    });
+    await attacker.send(b.signer.address, forged);
+    const aTransport = network.endpoint('0x00000000000000000000000000000000000000bb');
+    void aTransport;
+    await network.idle();
+    expect(b.agent.channel(ch.id).current.state.version).toBe(0n);
+    expect(rejected).toEqual(expect.arrayContaining(['WIRE_MALFORMED', 'WIRE_TOO_LARGE', 'WRONG_PEER']));
+  });
+
+  it('a restarted agent resumes its channels from the store and resynchronises', async () => {
+    const network = new MemoryNetwork();
+    const dir = tempDir();
+    const a = makeParty(network, dir, 'a');
+    const b = makeParty(network, dir, 'b');
+    parties.push(a);
+    const ch = await a.agent.open(b.signer.address, { balances: [[100n, 0n]] });
+    for (let i = 0; i < 5; i++) await a.agent.pay(ch.id, 1n);
+    b.agent.stop();
+    b.store.close();
+    network.disconnect(b.signer.address);
+    // A pays while B is away: the proposal waits and is retransmitted.
+    const pending = a.agent.pay(ch.id, 1n);
+    const { ChannelStore } = await import('../store/store.ts');
+    const store = new ChannelStore(b.path, { durability: 'normal' });
+    const transport = (await import('../transport/memory.ts')).MemoryTransport;
+    void transport;
+    network.detach(b.signer.address);
+    const b2 = new Agent({ signer: b.signer, transport: network.endpoint(b.signer.address), store, chain: CHAIN, timing: FAST });
+    b2.start();
+    parties.push({ ...b, agent: b2, store });
+    const s = await pending;
+    expect(s.state.version).toBe(6n);
+    await network.idle();
+    expect(b2.channel(ch.id).current.state.outcome.balances).toEqual([[94n, 6n]]);
+  });
+});

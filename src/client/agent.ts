@@ -1,0 +1,584 @@
+import { EventEmitter } from 'node:events';
+import { acceptOpen, completeOpen, type PendingOpen, proposeOpen } from '../channel/open.ts';
+import { aliasKey, aliasOf, type ChannelRecord } from '../channel/record.ts';
+import { makeSync, receiveSync } from '../channel/sync.ts';
+import { checkProposal, propose, receiveAccept, receiveReject, receiveUpdate } from '../channel/update.ts';
+import type { Signer } from '../crypto/keys.ts';
+import {
+  AliasCollisionError,
+  OpenRejectedError,
+  PicopayError,
+  ProtocolTimeoutError,
+  UnknownChannelError,
+  UpdateConflictError,
+  WrongPeerError,
+} from '../errors.ts';
+import { transfer } from '../model/allocation.ts';
+import { toHex } from '../model/hash.ts';
+import { type Address, type Bytes32, ChannelKind, NATIVE_ASSET, type SignedState, type State } from '../model/types.ts';
+import { silentLogger, type Logger } from '../log.ts';
+import type { ChannelStore } from '../store/store.ts';
+import type { Transport } from '../transport/types.ts';
+import { decodeMessage, encodeMessage } from '../wire/codec.ts';
+import {
+  type Balances,
+  MAX_MESSAGE_BYTES,
+  type Message,
+  MessageType,
+  type OpenAccept,
+  type OpenPropose,
+  type OpenReject,
+  RejectReason,
+  type StateBody,
+  type Sync,
+  type Update,
+  type UpdateAccept,
+  type UpdateReject,
+} from '../wire/messages.ts';
+
+export interface Timing {
+  /** First retransmission of an unanswered proposal; doubles up to maxRetransmitMs. */
+  retransmitMs: number;
+  maxRetransmitMs: number;
+  /** How long open() and update() wait for the peer before failing. */
+  requestTimeoutMs: number;
+  /** How often a request that lost a tie-break is retried. */
+  conflictRetries: number;
+}
+
+export const DEFAULT_TIMING: Timing = { retransmitMs: 500, maxRetransmitMs: 8000, requestTimeoutMs: 15_000, conflictRetries: 8 };
+
+export interface UpdateContext {
+  channel: ChannelRecord;
+  current: State;
+  proposed: State;
+}
+
+/** The owner's decisions. They run outside any channel step and may be async. */
+export interface Policy {
+  acceptOpen(proposal: OpenPropose): boolean | Promise<boolean>;
+  acceptUpdate(ctx: UpdateContext): boolean | Promise<boolean>;
+}
+
+export interface AgentOptions {
+  signer: Signer;
+  transport: Transport;
+  store: ChannelStore;
+  /** The chain and adjudicator this agent's channels are bound to. */
+  chain: { chainId: bigint; adjudicator: Address };
+  challengeDuration?: bigint;
+  policy?: Partial<Policy>;
+  timing?: Partial<Timing>;
+  logger?: Logger;
+  maxMessageBytes?: number;
+}
+
+export interface OpenOptions {
+  /** balances[asset] = [mine, peer's]. */
+  balances: Balances;
+  assets?: Address[];
+  kind?: ChannelKind;
+  challengeDuration?: bigint;
+}
+
+export interface UpdatedEvent {
+  channel: ChannelRecord;
+  state: SignedState;
+  /** 'out' for this side's proposal, 'in' for the peer's. */
+  direction: 'in' | 'out';
+}
+
+export interface AgentEvents {
+  opened: [ChannelRecord];
+  updated: [UpdatedEvent];
+  final: [ChannelRecord];
+  /** A peer message that was refused; the agent carries on. */
+  rejected: [{ peer: Address; error: PicopayError }];
+}
+
+/** Accepts an update unless it lowers one of this side's balances. */
+const receiveOnly = ({ channel, current, proposed }: UpdateContext): boolean =>
+  proposed.outcome.balances.every((pair, i) => pair[channel.idx] >= current.outcome.balances[i]![channel.idx]);
+
+interface Op {
+  build: (current: State) => Omit<StateBody, 'version'>;
+  resolve: (s: SignedState) => void;
+  reject: (e: unknown) => void;
+  deadline: NodeJS.Timeout;
+  conflicts: number;
+}
+
+interface Runtime {
+  rec: ChannelRecord;
+  queue: Op[];
+  inflight: Op | null;
+  retransmit: NodeJS.Timeout | null;
+  backoff: number;
+  /** Set after losing a tie-break: no proposals until it fires or the peer's update lands. */
+  paused: NodeJS.Timeout | null;
+}
+
+interface OpenWaiter {
+  pending: PendingOpen;
+  resolve: (rec: ChannelRecord) => void;
+  reject: (e: unknown) => void;
+  timer: NodeJS.Timeout | null;
+  backoff: number;
+}
+
+/**
+ * A party's channels and the protocol between it and its peers. Every protocol step is
+ * synchronous: compute with the pure functions of src/channel, persist in one
+ * transaction, then send. So steps never interleave, and nothing is sent that is not
+ * stored. User code (policy, event listeners) runs only between steps.
+ */
+export class Agent extends EventEmitter<AgentEvents> {
+  readonly address: Address;
+  readonly #o: Required<Pick<AgentOptions, 'signer' | 'transport' | 'store' | 'chain' | 'challengeDuration' | 'maxMessageBytes'>>;
+  readonly #policy: Policy;
+  readonly #timing: Timing;
+  readonly #log: Logger;
+  readonly #channels = new Map<Bytes32, Runtime>();
+  readonly #byAlias = new Map<string, Runtime>();
+  readonly #opens = new Map<string, OpenWaiter>();
+  #stopped = false;
+
+  constructor(options: AgentOptions) {
+    super();
+    this.#o = { challengeDuration: 3600n, maxMessageBytes: MAX_MESSAGE_BYTES, ...options };
+    this.address = options.signer.address;
+    this.#policy = {
+      acceptOpen: (p) => p.chainId === this.#o.chain.chainId && p.adjudicator === this.#o.chain.adjudicator,
+      acceptUpdate: receiveOnly,
+      ...options.policy,
+    };
+    this.#timing = { ...DEFAULT_TIMING, ...options.timing };
+    this.#log = (options.logger ?? silentLogger).child({ agent: this.address });
+  }
+
+  /** Loads every channel from the store, listens, and resynchronises with each peer. */
+  start(): void {
+    for (const rec of this.#o.store.loadChannels()) this.#track(rec);
+    for (const pending of this.#o.store.loadPendingOpens()) this.#resumeOpen(pending);
+    this.#o.transport.setHandler({
+      message: (from, frame) => this.#receive(from, frame),
+      connected: () => this.resync(),
+    });
+    this.resync();
+    this.#log.info({ channels: this.#channels.size }, 'agent started');
+  }
+
+  /** Stops timers and fails waiting requests. The store and transport stay the caller's. */
+  stop(): void {
+    this.#stopped = true;
+    for (const rt of this.#channels.values()) {
+      this.#clearRetransmit(rt);
+      if (rt.paused) clearTimeout(rt.paused);
+      for (const op of [...rt.queue, ...(rt.inflight ? [rt.inflight] : [])]) this.#fail(op, new ProtocolTimeoutError('agent stopped'));
+      rt.queue = [];
+      rt.inflight = null;
+    }
+    for (const w of this.#opens.values()) {
+      if (w.timer) clearTimeout(w.timer);
+      w.reject(new ProtocolTimeoutError('agent stopped'));
+    }
+    this.#opens.clear();
+  }
+
+  channels(): ChannelRecord[] {
+    return [...this.#channels.values()].map((rt) => rt.rec);
+  }
+
+  channel(id: Bytes32): ChannelRecord {
+    return this.#runtime(id).rec;
+  }
+
+  /** Sends every channel's latest state to its peer; each side then adopts the newest. */
+  resync(): void {
+    for (const rt of this.#channels.values()) {
+      const sync = makeSync(rt.rec);
+      if (sync) this.#send(rt.rec.peer, sync);
+      if (rt.rec.staged || rt.rec.phase === 'opening') this.#armRetransmit(rt);
+    }
+  }
+
+  /** Proposes a channel to `peer` and resolves once both have signed its initial state. */
+  open(peer: Address, options: OpenOptions): Promise<ChannelRecord> {
+    const pending = proposeOpen(this.#o.signer, {
+      peer: peer.toLowerCase() as Address,
+      chainId: this.#o.chain.chainId,
+      adjudicator: this.#o.chain.adjudicator,
+      challengeDuration: options.challengeDuration ?? this.#o.challengeDuration,
+      kind: options.kind ?? ChannelKind.Ledger,
+      assets: options.assets ?? [NATIVE_ASSET],
+      balances: options.balances,
+    });
+    this.#o.store.savePendingOpen(toHex(pending.message.share), pending);
+    return this.#resumeOpen(pending);
+  }
+
+  /** Pays `amount` of asset `asset` to the peer; resolves with the state both signed. */
+  pay(id: Bytes32, amount: bigint, asset = 0): Promise<SignedState> {
+    const idx = this.#runtime(id).rec.idx;
+    return this.update(id, (s) => {
+      const outcome = transfer(s.outcome, idx, amount, asset);
+      return { balances: outcome.balances, locked: outcome.locked, isFinal: false };
+    });
+  }
+
+  /** Signs a final state with the current balances: nothing can follow it, and it concludes on-chain at once. */
+  finalize(id: Bytes32): Promise<SignedState> {
+    return this.update(id, (s) => ({ balances: s.outcome.balances, locked: s.outcome.locked, isFinal: true }));
+  }
+
+  /**
+   * Proposes the state `build` derives from the current one. Requests on a channel run
+   * one at a time, in order; `build` sees the state as it is when its turn comes.
+   */
+  update(id: Bytes32, build: Op['build']): Promise<SignedState> {
+    const rt = this.#runtime(id);
+    return new Promise<SignedState>((resolve, reject) => {
+      const op: Op = {
+        build,
+        resolve,
+        reject,
+        conflicts: 0,
+        deadline: setTimeout(() => this.#expire(rt, op), this.#timing.requestTimeoutMs),
+      };
+      rt.queue.push(op);
+      this.#pump(rt);
+    });
+  }
+
+  // ---- outgoing requests ----
+
+  #pump(rt: Runtime): void {
+    while (!this.#stopped && !rt.paused && !rt.inflight && !rt.rec.staged && rt.queue.length > 0) {
+      const op = rt.queue.shift()!;
+      let proposal;
+      try {
+        proposal = propose(rt.rec, this.#o.signer, op.build(rt.rec.current.state));
+      } catch (err) {
+        this.#fail(op, err);
+        continue;
+      }
+      this.#commit(rt, proposal.record);
+      rt.inflight = op;
+      this.#send(rt.rec.peer, proposal.message);
+      this.#armRetransmit(rt);
+    }
+  }
+
+  #settle(rt: Runtime, state: SignedState, direction: 'in' | 'out'): void {
+    if (direction === 'out') {
+      const op = rt.inflight;
+      rt.inflight = null;
+      if (op) {
+        clearTimeout(op.deadline);
+        op.resolve(state);
+      }
+    } else if (rt.paused) {
+      this.#resume(rt);
+    }
+    const channel = rt.rec;
+    queueMicrotask(() => {
+      this.emit('updated', { channel, state, direction });
+      if (state.state.isFinal) this.emit('final', channel);
+    });
+  }
+
+  #fail(op: Op, err: unknown): void {
+    clearTimeout(op.deadline);
+    op.reject(err);
+  }
+
+  #expire(rt: Runtime, op: Op): void {
+    if (rt.inflight === op) rt.inflight = null;
+    rt.queue = rt.queue.filter((o) => o !== op);
+    // A staged proposal stays: the peer may still sign it, so it is retransmitted until settled.
+    op.reject(new ProtocolTimeoutError(`no answer from ${rt.rec.peer} within ${this.#timing.requestTimeoutMs} ms`));
+    this.#pump(rt);
+  }
+
+  /**
+   * A request that lost a tie-break goes back to the head of the queue, and this side
+   * holds its proposals for a moment so that the winner's goes through first.
+   */
+  #retryLater(rt: Runtime, op: Op, err: unknown): void {
+    if (++op.conflicts > this.#timing.conflictRetries) return this.#fail(op, err);
+    rt.queue.unshift(op);
+    if (rt.paused) clearTimeout(rt.paused);
+    rt.paused = setTimeout(() => this.#resume(rt), (0.5 + Math.random()) * this.#timing.retransmitMs);
+    rt.paused.unref();
+  }
+
+  #resume(rt: Runtime): void {
+    if (rt.paused) clearTimeout(rt.paused);
+    rt.paused = null;
+    this.#pump(rt);
+  }
+
+  #armRetransmit(rt: Runtime): void {
+    if (rt.retransmit || this.#stopped) return;
+    rt.retransmit = setTimeout(() => {
+      rt.retransmit = null;
+      if (!rt.rec.staged && rt.rec.phase !== 'opening') {
+        rt.backoff = this.#timing.retransmitMs;
+        return;
+      }
+      rt.backoff = Math.min(rt.backoff * 2, this.#timing.maxRetransmitMs);
+      const sync = makeSync(rt.rec);
+      if (sync) this.#send(rt.rec.peer, sync);
+      this.#armRetransmit(rt);
+    }, rt.backoff);
+    rt.retransmit.unref();
+  }
+
+  #clearRetransmit(rt: Runtime): void {
+    if (rt.retransmit) clearTimeout(rt.retransmit);
+    rt.retransmit = null;
+    rt.backoff = this.#timing.retransmitMs;
+  }
+
+  // ---- opening ----
+
+  #resumeOpen(pending: PendingOpen): Promise<ChannelRecord> {
+    const key = toHex(pending.message.share);
+    return new Promise<ChannelRecord>((resolve, reject) => {
+      const w: OpenWaiter = { pending, resolve, reject, timer: null, backoff: this.#timing.retransmitMs };
+      this.#opens.set(key, w);
+      const deadline = Date.now() + this.#timing.requestTimeoutMs;
+      const attempt = (): void => {
+        if (!this.#opens.has(key) || this.#stopped) return;
+        if (Date.now() > deadline) {
+          this.#opens.delete(key);
+          this.#o.store.deletePendingOpen(key);
+          return reject(new ProtocolTimeoutError(`no answer to the channel proposal from ${pending.message.participants[1]}`));
+        }
+        this.#send(pending.message.participants[1], pending.message);
+        w.timer = setTimeout(attempt, w.backoff);
+        w.timer.unref();
+        w.backoff = Math.min(w.backoff * 2, this.#timing.maxRetransmitMs);
+      };
+      attempt();
+    });
+  }
+
+  async #onOpenPropose(from: Address, m: OpenPropose): Promise<void> {
+    if (m.participants[0] !== from) throw new WrongPeerError('proposal relayed by another sender');
+    const shareA = toHex(m.share);
+    const known = this.#o.store.acceptedOpen(shareA);
+    if (known) {
+      // A repeat (our answer was lost, or a replay): the same answer again, nothing new.
+      const rt = this.#channels.get(known.channelId);
+      if (rt) this.#send(from, { type: MessageType.OpenAccept, shareA: m.share, shareB: Buffer.from(known.shareB.slice(2), 'hex'), sig: rt.rec.current.sigs[1]! });
+      return;
+    }
+    const reply = (reason: RejectReason): void => this.#send(from, { type: MessageType.OpenReject, shareA: m.share, reason });
+    if (!(await this.#policy.acceptOpen(m))) return reply(RejectReason.Policy);
+    if (this.#o.store.acceptedOpen(shareA)) return; // answered while the policy ran
+    const { record, reply: accept } = acceptOpen(this.#o.signer, m);
+    if (this.#byAlias.has(aliasKey(aliasOf(record.id)))) return reply(RejectReason.InvalidTerms);
+    this.#o.store.atomically(() => {
+      this.#o.store.saveChannel(record);
+      this.#o.store.saveAcceptedOpen({ shareA, shareB: toHex(accept.shareB), channelId: record.id });
+    });
+    const rt = this.#track(record);
+    this.#send(from, accept);
+    this.#armRetransmit(rt);
+    this.#log.info({ channel: record.id, peer: from }, 'channel proposal accepted');
+  }
+
+  #onOpenAccept(from: Address, m: OpenAccept): void {
+    const key = toHex(m.shareA);
+    const w = this.#opens.get(key);
+    if (!w) {
+      // Our countersignature was lost: send it again.
+      const rt = [...this.#channels.values()].find((r) => r.rec.peer === from && r.rec.idx === 0 && r.rec.current.state.version === 0n);
+      if (rt) this.#send(from, { type: MessageType.UpdateAccept, alias: aliasOf(rt.rec.id), version: 0n, sig: rt.rec.current.sigs[0]! });
+      return;
+    }
+    if (w.pending.message.participants[1] !== from) throw new WrongPeerError('acceptance from another peer');
+    const { record, reply } = completeOpen(this.#o.signer, w.pending, m);
+    if (this.#byAlias.has(aliasKey(aliasOf(record.id)))) throw new AliasCollisionError('channel alias collides with a live channel');
+    this.#o.store.atomically(() => {
+      this.#o.store.saveChannel(record);
+      this.#o.store.deletePendingOpen(key);
+    });
+    if (w.timer) clearTimeout(w.timer);
+    this.#opens.delete(key);
+    this.#track(record);
+    this.#send(from, reply);
+    this.#log.info({ channel: record.id, peer: from }, 'channel open');
+    w.resolve(record);
+    queueMicrotask(() => this.emit('opened', record));
+  }
+
+  #onOpenReject(from: Address, m: OpenReject): void {
+    const key = toHex(m.shareA);
+    const w = this.#opens.get(key);
+    if (!w || w.pending.message.participants[1] !== from) return;
+    if (w.timer) clearTimeout(w.timer);
+    this.#opens.delete(key);
+    this.#o.store.deletePendingOpen(key);
+    w.reject(new OpenRejectedError(Object.entries(RejectReason).find(([, v]) => v === m.reason)?.[0] ?? String(m.reason)));
+  }
+
+  // ---- incoming channel messages ----
+
+  #receive(from: Address, frame: Uint8Array): void {
+    let msg: Message;
+    try {
+      msg = decodeMessage(frame, this.#o.maxMessageBytes);
+    } catch (err) {
+      return this.#refused(from, err);
+    }
+    this.#dispatch(from, msg).catch((err) => this.#refused(from, err));
+  }
+
+  async #dispatch(from: Address, msg: Message): Promise<void> {
+    switch (msg.type) {
+      case MessageType.OpenPropose:
+        return this.#onOpenPropose(from, msg);
+      case MessageType.OpenAccept:
+        return this.#onOpenAccept(from, msg);
+      case MessageType.OpenReject:
+        return this.#onOpenReject(from, msg);
+      case MessageType.Update:
+        return this.#onUpdate(this.#fromPeer(from, msg.alias), msg);
+      case MessageType.UpdateAccept:
+        return this.#onAccept(this.#fromPeer(from, msg.alias), msg);
+      case MessageType.UpdateReject:
+        return this.#onReject(this.#fromPeer(from, msg.alias), msg);
+      case MessageType.Sync:
+        return this.#onSync(this.#fromPeer(from, msg.alias), msg);
+    }
+  }
+
+  #fromPeer(from: Address, alias: Uint8Array): Runtime {
+    const rt = this.#byAlias.get(aliasKey(alias));
+    if (!rt) throw new UnknownChannelError(`no channel with alias ${aliasKey(alias)}`);
+    if (rt.rec.peer !== from) throw new WrongPeerError(`message for channel ${rt.rec.id} from ${from}`);
+    return rt;
+  }
+
+  async #onUpdate(rt: Runtime, msg: Update, attempts = 3): Promise<void> {
+    const before = rt.rec;
+    let proposed: State | null = null;
+    try {
+      if (!before.staged) proposed = checkProposal(before, msg);
+    } catch {
+      // receiveUpdate below answers: a repeat of the accepted state, or a typed refusal.
+    }
+    if (proposed) {
+      const ok = await this.#policy.acceptUpdate({ channel: before, current: before.current.state, proposed });
+      if (rt.rec !== before) return attempts > 0 ? this.#onUpdate(rt, msg, attempts - 1) : undefined;
+      if (!ok) {
+        this.#send(rt.rec.peer, { type: MessageType.UpdateReject, alias: msg.alias, version: msg.version, reason: RejectReason.Policy });
+        return;
+      }
+    }
+    const result = receiveUpdate(rt.rec, this.#o.signer, msg);
+    if (result.kind === 'accepted') {
+      this.#commit(rt, result.record);
+      this.#send(rt.rec.peer, result.reply);
+      this.#settle(rt, result.state, 'in');
+    } else {
+      this.#send(rt.rec.peer, result.reply);
+      if (result.kind === 'rejected') this.#refused(rt.rec.peer, result.error);
+    }
+  }
+
+  #onAccept(rt: Runtime, msg: UpdateAccept): void {
+    const wasOpening = rt.rec.phase === 'opening';
+    const result = receiveAccept(rt.rec, msg);
+    if (!result) return;
+    this.#commit(rt, result.record);
+    this.#clearRetransmit(rt);
+    if (wasOpening) {
+      const channel = rt.rec;
+      this.#log.info({ channel: channel.id }, 'channel open');
+      queueMicrotask(() => this.emit('opened', channel));
+    } else {
+      this.#settle(rt, result.state, 'out');
+    }
+    this.#pump(rt);
+  }
+
+  #onReject(rt: Runtime, msg: UpdateReject): void {
+    const result = receiveReject(rt.rec, this.#o.signer, msg);
+    if (!result) return;
+    if (result.kind === 'retry') {
+      this.#commit(rt, result.proposal.record);
+      this.#send(rt.rec.peer, result.proposal.message);
+      return;
+    }
+    this.#commit(rt, result.record);
+    this.#clearRetransmit(rt);
+    const op = rt.inflight;
+    rt.inflight = null;
+    if (op && result.error instanceof UpdateConflictError) this.#retryLater(rt, op, result.error);
+    else if (op) this.#fail(op, result.error);
+    this.#pump(rt);
+  }
+
+  async #onSync(rt: Runtime, msg: Sync): Promise<void> {
+    const result = receiveSync(rt.rec, this.#o.signer, msg);
+    if (result.record) {
+      const wasOpening = rt.rec.phase === 'opening';
+      this.#commit(rt, result.record);
+      if (wasOpening) {
+        const channel = rt.rec;
+        queueMicrotask(() => this.emit('opened', channel));
+      }
+    }
+    if (result.adopted) {
+      if (result.staged === 'completed') this.#settle(rt, result.adopted, 'out');
+      else {
+        const op = rt.inflight;
+        rt.inflight = null;
+        if (op) this.#retryLater(rt, op, new UpdateConflictError('superseded by a newer state'));
+        if (result.adopted.state.version > 0n) this.#settle(rt, result.adopted, 'in');
+      }
+      if (!rt.rec.staged) this.#clearRetransmit(rt);
+    }
+    for (const reply of result.replies) this.#send(rt.rec.peer, reply);
+    if (result.peerProposal) await this.#onUpdate(rt, result.peerProposal);
+    this.#pump(rt);
+  }
+
+  // ---- plumbing ----
+
+  #track(rec: ChannelRecord): Runtime {
+    const rt: Runtime = { rec, queue: [], inflight: null, retransmit: null, backoff: this.#timing.retransmitMs, paused: null };
+    this.#channels.set(rec.id, rt);
+    this.#byAlias.set(aliasKey(aliasOf(rec.id)), rt);
+    return rt;
+  }
+
+  #runtime(id: Bytes32): Runtime {
+    const rt = this.#channels.get(id);
+    if (!rt) throw new UnknownChannelError(`no channel ${id}`);
+    return rt;
+  }
+
+  /** Persists a record before anything that depends on it is sent or acted on. */
+  #commit(rt: Runtime, rec: ChannelRecord): void {
+    this.#o.store.saveChannel(rec);
+    rt.rec = rec;
+  }
+
+  #send(to: Address, msg: Message): void {
+    if (this.#stopped) return;
+    this.#o.transport.send(to, encodeMessage(msg)).catch((err) => this.#log.warn({ err, to }, 'send failed'));
+  }
+
+  #refused(peer: Address, err: unknown): void {
+    if (err instanceof PicopayError) {
+      this.#log.debug({ peer, code: err.code, reason: err.message }, 'peer message refused');
+      this.emit('rejected', { peer, error: err });
+    } else {
+      this.#log.error({ peer, err }, 'unexpected error while handling a peer message');
+    }
+  }
+}

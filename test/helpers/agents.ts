@@ -1,0 +1,58 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, type AgentOptions } from '../../src/client/agent.ts';
+import { Signer } from '../../src/crypto/keys.ts';
+import type { Address } from '../../src/model/types.ts';
+import { ChannelStore } from '../../src/store/store.ts';
+import { MemoryNetwork } from '../../src/transport/memory.ts';
+
+export const CHAIN = { chainId: 31337n, adjudicator: '0x5fbdb2315678afecb367f032d93f642f64180aa3' as Address };
+export const FAST = { retransmitMs: 10, maxRetransmitMs: 80, requestTimeoutMs: 3000, conflictRetries: 50 };
+
+export function tempDir(prefix = 'picopay-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** A signer that remembers every digest it signed, to check what a party ever committed to. */
+export class RecordingSigner extends Signer {
+  readonly signed: Uint8Array[] = [];
+  override sign(digest: Uint8Array): Uint8Array {
+    this.signed.push(digest.slice());
+    return super.sign(digest);
+  }
+}
+
+export interface Party {
+  signer: RecordingSigner;
+  agent: Agent;
+  store: ChannelStore;
+  path: string;
+}
+
+export function makeParty(
+  network: MemoryNetwork,
+  dir: string,
+  name: string,
+  extra: Partial<AgentOptions> = {},
+  signer = new RecordingSigner(Signer.random().exportPrivateKey()),
+  store?: ChannelStore,
+): Party {
+  const path = join(dir, `${name}.db`);
+  const s = store ?? new ChannelStore(path, { durability: 'normal' });
+  const agent = new Agent({ signer, transport: network.endpoint(signer.address), store: s, chain: CHAIN, timing: FAST, ...extra });
+  agent.start();
+  return { signer, agent, store: s, path };
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until `cond` holds, checking every few ms, for at most `ms`. */
+export async function until(cond: () => boolean, ms = 5000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await sleep(5);
+  }
+  return cond();
+}
