@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { connect, type IClientOptions, type IConnackPacket, type ISubscriptionGrant, type MqttClient } from 'mqtt';
+import { connect, ErrorWithSubackPacket, type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
 import { TransportError } from '../errors.ts';
 import type { Address } from '../model/types.ts';
 import { Backoff, type BackoffOptions } from './backoff.ts';
@@ -227,8 +227,7 @@ export class MqttTransport implements Transport {
   private async onConnect(client: MqttClient, connack: IConnackPacket): Promise<void> {
     try {
       if (!connack.sessionPresent) {
-        const topics = [inboxFilter(this.self), ...[...this.watched].map(presenceTopic)];
-        const refused = (await client.subscribeAsync(topics, { qos: QOS })).filter(isRefused).map((grant) => grant.topic);
+        const refused = await subscribeReportingRefusals(client, [inboxFilter(this.self), ...[...this.watched].map(presenceTopic)]);
         if (refused.length > 0) {
           this.log.warn({ topics: refused, username: this.options.username ?? this.self }, 'broker refused subscriptions (ACL?)');
         }
@@ -289,7 +288,17 @@ export class MqttTransport implements Transport {
   }
 }
 
-/** SUBACK code 0x80: the broker refused the subscription. */
-function isRefused(grant: ISubscriptionGrant): boolean {
-  return grant.qos === 0x80;
+/** Subscribes with QoS 1; returns the topics the broker refused (SUBACK 0x80), which mqtt.js reports as an error. */
+async function subscribeReportingRefusals(client: MqttClient, topics: string[]): Promise<string[]> {
+  try {
+    await client.subscribeAsync(topics, { qos: QOS });
+    return [];
+  } catch (error) {
+    if (!(error instanceof ErrorWithSubackPacket)) throw error;
+    const granted = error.packet.granted;
+    return topics.filter((_, index) => {
+      const code = granted[index];
+      return typeof code !== 'number' || (code & 0x80) !== 0;
+    });
+  }
 }

@@ -1,5 +1,11 @@
-import { describe } from 'vitest';
+import { connectAsync, ErrorWithSubackPacket, type MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TransportError } from '../../src/errors.ts';
+import type { Address } from '../../src/model/types.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../../src/transport/broker.ts';
+import { MqttTransport } from '../../src/transport/mqtt.ts';
+import { inboxFilter, inboxTopic } from '../../src/transport/topics.ts';
+import { randomAddress, Recorder, text, waitFor } from './helpers.ts';
 import { mqttTransportSuite, type BrokerUnderTest } from './mqtt-suite.ts';
 
 /** The embedded broker keeps sessions in memory: a restart loses them, which the transport must survive. */
@@ -19,4 +25,68 @@ async function startAedes(): Promise<BrokerUnderTest> {
 
 describe('MqttTransport over the embedded aedes broker', () => {
   mqttTransportSuite(startAedes);
+});
+
+describe('the embedded broker with authentication and the ACL', () => {
+  const [a, b, mallory] = [randomAddress(), randomAddress(), randomAddress()];
+  const password = (address: Address) => `secret-${address.slice(2, 10)}`;
+  let broker: EmbeddedBroker;
+  const cleanups: (() => Promise<unknown>)[] = [];
+
+  beforeAll(async () => {
+    broker = await startEmbeddedBroker({
+      acl: true,
+      authenticate: (username, secret) => username !== undefined && secret?.toString() === password(username as Address),
+    });
+  });
+
+  afterAll(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
+    await broker.close();
+  });
+
+  async function device(self: Address, login: Address = self): Promise<{ transport: MqttTransport; recorder: Recorder }> {
+    const transport = new MqttTransport({ url: broker.url, self, username: login, password: password(login), connectTimeoutMs: 10_000 });
+    const recorder = new Recorder();
+    transport.setHandler(recorder);
+    cleanups.push(() => transport.close());
+    await transport.connect();
+    return { transport, recorder };
+  }
+
+  async function malloryClient(): Promise<MqttClient> {
+    const client = await connectAsync(broker.url, { username: mallory, password: password(mallory), reconnectPeriod: 0 });
+    cleanups.push(() => client.endAsync(true));
+    return client;
+  }
+
+  it('refuses a wrong password', async () => {
+    const transport = new MqttTransport({ url: broker.url, self: a, password: 'wrong', connectTimeoutMs: 10_000 });
+    await expect(transport.connect()).rejects.toBeInstanceOf(TransportError);
+  });
+
+  it('refuses to subscribe a device to an inbox that is not its login', async () => {
+    await expect(device(b, mallory)).rejects.toBeInstanceOf(TransportError);
+  });
+
+  it("refuses subscriptions to another device's inbox", async () => {
+    const client = await malloryClient();
+    const refusal = await client
+      .subscribeAsync([inboxFilter(b), 'picopay/v1/inbox/#', inboxFilter(mallory), 'picopay/v1/presence/+'])
+      .catch((error: unknown) => error);
+    expect(refusal).toBeInstanceOf(ErrorWithSubackPacket);
+    expect((refusal as ErrorWithSubackPacket).packet.granted).toEqual([0x80, 0x80, 0, 0]);
+  });
+
+  it('drops a message sent under another name and disconnects its sender', async () => {
+    const alice = await device(a);
+    const bob = await device(b);
+    const client = await malloryClient();
+    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    client.publish(inboxTopic(b, a), 'forged by mallory', { qos: 1 });
+    await closed;
+    await alice.transport.send(b, text('genuine'));
+    await waitFor(() => bob.recorder.messages.length > 0, 'the genuine message');
+    expect(bob.recorder.messages).toEqual([{ from: a, text: 'genuine' }]);
+  });
 });
