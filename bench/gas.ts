@@ -1,0 +1,138 @@
+// Gas benchmark: receipts' gasUsed on anvil (21k base included), payout addresses already
+// funded, 2 parties depositing 1 ETH each, as DESIGN.md's reference figures were measured.
+// Writes bench/results/gas.json and prints a table beside the reference figures.
+// Standalone: `npx tsx bench/gas.ts`.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseEther } from 'viem';
+import { conclude } from '../src/chain/conclude.ts';
+import { concludeVirtual } from '../src/chain/concludeVirtual.ts';
+import { cooperativeClose } from '../src/chain/cooperativeClose.ts';
+import { deposit } from '../src/chain/deposit.ts';
+import { startDevnet, type Devnet } from '../src/chain/devnet.ts';
+import { readDispute } from '../src/chain/read.ts';
+import { register } from '../src/chain/register.ts';
+import { registerVoucher } from '../src/chain/registerVirtual.ts';
+import { ChannelKind, NATIVE_ASSET, type SubAlloc } from '../src/model/types.ts';
+import { ethOutcome, idOf, makeParams, makeState, party, signedBy, signVoucher, subAlloc, type Party } from '../test/chain/fixture.ts';
+
+const ONE = parseEther('1');
+
+/** The reference figures from DESIGN.md and the targets from issue 3. */
+const REFERENCE = {
+  coopLifecycle: { target: 150_000, nitro: 168_536, perun: 318_974 },
+  disputeLifecycle: { target: 220_000, nitro: 250_756, perun: 372_237 },
+  virtualDispute: { target: 350_000, nitro: undefined, perun: 760_000 },
+} as const;
+
+async function fundedLedger(devnet: Devnet, a: Party, b: Party): Promise<{ gas: bigint; params: ReturnType<typeof makeParams> }> {
+  const params = makeParams(devnet, a, b);
+  const id = idOf(params);
+  const d1 = await deposit(a.client, { channelId: id, asset: NATIVE_ASSET, amount: ONE });
+  const d2 = await deposit(b.client, { channelId: id, asset: NATIVE_ASSET, amount: ONE });
+  return { gas: d1.gasUsed + d2.gasUsed, params };
+}
+
+/** 2 deposits + cooperative close with both paid. */
+async function coopLifecycle(devnet: Devnet): Promise<number> {
+  const [a, b] = [party(devnet, 1), party(devnet, 2)];
+  const { gas, params } = await fundedLedger(devnet, a, b);
+  const final = makeState(params, 7n, ethOutcome(parseEther('0.7'), parseEther('1.3')), true);
+  const close = await cooperativeClose(a.client, { params, signed: signedBy(params, final, a, b) });
+  return Number(gas + close.gasUsed);
+}
+
+/** 2 deposits + register + wait + conclude (both paid in the same transaction). */
+async function disputeLifecycle(devnet: Devnet): Promise<number> {
+  const [a, b] = [party(devnet, 1), party(devnet, 2)];
+  const { gas, params } = await fundedLedger(devnet, a, b);
+  const state = makeState(params, 9n, ethOutcome(parseEther('0.6'), parseEther('1.4')));
+  const reg = await register(a.client, { params, signed: signedBy(params, state, a, b) });
+  await devnet.increaseTime(params.challengeDuration);
+  const registered = await readDispute(a.client, idOf(params));
+  if (!registered) throw new Error('not registered');
+  const done = await conclude(a.client, { params, registered, outcome: state.outcome });
+  return Number(gas + reg.gasUsed + done.gasUsed);
+}
+
+/**
+ * A stream channel A→B through G whose payee B vanished, with `siblings` other virtual
+ * channels still open on each parent. A and G close A–G cooperatively at A's highest
+ * voucher; G registers G–B and the voucher, waits, concludes G–B and releases the
+ * stream channel's funds in it. Deposits excluded.
+ */
+async function virtualDispute(devnet: Devnet, siblings: number): Promise<number> {
+  const [A, G, B] = [party(devnet, 1), party(devnet, 2), party(devnet, 3)];
+  const locked = parseEther('0.5');
+  const paid = parseEther('0.3');
+  const sibling = parseEther('0.01');
+  const vc = makeParams(devnet, A, B, ChannelKind.Stream);
+  const others = (indexMap: readonly [number, number]): SubAlloc[] =>
+    Array.from({ length: siblings }, () => subAlloc(makeParams(devnet, A, B, ChannelKind.Stream), [sibling], indexMap));
+  const siblingTotal = sibling * BigInt(siblings);
+
+  const { params: ag } = await fundedLedger(devnet, A, G);
+  const { params: gb } = await fundedLedger(devnet, G, B);
+
+  // A–G: A's free balance funded the stream; closing merges A's highest voucher into the balances.
+  const agFinal = makeState(ag, 20n, ethOutcome(ONE - locked + (locked - paid), ONE + paid - siblingTotal, others([0, 1])), true);
+  const txs = [await cooperativeClose(G.client, { params: ag, signed: signedBy(ag, agFinal, A, G) })];
+
+  // G–B: G mirrored the stream's funds; B is gone, so G registers the latest state and the voucher.
+  const gbLocked = [subAlloc(vc, [locked], [0, 1]), ...others([0, 1])];
+  const gbState = makeState(gb, 11n, ethOutcome(ONE - locked - siblingTotal, ONE, gbLocked));
+  txs.push(await register(G.client, { params: gb, signed: signedBy(gb, gbState, G, B) }));
+  txs.push(await registerVoucher(G.client, { params: vc, cumulative: paid, signature: signVoucher(vc, paid, A), registered: null }));
+  await devnet.increaseTime(gb.challengeDuration);
+  const gbDispute = await readDispute(G.client, idOf(gb));
+  if (!gbDispute) throw new Error('not registered');
+  txs.push(await conclude(G.client, { params: gb, registered: gbDispute, outcome: gbState.outcome }));
+  txs.push(await concludeVirtual(G.client, { parent: gb, parentOutcome: gbState.outcome, virtual: vc }));
+  return txs.reduce((sum, tx) => sum + Number(tx.gasUsed), 0);
+}
+
+const fmt = (n: number | undefined): string => (n === undefined ? '' : n.toLocaleString('en-US'));
+
+export async function runGasBench(): Promise<Record<string, unknown>> {
+  const devnet = await startDevnet();
+  try {
+    const results = {
+      coopLifecycle: await coopLifecycle(devnet),
+      disputeLifecycle: await disputeLifecycle(devnet),
+      virtualDispute: await virtualDispute(devnet, 0),
+      virtualDisputeSiblings: {
+        '0': await virtualDispute(devnet, 0),
+        '1': await virtualDispute(devnet, 1),
+        '10': await virtualDispute(devnet, 10),
+      },
+    };
+    const spread = Math.max(...Object.values(results.virtualDisputeSiblings)) / results.virtualDisputeSiblings['0'] - 1;
+    const out = { unit: 'gas (receipts gasUsed, 21k base included)', ...results, siblingsMaxIncrease: Number(spread.toFixed(4)), reference: REFERENCE };
+    const file = join(dirname(fileURLToPath(import.meta.url)), 'results', 'gas.json');
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
+
+    console.log('\ngas (anvil receipts, 21k base included)');
+    console.table(
+      (Object.keys(REFERENCE) as (keyof typeof REFERENCE)[]).map((path) => ({
+        path,
+        picopay: fmt(results[path]),
+        target: fmt(REFERENCE[path].target),
+        nitro: fmt(REFERENCE[path].nitro),
+        perun: fmt(REFERENCE[path].perun),
+      })),
+    );
+    console.table(Object.entries(results.virtualDisputeSiblings).map(([n, gas]) => ({ siblings: n, virtualDispute: fmt(gas), vsZero: `${((gas / results.virtualDisputeSiblings['0'] - 1) * 100).toFixed(2)}%` })));
+    return out;
+  } finally {
+    await devnet.stop();
+  }
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  runGasBench().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,50 @@
+import { channelId } from '../model/channelId.ts';
+import { toContractOutcome, toContractParams, toContractSubAlloc, type Dispute } from './encode.ts';
+import { ChannelKind, type Allocation, type Params } from '../model/types.ts';
+import { writeAdjudicator, type ChainClient, type TxResult } from './client.ts';
+import { NotRegisteredError, WrongChannelKindError } from './errors.ts';
+import { currentLockedProof, currentLockedRoot } from './lockedTree.ts';
+import { readDispute, readReleased, type LogRange } from './read.ts';
+
+export interface ConcludeVirtualArgs extends LogRange {
+  /** A concluded ledger channel that locks the virtual channel. */
+  parent: Params;
+  /** The parent's concluded outcome: its assets and full locked list. */
+  parentOutcome: Allocation;
+  virtual: Params;
+  /** For a bidirectional virtual channel: the registered state's outcome. */
+  virtualOutcome?: Allocation;
+  /** Sub-allocations already released from the parent; read from events when omitted. */
+  released?: ReadonlySet<string>;
+  /** The virtual channel's registration; read from events when omitted. */
+  virtualDispute?: Dispute;
+}
+
+const EMPTY_OUTCOME: Allocation = { assets: [], balances: [], locked: [] };
+
+/**
+ * Releases a resolved virtual channel's funds from one concluded parent to the parent's
+ * participants, proving its sub-allocation with a Merkle proof (siblings stay off-chain).
+ * Call once per parent.
+ */
+export async function concludeVirtual(client: ChainClient, args: ConcludeVirtualArgs): Promise<TxResult> {
+  if (args.virtual.kind === ChannelKind.Ledger) throw new WrongChannelKindError('a ledger channel is not locked in a parent');
+  const vcId = channelId(args.virtual);
+  const parentId = channelId(args.parent);
+  const index = args.parentOutcome.locked.findIndex((s) => s.id.toLowerCase() === vcId);
+  if (index < 0) throw new RangeError(`parent ${parentId} does not lock ${vcId}`);
+  const released = args.released ?? (await readReleased(client, parentId, args));
+  const vcDispute = args.virtualDispute ?? (await readDispute(client, vcId, args));
+  if (!vcDispute) throw new NotRegisteredError(`virtual channel ${vcId} is not registered`);
+  const locked = args.parentOutcome.locked;
+  return writeAdjudicator(client, 'release', [
+    toContractParams(args.parent, client),
+    args.parentOutcome.assets,
+    currentLockedRoot(locked, released),
+    toContractSubAlloc(locked[index]!),
+    currentLockedProof(locked, index, released),
+    toContractParams(args.virtual, client),
+    vcDispute,
+    toContractOutcome(args.virtualOutcome ?? EMPTY_OUTCOME),
+  ]);
+}

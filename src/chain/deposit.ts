@@ -1,0 +1,40 @@
+import { erc20Abi } from 'viem';
+import { NATIVE_ASSET, type Address, type Bytes32 } from '../model/types.ts';
+import { waitForSuccess, writeAdjudicator, type ChainClient, type TxResult } from './client.ts';
+import { decodeChainError } from './errors.ts';
+
+export interface DepositArgs {
+  channelId: Bytes32;
+  asset: Address;
+  amount: bigint;
+}
+
+export interface DepositManyArgs {
+  asset: Address;
+  deposits: readonly { channelId: Bytes32; amount: bigint }[];
+}
+
+/** Funds one channel. ERC20 deposits need an allowance (see `approveDeposits`). */
+export function deposit(client: ChainClient, args: DepositArgs): Promise<TxResult> {
+  const value = args.asset === NATIVE_ASSET ? args.amount : undefined;
+  return writeAdjudicator(client, 'deposit', [args.channelId, args.asset, args.amount], value);
+}
+
+/** Funds many channels in one transaction (one token transfer for ERC20). */
+export function depositMany(client: ChainClient, args: DepositManyArgs): Promise<TxResult> {
+  const total = args.deposits.reduce((sum, d) => sum + d.amount, 0n);
+  const value = args.asset === NATIVE_ASSET ? total : undefined;
+  return writeAdjudicator(client, 'depositMany', [args.deposits.map((d) => d.channelId), args.asset, args.deposits.map((d) => d.amount)], value);
+}
+
+/** Raises the adjudicator's ERC20 allowance to at least `amount`; no transaction if it already is. */
+export async function approveDeposits(client: ChainClient, token: Address, amount: bigint): Promise<TxResult | null> {
+  const allowance = await client.publicClient.readContract({ address: token, abi: erc20Abi, functionName: 'allowance', args: [client.account, client.adjudicator] });
+  if (allowance >= amount) return null;
+  try {
+    const hash = await client.walletClient.writeContract({ address: token, abi: erc20Abi, functionName: 'approve', args: [client.adjudicator, amount] });
+    return await waitForSuccess(client, hash);
+  } catch (err) {
+    throw decodeChainError(err);
+  }
+}

@@ -1,0 +1,18 @@
+import type { Params, SignedState } from '../model/types.ts';
+import { writeAdjudicator, type ChainClient, type TxResult } from './client.ts';
+import { toContractParams, toContractSignatures, toContractState } from './encode.ts';
+
+export interface RegisterArgs {
+  params: Params;
+  /** A state signed by both participants. */
+  signed: SignedState;
+}
+
+/**
+ * Registers a state to start a dispute. A final state concludes at once (for a ledger
+ * channel it pays out, see `cooperativeClose`). Works for ledger and bidirectional
+ * virtual channels; stream channels use `registerVoucher`.
+ */
+export function register(client: ChainClient, args: RegisterArgs): Promise<TxResult> {
+  return writeAdjudicator(client, 'register', [toContractParams(args.params, client), toContractState(args.signed.state), toContractSignatures(args.signed)]);
+}

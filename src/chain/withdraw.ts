@@ -1,0 +1,13 @@
+import type { Address } from '../model/types.ts';
+import { adjudicatorAbi } from './abi.generated.ts';
+import { writeAdjudicator, type ChainClient, type TxResult } from './client.ts';
+
+/** Payouts that could not be pushed to `account` (reverting receiver, refusing token). */
+export function readCredit(client: ChainClient, account: Address, asset: Address): Promise<bigint> {
+  return client.publicClient.readContract({ address: client.adjudicator, abi: adjudicatorAbi, functionName: 'credits', args: [account, asset] });
+}
+
+/** Pays the caller its credited payouts of `asset`. */
+export function withdraw(client: ChainClient, asset: Address): Promise<TxResult> {
+  return writeAdjudicator(client, 'withdraw', [asset]);
+}
