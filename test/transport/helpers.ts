@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect as tcpConnect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import type { Address } from '../../src/model/types.ts';
 import type { TransportHandler } from '../../src/transport/types.ts';
 
@@ -107,7 +107,11 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
 
 // ---- Mosquitto ----
 
-export const mosquittoInstalled = spawnSync('sh', ['-c', 'command -v mosquitto && command -v mosquitto_passwd']).status === 0;
+/** Where the Mosquitto binaries are; Debian puts the broker in /usr/sbin, not on every PATH. */
+const MOSQUITTO_PATH = [process.env['PATH'] ?? '', '/usr/sbin', '/usr/local/sbin'].join(delimiter);
+const mosquittoEnv = { ...process.env, PATH: MOSQUITTO_PATH };
+
+export const mosquittoInstalled = spawnSync('sh', ['-c', 'command -v mosquitto'], { env: mosquittoEnv }).status === 0;
 
 export interface MosquittoUser {
   username: string;
@@ -147,7 +151,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     const passwordFile = join(dir, 'passwd');
     for (const [index, user] of options.users.entries()) {
       const args = index === 0 ? ['-c', '-b', passwordFile] : ['-b', passwordFile];
-      const result = spawnSync('mosquitto_passwd', [...args, user.username, user.password]);
+      const result = spawnSync('mosquitto_passwd', [...args, user.username, user.password], { env: mosquittoEnv });
       if (result.status !== 0) throw new Error(`mosquitto_passwd failed: ${result.stderr.toString()}`);
     }
     config.push('allow_anonymous false', `password_file ${passwordFile}`);
@@ -161,27 +165,27 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   let child: ChildProcess | undefined;
   let stderr = '';
   const start = async () => {
-    const process = spawn('mosquitto', ['-c', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
-    child = process;
-    process.stderr?.on('data', (chunk: Buffer) => {
+    const broker = spawn('mosquitto', ['-c', configFile], { stdio: ['ignore', 'ignore', 'pipe'], env: mosquittoEnv });
+    child = broker;
+    broker.stderr?.on('data', (chunk: Buffer) => {
       stderr += chunk.toString();
     });
     let ready = false;
     const deadline = Date.now() + 10_000;
     while (!ready) {
-      if (process.exitCode !== null) throw new Error(`mosquitto exited: ${stderr}`);
+      if (broker.exitCode !== null) throw new Error(`mosquitto exited: ${stderr}`);
       if (Date.now() > deadline) throw new Error(`mosquitto did not listen on ${port}: ${stderr}`);
       ready = await portAccepts(port);
       if (!ready) await new Promise((resolve) => setTimeout(resolve, 20));
     }
   };
   const stop = async () => {
-    const process = child;
+    const broker = child;
     child = undefined;
-    if (process === undefined || process.exitCode !== null) return;
-    const exited = new Promise((resolve) => process.once('exit', resolve));
-    process.kill('SIGTERM');
-    const killTimer = setTimeout(() => process.kill('SIGKILL'), 5_000);
+    if (broker === undefined || broker.exitCode !== null) return;
+    const exited = new Promise((resolve) => broker.once('exit', resolve));
+    broker.kill('SIGTERM');
+    const killTimer = setTimeout(() => broker.kill('SIGKILL'), 5_000);
     await exited;
     clearTimeout(killTimer);
   };
