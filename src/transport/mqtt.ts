@@ -201,12 +201,14 @@ export class MqttTransport implements Transport {
   private firstConnection(client: MqttClient): Promise<void> {
     const timeoutMs = this.options.connectTimeoutMs ?? 30_000;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => settle(new TransportError(`no connection to ${this.options.url} within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
+      let lastError: Error | undefined;
+      const timer = setTimeout(() => {
+        const reason = lastError ? ` (last error: ${lastError.message})` : '';
+        settle(new TransportError(`no connection to ${this.options.url} within ${timeoutMs} ms${reason}`, { cause: lastError }));
+      }, timeoutMs);
       const onError = (error: Error & { code?: unknown }) => {
-        // A refused CONNACK carries a numeric return code; socket errors (ECONNREFUSED…) are retried.
+        lastError = error;
+        // A refused CONNACK carries a numeric return code; socket and TLS errors are retried.
         if (typeof error.code === 'number') {
           settle(new TransportError(`broker refused the connection: ${error.message}`, { cause: error }));
         }

@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect as tcpConnect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -122,6 +122,8 @@ export interface MosquittoOptions {
   /** When given, anonymous logins are refused and `aclFile` applies. */
   users?: MosquittoUser[];
   aclFile?: string;
+  /** Serves MQTT over TLS (mqtts://) with this certificate. */
+  tls?: TestCertificates;
 }
 
 export interface Mosquitto {
@@ -140,6 +142,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     // Only has an effect when run as root: stay this user instead of switching to "mosquitto".
     `user ${userInfo().username}`,
     `listener ${port} ${HOST}`,
+    ...(options.tls ? [`certfile ${options.tls.certFile}`, `keyfile ${options.tls.keyFile}`] : []),
     'persistence true',
     `persistence_location ${dir}/`,
     'set_tcp_nodelay true',
@@ -192,7 +195,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
 
   await start();
   return {
-    url: `mqtt://${HOST}:${port}`,
+    url: `${options.tls ? 'mqtts' : 'mqtt'}://${HOST}:${port}`,
     port,
     restart: async () => {
       await stop();
@@ -203,4 +206,33 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+// ---- TLS ----
+
+export const opensslInstalled = spawnSync('sh', ['-c', 'command -v openssl']).status === 0;
+
+export interface TestCertificates {
+  /** PEM of the test CA, for the client's `tls.ca`. */
+  readonly ca: Buffer;
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+/** A throwaway CA and a server certificate for 127.0.0.1 signed by it, made with openssl in `dir`. */
+export async function makeTestCertificates(dir: string): Promise<TestCertificates> {
+  const file = (name: string) => join(dir, name);
+  const ecKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  await writeFile(file('server.ext'), 'subjectAltName=IP:127.0.0.1\n');
+  const steps = [
+    ['req', '-x509', ...ecKey, '-keyout', file('ca.key'), '-out', file('ca.crt'), '-days', '2', '-subj', '/CN=picopay test CA'],
+    ['req', ...ecKey, '-keyout', file('server.key'), '-out', file('server.csr'), '-subj', '/CN=127.0.0.1'],
+    ['x509', '-req', '-in', file('server.csr'), '-CA', file('ca.crt'), '-CAkey', file('ca.key'), '-CAcreateserial',
+      '-out', file('server.crt'), '-days', '2', '-extfile', file('server.ext')],
+  ];
+  for (const args of steps) {
+    const result = spawnSync('openssl', args);
+    if (result.status !== 0) throw new Error(`openssl ${args[0]} failed: ${result.stderr.toString()}`);
+  }
+  return { ca: await readFile(file('ca.crt')), certFile: file('server.crt'), keyFile: file('server.key') };
 }

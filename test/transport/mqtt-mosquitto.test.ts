@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -5,13 +8,62 @@ import { TransportError } from '../../src/errors.ts';
 import type { Address } from '../../src/model/types.ts';
 import { MqttTransport } from '../../src/transport/mqtt.ts';
 import { inboxFilter, inboxTopic } from '../../src/transport/topics.ts';
-import { mosquittoInstalled, randomAddress, Recorder, startMosquitto, text, waitFor, type Mosquitto } from './helpers.ts';
+import {
+  makeTestCertificates,
+  mosquittoInstalled,
+  opensslInstalled,
+  randomAddress,
+  Recorder,
+  startMosquitto,
+  text,
+  waitFor,
+  type Mosquitto,
+  type TestCertificates,
+} from './helpers.ts';
 import { mqttTransportSuite } from './mqtt-suite.ts';
 
 // CI installs mosquitto (.ci/run), so these run there; elsewhere they skip only when it is missing.
 describe.skipIf(!mosquittoInstalled)('MqttTransport over Mosquitto', () => {
   describe('anonymous broker', () => {
     mqttTransportSuite(() => startMosquitto());
+  });
+
+  describe.skipIf(!opensslInstalled)('over TLS', () => {
+    let certificatesDir: string;
+    let certificates: TestCertificates;
+    let broker: Mosquitto;
+
+    beforeAll(async () => {
+      certificatesDir = await mkdtemp(join(tmpdir(), 'picopay-tls-'));
+      certificates = await makeTestCertificates(certificatesDir);
+      broker = await startMosquitto({ tls: certificates });
+    });
+
+    afterAll(async () => {
+      await broker.stop();
+      await rm(certificatesDir, { recursive: true, force: true });
+    });
+
+    it('round-trips with a CA-verified broker', async () => {
+      const [a, b] = [randomAddress(), randomAddress()];
+      const transports = [a, b].map((self) => new MqttTransport({ url: broker.url, self, tls: { ca: certificates.ca } }));
+      const [alice, bob] = transports as [MqttTransport, MqttTransport];
+      const recorder = new Recorder();
+      bob.setHandler(recorder);
+      try {
+        await Promise.all(transports.map((transport) => transport.connect()));
+        await alice.send(b, text('over tls'));
+        await waitFor(() => recorder.messages.length === 1, 'the message');
+        expect(recorder.messages).toEqual([{ from: a, text: 'over tls' }]);
+      } finally {
+        await Promise.all(transports.map((transport) => transport.close()));
+      }
+    });
+
+    it('does not connect to a broker it cannot verify', async () => {
+      const transport = new MqttTransport({ url: broker.url, self: randomAddress(), connectTimeoutMs: 1_000 });
+      await expect(transport.connect()).rejects.toThrow(/certificate/);
+    });
   });
 
   describe('with passwords and the ACL of docs/mqtt', () => {
