@@ -1,5 +1,5 @@
 import { connectAsync, ErrorWithSubackPacket, type MqttClient } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TransportError } from '../../src/errors.ts';
 import type { Address } from '../../src/model/types.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../../src/transport/broker.ts';
@@ -40,10 +40,13 @@ describe('the embedded broker with authentication and the ACL', () => {
     });
   });
 
-  afterAll(async () => {
-    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
-    await broker.close();
+  // Each test closes its clients: a device left connected would fight the next test's
+  // device with the same session id for the connection.
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
   });
+
+  afterAll(() => broker.close());
 
   async function device(self: Address, login: Address = self): Promise<{ transport: MqttTransport; recorder: Recorder }> {
     const transport = new MqttTransport({ url: broker.url, self, username: login, password: password(login), connectTimeoutMs: 10_000 });

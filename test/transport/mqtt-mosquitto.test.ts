@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectAsync, type MqttClient } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TransportError } from '../../src/errors.ts';
 import type { Address } from '../../src/model/types.ts';
 import { MqttTransport } from '../../src/transport/mqtt.ts';
@@ -80,10 +80,13 @@ describe.skipIf(!mosquittoInstalled)('MqttTransport over Mosquitto', () => {
       });
     });
 
-    afterAll(async () => {
-      for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
-      await broker.stop();
+    // Each test closes its clients: a device left connected would fight the next test's
+    // device with the same session id for the connection.
+    afterEach(async () => {
+      for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
     });
+
+    afterAll(() => broker.stop());
 
     async function device(self: Address): Promise<{ transport: MqttTransport; recorder: Recorder }> {
       const transport = new MqttTransport({ url: broker.url, self, password: password(self) });
@@ -123,6 +126,17 @@ describe.skipIf(!mosquittoInstalled)('MqttTransport over Mosquitto', () => {
       await client.publishAsync(inboxTopic(mallory, mallory), 'barrier', { qos: 1 });
       await waitFor(() => malloryReceived.length > 0, 'the barrier');
       expect(malloryReceived).toEqual([inboxTopic(mallory, mallory)]);
+    });
+
+    it('lets devices watch each other\'s presence', async () => {
+      const alice = await device(a);
+      const bob = await device(b);
+      alice.transport.watchPeer(b);
+      await bob.transport.send(a, text('before leaving'));
+      await waitFor(() => alice.recorder.messages.length === 1, 'the message');
+      await bob.transport.close();
+      await waitFor(() => alice.recorder.peersDown.length === 1, 'bob going offline');
+      expect(alice.recorder.peersDown).toEqual([b]);
     });
 
     it('drops a message sent under another name', async () => {
