@@ -74,6 +74,11 @@ function initialState(params: Params, m: OpenPropose): State {
   return { channelId: channelId(params), version: 0n, outcome: outcomeOf(m), isFinal: false };
 }
 
+/** The accepter's answer to a proposal, rebuilt from its record when it has to be sent again. */
+export function openAcceptOf(rec: ChannelRecord): OpenAccept {
+  return { type: MessageType.OpenAccept, shareA: rec.shares.a, shareB: rec.shares.b, sig: rec.current.sigs[1]! };
+}
+
 /**
  * Checks a proposal addressed to this side and, if it holds, returns the channel record
  * (to persist) and the acceptance (to send after). Terms the agent does not accept
@@ -106,8 +111,9 @@ export function acceptOpen(signer: Signer, m: OpenPropose, shareB: Uint8Array = 
     current: { state, sigs: [null, sig] },
     staged: null,
     highestSigned: 0n,
+    shares: { a: new Uint8Array(m.share), b: new Uint8Array(shareB) },
   };
-  return { record, reply: { type: MessageType.OpenAccept, shareA: m.share, shareB: new Uint8Array(shareB), sig } };
+  return { record, reply: openAcceptOf(record) };
 }
 
 /** The proposer completes the open with the peer's signature on version 0 and countersigns it. */
@@ -132,6 +138,7 @@ export function completeOpen(signer: Signer, pending: PendingOpen, m: OpenAccept
     current: signed,
     staged: null,
     highestSigned: 0n,
+    shares: { a: new Uint8Array(p.share), b: new Uint8Array(m.shareB) },
   };
   return { record, reply: { type: MessageType.UpdateAccept, alias: aliasOf(state.channelId), version: 0n, sig }, state: signed };
 }

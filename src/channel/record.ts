@@ -23,6 +23,8 @@ export interface ChannelRecord {
   staged: { state: State; sig: Signature } | null;
   /** Never sign a different state at or below this version (-1: nothing signed yet). */
   highestSigned: bigint;
+  /** Both nonce shares, so a lost open message can be answered again. */
+  shares: { a: Uint8Array; b: Uint8Array };
 }
 
 const separators = new Map<Bytes32, Uint8Array>();

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { acceptOpen, completeOpen, type PendingOpen, proposeOpen } from '../channel/open.ts';
+import { acceptOpen, completeOpen, openAcceptOf, type PendingOpen, proposeOpen } from '../channel/open.ts';
 import { aliasKey, aliasOf, type ChannelRecord } from '../channel/record.ts';
 import { makeSync, receiveSync } from '../channel/sync.ts';
 import { checkProposal, propose, receiveAccept, receiveReject, receiveUpdate } from '../channel/update.ts';
@@ -116,6 +116,8 @@ interface Runtime {
   backoff: number;
   /** Set after losing a tie-break: no proposals until it fires or the peer's update lands. */
   paused: NodeJS.Timeout | null;
+  /** When this process started tracking the channel. */
+  since: number;
 }
 
 interface OpenWaiter {
@@ -327,8 +329,14 @@ export class Agent extends EventEmitter<AgentEvents> {
         return;
       }
       rt.backoff = Math.min(rt.backoff * 2, this.#timing.maxRetransmitMs);
-      const sync = makeSync(rt.rec);
-      if (sync) this.#send(rt.rec.peer, sync);
+      if (rt.rec.phase === 'opening') {
+        // The proposer may have given up on this channel: stop answering after a while.
+        if (Date.now() - rt.since > 4 * this.#timing.requestTimeoutMs) return;
+        this.#send(rt.rec.peer, openAcceptOf(rt.rec));
+      } else {
+        const sync = makeSync(rt.rec);
+        if (sync) this.#send(rt.rec.peer, sync);
+      }
       this.#armRetransmit(rt);
     }, rt.backoff);
     rt.retransmit.unref();
@@ -371,7 +379,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (known) {
       // A repeat (our answer was lost, or a replay): the same answer again, nothing new.
       const rt = this.#channels.get(known.channelId);
-      if (rt) this.#send(from, { type: MessageType.OpenAccept, shareA: m.share, shareB: Buffer.from(known.shareB.slice(2), 'hex'), sig: rt.rec.current.sigs[1]! });
+      if (rt) this.#send(from, openAcceptOf(rt.rec));
       return;
     }
     const reply = (reason: RejectReason): void => this.#send(from, { type: MessageType.OpenReject, shareA: m.share, reason });
@@ -394,7 +402,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const w = this.#opens.get(key);
     if (!w) {
       // Our countersignature was lost: send it again.
-      const rt = [...this.#channels.values()].find((r) => r.rec.peer === from && r.rec.idx === 0 && r.rec.current.state.version === 0n);
+      const rt = [...this.#channels.values()].find((r) => r.rec.peer === from && r.rec.idx === 0 && Buffer.from(r.rec.shares.a).equals(m.shareA));
       if (rt) this.#send(from, { type: MessageType.UpdateAccept, alias: aliasOf(rt.rec.id), version: 0n, sig: rt.rec.current.sigs[0]! });
       return;
     }
@@ -550,7 +558,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   // ---- plumbing ----
 
   #track(rec: ChannelRecord): Runtime {
-    const rt: Runtime = { rec, queue: [], inflight: null, retransmit: null, backoff: this.#timing.retransmitMs, paused: null };
+    const rt: Runtime = { rec, queue: [], inflight: null, retransmit: null, backoff: this.#timing.retransmitMs, paused: null, since: Date.now() };
     this.#channels.set(rec.id, rt);
     this.#byAlias.set(aliasKey(aliasOf(rec.id)), rt);
     return rt;
