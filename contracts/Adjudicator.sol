@@ -7,9 +7,14 @@ pragma solidity ^0.8.28;
 /// inside ledger channels as locked sub-allocations committed by a Merkle root; each one
 /// is registered on its own and released into each concluded parent with a Merkle proof,
 /// so its siblings never appear on-chain.
-/// @dev Per channel, one storage slot (`records`) holds a hash whose two low bits tell the
-/// phase: REGISTERED commits to (version, timeout, outcome), CONCLUDED to (assets, lockedRoot).
-/// Callers pass the committed values back as calldata; the contract only checks the hash.
+/// @dev Storage is kept to what an open dispute or a concluded channel must remember, as
+/// hashes; callers pass the committed values back as calldata.
+/// - `records[id]`: hash of a registration (version, timeout, outcome).
+/// - `holdings[id][asset]`: the deposits, below 2^255. Concluding sets bit 255 on every
+///   funded asset, so no deposit is accepted and nothing is paid twice; the slot of the
+///   outcome's first asset then commits to the Settled values (what is kept for locked
+///   sub-allocations). Reusing that already-written slot instead of a fresh one saves
+///   ~20k gas per close and makes a close cost the same with or without open siblings.
 contract Adjudicator {
     // ---------------------------------------------------------------- types
 
@@ -53,6 +58,14 @@ contract Adjudicator {
         bytes32 outcome;
     }
 
+    /// What a concluded ledger channel keeps for its still-locked sub-allocations, as
+    /// emitted in `Concluded` and `Released`: `lockedRoot` has released leaves zeroed.
+    struct Settled {
+        address[] assets;
+        bytes32 lockedRoot;
+        uint256[] held;
+    }
+
     struct SubAlloc {
         bytes32 id;
         uint256[] balances;
@@ -64,6 +77,7 @@ contract Adjudicator {
     error ValueMismatch();
     error LengthMismatch();
     error TransferFailed();
+    error HoldingsOverflow();
     error WrongKind(uint8 kind);
     error InvalidSignature(uint256 participant);
     error ChannelConcluded(bytes32 channelId);
@@ -84,22 +98,20 @@ contract Adjudicator {
 
     event Deposited(bytes32 indexed channelId, address indexed asset, uint256 holdings);
     event Registered(bytes32 indexed channelId, uint64 version, uint64 timeout, bytes32 outcome);
-    event Concluded(bytes32 indexed channelId, bytes32 lockedRoot);
-    event Released(bytes32 indexed parentId, bytes32 indexed subId, bytes32 lockedRoot);
+    event Concluded(bytes32 indexed channelId, bytes32 lockedRoot, uint256[] held);
+    event Released(bytes32 indexed parentId, bytes32 indexed subId, bytes32 lockedRoot, uint256[] held);
     event Credited(address indexed account, address indexed asset, uint256 amount);
 
     // ---------------------------------------------------------------- storage
 
-    /// holdings[channelId][asset]: deposited and not yet paid out.
+    /// holdings[channelId][asset], see the contract's @dev note.
     mapping(bytes32 => mapping(address => uint256)) public holdings;
-    /// Phase-tagged commitment per channel, see the contract's @dev note.
+    /// Registration hash per channel, see the contract's @dev note.
     mapping(bytes32 => bytes32) public records;
-    /// Payouts whose push failed (reverting receiver, blacklisted token), for `withdraw`.
+    /// Payouts whose push failed (reverting receiver, refusing token), for `withdraw`.
     mapping(address => mapping(address => uint256)) public credits;
 
-    uint256 private constant PHASE_BITS = 3;
-    uint256 private constant REGISTERED = 1;
-    uint256 private constant CONCLUDED = 2;
+    uint256 private constant CONCLUDED = 1 << 255;
     /// A released sub-allocation's leaf becomes zero (no keccak preimage), so it cannot be proven again.
     bytes32 private constant RELEASED_LEAF = bytes32(0);
 
@@ -141,11 +153,16 @@ contract Adjudicator {
     // ---------------------------------------------------------------- states: register, refute, conclude
 
     /// Registers a state signed by both participants. A final state concludes at once; a
-    /// ledger channel's final state is the cooperative close and pays out in this transaction.
+    /// ledger channel's final state is the cooperative close and pays out in this
+    /// transaction, even while an older state is registered.
     function register(Params calldata p, State calldata s, Signature[2] calldata sigs) external {
         bytes32 id = channelId(p);
-        if (records[id] != 0) revert AlreadyRegistered(id);
-        _accept(id, p, s, sigs, uint64(block.timestamp) + p.challengeDuration);
+        bool closes = s.isFinal && p.kind == LEDGER;
+        if (!closes) {
+            if (records[id] != 0) revert AlreadyRegistered(id);
+            if (p.kind == LEDGER) _requireOpen(id, s.outcome.assets);
+        }
+        _accept(id, p, s, sigs, uint64(block.timestamp) + p.challengeDuration, false);
     }
 
     /// Replaces the registered state with a newer one before the challenge period ends.
@@ -156,7 +173,7 @@ contract Adjudicator {
         bytes32 id = channelId(p);
         _requireChallengeOpen(id, registered);
         if (s.version <= registered.version) revert VersionNotNewer(registered.version, s.version);
-        _accept(id, p, s, sigs, registered.timeout);
+        _accept(id, p, s, sigs, registered.timeout, true);
     }
 
     /// After the challenge period, pays out a ledger channel's registered outcome and keeps
@@ -166,6 +183,7 @@ contract Adjudicator {
         bytes32 id = channelId(p);
         _requireResolved(id, registered);
         if (outcomeHash(outcome) != registered.outcome) revert OutcomeMismatch();
+        delete records[id];
         _concludeAndPay(id, p, outcome);
     }
 
@@ -199,13 +217,11 @@ contract Adjudicator {
     /// gets its resolved amount capped at the locked total, participant 0 the rest; so the
     /// same resolution splits every parent the same way, and the intermediary, mapped to
     /// opposite sides in its two parents, gets back exactly what it locked.
-    /// @param parentRoot the parent's current locked root (its concluded root with earlier
-    /// releases' leaves zeroed)
+    /// @param settled the parent's values from its latest `Concluded` or `Released` event
     /// @param vcOutcome the registered outcome of a virtual channel; empty for a stream channel
     function release(
         Params calldata parent,
-        address[] calldata parentAssets,
-        bytes32 parentRoot,
+        Settled calldata settled,
         SubAlloc calldata sub,
         bytes32[] calldata proof,
         Params calldata vc,
@@ -213,11 +229,14 @@ contract Adjudicator {
         Outcome calldata vcOutcome
     ) external {
         bytes32 parentId = channelId(parent);
-        if (records[parentId] != _concludedRecord(parentAssets, parentRoot)) revert ParentNotConcluded(parentId);
+        uint256 n = settled.assets.length;
+        if (n == 0 || holdings[parentId][settled.assets[0]] != _settledCommitment(settled.assets, settled.lockedRoot, settled.held)) {
+            revert ParentNotConcluded(parentId);
+        }
         bytes32 vcId = channelId(vc);
-        if (sub.id != vcId || sub.balances.length != parentAssets.length) revert SubAllocMismatch();
+        if (sub.id != vcId || sub.balances.length != n) revert SubAllocMismatch();
         if (sub.indexMap[0] > 1 || sub.indexMap[1] > 1) revert InvalidIndexMap();
-        if (_merkleRoot(lockedLeaf(sub), proof) != parentRoot) revert InvalidProof();
+        if (_merkleRoot(lockedLeaf(sub), proof) != settled.lockedRoot) revert InvalidProof();
         _requireResolved(vcId, vcDispute);
         if (vc.kind == VIRTUAL) {
             if (outcomeHash(vcOutcome) != vcDispute.outcome) revert OutcomeMismatch();
@@ -225,22 +244,22 @@ contract Adjudicator {
             revert WrongKind(vc.kind);
         }
 
-        bytes32 newRoot = _merkleRoot(RELEASED_LEAF, proof);
-        records[parentId] = _concludedRecord(parentAssets, newRoot);
-        emit Released(parentId, vcId, newRoot);
-
-        uint256 n = parentAssets.length;
         uint256[2][] memory pays = new uint256[2][](n);
+        uint256[] memory held = new uint256[](n);
         for (uint256 i; i < n; ++i) {
             uint256 total = sub.balances[i];
-            uint256 toPayee = _min(_payeeAmount(vc.kind, vcDispute.outcome, vcOutcome, parentAssets[i]), total);
-            pays[i] = _debit(parentId, parentAssets[i], total - toPayee, toPayee);
+            uint256 toPayee = _min(_payeeAmount(vc.kind, vcDispute.outcome, vcOutcome, settled.assets[i]), total);
+            (pays[i], held[i]) = _split(settled.held[i], total - toPayee, toPayee);
         }
+        bytes32 newRoot = _merkleRoot(RELEASED_LEAF, proof);
+        holdings[parentId][settled.assets[0]] = _settledCommitment(settled.assets, newRoot, held);
+        emit Released(parentId, vcId, newRoot, held);
+
         address receiver0 = parent.participants[sub.indexMap[0]];
         address receiver1 = parent.participants[sub.indexMap[1]];
         for (uint256 i; i < n; ++i) {
-            _pay(receiver0, parentAssets[i], pays[i][0]);
-            _pay(receiver1, parentAssets[i], pays[i][1]);
+            _pay(receiver0, settled.assets[i], pays[i][0]);
+            _pay(receiver1, settled.assets[i], pays[i][1]);
         }
     }
 
@@ -282,15 +301,21 @@ contract Adjudicator {
 
     // ---------------------------------------------------------------- internals
 
-    function _accept(bytes32 id, Params calldata p, State calldata s, Signature[2] calldata sigs, uint64 timeout)
-        private
-    {
+    function _accept(
+        bytes32 id,
+        Params calldata p,
+        State calldata s,
+        Signature[2] calldata sigs,
+        uint64 timeout,
+        bool wasRegistered
+    ) private {
         if (p.kind > VIRTUAL) revert WrongKind(p.kind);
         bytes32 oh = outcomeHash(s.outcome);
         bytes32 digest = _stateDigest(id, s.version, oh, s.isFinal);
         _requireSigner(digest, sigs[0], p.participants[0], 0);
         _requireSigner(digest, sigs[1], p.participants[1], 1);
         if (s.isFinal && p.kind == LEDGER) {
+            if (wasRegistered) delete records[id];
             _concludeAndPay(id, p, s.outcome);
         } else {
             _storeRegistration(id, s.version, s.isFinal ? uint64(block.timestamp) : timeout, oh);
@@ -298,33 +323,52 @@ contract Adjudicator {
     }
 
     function _storeRegistration(bytes32 id, uint64 version, uint64 timeout, bytes32 outcome) private {
-        records[id] = _seal(keccak256(abi.encode(version, timeout, outcome)), REGISTERED);
+        records[id] = keccak256(abi.encode(version, timeout, outcome));
         emit Registered(id, version, timeout, outcome);
     }
 
-    /// Pays the free balances (capped by holdings, participant 0 first) and keeps the rest
-    /// for the locked sub-allocations. Storage is settled before any external call.
+    /// Pays the free balances (capped by holdings, participant 0 first), keeps the rest for
+    /// the locked sub-allocations and marks every funded asset concluded. Storage is settled
+    /// before any external call.
     function _concludeAndPay(bytes32 id, Params calldata p, Outcome calldata o) private {
         uint256 n = o.assets.length;
-        if (o.balances.length != n) revert LengthMismatch();
-        records[id] = _concludedRecord(o.assets, o.lockedRoot);
-        emit Concluded(id, o.lockedRoot);
+        if (n == 0 || o.balances.length != n) revert LengthMismatch();
         uint256[2][] memory pays = new uint256[2][](n);
-        for (uint256 i; i < n; ++i) pays[i] = _debit(id, o.assets[i], o.balances[i][0], o.balances[i][1]);
+        uint256[] memory held = new uint256[](n);
+        for (uint256 i; i < n; ++i) {
+            mapping(address => uint256) storage slot = holdings[id];
+            uint256 deposited = slot[o.assets[i]];
+            if (deposited >= CONCLUDED) revert ChannelConcluded(id);
+            (pays[i], held[i]) = _split(deposited, o.balances[i][0], o.balances[i][1]);
+            // Marking each asset also stops a repeated asset from being paid twice.
+            if (deposited != 0 || i == 0) slot[o.assets[i]] = CONCLUDED;
+        }
+        holdings[id][o.assets[0]] = _settledCommitment(o.assets, o.lockedRoot, held);
+        emit Concluded(id, o.lockedRoot, held);
         for (uint256 i; i < n; ++i) {
             _pay(p.participants[0], o.assets[i], pays[i][0]);
             _pay(p.participants[1], o.assets[i], pays[i][1]);
         }
     }
 
-    /// Takes up to (want0, want1) from a channel's holdings, first come first served, so a
-    /// channel never pays out more than was deposited into it.
-    function _debit(bytes32 id, address asset, uint256 want0, uint256 want1) private returns (uint256[2] memory paid) {
-        uint256 held = holdings[id][asset];
-        paid[0] = _min(want0, held);
-        paid[1] = _min(want1, held - paid[0]);
-        uint256 spent = paid[0] + paid[1];
-        if (spent != 0) holdings[id][asset] = held - spent;
+    /// Takes up to (want0, want1) from `available`, first come first served, so a channel
+    /// never pays out more than was deposited into it.
+    function _split(uint256 available, uint256 want0, uint256 want1)
+        private
+        pure
+        returns (uint256[2] memory paid, uint256 left)
+    {
+        paid[0] = _min(want0, available);
+        paid[1] = _min(want1, available - paid[0]);
+        left = available - paid[0] - paid[1];
+    }
+
+    function _settledCommitment(address[] calldata assets, bytes32 lockedRoot, uint256[] memory held)
+        private
+        pure
+        returns (uint256)
+    {
+        return CONCLUDED | (uint256(keccak256(abi.encode(assets, lockedRoot, held))) >> 1);
     }
 
     function _payeeAmount(uint8 kind, bytes32 registered, Outcome calldata vcOutcome, address asset)
@@ -339,26 +383,23 @@ contract Adjudicator {
         return 0;
     }
 
+    function _requireOpen(bytes32 id, address[] calldata assets) private view {
+        if (assets.length == 0) revert LengthMismatch();
+        if (holdings[id][assets[0]] >= CONCLUDED) revert ChannelConcluded(id);
+    }
+
     function _requireChallengeOpen(bytes32 id, Dispute calldata d) private view {
-        if (records[id] != _registeredRecord(d)) revert DisputeMismatch(id);
+        if (records[id] != _registrationHash(d)) revert DisputeMismatch(id);
         if (block.timestamp >= d.timeout) revert ChallengePeriodOver(id);
     }
 
     function _requireResolved(bytes32 id, Dispute calldata d) private view {
-        if (records[id] != _registeredRecord(d)) revert DisputeMismatch(id);
+        if (records[id] != _registrationHash(d)) revert DisputeMismatch(id);
         if (block.timestamp < d.timeout) revert ChallengePeriodRunning(id, d.timeout);
     }
 
-    function _registeredRecord(Dispute calldata d) private pure returns (bytes32) {
-        return _seal(keccak256(abi.encode(d.version, d.timeout, d.outcome)), REGISTERED);
-    }
-
-    function _concludedRecord(address[] calldata assets, bytes32 lockedRoot) private pure returns (bytes32) {
-        return _seal(keccak256(abi.encode(assets, lockedRoot)), CONCLUDED);
-    }
-
-    function _seal(bytes32 hash, uint256 phase) private pure returns (bytes32) {
-        return bytes32((uint256(hash) & ~PHASE_BITS) | phase);
+    function _registrationHash(Dispute calldata d) private pure returns (bytes32) {
+        return keccak256(abi.encode(d.version, d.timeout, d.outcome));
     }
 
     /// Sorted-pair Merkle fold, as src/model/locked.ts builds the tree.
@@ -400,9 +441,11 @@ contract Adjudicator {
     }
 
     function _credit(bytes32 id, address asset, uint256 amount) private {
+        uint256 held = holdings[id][asset];
         // A concluded channel pays nothing more out, so a late deposit would be stuck.
-        if (uint256(records[id]) & PHASE_BITS == CONCLUDED) revert ChannelConcluded(id);
-        uint256 held = holdings[id][asset] + amount;
+        if (held >= CONCLUDED) revert ChannelConcluded(id);
+        held += amount;
+        if (held >= CONCLUDED) revert HoldingsOverflow();
         holdings[id][asset] = held;
         emit Deposited(id, asset, held);
     }

@@ -1,10 +1,10 @@
 import { channelId } from '../model/channelId.ts';
-import { toContractOutcome, toContractParams, toContractSubAlloc, type Dispute } from './encode.ts';
 import { ChannelKind, type Allocation, type Params } from '../model/types.ts';
 import { writeAdjudicator, type ChainClient, type TxResult } from './client.ts';
+import { toContractOutcome, toContractParams, toContractSubAlloc, type Dispute } from './encode.ts';
 import { NotRegisteredError, WrongChannelKindError } from './errors.ts';
 import { currentLockedProof, currentLockedRoot } from './lockedTree.ts';
-import { readDispute, readReleased, type LogRange } from './read.ts';
+import { readDispute, readReleased, readSettled, type LogRange, type Settled } from './read.ts';
 
 export interface ConcludeVirtualArgs extends LogRange {
   /** A concluded ledger channel that locks the virtual channel. */
@@ -14,7 +14,8 @@ export interface ConcludeVirtualArgs extends LogRange {
   virtual: Params;
   /** For a bidirectional virtual channel: the registered state's outcome. */
   virtualOutcome?: Allocation;
-  /** Sub-allocations already released from the parent; read from events when omitted. */
+  /** The parent's current settled values and released ids; read from events when omitted. */
+  settled?: Settled;
   released?: ReadonlySet<string>;
   /** The virtual channel's registration; read from events when omitted. */
   virtualDispute?: Dispute;
@@ -31,16 +32,17 @@ export async function concludeVirtual(client: ChainClient, args: ConcludeVirtual
   if (args.virtual.kind === ChannelKind.Ledger) throw new WrongChannelKindError('a ledger channel is not locked in a parent');
   const vcId = channelId(args.virtual);
   const parentId = channelId(args.parent);
-  const index = args.parentOutcome.locked.findIndex((s) => s.id.toLowerCase() === vcId);
+  const locked = args.parentOutcome.locked;
+  const index = locked.findIndex((s) => s.id.toLowerCase() === vcId);
   if (index < 0) throw new RangeError(`parent ${parentId} does not lock ${vcId}`);
+  const settled = args.settled ?? (await readSettled(client, parentId, args));
+  if (!settled) throw new NotRegisteredError(`parent ${parentId} has not concluded`);
   const released = args.released ?? (await readReleased(client, parentId, args));
   const vcDispute = args.virtualDispute ?? (await readDispute(client, vcId, args));
   if (!vcDispute) throw new NotRegisteredError(`virtual channel ${vcId} is not registered`);
-  const locked = args.parentOutcome.locked;
   return writeAdjudicator(client, 'release', [
     toContractParams(args.parent, client),
-    args.parentOutcome.assets,
-    currentLockedRoot(locked, released),
+    { assets: args.parentOutcome.assets, lockedRoot: currentLockedRoot(locked, released), held: settled.held },
     toContractSubAlloc(locked[index]!),
     currentLockedProof(locked, index, released),
     toContractParams(args.virtual, client),

@@ -9,8 +9,40 @@ export interface LogRange {
   fromBlock?: bigint;
 }
 
-export function readHoldings(client: ChainClient, channelId: Bytes32, asset: Address): Promise<bigint> {
-  return client.publicClient.readContract({ address: client.adjudicator, abi: adjudicatorAbi, functionName: 'holdings', args: [channelId, asset] });
+/** Bit 255 of a holdings slot marks a concluded channel (see Adjudicator.sol). */
+const CONCLUDED = 1n << 255n;
+
+export interface Holdings {
+  /** Deposited and not paid out; 0 once concluded (see `readSettled` for what a parent keeps). */
+  amount: bigint;
+  concluded: boolean;
+}
+
+export async function readHoldings(client: ChainClient, channelId: Bytes32, asset: Address): Promise<Holdings> {
+  const raw = await client.publicClient.readContract({ address: client.adjudicator, abi: adjudicatorAbi, functionName: 'holdings', args: [channelId, asset] });
+  return raw >= CONCLUDED ? { amount: 0n, concluded: true } : { amount: raw, concluded: false };
+}
+
+/** What a concluded channel keeps for its locked sub-allocations, per outcome asset. */
+export interface Settled {
+  lockedRoot: Bytes32;
+  held: readonly bigint[];
+}
+
+/** The channel's latest Concluded or Released values, or null if it has not concluded. */
+export async function readSettled(client: ChainClient, channelId: Bytes32, range: LogRange = {}): Promise<Settled | null> {
+  const logs = await client.publicClient.getContractEvents({
+    address: client.adjudicator,
+    abi: adjudicatorAbi,
+    fromBlock: range.fromBlock ?? 0n,
+    strict: true,
+  });
+  let settled: Settled | null = null;
+  for (const log of logs) {
+    if (log.eventName === 'Concluded' && log.args.channelId === channelId) settled = { lockedRoot: log.args.lockedRoot, held: log.args.held };
+    if (log.eventName === 'Released' && log.args.parentId === channelId) settled = { lockedRoot: log.args.lockedRoot, held: log.args.held };
+  }
+  return settled;
 }
 
 /** The channel's latest registration, or null if it was never registered. */
