@@ -104,7 +104,7 @@ export class MqttTransport implements Transport {
     if (this.client) throw new TransportError('connect() was already called');
     if (this.closed) throw new TransportError('transport is closed');
     const backoff = new Backoff(this.options.backoff);
-    const client = connect(this.options.url, this.clientOptions(backoff.next()));
+    const client = connect(this.options.url, this.clientOptions());
     this.client = client;
 
     // Runs before mqtt.js schedules the next attempt on 'close', so each attempt waits longer.
@@ -153,7 +153,10 @@ export class MqttTransport implements Transport {
     });
   }
 
-  /** Reports `peerDown(peer)` whenever the peer's presence turns to offline (last will or clean exit). */
+  /**
+   * Reports `peerDown(peer)` whenever the peer's presence turns to offline (last will or
+   * clean exit), and right away if it is offline when first seen.
+   */
   watchPeer(peer: Address): void {
     const address = peer.toLowerCase();
     if (!isAddress(address)) throw new TransportError(`not an address: ${peer}`);
@@ -165,10 +168,15 @@ export class MqttTransport implements Transport {
     });
   }
 
-  /** Announces `offline` and disconnects; the session stays at the broker, which keeps collecting messages. */
+  /**
+   * Announces `offline` and disconnects, after the broker has acknowledged what was sent;
+   * messages still waiting for a reconnection are lost. The session stays at the broker,
+   * which keeps collecting messages for this device.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.settleFirstConnection?.(new TransportError('transport closed while connecting'));
     const client = this.client;
     if (client === undefined) return;
     if (client.connected) {
@@ -179,7 +187,7 @@ export class MqttTransport implements Transport {
     await client.endAsync(!client.connected);
   }
 
-  private clientOptions(firstReconnectMs: number): IClientOptions {
+  private clientOptions(): IClientOptions {
     const { options } = this;
     return {
       protocolVersion: 4,
@@ -188,7 +196,8 @@ export class MqttTransport implements Transport {
       username: options.username ?? this.self,
       password: options.password,
       keepalive: options.keepaliveSec ?? 30,
-      reconnectPeriod: firstReconnectMs,
+      // Any positive value enables reconnection; the backoff sets it before every attempt.
+      reconnectPeriod: 1,
       reconnectOnConnackError: true,
       // This class subscribes itself on each connection without a session (see onConnect).
       resubscribe: false,
@@ -225,11 +234,18 @@ export class MqttTransport implements Transport {
     });
   }
 
-  /** Subscribes when the broker has no session for us, announces presence, then tells the handler. */
+  /**
+   * Subscribes (the inbox only when the broker kept no session for us; presence always,
+   * as peers may have been watched before this session existed), announces presence,
+   * then tells the handler.
+   */
   private async onConnect(client: MqttClient, connack: IConnackPacket): Promise<void> {
+    if (this.closed) return;
     try {
-      if (!connack.sessionPresent) {
-        const refused = await subscribeReportingRefusals(client, [inboxFilter(this.self), ...[...this.watched].map(presenceTopic)]);
+      const presence = [...this.watched].map(presenceTopic);
+      const topics = connack.sessionPresent ? presence : [inboxFilter(this.self), ...presence];
+      if (topics.length > 0) {
+        const refused = await subscribeReportingRefusals(client, topics);
         if (refused.length > 0) {
           this.log.warn({ topics: refused, username: this.options.username ?? this.self }, 'broker refused subscriptions (ACL?)');
         }

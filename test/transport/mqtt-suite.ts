@@ -4,7 +4,7 @@ import { TransportError } from '../../src/errors.ts';
 import type { Address } from '../../src/model/types.ts';
 import { MqttTransport, type MqttTransportOptions } from '../../src/transport/mqtt.ts';
 import { inboxTopic, presenceTopic } from '../../src/transport/topics.ts';
-import { randomAddress, Recorder, startTcpProxy, text, waitFor, type TcpProxy } from './helpers.ts';
+import { freePort, randomAddress, Recorder, startTcpProxy, text, waitFor, type TcpProxy } from './helpers.ts';
 
 export interface BrokerUnderTest {
   readonly url: string;
@@ -118,6 +118,33 @@ export function mqttTransportSuite(startBroker: () => Promise<BrokerUnderTest>):
     await bob.transport.close();
     await waitFor(() => alice.recorder.peersDown.length === 1, 'the offline presence');
     expect(alice.recorder.peersDown).toEqual([b]);
+  });
+
+  it('watches peers named before connecting, also when the broker kept its session', async () => {
+    const [a, b] = [randomAddress(), randomAddress()];
+    const bob = await device(b);
+    const firstAlice = await device(a);
+    await firstAlice.transport.close();
+
+    const alice = new MqttTransport({ url: broker.url, self: a, backoff: FAST_BACKOFF });
+    const recorder = new Recorder();
+    alice.setHandler(recorder);
+    alice.watchPeer(b);
+    cleanups.push(() => alice.close());
+    await alice.connect();
+    await bob.transport.send(a, text('hello'));
+    await waitFor(() => recorder.messages.length === 1, 'the message');
+
+    await bob.transport.close();
+    await waitFor(() => recorder.peersDown.length === 1, 'bob going offline');
+    expect(recorder.peersDown).toEqual([b]);
+  });
+
+  it('gives up connecting when closed meanwhile', async () => {
+    const transport = new MqttTransport({ url: `mqtt://127.0.0.1:${await freePort()}`, self: randomAddress(), backoff: FAST_BACKOFF });
+    const connecting = transport.connect();
+    await transport.close();
+    await expect(connecting).rejects.toBeInstanceOf(TransportError);
   });
 
   it('reconnects after the broker restarts', async () => {
