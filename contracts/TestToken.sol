@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.28;
 
-/// @notice A minimal ERC20 for tests and benchmarks: anyone may mint.
+/// @notice A minimal ERC20 for tests and benchmarks: anyone may mint, and an account may
+/// be blocked from receiving (like a stablecoin blacklist) to test refused payouts.
 contract TestToken {
     string public constant name = "Test Token";
     string public constant symbol = "TST";
@@ -10,6 +11,9 @@ contract TestToken {
     uint256 public totalSupply;
     mapping(address => uint256) public balanceOf;
     mapping(address => mapping(address => uint256)) public allowance;
+    mapping(address => bool) public blocked;
+
+    error Blocked(address account);
 
     event Transfer(address indexed from, address indexed to, uint256 value);
     event Approval(address indexed owner, address indexed spender, uint256 value);
@@ -18,6 +22,10 @@ contract TestToken {
         totalSupply += amount;
         balanceOf[to] += amount;
         emit Transfer(address(0), to, amount);
+    }
+
+    function setBlocked(address account, bool isBlocked) external {
+        blocked[account] = isBlocked;
     }
 
     function approve(address spender, uint256 amount) external returns (bool) {
@@ -39,6 +47,7 @@ contract TestToken {
     }
 
     function _move(address from, address to, uint256 amount) private {
+        if (blocked[to]) revert Blocked(to);
         balanceOf[from] -= amount;
         balanceOf[to] += amount;
         emit Transfer(from, to, amount);

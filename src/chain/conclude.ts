@@ -10,6 +10,6 @@ export interface ConcludeArgs {
 }
 
 /** After the challenge period, pays out a ledger channel's free balances in the same transaction. */
-export function conclude(client: ChainClient, args: ConcludeArgs): Promise<TxResult> {
+export async function conclude(client: ChainClient, args: ConcludeArgs): Promise<TxResult> {
   return writeAdjudicator(client, 'conclude', [toContractParams(args.params, client), args.registered, toContractOutcome(args.outcome)]);
 }

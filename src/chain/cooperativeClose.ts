@@ -5,8 +5,8 @@ import { WrongChannelKindError } from './errors.ts';
 import { register, type RegisterArgs } from './register.ts';
 
 /** Closes a ledger channel with a final state signed by both; pays both in the same transaction. */
-export function cooperativeClose(client: ChainClient, args: RegisterArgs): Promise<TxResult> {
-  if (!args.signed.state.isFinal) return Promise.reject(new FinalStateError('cooperative close needs a final state'));
-  if (args.params.kind !== ChannelKind.Ledger) return Promise.reject(new WrongChannelKindError('only ledger channels close with a payout'));
+export async function cooperativeClose(client: ChainClient, args: RegisterArgs): Promise<TxResult> {
+  if (!args.signed.state.isFinal) throw new FinalStateError('cooperative close needs a final state');
+  if (args.params.kind !== ChannelKind.Ledger) throw new WrongChannelKindError('only ledger channels close with a payout');
   return register(client, args);
 }

@@ -15,13 +15,13 @@ export interface DepositManyArgs {
 }
 
 /** Funds one channel. ERC20 deposits need an allowance (see `approveDeposits`). */
-export function deposit(client: ChainClient, args: DepositArgs): Promise<TxResult> {
+export async function deposit(client: ChainClient, args: DepositArgs): Promise<TxResult> {
   const value = args.asset === NATIVE_ASSET ? args.amount : undefined;
   return writeAdjudicator(client, 'deposit', [args.channelId, args.asset, args.amount], value);
 }
 
 /** Funds many channels in one transaction (one token transfer for ERC20). */
-export function depositMany(client: ChainClient, args: DepositManyArgs): Promise<TxResult> {
+export async function depositMany(client: ChainClient, args: DepositManyArgs): Promise<TxResult> {
   const total = args.deposits.reduce((sum, d) => sum + d.amount, 0n);
   const value = args.asset === NATIVE_ASSET ? total : undefined;
   return writeAdjudicator(client, 'depositMany', [args.deposits.map((d) => d.channelId), args.asset, args.deposits.map((d) => d.amount)], value);

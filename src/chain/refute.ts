@@ -11,6 +11,6 @@ export interface RefuteArgs {
 }
 
 /** Replaces a registered state with a newer one within the challenge period. */
-export function refute(client: ChainClient, args: RefuteArgs): Promise<TxResult> {
+export async function refute(client: ChainClient, args: RefuteArgs): Promise<TxResult> {
   return writeAdjudicator(client, 'refute', [toContractParams(args.params, client), args.registered, toContractState(args.signed.state), toContractSignatures(args.signed)]);
 }

@@ -13,6 +13,6 @@ export interface RegisterArgs {
  * channel it pays out, see `cooperativeClose`). Works for ledger and bidirectional
  * virtual channels; stream channels use `registerVoucher`.
  */
-export function register(client: ChainClient, args: RegisterArgs): Promise<TxResult> {
+export async function register(client: ChainClient, args: RegisterArgs): Promise<TxResult> {
   return writeAdjudicator(client, 'register', [toContractParams(args.params, client), toContractState(args.signed.state), toContractSignatures(args.signed)]);
 }

@@ -7,8 +7,8 @@ import { register, type RegisterArgs } from './register.ts';
 import { readDispute, type LogRange } from './read.ts';
 
 /** Registers a bidirectional virtual channel's state signed by both of its participants. */
-export function registerVirtual(client: ChainClient, args: RegisterArgs): Promise<TxResult> {
-  if (args.params.kind !== ChannelKind.Virtual) return Promise.reject(new WrongChannelKindError('not a bidirectional virtual channel'));
+export async function registerVirtual(client: ChainClient, args: RegisterArgs): Promise<TxResult> {
+  if (args.params.kind !== ChannelKind.Virtual) throw new WrongChannelKindError('not a bidirectional virtual channel');
   return register(client, args);
 }
 

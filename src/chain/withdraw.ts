@@ -8,6 +8,6 @@ export function readCredit(client: ChainClient, account: Address, asset: Address
 }
 
 /** Pays the caller its credited payouts of `asset`. */
-export function withdraw(client: ChainClient, asset: Address): Promise<TxResult> {
+export async function withdraw(client: ChainClient, asset: Address): Promise<TxResult> {
   return writeAdjudicator(client, 'withdraw', [asset]);
 }

@@ -5,7 +5,8 @@ import { channelId } from '../../src/model/channelId.ts';
 import { domainSeparator, fromHex, stateDigest, voucherDigest } from '../../src/model/hash.ts';
 import { ChannelKind, NATIVE_ASSET, type Address, type Allocation, type Bytes32, type Params, type SignedState, type State, type SubAlloc } from '../../src/model/types.ts';
 import type { ChainClient } from '../../src/chain/client.ts';
-import type { Devnet } from '../../src/chain/devnet.ts';
+import { startDevnet, type Devnet } from '../../src/chain/devnet.ts';
+import { afterAll, beforeAll } from 'vitest';
 
 export interface Party {
   signer: Signer;
@@ -65,3 +66,18 @@ export async function ethBalance(devnet: Devnet, address: Address): Promise<bigi
 }
 
 export const idOf = (params: Params): Bytes32 => channelId(params);
+
+/** Starts a devnet for the calling test file and stops it afterwards. */
+export function useDevnet(opts: Parameters<typeof startDevnet>[0] = {}): () => Devnet {
+  let devnet: Devnet | undefined;
+  beforeAll(async () => {
+    devnet = await startDevnet(opts);
+  });
+  afterAll(async () => {
+    await devnet?.stop();
+  });
+  return () => {
+    if (!devnet) throw new Error('devnet not started');
+    return devnet;
+  };
+}
