@@ -41,7 +41,10 @@ export interface MqttTransportOptions {
   backoff?: BackoffOptions;
   /** Frames above this size are refused on send and dropped on receipt (default 64 KiB). */
   maxFrameBytes?: number;
-  /** Sends not yet acknowledged by the broker beyond which send() throws (default 1024). */
+  /**
+   * Sends not yet acknowledged by the broker (default 1024) beyond which send() waits for
+   * acknowledgements while connected, and throws while disconnected.
+   */
   maxPendingSends?: number;
   /** How long connect() waits for the first connection, in ms (default 30,000). */
   connectTimeoutMs?: number;
@@ -74,6 +77,7 @@ export class MqttTransport implements Transport {
   /** Last presence seen per watched peer, so that a repeated `offline` reports the peer down once. */
   private readonly presence = new Map<Address, string>();
   private unackedSends = 0;
+  private sendersWaitingForRoom: (() => void)[] = [];
   private closed = false;
   private settleFirstConnection: ((error?: TransportError) => void) | undefined;
 
@@ -117,6 +121,8 @@ export class MqttTransport implements Transport {
       void this.onConnect(client, connack);
     });
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
+    // Senders waiting for acknowledgements that will not come before a reconnection give up.
+    client.on('close', () => this.wakeSendersWaitingForRoom());
     client.on('error', (error) => this.log.warn({ err: error, url: this.options.url }, 'mqtt error'));
     client.on('offline', () => this.log.info({ url: this.options.url }, 'mqtt offline, reconnecting'));
 
@@ -141,14 +147,17 @@ export class MqttTransport implements Transport {
     if (frame.byteLength > this.maxFrameBytes) {
       throw new TransportError(`frame of ${frame.byteLength} bytes exceeds the limit of ${this.maxFrameBytes}`);
     }
-    if (this.unackedSends >= this.maxPendingSends) {
-      throw new TransportError(`${this.unackedSends} sends are waiting for the broker`);
+    while (this.unackedSends >= this.maxPendingSends) {
+      if (!client.connected) throw new TransportError(`offline with ${this.unackedSends} sends waiting for the broker`);
+      await new Promise<void>((resolve) => this.sendersWaitingForRoom.push(resolve));
+      if (this.closed) throw new TransportError('transport is closed');
     }
     this.unackedSends++;
     // Resolves once mqtt.js holds the message: it writes it now or after reconnecting and
     // retransmits it until the broker acknowledges. Copied, so the caller may reuse its buffer.
     client.publish(inboxTopic(recipient, this.self), Buffer.from(frame), { qos: QOS }, (error) => {
       this.unackedSends--;
+      this.wakeSendersWaitingForRoom();
       if (error) this.log.debug({ err: error, to: recipient }, 'mqtt send failed');
     });
   }
@@ -177,6 +186,7 @@ export class MqttTransport implements Transport {
     if (this.closed) return;
     this.closed = true;
     this.settleFirstConnection?.(new TransportError('transport closed while connecting'));
+    this.wakeSendersWaitingForRoom();
     const client = this.client;
     if (client === undefined) return;
     if (client.connected) {
@@ -294,6 +304,12 @@ export class MqttTransport implements Transport {
     if (state === PRESENCE_OFFLINE && previous !== PRESENCE_OFFLINE) {
       this.callHandler('peerDown', () => this.handler?.peerDown?.(peer));
     }
+  }
+
+  private wakeSendersWaitingForRoom(): void {
+    const waiting = this.sendersWaitingForRoom;
+    this.sendersWaitingForRoom = [];
+    for (const wake of waiting) wake();
   }
 
   /** A throwing handler must not break mqtt.js's event processing. */

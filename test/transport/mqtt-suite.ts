@@ -147,6 +147,27 @@ export function mqttTransportSuite(startBroker: () => Promise<BrokerUnderTest>):
     await expect(connecting).rejects.toBeInstanceOf(TransportError);
   });
 
+  it('makes senders wait for acknowledgements beyond maxPendingSends', async () => {
+    const [a, b] = [randomAddress(), randomAddress()];
+    const alice = await device(a, { maxPendingSends: 2 });
+    const bob = await device(b);
+    const words = Array.from({ length: 20 }, (_, i) => `m${i}`);
+    await Promise.all(words.map((word) => alice.transport.send(b, text(word))));
+    await waitFor(() => bob.recorder.messages.length === words.length, 'every message');
+    expect(bob.recorder.texts().sort()).toEqual([...words].sort());
+  });
+
+  it('queues up to maxPendingSends while offline, then refuses', async () => {
+    const [a, b] = [randomAddress(), randomAddress()];
+    const relay = await proxy();
+    const alice = await device(a, { url: `mqtt://127.0.0.1:${relay.port}`, maxPendingSends: 2 });
+    await relay.close();
+    await waitFor(() => !alice.transport.isConnected, 'alice to notice');
+    await alice.transport.send(b, text('1'));
+    await alice.transport.send(b, text('2'));
+    await expect(alice.transport.send(b, text('3'))).rejects.toBeInstanceOf(TransportError);
+  });
+
   it('reconnects after the broker restarts', async () => {
     const [a, b] = [randomAddress(), randomAddress()];
     const alice = await device(a);
