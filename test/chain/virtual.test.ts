@@ -1,0 +1,151 @@
+// Example tests for virtual channels: a channel A–B locked in parents A–G and G–B is
+// registered on its own and released into each concluded parent with a Merkle proof.
+import { parseEther } from 'viem';
+import { describe, expect, it } from 'vitest';
+import { conclude } from '../../src/chain/conclude.ts';
+import { concludeVirtual } from '../../src/chain/concludeVirtual.ts';
+import { cooperativeClose } from '../../src/chain/cooperativeClose.ts';
+import { deposit } from '../../src/chain/deposit.ts';
+import type { Devnet } from '../../src/chain/devnet.ts';
+import { AdjudicatorRevertError } from '../../src/chain/errors.ts';
+import { readDispute, readSettled } from '../../src/chain/read.ts';
+import { register } from '../../src/chain/register.ts';
+import { registerVirtual, registerVoucher } from '../../src/chain/registerVirtual.ts';
+import { ChannelKind, NATIVE_ASSET, type Params, type SubAlloc } from '../../src/model/types.ts';
+import { ethBalance, ethOutcome, idOf, makeParams, makeState, party, signedBy, signVoucher, subAlloc, useDevnet, type Party } from './fixture.ts';
+
+const devnet = useDevnet();
+const ONE = parseEther('1');
+const T = parseEther('0.5');
+
+async function rejects(promise: Promise<unknown>, name: string): Promise<void> {
+  const err = await promise.then(() => null, (e: unknown) => e);
+  expect(err).toBeInstanceOf(AdjudicatorRevertError);
+  expect((err as AdjudicatorRevertError).errorName).toBe(name);
+}
+
+interface Network {
+  A: Party;
+  G: Party;
+  B: Party;
+  submitter: Party;
+  ag: Params;
+  gb: Params;
+  vc: Params;
+}
+
+async function network(d: Devnet, kind: ChannelKind, challengeDuration = 600n): Promise<Network> {
+  const [A, G, B, submitter] = [party(d, 1), party(d, 2), party(d, 3), party(d, 7)];
+  const ag = makeParams(d, A, G);
+  const gb = makeParams(d, G, B);
+  for (const [params, x, y] of [[ag, A, G], [gb, G, B]] as const) {
+    await deposit(x.client, { channelId: idOf(params), asset: NATIVE_ASSET, amount: ONE });
+    await deposit(y.client, { channelId: idOf(params), asset: NATIVE_ASSET, amount: ONE });
+  }
+  return { A, G, B, submitter, ag, gb, vc: makeParams(d, A, B, kind, challengeDuration) };
+}
+
+/** Concludes a parent at once with a final state that still locks `locked`. */
+async function closeKeepingLocked(n: Network, params: Params, locked: readonly SubAlloc[]) {
+  const [x, y] = params === n.ag ? [n.A, n.G] : [n.G, n.B];
+  const lockedTotal = locked.reduce((s, l) => s + l.balances[0]!, 0n);
+  const state = makeState(params, 10n, ethOutcome(ONE - lockedTotal / 2n, ONE - lockedTotal / 2n, locked), true);
+  await cooperativeClose(n.submitter.client, { params, signed: signedBy(params, state, x, y) });
+  return state.outcome;
+}
+
+async function balances(d: Devnet, n: Network): Promise<bigint[]> {
+  return Promise.all([n.A, n.G, n.B].map((p) => ethBalance(d, p.address)));
+}
+
+describe('bidirectional virtual channel', () => {
+  it('resolves to its registered state in each parent; the gateway gets back what it locked', async () => {
+    const d = devnet();
+    const n = await network(d, ChannelKind.Virtual);
+    // A–G maps virtual A→A (0), B→G (1); G–B maps A→G (0), B→B (1).
+    const agOutcome = await closeKeepingLocked(n, n.ag, [subAlloc(n.vc, [T], [0, 1])]);
+    const gbOutcome = await closeKeepingLocked(n, n.gb, [subAlloc(n.vc, [T], [0, 1])]);
+    const vcOutcome = ethOutcome(parseEther('0.1'), parseEther('0.4'));
+    await registerVirtual(n.submitter.client, { params: n.vc, signed: signedBy(n.vc, makeState(n.vc, 3n, vcOutcome), n.A, n.B) });
+    await rejects(concludeVirtual(n.submitter.client, { parent: n.ag, parentOutcome: agOutcome, virtual: n.vc, virtualOutcome: vcOutcome }), 'ChallengePeriodRunning');
+    await d.increaseTime(n.vc.challengeDuration);
+
+    const before = await balances(d, n);
+    await concludeVirtual(n.submitter.client, { parent: n.ag, parentOutcome: agOutcome, virtual: n.vc, virtualOutcome: vcOutcome });
+    await concludeVirtual(n.submitter.client, { parent: n.gb, parentOutcome: gbOutcome, virtual: n.vc, virtualOutcome: vcOutcome });
+    const after = await balances(d, n);
+    expect(after.map((x, i) => x - before[i]!)).toEqual([parseEther('0.1'), T, parseEther('0.4')]);
+
+    await rejects(concludeVirtual(n.submitter.client, { parent: n.ag, parentOutcome: agOutcome, virtual: n.vc, virtualOutcome: vcOutcome }), 'InvalidProof');
+  });
+
+  it('a final virtual state resolves at once; a parent that has not concluded releases nothing', async () => {
+    const d = devnet();
+    const n = await network(d, ChannelKind.Virtual);
+    const locked = [subAlloc(n.vc, [T], [0, 1])];
+    const agState = makeState(n.ag, 4n, ethOutcome(ONE - T / 2n, ONE - T / 2n, locked));
+    const vcOutcome = ethOutcome(T, 0n);
+    await registerVirtual(n.B.client, { params: n.vc, signed: signedBy(n.vc, makeState(n.vc, 8n, vcOutcome, true), n.A, n.B) });
+    await rejects(concludeVirtual(n.submitter.client, { parent: n.ag, parentOutcome: agState.outcome, virtual: n.vc, virtualOutcome: vcOutcome, settled: { lockedRoot: `0x${'00'.repeat(32)}`, held: [T] } }), 'ParentNotConcluded');
+    // The parent concludes by dispute and keeps the locked funds.
+    await register(n.G.client, { params: n.ag, signed: signedBy(n.ag, agState, n.A, n.G) });
+    await d.increaseTime(n.ag.challengeDuration);
+    const registered = await readDispute(n.G.client, idOf(n.ag));
+    await conclude(n.G.client, { params: n.ag, registered: registered!, outcome: agState.outcome });
+    expect((await readSettled(n.G.client, idOf(n.ag)))?.held).toEqual([T]);
+    const before = await balances(d, n);
+    await concludeVirtual(n.submitter.client, { parent: n.ag, parentOutcome: agState.outcome, virtual: n.vc, virtualOutcome: vcOutcome });
+    const after = await balances(d, n);
+    expect(after[0]! - before[0]!).toBe(T);
+    expect(after[1]).toBe(before[1]);
+  });
+});
+
+describe('stream channel', () => {
+  it("the payee's own submission resolves at once; only higher vouchers follow", async () => {
+    const d = devnet();
+    const n = await network(d, ChannelKind.Stream);
+    const gbOutcome = await closeKeepingLocked(n, n.gb, [subAlloc(n.vc, [T], [0, 1])]);
+    const paid = parseEther('0.3');
+    await registerVoucher(n.G.client, { params: n.vc, cumulative: parseEther('0.1'), signature: signVoucher(n.vc, parseEther('0.1'), n.A) });
+    await rejects(registerVoucher(n.A.client, { params: n.vc, cumulative: parseEther('0.05'), signature: signVoucher(n.vc, parseEther('0.05'), n.A) }), 'VoucherNotHigher');
+    await rejects(registerVoucher(n.G.client, { params: n.vc, cumulative: paid, signature: signVoucher(n.vc, paid, n.B) }), 'InvalidSignature');
+    await registerVoucher(n.B.client, { params: n.vc, cumulative: paid, signature: signVoucher(n.vc, paid, n.A) });
+    expect((await readDispute(n.B.client, idOf(n.vc)))?.outcome).toBe(`0x${paid.toString(16).padStart(64, '0')}`);
+    await rejects(registerVoucher(n.B.client, { params: n.vc, cumulative: T, signature: signVoucher(n.vc, T, n.A) }), 'ChallengePeriodOver');
+
+    const before = await balances(d, n);
+    await concludeVirtual(n.submitter.client, { parent: n.gb, parentOutcome: gbOutcome, virtual: n.vc });
+    const after = await balances(d, n);
+    expect([after[1]! - before[1]!, after[2]! - before[2]!]).toEqual([T - paid, paid]);
+  });
+
+  it('caps a voucher at the locked amount', async () => {
+    const d = devnet();
+    const n = await network(d, ChannelKind.Stream);
+    const agOutcome = await closeKeepingLocked(n, n.ag, [subAlloc(n.vc, [T], [0, 1])]);
+    await registerVoucher(n.B.client, { params: n.vc, cumulative: 5n * T, signature: signVoucher(n.vc, 5n * T, n.A) });
+    const before = await balances(d, n);
+    await concludeVirtual(n.submitter.client, { parent: n.ag, parentOutcome: agOutcome, virtual: n.vc });
+    const after = await balances(d, n);
+    expect([after[0]! - before[0]!, after[1]! - before[1]!]).toEqual([0n, T]);
+  });
+});
+
+describe('siblings', () => {
+  it('each sibling releases on its own with a proof over the updated root', async () => {
+    const d = devnet();
+    const n = await network(d, ChannelKind.Stream);
+    const vcs = [n.vc, makeParams(d, n.A, n.B, ChannelKind.Stream, 600n), makeParams(d, n.A, n.B, ChannelKind.Stream, 600n)];
+    const amount = parseEther('0.1');
+    const gbOutcome = await closeKeepingLocked(n, n.gb, vcs.map((vc) => subAlloc(vc, [amount], [0, 1])));
+    for (const [i, vc] of [vcs[2]!, vcs[0]!, vcs[1]!].entries()) {
+      const paid = BigInt(i + 1) * parseEther('0.01');
+      await registerVoucher(n.B.client, { params: vc, cumulative: paid, signature: signVoucher(vc, paid, n.A) });
+      const before = await ethBalance(d, n.B.address);
+      await concludeVirtual(n.submitter.client, { parent: n.gb, parentOutcome: gbOutcome, virtual: vc });
+      expect(await ethBalance(d, n.B.address)).toBe(before + paid);
+    }
+    expect((await readSettled(n.G.client, idOf(n.gb)))?.held).toEqual([0n]);
+  });
+});
