@@ -50,12 +50,18 @@ export class ChannelStore {
   readonly #deletePending;
   readonly #putAccepted;
   readonly #getAccepted;
+  readonly #durable: boolean;
+  readonly #syncOff;
+  readonly #syncOn;
 
   constructor(readonly path: string, options: StoreOptions = {}) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     this.#db = new Database(path);
     this.#db.pragma('journal_mode = WAL');
-    this.#db.pragma(`synchronous = ${options.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
+    this.#durable = options.durability !== 'normal';
+    this.#db.pragma(`synchronous = ${this.#durable ? 'FULL' : 'NORMAL'}`);
+    this.#syncOff = this.#db.prepare('PRAGMA synchronous = NORMAL');
+    this.#syncOn = this.#db.prepare('PRAGMA synchronous = FULL');
     this.#db.exec(SCHEMA);
     this.#put = this.#db.prepare('INSERT OR REPLACE INTO channels (id, peer, record) VALUES (?, ?, ?)');
     this.#putPending = this.#db.prepare('INSERT OR REPLACE INTO pending_opens (share, proposal) VALUES (?, ?)');
@@ -69,8 +75,22 @@ export class ChannelStore {
     return this.#db.transaction(fn)();
   }
 
-  saveChannel(rec: ChannelRecord): void {
-    this.#put.run(rec.id, rec.peer, serialize(rec));
+  /**
+   * `durable: false` skips the fsync of this one commit: for a write whose loss cannot
+   * cost this party anything (the next durable commit, or a resync with the peer, brings
+   * it back). It still survives a crash of the process.
+   */
+  saveChannel(rec: ChannelRecord, durable = true): void {
+    if (durable || !this.#durable) {
+      this.#put.run(rec.id, rec.peer, serialize(rec));
+      return;
+    }
+    this.#syncOff.run();
+    try {
+      this.#put.run(rec.id, rec.peer, serialize(rec));
+    } finally {
+      this.#syncOn.run();
+    }
   }
 
   loadChannels(): ChannelRecord[] {

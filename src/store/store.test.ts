@@ -1,0 +1,66 @@
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { ChannelRecord } from '../channel/record.ts';
+import { StoreError } from '../errors.ts';
+import { ChannelKind, NATIVE_ASSET } from '../model/types.ts';
+import { tempDir } from '../../test/helpers/agents.ts';
+import { ChannelStore } from './store.ts';
+import { deserializeRecord, serialize } from './serialize.ts';
+
+function record(version: bigint): ChannelRecord {
+  const id = `0x${'ab'.repeat(32)}` as const;
+  return {
+    id,
+    params: { chainId: 1n, adjudicator: `0x${'22'.repeat(20)}`, participants: [`0x${'11'.repeat(20)}`, `0x${'33'.repeat(20)}`], challengeDuration: 60n, nonce: 7n, kind: ChannelKind.Ledger },
+    idx: 0,
+    peer: `0x${'33'.repeat(20)}`,
+    peerKey: new Uint8Array(65).fill(4),
+    phase: 'open',
+    current: { state: { channelId: id, version, outcome: { assets: [NATIVE_ASSET], balances: [[1000n - version, version]], locked: [] }, isFinal: false }, sigs: [new Uint8Array(65), new Uint8Array(65)] },
+    staged: { state: { channelId: id, version: version + 1n, outcome: { assets: [NATIVE_ASSET], balances: [[999n - version, version + 1n]], locked: [] }, isFinal: false }, sig: new Uint8Array(65) },
+    highestSigned: version + 1n,
+    shares: { a: new Uint8Array(32), b: new Uint8Array(32) },
+  };
+}
+
+describe('ChannelStore', () => {
+  it('round-trips a record exactly', () => {
+    const store = new ChannelStore(':memory:');
+    store.saveChannel(record(5n));
+    expect(store.loadChannels()).toEqual([record(5n)]);
+    store.close();
+  });
+
+  it('stays the same size over 10,000 updates of a channel', () => {
+    const dir = tempDir();
+    const store = new ChannelStore(join(dir, 'c.db'), { durability: 'normal' });
+    store.saveChannel(record(0n));
+    for (let v = 1n; v <= 100n; v++) store.saveChannel(record(v));
+    const after100 = store.sizeOnDisk();
+    for (let v = 101n; v <= 10_000n; v++) store.saveChannel(record(v));
+    const after10k = store.sizeOnDisk();
+    expect(after10k).toBeLessThanOrEqual(after100 + 4096);
+    expect(statSync(join(dir, 'c.db')).size).toBe(after10k);
+    expect(store.loadChannels()[0]!.current.state.version).toBe(10_000n);
+    store.close();
+  });
+
+  it('an atomic step lands whole or not at all', () => {
+    const store = new ChannelStore(':memory:');
+    expect(() =>
+      store.atomically(() => {
+        store.saveChannel(record(1n));
+        throw new Error('crash in the middle');
+      }),
+    ).toThrow();
+    expect(store.loadChannels()).toEqual([]);
+    store.close();
+  });
+
+  it('refuses a corrupt record with a typed error', () => {
+    expect(() => deserializeRecord('{"id": 5')).toThrow(StoreError);
+    expect(() => deserializeRecord('{"id":"0x01"}')).toThrow(StoreError);
+    expect(deserializeRecord(serialize(record(3n)))).toEqual(record(3n));
+  });
+});
