@@ -202,6 +202,25 @@ describe('MemoryNetwork disconnects', () => {
     expect(inbox.frames).toEqual([]);
   });
 
+  it('replaces a detached party, silencing its old transport', async () => {
+    const network = new MemoryNetwork();
+    const a = network.endpoint(A);
+    const crashed = network.endpoint(B);
+    const inboxA = listen(a);
+    network.detach(B);
+    const restarted = network.endpoint(B);
+    const inboxB = listen(restarted);
+
+    await crashed.send(A, Uint8Array.of(1));
+    await restarted.send(A, Uint8Array.of(2));
+    await a.send(B, Uint8Array.of(3));
+    await crashed.close();
+    await a.send(B, Uint8Array.of(4));
+    await network.idle();
+    expect(inboxA.frames).toEqual([2]);
+    expect(inboxB.frames).toEqual([3, 4]);
+  });
+
   it('tells watchers, and only them, that a peer went down', async () => {
     const network = new MemoryNetwork();
     const a = network.endpoint(A);

@@ -119,11 +119,24 @@ export class MemoryNetwork {
     });
   }
 
+  /**
+   * Removes a party, as if its process had crashed: what its old transport sends from now
+   * on is lost, and `endpoint(address)` may attach a new one (messages still in flight
+   * reach the new one, as a broker session would deliver them).
+   */
+  detach(address: Address): void {
+    const peer = normalize(address);
+    this.endpoints.delete(peer);
+    this.disconnected.delete(peer);
+  }
+
   /** @internal Called by MemoryTransport.send. */
-  route(from: Address, to: Address, frame: Uint8Array): void {
+  route(sender: MemoryTransport, to: Address, frame: Uint8Array): void {
     this.stats.sent++;
     const faults = this.faults;
-    if (!this.isConnected(from) || this.chance(faults.drop)) {
+    const from = sender.self;
+    const attached = this.endpoints.get(from) === sender;
+    if (!attached || !this.isConnected(from) || this.chance(faults.drop)) {
       this.stats.dropped++;
       return;
     }
@@ -135,10 +148,9 @@ export class MemoryNetwork {
     }
   }
 
-  /** @internal Called when an endpoint closes. */
-  detach(address: Address): void {
-    this.endpoints.delete(address);
-    this.disconnected.delete(address);
+  /** @internal Called when an endpoint closes; a newer endpoint with the same address stays. */
+  release(transport: MemoryTransport): void {
+    if (this.endpoints.get(transport.self) === transport) this.detach(transport.self);
   }
 
   private chance(probability: number | undefined): boolean {
@@ -209,7 +221,7 @@ export class MemoryTransport implements Transport {
 
   async send(to: Address, frame: Uint8Array): Promise<void> {
     if (this.closed) throw new TransportError('transport is closed');
-    this.network.route(this.self, normalize(to), frame);
+    this.network.route(this, normalize(to), frame);
   }
 
   setHandler(handler: TransportHandler): void {
@@ -223,7 +235,7 @@ export class MemoryTransport implements Transport {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.network.detach(this.self);
+    this.network.release(this);
   }
 
   /** @internal */
