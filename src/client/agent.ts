@@ -100,6 +100,18 @@ export interface AgentEvents {
 const receiveOnly = ({ channel, current, proposed }: UpdateContext): boolean =>
   proposed.outcome.balances.every((pair, i) => pair[channel.idx] >= current.outcome.balances[i]![channel.idx]);
 
+/**
+ * Whether this side needs the peer's countersignature on its own proposal `next` to
+ * survive power loss: it does when `next` gives it more than the current state in some
+ * asset, or ends the channel. A plain payment to the peer does not: losing that
+ * countersignature leaves this side with the older state, which pays it more, and a
+ * resync brings the newer one back.
+ */
+function reliesOn(rec: ChannelRecord, next: State): boolean {
+  const cur = rec.current.state.outcome.balances;
+  return next.isFinal || next.outcome.balances.some((pair, i) => pair[rec.idx] > cur[i]![rec.idx]);
+}
+
 interface Op {
   build: (current: State) => Omit<StateBody, 'version'>;
   resolve: (s: SignedState) => void;
@@ -501,7 +513,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const wasOpening = rt.rec.phase === 'opening';
     const result = receiveAccept(rt.rec, msg);
     if (!result) return;
-    this.#commit(rt, result.record);
+    this.#commit(rt, result.record, wasOpening || reliesOn(rt.rec, result.state.state));
     this.#clearRetransmit(rt);
     if (wasOpening) {
       const channel = rt.rec;
@@ -571,8 +583,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   /** Persists a record before anything that depends on it is sent or acted on. */
-  #commit(rt: Runtime, rec: ChannelRecord): void {
-    this.#o.store.saveChannel(rec);
+  #commit(rt: Runtime, rec: ChannelRecord, durable = true): void {
+    this.#o.store.saveChannel(rec, durable);
     rt.rec = rec;
   }
 
