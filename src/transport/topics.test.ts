@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Address } from '../model/types.ts';
 import { mayPublish, maySubscribe } from './acl.ts';
@@ -22,6 +23,18 @@ describe('topics', () => {
     }
     expect(senderOf(inboxTopic(A, B), B)).toBeUndefined();
     expect(senderOf(`picopay/v2/inbox/${B}/${A}`, B)).toBeUndefined();
+  });
+
+  it('never takes an arbitrary topic for anything but a valid address', () => {
+    const level = fc.oneof(fc.string(), fc.constantFrom(A, B, '+', '#', '', 'picopay', 'v1', 'inbox', 'presence'));
+    fc.assert(
+      fc.property(fc.array(level, { maxLength: 7 }), (levels) => {
+        const topic = levels.join('/');
+        for (const found of [senderOf(topic, B), presenceOf(topic)]) {
+          expect(found === undefined || /^0x[0-9a-f]{40}$/.test(found)).toBe(true);
+        }
+      }),
+    );
   });
 });
 
