@@ -1,6 +1,7 @@
 // Delivers the adjudicator's events once they are `confirmations` blocks deep, in chain
 // order, so that a re-org shallower than that can never make the caller act on a log
-// that disappears. The caller persists `cursor` to resume after a restart.
+// that disappears. Delivery is at least once: if a handler throws, the same block range
+// is delivered again on the next poll. The caller persists `cursor` to resume after a restart.
 import type { GetContractEventsReturnType } from 'viem';
 import { adjudicatorAbi } from './abi.generated.ts';
 import type { ChainClient } from './client.ts';
@@ -39,7 +40,7 @@ export async function watchAdjudicator(client: ChainClient, opts: WatchOptions):
   let timer: NodeJS.Timeout | undefined;
 
   async function scan(): Promise<void> {
-    const head = await client.publicClient.getBlockNumber();
+    const head = await client.publicClient.getBlockNumber({ cacheTime: 0 });
     const safe = head - depth;
     while (!stopped && cursor <= safe) {
       const toBlock = cursor + maxRange - 1n < safe ? cursor + maxRange - 1n : safe;
