@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect as tcpConnect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Address } from '../../src/model/types.ts';
 import type { TransportHandler } from '../../src/transport/types.ts';
 
@@ -210,8 +211,6 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
 
 // ---- TLS ----
 
-export const opensslInstalled = spawnSync('sh', ['-c', 'command -v openssl']).status === 0;
-
 export interface TestCertificates {
   /** PEM of the test CA, for the client's `tls.ca`. */
   readonly ca: Buffer;
@@ -219,20 +218,8 @@ export interface TestCertificates {
   readonly keyFile: string;
 }
 
-/** A throwaway CA and a server certificate for 127.0.0.1 signed by it, made with openssl in `dir`. */
-export async function makeTestCertificates(dir: string): Promise<TestCertificates> {
-  const file = (name: string) => join(dir, name);
-  const ecKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  await writeFile(file('server.ext'), 'subjectAltName=IP:127.0.0.1\n');
-  const steps = [
-    ['req', '-x509', ...ecKey, '-keyout', file('ca.key'), '-out', file('ca.crt'), '-days', '2', '-subj', '/CN=picopay test CA'],
-    ['req', ...ecKey, '-keyout', file('server.key'), '-out', file('server.csr'), '-subj', '/CN=127.0.0.1'],
-    ['x509', '-req', '-in', file('server.csr'), '-CA', file('ca.crt'), '-CAkey', file('ca.key'), '-CAcreateserial',
-      '-out', file('server.crt'), '-days', '2', '-extfile', file('server.ext')],
-  ];
-  for (const args of steps) {
-    const result = spawnSync('openssl', args);
-    if (result.status !== 0) throw new Error(`openssl ${args[0]} failed: ${result.stderr.toString()}`);
-  }
+/** The fixed test CA and the server certificate for 127.0.0.1 it signed (see fixtures/tls/README.md). */
+export async function testCertificates(): Promise<TestCertificates> {
+  const file = (name: string) => fileURLToPath(new URL(`fixtures/tls/${name}`, import.meta.url));
   return { ca: await readFile(file('ca.crt')), certFile: file('server.crt'), keyFile: file('server.key') };
 }

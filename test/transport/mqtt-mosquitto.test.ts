@@ -1,6 +1,3 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -9,12 +6,11 @@ import type { Address } from '../../src/model/types.ts';
 import { MqttTransport } from '../../src/transport/mqtt.ts';
 import { inboxFilter, inboxTopic } from '../../src/transport/topics.ts';
 import {
-  makeTestCertificates,
   mosquittoInstalled,
-  opensslInstalled,
   randomAddress,
   Recorder,
   startMosquitto,
+  testCertificates,
   text,
   waitFor,
   type Mosquitto,
@@ -28,21 +24,16 @@ describe.skipIf(!mosquittoInstalled)('MqttTransport over Mosquitto', () => {
     mqttTransportSuite(() => startMosquitto());
   });
 
-  describe.skipIf(!opensslInstalled)('over TLS', () => {
-    let certificatesDir: string;
+  describe('over TLS', () => {
     let certificates: TestCertificates;
     let broker: Mosquitto;
 
     beforeAll(async () => {
-      certificatesDir = await mkdtemp(join(tmpdir(), 'picopay-tls-'));
-      certificates = await makeTestCertificates(certificatesDir);
+      certificates = await testCertificates();
       broker = await startMosquitto({ tls: certificates });
     });
 
-    afterAll(async () => {
-      await broker.stop();
-      await rm(certificatesDir, { recursive: true, force: true });
-    });
+    afterAll(() => broker.stop());
 
     it('round-trips with a CA-verified broker', async () => {
       const [a, b] = [randomAddress(), randomAddress()];
