@@ -109,8 +109,8 @@ export class MemoryNetwork {
   }
 
   /**
-   * Resolves once no message is in flight and none was sent during the following turn
-   * (so a handler that answers right away is waited for too).
+   * Resolves once no message is in flight, checked one event-loop turn after the network
+   * empties, so that a handler answering at once is waited for too.
    */
   idle(): Promise<void> {
     return new Promise((resolve) => {
