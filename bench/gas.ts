@@ -2,8 +2,7 @@
 // funded, 2 parties depositing 1 ETH each, as DESIGN.md's reference figures were measured.
 // Writes bench/results/gas.json and prints a table beside the reference figures.
 // Standalone: `npx tsx bench/gas.ts`.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseEther } from 'viem';
 import { conclude } from '../src/chain/conclude.ts';
@@ -15,14 +14,16 @@ import { readDispute } from '../src/chain/read.ts';
 import { register } from '../src/chain/register.ts';
 import { registerVoucher } from '../src/chain/registerVirtual.ts';
 import { ChannelKind, NATIVE_ASSET, type SubAlloc } from '../src/model/types.ts';
+import { printTable, writeResults } from './table.ts';
 import { ethOutcome, idOf, makeParams, makeState, party, signedBy, signVoucher, subAlloc, type Party } from '../test/chain/fixture.ts';
 
 const ONE = parseEther('1');
 
 /** The reference figures from DESIGN.md and the targets from issue 3. */
-const REFERENCE = {
+export const REFERENCE = {
   coopLifecycle: { target: 150_000, nitro: 168_536, perun: 318_974 },
   disputeLifecycle: { target: 220_000, nitro: 250_756, perun: 372_237 },
+  // Perun's equivalent path: registers 187,173 + ~157,800, concludes 123,683 + ~127,000, four withdrawals ~166,000.
   virtualDispute: { target: 350_000, nitro: undefined, perun: 760_000 },
 } as const;
 
@@ -92,39 +93,49 @@ async function virtualDispute(devnet: Devnet, siblings: number): Promise<number>
   return txs.reduce((sum, tx) => sum + Number(tx.gasUsed), 0);
 }
 
-const fmt = (n: number | undefined): string => (n === undefined ? '' : n.toLocaleString('en-US'));
+export interface GasResults {
+  coopLifecycle: number;
+  disputeLifecycle: number;
+  virtualDispute: number;
+  virtualDisputeSiblings: { '0': number; '1': number; '10': number };
+}
+
+/** Runs every measured path on `devnet` (also used by test/chain/gas.test.ts). */
+export async function measureGas(devnet: Devnet): Promise<GasResults> {
+  const siblings = {
+    '0': await virtualDispute(devnet, 0),
+    '1': await virtualDispute(devnet, 1),
+    '10': await virtualDispute(devnet, 10),
+  };
+  return {
+    coopLifecycle: await coopLifecycle(devnet),
+    disputeLifecycle: await disputeLifecycle(devnet),
+    virtualDispute: siblings['0'],
+    virtualDisputeSiblings: siblings,
+  };
+}
 
 export async function runGasBench(): Promise<Record<string, unknown>> {
   const devnet = await startDevnet();
   try {
-    const results = {
-      coopLifecycle: await coopLifecycle(devnet),
-      disputeLifecycle: await disputeLifecycle(devnet),
-      virtualDispute: await virtualDispute(devnet, 0),
-      virtualDisputeSiblings: {
-        '0': await virtualDispute(devnet, 0),
-        '1': await virtualDispute(devnet, 1),
-        '10': await virtualDispute(devnet, 10),
-      },
-    };
-    const spread = Math.max(...Object.values(results.virtualDisputeSiblings)) / results.virtualDisputeSiblings['0'] - 1;
-    const out = { unit: 'gas (receipts gasUsed, 21k base included)', ...results, siblingsMaxIncrease: Number(spread.toFixed(4)), reference: REFERENCE };
-    const file = join(dirname(fileURLToPath(import.meta.url)), 'results', 'gas.json');
-    mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
+    const measured = await measureGas(devnet);
+    const siblings = measured.virtualDisputeSiblings;
+    const siblingsMaxIncrease = Math.max(...Object.values(siblings)) / siblings['0'] - 1;
+    const results = { unit: 'gas: receipts gasUsed on anvil, 21k base included', ...measured, siblingsMaxIncrease: Number(siblingsMaxIncrease.toFixed(4)), reference: REFERENCE };
+    writeResults('gas', results);
 
-    console.log('\ngas (anvil receipts, 21k base included)');
-    console.table(
-      (Object.keys(REFERENCE) as (keyof typeof REFERENCE)[]).map((path) => ({
-        path,
-        picopay: fmt(results[path]),
-        target: fmt(REFERENCE[path].target),
-        nitro: fmt(REFERENCE[path].nitro),
-        perun: fmt(REFERENCE[path].perun),
-      })),
+    const cell = (n: number | undefined): string | number => n ?? '';
+    printTable(
+      'gas (anvil receipts, 21k base included)',
+      ['path', 'picopay', 'target', 'Nitro', 'Perun'],
+      (Object.keys(REFERENCE) as (keyof typeof REFERENCE)[]).map((path) => [path, measured[path], REFERENCE[path].target, cell(REFERENCE[path].nitro), REFERENCE[path].perun]),
     );
-    console.table(Object.entries(results.virtualDisputeSiblings).map(([n, gas]) => ({ siblings: n, virtualDispute: fmt(gas), vsZero: `${((gas / results.virtualDisputeSiblings['0'] - 1) * 100).toFixed(2)}%` })));
-    return out;
+    printTable(
+      'virtualDispute with other virtual channels open on each parent (must stay within 5% of 0)',
+      ['siblings', 'gas', 'vs 0'],
+      Object.entries(siblings).map(([n, gas]) => [n, gas, `${((gas / siblings['0'] - 1) * 100).toFixed(2)}%`]),
+    );
+    return results;
   } finally {
     await devnet.stop();
   }
