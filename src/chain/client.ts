@@ -5,6 +5,8 @@ import {
   createWalletClient,
   defineChain,
   http,
+  encodeFunctionData,
+  type Abi,
   type Account,
   type Chain,
   type ContractFunctionArgs,
@@ -17,12 +19,15 @@ import { privateKeyToAccount } from 'viem/accounts';
 import type { Address, Hex } from '../model/types.ts';
 import { adjudicatorAbi } from './abi.generated.ts';
 import type { Deployment } from './encode.ts';
-import { ChainTransactionError, decodeChainError } from './errors.ts';
+import { decodeChainError } from './errors.ts';
+import { sendReliably, type SendOptions } from './sender.ts';
 
 export interface ChainClient extends Deployment {
   publicClient: PublicClient<Transport, Chain>;
   walletClient: WalletClient<Transport, Chain, Account>;
   account: Address;
+  /** How transactions are replaced when stuck and journalled for restarts. */
+  send: SendOptions;
 }
 
 export interface ChainClientOptions {
@@ -32,6 +37,7 @@ export interface ChainClientOptions {
   adjudicator: Address;
   /** Milliseconds between polls for receipts and blocks (default 1000; use ~50 on anvil). */
   pollingInterval?: number;
+  send?: SendOptions;
 }
 
 export function chainFor(chainId: number, rpcUrl: string): Chain {
@@ -54,6 +60,7 @@ export function createChainClient(opts: ChainClientOptions): ChainClient {
     account: account.address.toLowerCase() as Address,
     publicClient: createPublicClient({ chain, transport, pollingInterval }),
     walletClient: createWalletClient({ chain, transport, account, pollingInterval }),
+    send: opts.send ?? {},
   };
 }
 
@@ -78,19 +85,27 @@ export interface TxResult {
 type WriteName = ContractFunctionName<typeof adjudicatorAbi, 'nonpayable' | 'payable'>;
 type WriteArgs<F extends WriteName> = ContractFunctionArgs<typeof adjudicatorAbi, 'nonpayable' | 'payable', F>;
 
-/** Sends an adjudicator call and waits for its receipt; reverts become typed errors. */
-export async function writeAdjudicator<const F extends WriteName>(client: ChainClient, functionName: F, args: WriteArgs<F>, value?: bigint): Promise<TxResult> {
-  let hash: Hex;
+/** Sends an adjudicator call and waits for it to be mined; reverts become typed errors. */
+export function writeAdjudicator<const F extends WriteName>(client: ChainClient, functionName: F, args: WriteArgs<F>, value?: bigint): Promise<TxResult> {
+  return sendContractCall(client, { address: client.adjudicator, abi: adjudicatorAbi, functionName, args: args as readonly unknown[], value });
+}
+
+export interface ContractCall {
+  address: Address;
+  abi: Abi;
+  functionName: string;
+  args: readonly unknown[];
+  value?: bigint;
+}
+
+/** Estimates (so a revert is decoded before anything is sent), then sends with `client.send`. */
+export async function sendContractCall(client: ChainClient, call: ContractCall): Promise<TxResult> {
   try {
-    hash = await client.walletClient.writeContract({ address: client.adjudicator, abi: adjudicatorAbi, functionName, args, value } as never);
+    const gas = await client.publicClient.estimateContractGas({ ...call, account: client.walletClient.account } as never);
+    const data = encodeFunctionData(call as never);
+    // Headroom: state may change before inclusion, and a payout push must never run short.
+    return await sendReliably(client, { to: call.address, data, value: call.value, gas: (gas * 6n) / 5n }, client.send);
   } catch (err) {
     throw decodeChainError(err);
   }
-  return waitForSuccess(client, hash);
-}
-
-export async function waitForSuccess(client: ChainClient, hash: Hex): Promise<TxResult> {
-  const receipt = await client.publicClient.waitForTransactionReceipt({ hash });
-  if (receipt.status !== 'success') throw new ChainTransactionError(`transaction ${hash} reverted`);
-  return { hash, blockNumber: receipt.blockNumber, gasUsed: receipt.gasUsed };
 }

@@ -1,7 +1,6 @@
 import { erc20Abi } from 'viem';
 import { NATIVE_ASSET, type Address, type Bytes32 } from '../model/types.ts';
-import { waitForSuccess, writeAdjudicator, type ChainClient, type TxResult } from './client.ts';
-import { decodeChainError } from './errors.ts';
+import { sendContractCall, writeAdjudicator, type ChainClient, type TxResult } from './client.ts';
 
 export interface DepositArgs {
   channelId: Bytes32;
@@ -31,10 +30,5 @@ export async function depositMany(client: ChainClient, args: DepositManyArgs): P
 export async function approveDeposits(client: ChainClient, token: Address, amount: bigint): Promise<TxResult | null> {
   const allowance = await client.publicClient.readContract({ address: token, abi: erc20Abi, functionName: 'allowance', args: [client.account, client.adjudicator] });
   if (allowance >= amount) return null;
-  try {
-    const hash = await client.walletClient.writeContract({ address: token, abi: erc20Abi, functionName: 'approve', args: [client.adjudicator, amount] });
-    return await waitForSuccess(client, hash);
-  } catch (err) {
-    throw decodeChainError(err);
-  }
+  return sendContractCall(client, { address: token, abi: erc20Abi, functionName: 'approve', args: [client.adjudicator, amount] });
 }

@@ -16,5 +16,6 @@ export * from './read.ts';
 export * from './refute.ts';
 export * from './register.ts';
 export * from './registerVirtual.ts';
+export * from './sender.ts';
 export * from './watcher.ts';
 export * from './withdraw.ts';

@@ -31,21 +31,19 @@ export interface Settled {
 
 /** The channel's latest Concluded or Released values, or null if it has not concluded. */
 export async function readSettled(client: ChainClient, channelId: Bytes32, range: LogRange = {}): Promise<Settled | null> {
-  const logs = await client.publicClient.getContractEvents({
-    address: client.adjudicator,
-    abi: adjudicatorAbi,
-    fromBlock: range.fromBlock ?? 0n,
-    strict: true,
-  });
-  let settled: Settled | null = null;
-  for (const log of logs) {
-    if (log.eventName === 'Concluded' && log.args.channelId === channelId) settled = { lockedRoot: log.args.lockedRoot, held: log.args.held };
-    if (log.eventName === 'Released' && log.args.parentId === channelId) settled = { lockedRoot: log.args.lockedRoot, held: log.args.held };
-  }
-  return settled;
+  const query = { address: client.adjudicator, abi: adjudicatorAbi, fromBlock: range.fromBlock ?? 0n, strict: true } as const;
+  const [concluded, released] = await Promise.all([
+    client.publicClient.getContractEvents({ ...query, eventName: 'Concluded', args: { channelId } }),
+    client.publicClient.getContractEvents({ ...query, eventName: 'Released', args: { parentId: channelId } }),
+  ]);
+  const latest = [...concluded, ...released].sort((a, b) => (a.blockNumber === b.blockNumber ? a.logIndex - b.logIndex : a.blockNumber < b.blockNumber ? -1 : 1)).at(-1);
+  return latest ? { lockedRoot: latest.args.lockedRoot, held: latest.args.held } : null;
 }
 
-/** The channel's latest registration, or null if it was never registered. */
+/**
+ * The channel's latest registration, or null if it was never registered. After a ledger
+ * channel concludes this is stale: check `readHoldings(...).concluded`.
+ */
 export async function readDispute(client: ChainClient, channelId: Bytes32, range: LogRange = {}): Promise<Dispute | null> {
   const logs = await client.publicClient.getContractEvents({
     address: client.adjudicator,

@@ -22,6 +22,8 @@ export interface OpenTerms {
   assets: readonly Address[];
   /** balances[asset] = [proposer's, peer's]. */
   balances: Balances;
+  /** Virtual channels: the gateway that funds it. */
+  gateway?: Address;
 }
 
 /** A proposal this side sent and has not seen answered; persisted so a restart can finish it. */
@@ -55,6 +57,7 @@ export function proposeOpen(signer: Signer, terms: OpenTerms, share: Uint8Array 
     assets: terms.assets,
     balances: terms.balances,
     sig: signer.sign(digest),
+    gateway: terms.gateway ?? null,
   };
   return { message };
 }

@@ -1,6 +1,6 @@
 import { domainSeparator, outcomeHash, stateDigest } from '../model/hash.ts';
 import type { Address, Bytes32, Params, Signature, SignedState, State } from '../model/types.ts';
-import type { StateBody } from '../wire/messages.ts';
+import type { StateBody, VirtualFinal, VirtualTerms } from '../wire/messages.ts';
 
 /**
  * Everything a party keeps about one channel, and all a dispute needs: the latest state
@@ -19,13 +19,20 @@ export interface ChannelRecord {
   /** 'opening' until version 0 carries both signatures; 'final' once a final state does. */
   phase: 'opening' | 'open' | 'final';
   current: SignedState;
-  /** This party's own proposal in flight, signed by it alone. */
-  staged: { state: State; sig: Signature } | null;
+  /** This party's own proposal in flight, signed by it alone, with what travels beside it. */
+  staged: { state: State; sig: Signature; attachment?: Attachment } | null;
   /** Never sign a different state at or below this version (-1: nothing signed yet). */
   highestSigned: bigint;
   /** Both nonce shares, so a lost open message can be answered again. */
   shares: { a: Uint8Array; b: Uint8Array };
+  /** Virtual channels: the gateway, and this side's ledger channel with it that funds this one. */
+  virtual?: { gateway: Address; parent: Bytes32 };
+  /** Stream channels: the payer's latest voucher, or the highest the payee holds. */
+  voucher?: { cumulative: bigint; sig: Signature };
 }
+
+/** Evidence sent with a parent update that funds or releases a virtual channel. */
+export type Attachment = { fund: VirtualTerms } | { settle: VirtualFinal };
 
 const separators = new Map<Bytes32, Uint8Array>();
 

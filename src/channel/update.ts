@@ -4,14 +4,17 @@ import {
   ChannelClosedError,
   ConservationError,
   FinalStateError,
+  InsufficientFundsError,
   InvalidAllocationError,
   InvalidSignatureError,
   NegativeBalanceError,
   type ProtocolError,
   StaleVersionError,
+  UnknownChannelError,
   UpdateConflictError,
   UpdateInProgressError,
   UpdateRejectedError,
+  WrongPeerError,
 } from '../errors.ts';
 import { assertConserved, assertWellFormed } from '../model/allocation.ts';
 import type { SignedState, State } from '../model/types.ts';
@@ -76,6 +79,7 @@ export function reasonOf(err: ProtocolError): RejectReason {
   if (err instanceof FinalStateError) return RejectReason.ChannelFinal;
   if (err instanceof NegativeBalanceError || err instanceof InvalidAllocationError) return RejectReason.InvalidAllocation;
   if (err instanceof UpdateConflictError || err instanceof UpdateInProgressError) return RejectReason.Conflict;
+  if (err instanceof UnknownChannelError || err instanceof WrongPeerError || err instanceof InsufficientFundsError) return RejectReason.InvalidTerms;
   return RejectReason.Policy;
 }
 

@@ -1,11 +1,13 @@
 import { EventEmitter } from 'node:events';
 import { acceptOpen, completeOpen, openAcceptOf, type PendingOpen, proposeOpen } from '../channel/open.ts';
-import { aliasKey, aliasOf, type ChannelRecord } from '../channel/record.ts';
+import { aliasKey, aliasOf, type Attachment, bodyOf, type ChannelRecord, stateFromBody } from '../channel/record.ts';
+import { lockBody, receiveVoucher, signVoucher, streamFinalBody, unlockBody } from '../channel/virtual.ts';
 import { makeSync, receiveSync } from '../channel/sync.ts';
 import { checkProposal, propose, receiveAccept, receiveReject, receiveUpdate } from '../channel/update.ts';
 import type { Signer } from '../crypto/keys.ts';
 import {
   AliasCollisionError,
+  ChannelClosedError,
   OpenRejectedError,
   PicopayError,
   ProtocolTimeoutError,
@@ -14,7 +16,7 @@ import {
   WrongPeerError,
 } from '../errors.ts';
 import { transfer } from '../model/allocation.ts';
-import { toHex } from '../model/hash.ts';
+import { fromHex, toHex } from '../model/hash.ts';
 import { type Address, type Bytes32, ChannelKind, NATIVE_ASSET, type SignedState, type State } from '../model/types.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import type { ChannelStore } from '../store/store.ts';
@@ -32,8 +34,11 @@ import {
   type StateBody,
   type Sync,
   type Update,
+  type FundRequest,
+  type SettleRequest,
   type UpdateAccept,
   type UpdateReject,
+  type Voucher,
 } from '../wire/messages.ts';
 
 export interface Timing {
@@ -52,12 +57,20 @@ export interface UpdateContext {
   channel: ChannelRecord;
   current: State;
   proposed: State;
+  /** Evidence that came with the proposal (funding or releasing a virtual channel). */
+  attachment?: Attachment;
 }
+
+/**
+ * 'hold' keeps the proposal unanswered until `release` is called: a gateway holds a
+ * device's funding request until the other device's arrives.
+ */
+export type Decision = boolean | 'hold';
 
 /** The owner's decisions. They run outside any channel step and may be async. */
 export interface Policy {
   acceptOpen(proposal: OpenPropose): boolean | Promise<boolean>;
-  acceptUpdate(ctx: UpdateContext): boolean | Promise<boolean>;
+  acceptUpdate(ctx: UpdateContext): Decision | Promise<Decision>;
 }
 
 export interface AgentOptions {
@@ -71,6 +84,12 @@ export interface AgentOptions {
   timing?: Partial<Timing>;
   logger?: Logger;
   maxMessageBytes?: number;
+  /**
+   * Stream payees: a voucher is fsynced once the amount received since the last fsynced
+   * one reaches this (group commit); smaller steps survive a process crash but not power
+   * loss. 0 fsyncs every voucher.
+   */
+  voucherDurableEvery?: bigint;
 }
 
 export interface OpenOptions {
@@ -79,6 +98,8 @@ export interface OpenOptions {
   assets?: Address[];
   kind?: ChannelKind;
   challengeDuration?: bigint;
+  /** Virtual channels: the gateway that funds it from both sides' ledger channels. */
+  gateway?: Address;
 }
 
 export interface UpdatedEvent {
@@ -94,11 +115,47 @@ export interface AgentEvents {
   final: [ChannelRecord];
   /** A peer message that was refused; the agent carries on. */
   rejected: [{ peer: Address; error: PicopayError }];
+  /** This side's ledger channel locked funds for the virtual channel: it can be used. */
+  funded: [ChannelRecord];
+  /** The virtual channel's funds went back to this side's ledger channel per its final state. */
+  settled: [ChannelRecord];
+  /** Stream payee: a higher voucher arrived (cumulative amount paid). */
+  voucher: [{ channel: ChannelRecord; cumulative: bigint }];
+  /** A proposal the policy holds; answer it with release(). */
+  held: [UpdateContext];
 }
 
 /** Accepts an update unless it lowers one of this side's balances. */
 const receiveOnly = ({ channel, current, proposed }: UpdateContext): boolean =>
   proposed.outcome.balances.every((pair, i) => pair[channel.idx] >= current.outcome.balances[i]![channel.idx]);
+
+/** The proposal this side has staged, as an Update message. */
+function stagedUpdate(rec: ChannelRecord): Update {
+  const staged = rec.staged!;
+  return { type: MessageType.Update, alias: aliasOf(rec.id), ...bodyOf(staged.state), sig: staged.sig };
+}
+
+/** A parent update that funds or releases a virtual channel travels with its evidence. */
+function withAttachment(update: Update, attachment?: Attachment): Update | FundRequest | SettleRequest {
+  if (!attachment) return update;
+  return 'fund' in attachment
+    ? { ...update, type: MessageType.FundRequest, vc: attachment.fund }
+    : { ...update, type: MessageType.SettleRequest, vc: attachment.settle };
+}
+
+/**
+ * Rules of the channel kind, before any policy: nothing is paid in a virtual channel
+ * this side's ledger channel does not back yet (checked by the caller through `funded`),
+ * and in a stream only the payer proposes, only the final state, and it must pay the
+ * payee at least what the highest voucher says.
+ */
+function kindRule(rec: ChannelRecord, proposed: State, funded: boolean): boolean {
+  if (rec.virtual && !funded) return false;
+  if (rec.params.kind !== ChannelKind.Stream) return true;
+  if (rec.idx !== 1 || !proposed.isFinal) return false;
+  const [, y] = rec.current.state.outcome.balances[0]!;
+  return proposed.outcome.balances[0]![1] >= y + (rec.voucher?.cumulative ?? 0n);
+}
 
 /**
  * Whether this side needs the peer's countersignature on its own proposal `next` to
@@ -114,6 +171,7 @@ function reliesOn(rec: ChannelRecord, next: State): boolean {
 
 interface Op {
   build: (current: State) => Omit<StateBody, 'version'>;
+  attachment?: Attachment;
   resolve: (s: SignedState) => void;
   reject: (e: unknown) => void;
   deadline: NodeJS.Timeout;
@@ -130,6 +188,10 @@ interface Runtime {
   paused: NodeJS.Timeout | null;
   /** When this process started tracking the channel. */
   since: number;
+  /** The peer's proposal the policy holds. */
+  held: { msg: Update; attachment?: Attachment } | null;
+  /** Stream payee: the cumulative amount of the last fsynced voucher. */
+  durableVoucher: bigint;
 }
 
 interface OpenWaiter {
@@ -148,7 +210,7 @@ interface OpenWaiter {
  */
 export class Agent extends EventEmitter<AgentEvents> {
   readonly address: Address;
-  readonly #o: Required<Pick<AgentOptions, 'signer' | 'transport' | 'store' | 'chain' | 'challengeDuration' | 'maxMessageBytes'>>;
+  readonly #o: Required<Pick<AgentOptions, 'signer' | 'transport' | 'store' | 'chain' | 'challengeDuration' | 'maxMessageBytes' | 'voucherDurableEvery'>>;
   readonly #policy: Policy;
   readonly #timing: Timing;
   readonly #log: Logger;
@@ -159,7 +221,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   constructor(options: AgentOptions) {
     super();
-    this.#o = { challengeDuration: 3600n, maxMessageBytes: MAX_MESSAGE_BYTES, ...options };
+    this.#o = { challengeDuration: 3600n, maxMessageBytes: MAX_MESSAGE_BYTES, voucherDurableEvery: 0n, ...options };
     this.address = options.signer.address;
     this.#policy = {
       acceptOpen: (p) => p.chainId === this.#o.chain.chainId && p.adjudicator === this.#o.chain.adjudicator,
@@ -179,6 +241,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       connected: () => this.resync(),
     });
     this.resync();
+    for (const rt of this.#channels.values()) this.#resumeVirtual(rt);
     this.#log.info({ channels: this.#channels.size }, 'agent started');
   }
 
@@ -226,9 +289,75 @@ export class Agent extends EventEmitter<AgentEvents> {
       kind: options.kind ?? ChannelKind.Ledger,
       assets: options.assets ?? [NATIVE_ASSET],
       balances: options.balances,
+      gateway: options.gateway,
     });
     this.#o.store.savePendingOpen(toHex(pending.message.share), pending);
     return this.#resumeOpen(pending);
+  }
+
+  /**
+   * Opens a virtual channel with `peer` through `gateway`, which must hold an open ledger
+   * channel with each of them, and resolves once this side's ledger channel has locked
+   * the funds. balances[asset] = [mine, peer's]; in a stream channel the opener pays.
+   */
+  async openVirtual(peer: Address, options: OpenOptions & { gateway: Address }): Promise<ChannelRecord> {
+    const parent = this.#parentFor(options.gateway);
+    const kind = options.kind ?? ChannelKind.Virtual;
+    const vc = await this.open(peer, { ...options, kind, assets: [...parent.rec.current.state.outcome.assets] });
+    return this.#when(vc.id, 'funded', () => this.isFunded(vc.id));
+  }
+
+  /** Whether this side's ledger channel locks the virtual channel's funds (it may be used). */
+  isFunded(id: Bytes32): boolean {
+    const vc = this.#runtime(id).rec;
+    return !!vc.virtual && this.#runtime(vc.virtual.parent).rec.current.state.outcome.locked.some((l) => l.id === id);
+  }
+
+  /** Whether a final virtual channel's funds are back in this side's ledger channel. */
+  isSettled(id: Bytes32): boolean {
+    const vc = this.#runtime(id).rec;
+    return vc.phase === 'final' && !this.isFunded(id);
+  }
+
+  /** Stream payer: pays `amount` more; one message, no reply. Returns the new cumulative total. */
+  payStream(id: Bytes32, amount: bigint): bigint {
+    const rt = this.#runtime(id);
+    if (!this.isFunded(id)) throw new ChannelClosedError('virtual channel is not funded yet');
+    const { record, message } = signVoucher(rt.rec, this.#o.signer, (rt.rec.voucher?.cumulative ?? 0n) + amount);
+    // Losing a voucher can only make this side pay less: no fsync needed before sending.
+    this.#commit(rt, record, false);
+    this.#send(rt.rec.peer, message);
+    return record.voucher!.cumulative;
+  }
+
+  /**
+   * Ends a virtual channel: agrees its final state with the peer (for a stream, what the
+   * latest voucher says), then this side's ledger channel takes its funds back through
+   * the gateway. Resolves once that is done.
+   */
+  async settleVirtual(id: Bytes32): Promise<ChannelRecord> {
+    const rt = this.#runtime(id);
+    if (!rt.rec.virtual) throw new UnknownChannelError(`${id} is not a virtual channel`);
+    const settled = this.#when(id, 'settled', () => this.isSettled(id));
+    if (rt.rec.phase !== 'final') {
+      if (rt.rec.params.kind === ChannelKind.Stream) {
+        if (rt.rec.idx === 0) await this.update(id, () => streamFinalBody(rt.rec, rt.rec.voucher?.cumulative ?? 0n));
+        else this.#send(rt.rec.peer, { type: MessageType.CloseRequest, alias: aliasOf(id) });
+      } else {
+        await this.finalize(id);
+      }
+    }
+    return settled;
+  }
+
+  /** Answers a proposal the policy held: accept signs and persists it, otherwise it is refused. */
+  release(id: Bytes32, version: bigint, accept: boolean, reason: RejectReason = RejectReason.InvalidTerms): void {
+    const rt = this.#runtime(id);
+    const held = rt.held;
+    if (!held || held.msg.version !== version) return;
+    rt.held = null;
+    if (accept) return this.#answer(rt, held.msg);
+    this.#send(rt.rec.peer, { type: MessageType.UpdateReject, alias: held.msg.alias, version, reason });
   }
 
   /** Pays `amount` of asset `asset` to the peer; resolves with the state both signed. */
@@ -249,11 +378,12 @@ export class Agent extends EventEmitter<AgentEvents> {
    * Proposes the state `build` derives from the current one. Requests on a channel run
    * one at a time, in order; `build` sees the state as it is when its turn comes.
    */
-  update(id: Bytes32, build: Op['build']): Promise<SignedState> {
+  update(id: Bytes32, build: Op['build'], attachment?: Attachment): Promise<SignedState> {
     const rt = this.#runtime(id);
     return new Promise<SignedState>((resolve, reject) => {
       const op: Op = {
         build,
+        attachment,
         resolve,
         reject,
         conflicts: 0,
@@ -276,9 +406,10 @@ export class Agent extends EventEmitter<AgentEvents> {
         this.#fail(op, err);
         continue;
       }
-      this.#commit(rt, proposal.record);
+      const record = op.attachment ? { ...proposal.record, staged: { ...proposal.record.staged!, attachment: op.attachment } } : proposal.record;
+      this.#commit(rt, record);
       rt.inflight = op;
-      this.#send(rt.rec.peer, proposal.message);
+      this.#send(rt.rec.peer, withAttachment(proposal.message, op.attachment));
       this.#armRetransmit(rt);
     }
   }
@@ -299,6 +430,86 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.emit('updated', { channel, state, direction });
       if (state.state.isFinal) this.emit('final', channel);
     });
+    if (state.state.isFinal && channel.virtual && this.isFunded(channel.id)) this.#settleParent(rt);
+  }
+
+  /** A parent update that added or removed a virtual channel's lock makes it funded or settled. */
+  #announceLockChanges(before: ChannelRecord, after: ChannelRecord): void {
+    const was = new Set(before.current.state.outcome.locked.map((l) => l.id));
+    const now = new Set(after.current.state.outcome.locked.map((l) => l.id));
+    for (const id of now) {
+      const vc = this.#channels.get(id)?.rec;
+      if (!was.has(id) && vc) queueMicrotask(() => this.emit('funded', vc));
+    }
+    for (const id of was) {
+      const vc = this.#channels.get(id)?.rec;
+      if (!now.has(id) && vc) queueMicrotask(() => this.emit('settled', vc));
+    }
+  }
+
+  /** Resolves with the channel once `done()` holds, checked now and at each `event`. */
+  #when(id: Bytes32, event: 'funded' | 'settled', done: () => boolean): Promise<ChannelRecord> {
+    return new Promise((resolve, reject) => {
+      if (done()) return resolve(this.channel(id));
+      const timer = setTimeout(() => {
+        this.off(event, check);
+        reject(new ProtocolTimeoutError(`virtual channel ${id} not ${event} in time`));
+      }, this.#timing.requestTimeoutMs * 2);
+      const check = (): void => {
+        if (!done()) return;
+        clearTimeout(timer);
+        this.off(event, check);
+        resolve(this.channel(id));
+      };
+      this.on(event, check);
+    });
+  }
+
+  /** Asks the gateway, through this side's ledger channel, to lock the virtual channel's funds. */
+  #fund(vc: Runtime): void {
+    const { parent } = vc.rec.virtual!;
+    const p = vc.rec.params;
+    const fund = {
+      participants: p.participants,
+      challengeDuration: p.challengeDuration,
+      nonce: p.nonce,
+      kind: p.kind,
+      balances: vc.rec.current.state.outcome.balances,
+      sig: vc.rec.current.sigs[vc.rec.idx]!,
+    };
+    this.update(parent, () => lockBody(this.#runtime(parent).rec, vc.rec), { fund }).catch((err) =>
+      this.#log.warn({ channel: vc.rec.id, err: String(err) }, 'funding the virtual channel failed'),
+    );
+  }
+
+  /** Asks the gateway to release a final virtual channel's funds into this side's ledger channel. */
+  #settleParent(vc: Runtime): void {
+    const { parent } = vc.rec.virtual!;
+    const prt = this.#runtime(parent);
+    if (prt.rec.staged?.attachment && 'settle' in prt.rec.staged.attachment) return; // already asked
+    const cur = vc.rec.current;
+    const settle = { id: fromHex(vc.rec.id), version: cur.state.version, balances: cur.state.outcome.balances, sigs: cur.sigs as readonly [Uint8Array, Uint8Array] };
+    this.update(parent, () => unlockBody(this.#runtime(parent).rec, this.#runtime(vc.rec.id).rec), { settle }).catch((err) =>
+      this.#log.warn({ channel: vc.rec.id, err: String(err) }, 'settling the virtual channel failed'),
+    );
+  }
+
+  /** After a restart: ask again for what a virtual channel was waiting on, unless it is still in flight. */
+  #resumeVirtual(rt: Runtime): void {
+    const info = rt.rec.virtual;
+    if (!info) return;
+    const parent = this.#channels.get(info.parent);
+    if (!parent || parent.rec.staged) return;
+    if (rt.rec.phase === 'open' && !this.isFunded(rt.rec.id)) this.#fund(rt);
+    if (rt.rec.phase === 'final' && this.isFunded(rt.rec.id)) this.#settleParent(rt);
+  }
+
+  /** A channel became open on this side: announce it, and fund it if it is virtual. */
+  #opened(rt: Runtime): void {
+    const channel = rt.rec;
+    this.#log.info({ channel: channel.id, kind: channel.params.kind }, 'channel open');
+    queueMicrotask(() => this.emit('opened', channel));
+    if (channel.virtual) this.#fund(rt);
   }
 
   #fail(op: Op, err: unknown): void {
@@ -348,6 +559,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       } else {
         const sync = makeSync(rt.rec);
         if (sync) this.#send(rt.rec.peer, sync);
+        const staged = rt.rec.staged;
+        // The peer needs the evidence with the proposal; a Sync carries only the proposal.
+        if (staged?.attachment) this.#send(rt.rec.peer, withAttachment(stagedUpdate(rt.rec), staged.attachment));
       }
       this.#armRetransmit(rt);
     }, rt.backoff);
@@ -397,7 +611,16 @@ export class Agent extends EventEmitter<AgentEvents> {
     const reply = (reason: RejectReason): void => this.#send(from, { type: MessageType.OpenReject, shareA: m.share, reason });
     if (!(await this.#policy.acceptOpen(m))) return reply(RejectReason.Policy);
     if (this.#o.store.acceptedOpen(shareA)) return; // answered while the policy ran
-    const { record, reply: accept } = acceptOpen(this.#o.signer, m);
+    let virtual: ChannelRecord['virtual'];
+    if (m.kind !== ChannelKind.Ledger) {
+      // A virtual channel is funded by our ledger channel with the gateway it names.
+      const parent = m.gateway && [...this.#channels.values()].find((r) => r.rec.peer === m.gateway && r.rec.params.kind === ChannelKind.Ledger && r.rec.phase === 'open');
+      if (!parent) return reply(RejectReason.InvalidTerms);
+      virtual = { gateway: m.gateway!, parent: parent.rec.id };
+    }
+    const accepted = acceptOpen(this.#o.signer, m);
+    const record: ChannelRecord = virtual ? { ...accepted.record, virtual } : accepted.record;
+    const accept = accepted.reply;
     if (this.#byAlias.has(aliasKey(aliasOf(record.id)))) return reply(RejectReason.InvalidTerms);
     this.#o.store.atomically(() => {
       this.#o.store.saveChannel(record);
@@ -419,7 +642,10 @@ export class Agent extends EventEmitter<AgentEvents> {
       return;
     }
     if (w.pending.message.participants[1] !== from) throw new WrongPeerError('acceptance from another peer');
-    const { record, reply } = completeOpen(this.#o.signer, w.pending, m);
+    const completed = completeOpen(this.#o.signer, w.pending, m);
+    const gateway = w.pending.message.gateway;
+    const record: ChannelRecord = gateway ? { ...completed.record, virtual: { gateway, parent: this.#parentFor(gateway).rec.id } } : completed.record;
+    const reply = completed.reply;
     if (this.#byAlias.has(aliasKey(aliasOf(record.id)))) throw new AliasCollisionError('channel alias collides with a live channel');
     this.#o.store.atomically(() => {
       this.#o.store.saveChannel(record);
@@ -427,11 +653,10 @@ export class Agent extends EventEmitter<AgentEvents> {
     });
     if (w.timer) clearTimeout(w.timer);
     this.#opens.delete(key);
-    this.#track(record);
+    const rt = this.#track(record);
     this.#send(from, reply);
-    this.#log.info({ channel: record.id, peer: from }, 'channel open');
     w.resolve(record);
-    queueMicrotask(() => this.emit('opened', record));
+    this.#opened(rt);
   }
 
   #onOpenReject(from: Address, m: OpenReject): void {
@@ -472,7 +697,29 @@ export class Agent extends EventEmitter<AgentEvents> {
         return this.#onReject(this.#fromPeer(from, msg.alias), msg);
       case MessageType.Sync:
         return this.#onSync(this.#fromPeer(from, msg.alias), msg);
+      case MessageType.FundRequest:
+        return this.#onUpdate(this.#fromPeer(from, msg.alias), { ...msg, type: MessageType.Update }, { fund: msg.vc });
+      case MessageType.SettleRequest:
+        return this.#onUpdate(this.#fromPeer(from, msg.alias), { ...msg, type: MessageType.Update }, { settle: msg.vc });
+      case MessageType.Voucher:
+        return this.#onVoucher(this.#fromPeer(from, msg.alias), msg);
+      case MessageType.CloseRequest: {
+        const rt = this.#fromPeer(from, msg.alias);
+        if (rt.rec.params.kind === ChannelKind.Stream && rt.rec.idx === 0 && rt.rec.phase === 'open') await this.settleVirtual(rt.rec.id);
+        return;
+      }
     }
+  }
+
+  #onVoucher(rt: Runtime, msg: Voucher): void {
+    const record = receiveVoucher(rt.rec, msg);
+    if (!record) return;
+    const cumulative = record.voucher!.cumulative;
+    const durable = cumulative - rt.durableVoucher >= this.#o.voucherDurableEvery;
+    this.#commit(rt, record, durable);
+    if (durable) rt.durableVoucher = cumulative;
+    const channel = rt.rec;
+    queueMicrotask(() => this.emit('voucher', { channel, cumulative }));
   }
 
   #fromPeer(from: Address, alias: Uint8Array): Runtime {
@@ -482,8 +729,16 @@ export class Agent extends EventEmitter<AgentEvents> {
     return rt;
   }
 
-  async #onUpdate(rt: Runtime, msg: Update, attempts = 3): Promise<void> {
+  async #onUpdate(rt: Runtime, msg: Update, attachment?: Attachment, attempts = 3): Promise<void> {
     const before = rt.rec;
+    if (rt.held && rt.held.msg.version === msg.version) {
+      // A repeat of a held proposal; keep the first evidence unless this one brings some.
+      if (attachment && !rt.held.attachment) {
+        rt.held = { msg, attachment };
+        this.#emitHeld(rt, msg, attachment);
+      }
+      return;
+    }
     let proposed: State | null = null;
     try {
       if (!before.staged) proposed = checkProposal(before, msg);
@@ -491,13 +746,29 @@ export class Agent extends EventEmitter<AgentEvents> {
       // receiveUpdate below answers: a repeat of the accepted state, or a typed refusal.
     }
     if (proposed) {
-      const ok = await this.#policy.acceptUpdate({ channel: before, current: before.current.state, proposed });
-      if (rt.rec !== before) return attempts > 0 ? this.#onUpdate(rt, msg, attempts - 1) : undefined;
-      if (!ok) {
+      const decision = kindRule(before, proposed, !before.virtual || this.isFunded(before.id)) && (await this.#policy.acceptUpdate({ channel: before, current: before.current.state, proposed, attachment }));
+      if (rt.rec !== before) return attempts > 0 ? this.#onUpdate(rt, msg, attachment, attempts - 1) : undefined;
+      if (decision === 'hold') {
+        rt.held = { msg, attachment };
+        this.#emitHeld(rt, msg, attachment);
+        return;
+      }
+      if (!decision) {
         this.#send(rt.rec.peer, { type: MessageType.UpdateReject, alias: msg.alias, version: msg.version, reason: RejectReason.Policy });
         return;
       }
     }
+    this.#answer(rt, msg);
+  }
+
+  #emitHeld(rt: Runtime, msg: Update, attachment?: Attachment): void {
+    const channel = rt.rec;
+    const proposed = stateFromBody(channel, msg);
+    queueMicrotask(() => this.emit('held', { channel, current: channel.current.state, proposed, attachment }));
+  }
+
+  /** Signs and persists the peer's proposal (or answers a repeat, or refuses it with a typed reason). */
+  #answer(rt: Runtime, msg: Update): void {
     const result = receiveUpdate(rt.rec, this.#o.signer, msg);
     if (result.kind === 'accepted') {
       this.#commit(rt, result.record);
@@ -516,9 +787,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#commit(rt, result.record, wasOpening || reliesOn(rt.rec, result.state.state));
     this.#clearRetransmit(rt);
     if (wasOpening) {
-      const channel = rt.rec;
-      this.#log.info({ channel: channel.id }, 'channel open');
-      queueMicrotask(() => this.emit('opened', channel));
+      this.#opened(rt);
     } else {
       this.#settle(rt, result.state, 'out');
     }
@@ -547,10 +816,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (result.record) {
       const wasOpening = rt.rec.phase === 'opening';
       this.#commit(rt, result.record);
-      if (wasOpening) {
-        const channel = rt.rec;
-        queueMicrotask(() => this.emit('opened', channel));
-      }
+      if (wasOpening) this.#opened(rt);
     }
     if (result.adopted) {
       if (result.staged === 'completed') this.#settle(rt, result.adopted, 'out');
@@ -570,7 +836,17 @@ export class Agent extends EventEmitter<AgentEvents> {
   // ---- plumbing ----
 
   #track(rec: ChannelRecord): Runtime {
-    const rt: Runtime = { rec, queue: [], inflight: null, retransmit: null, backoff: this.#timing.retransmitMs, paused: null, since: Date.now() };
+    const rt: Runtime = {
+      rec,
+      queue: [],
+      inflight: null,
+      retransmit: null,
+      backoff: this.#timing.retransmitMs,
+      paused: null,
+      since: Date.now(),
+      held: null,
+      durableVoucher: rec.voucher?.cumulative ?? 0n,
+    };
     this.#channels.set(rec.id, rt);
     this.#byAlias.set(aliasKey(aliasOf(rec.id)), rt);
     return rt;
@@ -585,7 +861,17 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Persists a record before anything that depends on it is sent or acted on. */
   #commit(rt: Runtime, rec: ChannelRecord, durable = true): void {
     this.#o.store.saveChannel(rec, durable);
+    const before = rt.rec;
     rt.rec = rec;
+    if (before.current !== rec.current) this.#announceLockChanges(before, rec);
+  }
+
+  /** This side's open ledger channel with `gateway`, which funds its virtual channels. */
+  #parentFor(gateway: Address): Runtime {
+    const g = gateway.toLowerCase();
+    const rt = [...this.#channels.values()].find((r) => r.rec.peer === g && r.rec.params.kind === ChannelKind.Ledger && r.rec.phase === 'open');
+    if (!rt) throw new UnknownChannelError(`no open ledger channel with gateway ${g}`);
+    return rt;
   }
 
   #send(to: Address, msg: Message): void {

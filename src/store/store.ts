@@ -31,6 +31,10 @@ CREATE TABLE IF NOT EXISTS pending_opens (
   share TEXT PRIMARY KEY,
   proposal TEXT NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS virtual_channels (
+  id TEXT PRIMARY KEY,
+  info TEXT NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS accepted_opens (
   share_a TEXT PRIMARY KEY,
   share_b TEXT NOT NULL,
@@ -121,6 +125,22 @@ export class ChannelStore {
 
   acceptedOpen(shareA: string): AcceptedOpen | undefined {
     return this.#getAccepted.get(shareA) as AcceptedOpen | undefined;
+  }
+
+  /** What an intermediary keeps about a virtual channel it funded, to release it later. */
+  saveVirtual(id: Bytes32, info: unknown): void {
+    this.#db.prepare('INSERT OR REPLACE INTO virtual_channels (id, info) VALUES (?, ?)').run(id, serialize(info));
+  }
+
+  deleteVirtual(id: Bytes32): void {
+    this.#db.prepare('DELETE FROM virtual_channels WHERE id = ?').run(id);
+  }
+
+  loadVirtuals<T>(): T[] {
+    return this.#db
+      .prepare('SELECT info FROM virtual_channels')
+      .all()
+      .map((row) => deserialize<T>((row as { info: string }).info, 'virtual channel'));
   }
 
   /** Database plus WAL size in bytes, after a checkpoint. */

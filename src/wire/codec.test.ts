@@ -37,6 +37,7 @@ export const arbitraryMessage: fc.Arbitrary<Message> = fc.oneof(
     assets: fc.array(hex(20), { minLength: 2, maxLength: 2 }),
     balances: fc.array(pair, { minLength: 2, maxLength: 2 }),
     sig: bytesN(65),
+    gateway: fc.option(hex(20), { nil: null }),
   }),
   fc.record({ type: fc.constant(MessageType.OpenAccept), shareA: bytesN(32), shareB: bytesN(32), sig: bytesN(65) }),
   fc.record({ type: fc.constant(MessageType.OpenReject), shareA: bytesN(32), reason }),
@@ -49,6 +50,35 @@ export const arbitraryMessage: fc.Arbitrary<Message> = fc.oneof(
     current: body.chain((b) => fc.tuple(bytesN(65), bytesN(65)).map((sigs) => ({ ...b, sigs }))),
     staged: fc.option(body.chain((b) => bytesN(65).map((sig) => ({ ...b, sig }))), { nil: null }),
   }),
+  body.chain((b) =>
+    fc
+      .record({
+        type: fc.constant(MessageType.FundRequest),
+        alias: bytesN(8),
+        sig: bytesN(65),
+        vc: fc.record({
+          participants: fc.tuple(hex(20), hex(20)),
+          challengeDuration: u64,
+          nonce: u256,
+          kind: fc.constantFrom(1, 2) as fc.Arbitrary<1 | 2>,
+          balances: fc.array(pair, { minLength: 1, maxLength: 2 }),
+          sig: bytesN(65),
+        }),
+      })
+      .map((m) => ({ ...b, ...m })),
+  ),
+  body.chain((b) =>
+    fc
+      .record({
+        type: fc.constant(MessageType.SettleRequest),
+        alias: bytesN(8),
+        sig: bytesN(65),
+        vc: fc.record({ id: bytesN(32), version: u64, balances: fc.array(pair, { minLength: 1, maxLength: 2 }), sigs: fc.tuple(bytesN(65), bytesN(65)) }),
+      })
+      .map((m) => ({ ...b, ...m })),
+  ),
+  fc.record({ type: fc.constant(MessageType.Voucher), alias: bytesN(8), cumulative: amount, sig: bytesN(65) }),
+  fc.record({ type: fc.constant(MessageType.CloseRequest), alias: bytesN(8) }),
 ) as fc.Arbitrary<Message>;
 
 function expectTypedOrDecoded(frame: Uint8Array): void {
@@ -119,6 +149,11 @@ describe('wire codec', () => {
     const accept = encodeMessage({ type: MessageType.UpdateAccept, alias: new Uint8Array(8), version: 123_456n, sig: new Uint8Array(65) });
     expect(update.length).toBeLessThanOrEqual(160);
     expect(accept.length).toBeLessThanOrEqual(100);
+  });
+
+  it('keeps a stream voucher ≤ 100 bytes', () => {
+    const voucher = encodeMessage({ type: MessageType.Voucher, alias: new Uint8Array(8).fill(1), cumulative: 123n * 10n ** 18n, sig: new Uint8Array(65).fill(7) });
+    expect(voucher.length).toBeLessThanOrEqual(100);
   });
 
   it('errors carry stable codes', () => {

@@ -47,6 +47,7 @@ function toArray(m: Message): unknown[] {
         m.assets.map((a) => fromHex(a)),
         m.balances.map(([x, y]) => [int(x), int(y)]),
         m.sig,
+        m.gateway === null ? null : fromHex(m.gateway),
       ];
     case MessageType.OpenAccept:
       return [m.shareA, m.shareB, m.sig];
@@ -64,6 +65,26 @@ function toArray(m: Message): unknown[] {
         [...bodyOut(m.current), m.current.sigs[0], m.current.sigs[1]],
         m.staged ? [...bodyOut(m.staged), m.staged.sig] : null,
       ];
+    case MessageType.FundRequest:
+      return [
+        m.alias,
+        ...bodyOut(m),
+        m.sig,
+        [
+          m.vc.participants.map((p) => fromHex(p)),
+          int(m.vc.challengeDuration),
+          int(m.vc.nonce),
+          m.vc.kind,
+          m.vc.balances.map(([x, y]) => [int(x), int(y)]),
+          m.vc.sig,
+        ],
+      ];
+    case MessageType.SettleRequest:
+      return [m.alias, ...bodyOut(m), m.sig, [m.vc.id, int(m.vc.version), m.vc.balances.map(([x, y]) => [int(x), int(y)]), m.vc.sigs[0], m.vc.sigs[1]]];
+    case MessageType.Voucher:
+      return [m.alias, int(m.cumulative), m.sig];
+    case MessageType.CloseRequest:
+      return [m.alias];
   }
 }
 
@@ -82,7 +103,7 @@ function fromArray(type: unknown, f: unknown[]): Message {
   };
   switch (type) {
     case MessageType.OpenPropose: {
-      fields(9);
+      fields(10);
       const participants = array(f[3], 'participants', 2, 2).map((p, i) => address(p, `participants[${i}]`));
       const assets = array(f[6], 'assets', 1, 8).map((a, i) => address(a, `assets[${i}]`));
       const bal = balances(f[7], 'balances');
@@ -98,6 +119,7 @@ function fromArray(type: unknown, f: unknown[]): Message {
         assets,
         balances: bal,
         sig: sig(f[8], 'sig'),
+        gateway: f[9] === null ? null : address(f[9], 'gateway'),
       };
     }
     case MessageType.OpenAccept:
@@ -131,6 +153,47 @@ function fromArray(type: unknown, f: unknown[]): Message {
         staged: staged ? { ...stateBody(staged, 'staged'), sig: sig(staged[4], 'staged.sig') } : null,
       };
     }
+    case MessageType.FundRequest: {
+      fields(7);
+      const vc = array(f[6], 'vc', 6, 6);
+      const participants = array(vc[0], 'vc.participants', 2, 2).map((p, i) => address(p, `vc.participants[${i}]`));
+      return {
+        type,
+        alias: alias(f[0]),
+        ...stateBody(f.slice(1, 5), 'update'),
+        sig: sig(f[5], 'sig'),
+        vc: {
+          participants: [participants[0]!, participants[1]!],
+          challengeDuration: uint64(vc[1], 'vc.challengeDuration'),
+          nonce: uint256(vc[2], 'vc.nonce'),
+          kind: small(vc[3], 'vc.kind', kinds) as ChannelKind,
+          balances: balances(vc[4], 'vc.balances'),
+          sig: sig(vc[5], 'vc.sig'),
+        },
+      };
+    }
+    case MessageType.SettleRequest: {
+      fields(7);
+      const vc = array(f[6], 'vc', 5, 5);
+      return {
+        type,
+        alias: alias(f[0]),
+        ...stateBody(f.slice(1, 5), 'update'),
+        sig: sig(f[5], 'sig'),
+        vc: {
+          id: bytes(vc[0], 'vc.id', 32),
+          version: uint64(vc[1], 'vc.version'),
+          balances: balances(vc[2], 'vc.balances'),
+          sigs: [sig(vc[3], 'vc.sigs[0]'), sig(vc[4], 'vc.sigs[1]')],
+        },
+      };
+    }
+    case MessageType.Voucher:
+      fields(3);
+      return { type, alias: alias(f[0]), cumulative: uint256(f[1], 'cumulative'), sig: sig(f[2], 'sig') };
+    case MessageType.CloseRequest:
+      fields(1);
+      return { type, alias: alias(f[0]) };
     default:
       throw new UnknownMessageTypeError(type);
   }

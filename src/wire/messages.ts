@@ -14,6 +14,10 @@ export const MessageType = {
   UpdateAccept: 5,
   UpdateReject: 6,
   Sync: 7,
+  FundRequest: 8,
+  SettleRequest: 9,
+  Voucher: 10,
+  CloseRequest: 11,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -54,6 +58,8 @@ export interface OpenPropose {
   balances: Balances;
   /** The proposer's signature over openDigest. */
   sig: Signature;
+  /** Virtual channels: the gateway whose ledger channels fund it (null for a ledger channel). */
+  gateway: Address | null;
 }
 
 export interface OpenAccept {
@@ -110,4 +116,64 @@ export interface Sync {
   staged: (StateBody & { sig: Signature }) | null;
 }
 
-export type Message = OpenPropose | OpenAccept | OpenReject | Update | UpdateAccept | UpdateReject | Sync;
+/** What the gateway needs to check a virtual channel it is asked to fund. */
+export interface VirtualTerms {
+  participants: readonly [Address, Address];
+  challengeDuration: bigint;
+  nonce: bigint;
+  kind: ChannelKind;
+  /** balances[asset] = [participant 0's, participant 1's] in the virtual channel. */
+  balances: Balances;
+  /** The sender's signature on the virtual channel's version 0. */
+  sig: Signature;
+}
+
+/**
+ * A device asks the gateway to lock funds for a virtual channel in their ledger
+ * channel: the proposal of that ledger update, with the virtual channel's terms.
+ */
+export interface FundRequest extends Omit<Update, 'type'> {
+  type: typeof MessageType.FundRequest;
+  vc: VirtualTerms;
+}
+
+/** The final state of a virtual channel, signed by both of its participants. */
+export interface VirtualFinal {
+  id: Uint8Array;
+  version: bigint;
+  balances: Balances;
+  sigs: readonly [Signature, Signature];
+}
+
+/** A device asks the gateway to release a virtual channel's funds per its final state. */
+export interface SettleRequest extends Omit<Update, 'type'> {
+  type: typeof MessageType.SettleRequest;
+  vc: VirtualFinal;
+}
+
+/** Stream channels: "I, the payer, have paid `cumulative` of asset 0 in total". No reply. */
+export interface Voucher {
+  type: typeof MessageType.Voucher;
+  alias: Alias;
+  cumulative: bigint;
+  sig: Signature;
+}
+
+/** Stream channels: the payee asks the payer to propose the final state. */
+export interface CloseRequest {
+  type: typeof MessageType.CloseRequest;
+  alias: Alias;
+}
+
+export type Message =
+  | OpenPropose
+  | OpenAccept
+  | OpenReject
+  | Update
+  | UpdateAccept
+  | UpdateReject
+  | Sync
+  | FundRequest
+  | SettleRequest
+  | Voucher
+  | CloseRequest;

@@ -1,0 +1,123 @@
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { UpdateRejectedError } from '../src/errors.ts';
+import { ChannelKind, type Bytes32 } from '../src/model/types.ts';
+import { type MemoryFaults, MemoryNetwork } from '../src/transport/memory.ts';
+import { CHAIN, makeParty, type Party, tempDir, until } from '../test/helpers/agents.ts';
+import { silentLogger } from '../src/log.ts';
+import { ChannelStore } from '../src/store/store.ts';
+import { Intermediary } from './intermediary.ts';
+import { join } from 'node:path';
+
+let live: Party[] = [];
+afterEach(() => {
+  for (const p of live) {
+    p.agent.stop();
+    p.store.close();
+  }
+  live = [];
+});
+
+/** A and B each hold a ledger channel with gateway G: [device's, gateway's] funds. */
+async function network3(faults: MemoryFaults = {}, seed = 1, holdTimeoutMs = 3000) {
+  const network = new MemoryNetwork({ seed });
+  const dir = tempDir();
+  const gStore = new ChannelStore(join(dir, 'g.db'), { durability: 'normal' });
+  const intermediary = new Intermediary({ store: gStore, chain: CHAIN, holdTimeoutMs, logger: silentLogger });
+  const g = makeParty(network, dir, 'g', { policy: { acceptUpdate: intermediary.decide } }, undefined, gStore);
+  intermediary.attach(g.agent);
+  const a = makeParty(network, dir, 'a');
+  const b = makeParty(network, dir, 'b');
+  live.push(a, b, g);
+  const la = await a.agent.open(g.signer.address, { balances: [[100n, 100n]] });
+  const lb = await b.agent.open(g.signer.address, { balances: [[50n, 100n]] });
+  await until(() => g.agent.channels().filter((c) => c.phase === 'open').length === 2);
+  network.setFaults(faults);
+  return { network, a, b, g, la: la.id, lb: lb.id, intermediary };
+}
+
+const balancesOf = (p: Party, id: Bytes32) => p.agent.channel(id).current.state.outcome.balances[0]!;
+const gatewayTotal = (g: Party, la: Bytes32, lb: Bytes32): bigint => {
+  let sum = 0n;
+  for (const id of [la, lb]) {
+    const rec = g.agent.channel(id);
+    sum += rec.current.state.outcome.balances[0]![rec.idx];
+  }
+  return sum;
+};
+
+describe('virtual channels through a gateway', () => {
+  it('stream: funded from both parents, paid by vouchers, settled back into both', async () => {
+    const { a, b, g, la, lb } = await network3();
+    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 0n]] });
+    expect(await until(() => b.agent.channels().some((c) => c.id === vc.id) && b.agent.isFunded(vc.id))).toBe(true);
+    expect(balancesOf(a, la)).toEqual([70n, 100n]);
+    expect(balancesOf(b, lb)).toEqual([50n, 70n]);
+    const received: bigint[] = [];
+    b.agent.on('voucher', (e) => received.push(e.cumulative));
+    for (let i = 0; i < 10; i++) a.agent.payStream(vc.id, 2n);
+    expect(await until(() => received.at(-1) === 20n)).toBe(true);
+    await b.agent.settleVirtual(vc.id);
+    expect(await until(() => a.agent.isSettled(vc.id))).toBe(true);
+    expect(balancesOf(a, la)).toEqual([80n, 120n]);
+    expect(balancesOf(b, lb)).toEqual([70n, 80n]);
+    expect(gatewayTotal(g, la, lb)).toBe(200n);
+    expect(g.agent.channel(la).current.state.outcome.locked).toEqual([]);
+  });
+
+  it('bidirectional: both pay, the gateway stays out, settle puts each parent right', async () => {
+    const { a, b, g, la, lb } = await network3();
+    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, balances: [[30n, 10n]] });
+    await until(() => b.agent.channels().some((c) => c.id === vc.id) && b.agent.isFunded(vc.id));
+    await a.agent.pay(vc.id, 5n);
+    await b.agent.pay(vc.id, 2n);
+    await a.agent.settleVirtual(vc.id);
+    expect(await until(() => b.agent.isSettled(vc.id))).toBe(true);
+    // A ends with 27 in the VC, B with 13: A's parent pays A 27, G 13; B's parent pays G 27, B 13.
+    expect(balancesOf(a, la)).toEqual([70n + 27n, 90n + 13n]);
+    expect(balancesOf(b, lb)).toEqual([40n + 13n, 70n + 27n]);
+    expect(gatewayTotal(g, la, lb)).toBe(200n);
+  });
+
+  it('refuses to fund when the other device never asks: nothing stays locked', async () => {
+    const { a, b, g, la, network } = await network3({}, 1, 200);
+    // B vanishes right after the open, so only A's funding request reaches G.
+    const opened = a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 0n]] });
+    await until(() => b.agent.channels().length > 1);
+    network.disconnect(b.signer.address);
+    await expect(opened).rejects.toThrow();
+    expect(await until(() => !a.agent.channel(la).staged)).toBe(true);
+    expect(balancesOf(a, la)).toEqual([100n, 100n]);
+    void UpdateRejectedError;
+  });
+
+  it('gateway neutrality: whatever A and B sign, G gets back what it locked (faults included)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 1_000_000 }),
+        fc.bigInt({ min: 0n, max: 50n }),
+        fc.bigInt({ min: 0n, max: 40n }),
+        fc.array(fc.record({ fromA: fc.boolean(), amount: fc.bigInt({ min: 1n, max: 5n }) }), { maxLength: 6 }),
+        fc.double({ min: 0, max: 0.2, noNaN: true }),
+        async (seed, x, y, pays, drop) => {
+          const { a, b, g, la, lb } = await network3({ drop, duplicate: drop, reorder: drop }, seed);
+          const before = gatewayTotal(g, la, lb);
+          const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, balances: [[x, y]] });
+          await until(() => b.agent.channels().some((c) => c.id === vc.id) && b.agent.isFunded(vc.id));
+          for (const p of pays) await (p.fromA ? a : b).agent.pay(vc.id, p.amount).catch(() => undefined);
+          await a.agent.settleVirtual(vc.id);
+          expect(await until(() => b.agent.isSettled(vc.id))).toBe(true);
+          expect(gatewayTotal(g, la, lb)).toBe(before);
+          const [fa, fb] = a.agent.channel(vc.id).current.state.outcome.balances[0]!;
+          expect(balancesOf(a, la)[0]).toBe(100n - x + fa);
+          expect(balancesOf(b, lb)[0]).toBe(50n - y + fb);
+          for (const p of live.splice(0)) {
+            p.agent.stop();
+            p.store.close();
+          }
+        },
+      ),
+      { numRuns: 12 },
+    );
+  });
+});

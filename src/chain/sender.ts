@@ -1,0 +1,121 @@
+// Sends a transaction so that it survives a stuck mempool and a restart: a transaction not
+// mined in time is replaced (same nonce, higher fees), and every broadcast is reported
+// before waiting, so the caller can journal it and `resumePending` after a restart.
+import { TransactionReceiptNotFoundError, type Hex } from 'viem';
+import type { Address } from '../model/types.ts';
+import type { ChainClient, TxResult } from './client.ts';
+import { ChainTransactionError } from './errors.ts';
+
+export interface TxRequest {
+  to: Address;
+  data: Hex;
+  value?: bigint;
+  gas: bigint;
+}
+
+/** Everything needed to find or replace a broadcast transaction; safe to persist as JSON (with bigints as strings). */
+export interface PendingTx {
+  request: TxRequest;
+  nonce: number;
+  maxFeePerGas: bigint;
+  maxPriorityFeePerGas: bigint;
+  /** Every hash broadcast for this nonce, oldest first; any of them may be mined. */
+  hashes: Hex[];
+}
+
+export interface SendOptions {
+  /** Replace a transaction that is not mined after this long (default 60 s). */
+  stuckAfterMs?: number;
+  /** Fee increase per replacement, percent (nodes require at least 10; default 25). */
+  bumpPercent?: number;
+  /** Replacements before giving up (default 5). */
+  maxReplacements?: number;
+  /** Called after every broadcast, before waiting; journal `pending` to resume after a restart. */
+  onBroadcast?: (pending: PendingTx) => void | Promise<void>;
+}
+
+/** Broadcasts `request` with a fresh nonce and waits until one of its versions is mined. */
+export async function sendReliably(client: ChainClient, request: TxRequest, opts: SendOptions = {}): Promise<TxResult> {
+  const [nonce, fees] = await Promise.all([
+    client.publicClient.getTransactionCount({ address: client.account, blockTag: 'pending' }),
+    client.publicClient.estimateFeesPerGas(),
+  ]);
+  const pending: PendingTx = { request, nonce, maxFeePerGas: fees.maxFeePerGas, maxPriorityFeePerGas: fees.maxPriorityFeePerGas, hashes: [] };
+  await broadcast(client, pending, opts);
+  return waitOrReplace(client, pending, opts);
+}
+
+/** After a restart: waits for a journalled transaction, re-broadcasting it if the node lost it. */
+export async function resumePending(client: ChainClient, pending: PendingTx, opts: SendOptions = {}): Promise<TxResult> {
+  const mined = await minedVersion(client, pending.hashes);
+  if (mined) return mined;
+  if (!(await nonceUsed(client, pending.nonce))) await replace(client, pending, opts);
+  return waitOrReplace(client, pending, opts);
+}
+
+async function broadcast(client: ChainClient, pending: PendingTx, opts: SendOptions): Promise<void> {
+  const hash = await client.walletClient.sendTransaction({
+    to: pending.request.to,
+    data: pending.request.data,
+    value: pending.request.value,
+    gas: pending.request.gas,
+    nonce: pending.nonce,
+    maxFeePerGas: pending.maxFeePerGas,
+    maxPriorityFeePerGas: pending.maxPriorityFeePerGas,
+  });
+  pending.hashes.push(hash);
+  await opts.onBroadcast?.(pending);
+}
+
+async function replace(client: ChainClient, pending: PendingTx, opts: SendOptions): Promise<void> {
+  const bump = BigInt(100 + Math.max(opts.bumpPercent ?? 25, 10));
+  const current = await client.publicClient.estimateFeesPerGas();
+  const bumped = (x: bigint): bigint => (x * bump + 99n) / 100n;
+  pending.maxPriorityFeePerGas = max(bumped(pending.maxPriorityFeePerGas), current.maxPriorityFeePerGas);
+  pending.maxFeePerGas = max(bumped(pending.maxFeePerGas), current.maxFeePerGas, pending.maxPriorityFeePerGas);
+  await broadcast(client, pending, opts);
+}
+
+/** A receipt can lag the account's nonce on some nodes; only a longer silence means another transaction took the nonce. */
+const RECEIPT_LAG_MS = 5_000;
+
+async function waitOrReplace(client: ChainClient, pending: PendingTx, opts: SendOptions): Promise<TxResult> {
+  const stuckAfter = opts.stuckAfterMs ?? 60_000;
+  const interval = Math.min(client.publicClient.pollingInterval, stuckAfter);
+  let nonceUsedSince: number | undefined;
+  for (let replacements = 0; ; replacements++) {
+    const deadline = Date.now() + stuckAfter;
+    while (Date.now() < deadline || nonceUsedSince !== undefined) {
+      const mined = await minedVersion(client, pending.hashes);
+      if (mined) return mined;
+      if (await nonceUsed(client, pending.nonce)) {
+        nonceUsedSince ??= Date.now();
+        if (Date.now() - nonceUsedSince > RECEIPT_LAG_MS) throw new ChainTransactionError(`nonce ${pending.nonce} was used by another transaction`);
+      }
+      await new Promise((r) => setTimeout(r, interval));
+    }
+    if (replacements >= (opts.maxReplacements ?? 5)) throw new ChainTransactionError(`transaction with nonce ${pending.nonce} not mined after ${replacements} replacements`);
+    await replace(client, pending, opts);
+  }
+}
+
+async function nonceUsed(client: ChainClient, nonce: number): Promise<boolean> {
+  return (await client.publicClient.getTransactionCount({ address: client.account, blockTag: 'latest' })) > nonce;
+}
+
+async function minedVersion(client: ChainClient, hashes: readonly Hex[]): Promise<TxResult | null> {
+  for (const hash of hashes) {
+    const receipt = await client.publicClient.getTransactionReceipt({ hash }).catch((err: unknown) => {
+      if (err instanceof TransactionReceiptNotFoundError) return null;
+      throw err;
+    });
+    if (!receipt) continue;
+    if (receipt.status !== 'success') throw new ChainTransactionError(`transaction ${hash} reverted`);
+    return { hash, blockNumber: receipt.blockNumber, gasUsed: receipt.gasUsed };
+  }
+  return null;
+}
+
+function max(...xs: bigint[]): bigint {
+  return xs.reduce((a, b) => (a > b ? a : b));
+}
