@@ -1,0 +1,60 @@
+import { createTestClient, http } from 'viem';
+import { describe, expect, it } from 'vitest';
+import { deposit } from '../../src/chain/deposit.ts';
+import { ChainTransactionError } from '../../src/chain/errors.ts';
+import { readHoldings } from '../../src/chain/read.ts';
+import { resumePending, type PendingTx } from '../../src/chain/sender.ts';
+import { NATIVE_ASSET } from '../../src/model/types.ts';
+import { idOf, makeParams, party, useDevnet } from './fixture.ts';
+
+const devnet = useDevnet();
+
+function testClient() {
+  return createTestClient({ mode: 'anvil', transport: http(devnet().anvil.rpcUrl) });
+}
+
+describe('transactions survive a stuck mempool and a restart', () => {
+  it('replaces a transaction that is not mined in time, with the same nonce', async () => {
+    const d = devnet();
+    const test = testClient();
+    const [a, b] = [party(d, 5), party(d, 6)];
+    const channelId = idOf(makeParams(d, a, b));
+    const broadcasts: PendingTx[] = [];
+    const client = { ...a.client, send: { stuckAfterMs: 150, onBroadcast: (p: PendingTx) => void broadcasts.push(structuredClone(p)) } };
+    await test.setAutomine(false);
+    try {
+      const sent = deposit(client, { channelId, asset: NATIVE_ASSET, amount: 7n });
+      await expect.poll(() => broadcasts.length, { timeout: 5000 }).toBeGreaterThanOrEqual(2);
+      await test.mine({ blocks: 1 });
+      const result = await sent;
+      expect(new Set(broadcasts.map((p) => p.nonce)).size).toBe(1);
+      expect(broadcasts[1]!.maxFeePerGas).toBeGreaterThan(broadcasts[0]!.maxFeePerGas);
+      expect(broadcasts.at(-1)!.hashes).toContain(result.hash);
+    } finally {
+      await test.setAutomine(true);
+    }
+    expect((await readHoldings(a.client, channelId, NATIVE_ASSET)).amount).toBe(7n);
+  });
+
+  it('resumes a journalled transaction after a restart, re-broadcasting it if the node lost it', async () => {
+    const d = devnet();
+    const test = testClient();
+    const [a, b] = [party(d, 7), party(d, 8)];
+    const channelId = idOf(makeParams(d, a, b));
+    let journal: PendingTx | undefined;
+    await test.setAutomine(false);
+    try {
+      // The process "dies" while its transaction waits in the mempool.
+      const dying = { ...a.client, send: { stuckAfterMs: 100, maxReplacements: 0, onBroadcast: (p: PendingTx) => void (journal = structuredClone(p)) } };
+      await expect(deposit(dying, { channelId, asset: NATIVE_ASSET, amount: 3n })).rejects.toBeInstanceOf(ChainTransactionError);
+      await test.dropTransaction({ hash: journal!.hashes[0]! });
+      const resumed = resumePending({ ...a.client, send: { stuckAfterMs: 5000 } }, journal!);
+      setTimeout(() => void test.mine({ blocks: 1 }), 200);
+      const result = await resumed;
+      expect(result.hash).not.toBe(journal!.hashes[0]);
+    } finally {
+      await test.setAutomine(true);
+    }
+    expect((await readHoldings(a.client, channelId, NATIVE_ASSET)).amount).toBe(3n);
+  });
+});
