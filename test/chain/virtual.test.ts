@@ -5,13 +5,14 @@ import { describe, expect, it } from 'vitest';
 import { conclude } from '../../src/chain/conclude.ts';
 import { concludeVirtual } from '../../src/chain/concludeVirtual.ts';
 import { cooperativeClose } from '../../src/chain/cooperativeClose.ts';
-import { deposit } from '../../src/chain/deposit.ts';
+import { testTokenAbi } from '../../src/chain/abi.generated.ts';
+import { approveDeposits, deposit } from '../../src/chain/deposit.ts';
 import type { Devnet } from '../../src/chain/devnet.ts';
 import { AdjudicatorRevertError } from '../../src/chain/errors.ts';
 import { readDispute, readSettled } from '../../src/chain/read.ts';
 import { register } from '../../src/chain/register.ts';
 import { registerVirtual, registerVoucher } from '../../src/chain/registerVirtual.ts';
-import { ChannelKind, NATIVE_ASSET, type Params, type SubAlloc } from '../../src/model/types.ts';
+import { ChannelKind, NATIVE_ASSET, type Address, type Allocation, type Params, type SubAlloc } from '../../src/model/types.ts';
 import { ethBalance, ethOutcome, idOf, makeParams, makeState, party, signedBy, signVoucher, subAlloc, useDevnet, type Party } from './fixture.ts';
 
 const devnet = useDevnet();
@@ -147,5 +148,34 @@ describe('siblings', () => {
       expect(await ethBalance(d, n.B.address)).toBe(before + paid);
     }
     expect((await readSettled(n.G.client, idOf(n.gb)))?.held).toEqual([0n]);
+  });
+});
+
+describe('multi-asset virtual channel (ETH and ERC20)', () => {
+  it('releases each asset by address, whatever order the virtual outcome lists them in', async () => {
+    const d = devnet();
+    const n = await network(d, ChannelKind.Virtual);
+    const tokenOf = (who: Address) => d.deployer.publicClient.readContract({ address: d.token, abi: testTokenAbi, functionName: 'balanceOf', args: [who] });
+    for (const [params, funder] of [[n.ag, n.A], [n.gb, n.G]] as const) {
+      const hash = await funder.client.walletClient.writeContract({ address: d.token, abi: testTokenAbi, functionName: 'mint', args: [funder.address, 100n] });
+      await funder.client.publicClient.waitForTransactionReceipt({ hash });
+      await approveDeposits(funder.client, d.token, 100n);
+      await deposit(funder.client, { channelId: idOf(params), asset: d.token, amount: 100n });
+    }
+    const sub = subAlloc(n.vc, [T, 100n], [0, 1]);
+    const parentOutcome = (p: Params): Allocation => ({ assets: [NATIVE_ASSET, d.token], balances: [[ONE - T / 2n, ONE - T / 2n], [0n, 0n]], locked: [sub] });
+    for (const [p, x, y] of [[n.ag, n.A, n.G], [n.gb, n.G, n.B]] as const) {
+      await cooperativeClose(n.submitter.client, { params: p, signed: signedBy(p, makeState(p, 2n, parentOutcome(p), true), x, y) });
+    }
+    // The virtual outcome lists the token first: B ends with 0.2 ETH and 30 tokens.
+    const vcOutcome: Allocation = { assets: [d.token, NATIVE_ASSET], balances: [[70n, 30n], [T - parseEther('0.2'), parseEther('0.2')]], locked: [] };
+    await registerVirtual(n.B.client, { params: n.vc, signed: signedBy(n.vc, makeState(n.vc, 5n, vcOutcome, true), n.A, n.B) });
+    const eth = await balances(d, n);
+    const tokens = await Promise.all([n.A, n.G, n.B].map((p) => tokenOf(p.address)));
+    for (const p of [n.ag, n.gb]) await concludeVirtual(n.submitter.client, { parent: p, parentOutcome: parentOutcome(p), virtual: n.vc, virtualOutcome: vcOutcome });
+    const ethAfter = await balances(d, n);
+    const tokensAfter = await Promise.all([n.A, n.G, n.B].map((p) => tokenOf(p.address)));
+    expect(ethAfter.map((x, i) => x - eth[i]!)).toEqual([T - parseEther('0.2'), T, parseEther('0.2')]);
+    expect(tokensAfter.map((x, i) => x - tokens[i]!)).toEqual([70n, 100n, 30n]);
   });
 });
