@@ -1,0 +1,227 @@
+// The hotspot client: downloads through the metered proxy and pays as bytes arrive,
+// one unit ahead. It counts exactly what the proxy meters (tunnel bytes both ways for
+// CONNECT, body bytes for plain forwarding), so the two sides agree on what is due.
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import http, { type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import { ConfigError } from '../../src/errors.ts';
+import { DownloadInterruptedError, HttpStatusError } from './errors.ts';
+import { createTariff, unitsDue, type Tariff } from './meter.ts';
+import type { PaymentsOut } from './payments.ts';
+
+export interface PayingClientOptions {
+  proxyUrl: string;
+  /** This client's 0x address, as the payment layer knows it. */
+  clientAddress: string;
+  /** Bytes per unit (default 100 KB); must match the hotspot's. */
+  unitBytes?: number;
+  /** Price of one unit, in wei; must match the hotspot's. */
+  price: bigint;
+  /** Units paid ahead of the bytes used (default 1). */
+  prepaidUnits?: number;
+  payments: PaymentsOut;
+}
+
+export interface DownloadProgress {
+  /** Body bytes of this download received so far. */
+  bytes: number;
+  /** The body's content-length, when the origin sent one. */
+  totalBytes: number | undefined;
+  /** Bytes metered for this client so far, all downloads included. */
+  meteredBytes: number;
+  /** Units paid for so far, all downloads included. */
+  unitsPaid: number;
+  /** Vouchers sent per second since this download started. */
+  vouchersPerSec: number;
+}
+
+export interface DownloadOptions {
+  /** 'forward' (default): `GET http://…` to the proxy; 'connect': through a CONNECT tunnel. */
+  mode?: 'forward' | 'connect';
+  onProgress?: (progress: DownloadProgress) => void;
+}
+
+export interface DownloadResult {
+  status: number;
+  /** Body bytes received. */
+  bytes: number;
+  /** Hex SHA-256 of the body. */
+  sha256: string;
+  /** As in DownloadProgress: totals for this client. */
+  meteredBytes: number;
+  unitsPaid: number;
+  /** Vouchers sent during this download. */
+  vouchers: number;
+}
+
+export interface PayingClient {
+  download(url: string, options?: DownloadOptions): Promise<DownloadResult>;
+  readonly meteredBytes: number;
+  readonly unitsPaid: number;
+  readonly vouchers: number;
+}
+
+const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
+
+export function createPayingClient(options: PayingClientOptions): PayingClient {
+  if (!ADDRESS.test(options.clientAddress)) throw new ConfigError(`clientAddress must be a 0x address, got ${options.clientAddress}`);
+  const tariff = createTariff({ unitBytes: options.unitBytes, pricePerUnit: options.price, prepaidUnits: options.prepaidUnits });
+  const proxy = new URL(options.proxyUrl);
+  const proxyAuthorization = `Picopay ${options.clientAddress.toLowerCase()}`;
+  const payer = new Payer(tariff, options.payments);
+
+  async function download(url: string, { mode = 'forward', onProgress }: DownloadOptions = {}): Promise<DownloadResult> {
+    const target = new URL(url);
+    if (target.protocol !== 'http:') throw new ConfigError(`only http:// URLs can be downloaded, got ${url}`);
+    const started = performance.now();
+    const vouchersBefore = payer.vouchers;
+    const failed = new AbortController();
+    const pay = (bytes: number) => payer.use(bytes)?.catch((error: unknown) => failed.abort(error));
+    pay(0); // the units ahead, before the first byte
+
+    const { request, metered, socket } = mode === 'connect' ? await openTunnel(target) : openForwarding(target);
+    let response: IncomingMessage | undefined;
+    let totalBytes: number | undefined;
+    let bytes = 0;
+    let counted = 0;
+    const account = () => {
+      const now = metered(bytes);
+      pay(now - counted);
+      counted = now;
+      const seconds = (performance.now() - started) / 1000;
+      onProgress?.({ bytes, totalBytes, meteredBytes: payer.meteredBytes, unitsPaid: payer.unitsPaid, vouchersPerSec: seconds > 0 ? (payer.vouchers - vouchersBefore) / seconds : 0 });
+    };
+    // What we send is metered too, and the proxy may be waiting for its payment before it answers.
+    request.once('finish', account);
+    request.end();
+    failed.signal.addEventListener('abort', () => (request.destroy(failed.signal.reason as Error), socket?.destroy()), { once: true });
+    try {
+      [response] = (await once(request, 'response')) as [IncomingMessage];
+      if (response.statusCode !== 200) throw new HttpStatusError(response.statusCode ?? 0, url);
+      totalBytes = response.headers['content-length'] === undefined ? undefined : Number(response.headers['content-length']);
+      const hash = createHash('sha256');
+      account();
+      try {
+        for await (const chunk of response as AsyncIterable<Buffer>) {
+          hash.update(chunk);
+          bytes += chunk.length;
+          account();
+        }
+      } catch (error) {
+        throw new DownloadInterruptedError(url, bytes, totalBytes, { cause: error });
+      }
+      if (!response.complete || (totalBytes !== undefined && bytes !== totalBytes)) throw new DownloadInterruptedError(url, bytes, totalBytes);
+      return { status: 200, bytes, sha256: hash.digest('hex'), meteredBytes: payer.meteredBytes, unitsPaid: payer.unitsPaid, vouchers: payer.vouchers - vouchersBefore };
+    } catch (error) {
+      throw failed.signal.aborted ? failed.signal.reason : error;
+    } finally {
+      response?.destroy();
+      request.destroy();
+      socket?.destroy();
+    }
+  }
+
+  // Plain forwarding: the proxy meters the body, so the body is what we count.
+  function openForwarding(target: URL): Opened {
+    const request = http.request({
+      host: proxy.hostname,
+      port: proxy.port,
+      method: 'GET',
+      path: target.href,
+      headers: { host: target.host, 'proxy-authorization': proxyAuthorization },
+      agent: false,
+    });
+    return { request, metered: (bodyBytes) => bodyBytes };
+  }
+
+  // CONNECT: the proxy meters every tunnel byte both ways, so we count the socket's.
+  async function openTunnel(target: URL): Promise<Opened> {
+    const authority = `${target.hostname}:${target.port || 80}`;
+    const connect = http.request({
+      host: proxy.hostname,
+      port: proxy.port,
+      method: 'CONNECT',
+      path: authority,
+      headers: { host: authority, 'proxy-authorization': proxyAuthorization },
+      agent: false,
+    });
+    connect.end();
+    const [answer, socket, head] = (await once(connect, 'connect')) as [IncomingMessage, Socket, Buffer];
+    if (answer.statusCode !== 200) {
+      socket.destroy();
+      throw new HttpStatusError(answer.statusCode ?? 0, target.href);
+    }
+    // Bytes read past the proxy's 200 response already belong to the tunnel.
+    const readBefore = socket.bytesRead - head.length;
+    const writtenBefore = socket.bytesWritten;
+    if (head.length > 0) socket.unshift(head);
+    const request = http.request(target, { createConnection: () => socket, headers: { connection: 'close' } });
+    return { request, socket, metered: () => socket.bytesRead - readBefore + (socket.bytesWritten - writtenBefore) };
+  }
+
+  return {
+    download,
+    get meteredBytes() {
+      return payer.meteredBytes;
+    },
+    get unitsPaid() {
+      return payer.unitsPaid;
+    },
+    get vouchers() {
+      return payer.vouchers;
+    },
+  };
+}
+
+/** A download's request, not yet ended. */
+interface Opened {
+  request: http.ClientRequest;
+  /** Bytes the proxy meters for this download so far, given the body bytes received. */
+  metered: (bodyBytes: number) => number;
+  socket?: Socket;
+}
+
+/**
+ * Keeps this client paid up: unitsDue(bytes used) units at all times. One voucher is in
+ * flight at a time, always for the latest amount due: vouchers are cumulative, so one
+ * skipped while another was in flight loses nothing.
+ */
+class Payer {
+  meteredBytes = 0;
+  unitsPaid = 0;
+  vouchers = 0;
+  readonly #tariff: Tariff;
+  readonly #payments: PaymentsOut;
+  #due = 0n;
+  #sent = 0n;
+  #sending: Promise<void> | undefined;
+
+  constructor(tariff: Tariff, payments: PaymentsOut) {
+    this.#tariff = tariff;
+    this.#payments = payments;
+  }
+
+  /** Adds `bytes` used and pays what is due; returns the voucher round it started, if any. */
+  use(bytes: number): Promise<void> | undefined {
+    this.meteredBytes += bytes;
+    const due = unitsDue(this.#tariff, this.meteredBytes);
+    if (due <= this.unitsPaid) return undefined;
+    this.unitsPaid = due;
+    this.#due = BigInt(due) * this.#tariff.pricePerUnit;
+    if (this.#sending !== undefined) return undefined;
+    this.#sending = this.#flush().finally(() => {
+      this.#sending = undefined;
+    });
+    return this.#sending;
+  }
+
+  async #flush(): Promise<void> {
+    while (this.#sent < this.#due) {
+      const amount = this.#due;
+      this.vouchers++;
+      await this.#payments.payUpTo(amount);
+      this.#sent = amount;
+    }
+  }
+}

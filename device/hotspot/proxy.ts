@@ -1,0 +1,262 @@
+// The hotspot's metered HTTP forward proxy. Both CONNECT tunnels and plain absolute-URI
+// requests are metered per client, in both directions: a hotspot pays for airtime either
+// way, and the client pays for what it sends as well as what it receives.
+//   - CONNECT: every byte through the tunnel, after the proxy's 200 response.
+//   - plain forwarding: request and response bodies. Heads are not metered: the proxy
+//     rewrites them, so the client could not count them as the proxy does, and Node
+//     bounds their size.
+// Nothing is forwarded to the origin before the client has paid for something.
+import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import net, { type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createLogger, type Logger } from '../../src/log.ts';
+import { ClientAccount, metered } from './account.ts';
+import { CutOffError } from './errors.ts';
+import { createTariff } from './meter.ts';
+import type { PaidListener, PaymentsIn } from './payments.ts';
+
+export interface MeteredProxyOptions {
+  host?: string;
+  /** 0 (the default) picks a free port. */
+  port?: number;
+  /** Bytes per unit (default 100 KB). */
+  unitBytes?: number;
+  /** Price of one unit, in wei. */
+  price: bigint;
+  payments: PaymentsIn;
+  /** A client whose traffic waits this long for a payment is cut off. */
+  idleCutoffMs: number;
+  /** Upstream hosts the proxy may connect to; by default loopback only. */
+  allowUpstream?: (host: string, port: number) => boolean;
+  logger?: Logger;
+}
+
+export interface ClientStats {
+  client: string;
+  /** Cumulative amount credited, in wei. */
+  paid: bigint;
+  unitsPaid: number;
+  bytesServed: number;
+  allowance: number;
+  connections: number;
+  cutOffs: number;
+}
+
+export interface MeteredProxy {
+  port: number;
+  url: string;
+  stats(): { clients: ClientStats[] };
+  close(): Promise<void>;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
+
+export function isLoopback(host: string): boolean {
+  return LOOPBACK.has(host.toLowerCase());
+}
+
+const PROXY_AUTHORIZATION = /^Picopay (0x[0-9a-fA-F]{40})$/;
+
+/** The client address a request names in `Proxy-Authorization: Picopay <address>`. */
+export function clientOf(headers: IncomingHttpHeaders): string | undefined {
+  return PROXY_AUTHORIZATION.exec(headers['proxy-authorization'] ?? '')?.[1]?.toLowerCase();
+}
+
+export async function startMeteredProxy(options: MeteredProxyOptions): Promise<MeteredProxy> {
+  const tariff = createTariff({ unitBytes: options.unitBytes, pricePerUnit: options.price });
+  const allowUpstream = options.allowUpstream ?? isLoopback;
+  const log = options.logger ?? createLogger('hotspot');
+  const accounts = new Map<string, ClientAccount>();
+
+  const accountOf = (headers: IncomingHttpHeaders): ClientAccount | undefined => {
+    const client = clientOf(headers);
+    if (client === undefined) return undefined;
+    let account = accounts.get(client);
+    if (account === undefined) {
+      account = new ClientAccount(client, tariff, options.idleCutoffMs, log);
+      account.credit(options.payments.credited(client));
+      accounts.set(client, account);
+      log.info({ client }, 'new client');
+    }
+    return account;
+  };
+  const onPaid: PaidListener = (client, cumulative) => accounts.get(client.toLowerCase())?.credit(cumulative);
+  options.payments.on('paid', onPaid);
+
+  const server = http.createServer();
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    forward(req, res).catch((error: unknown) => {
+      log.debug({ err: error }, 'forwarding failed');
+      res.destroy();
+    });
+  });
+  server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', (error) => log.debug({ err: error }, 'client socket error'));
+    tunnel(req, socket, head).catch((error: unknown) => {
+      log.debug({ err: error }, 'tunnel failed');
+      socket.destroy();
+    });
+  });
+
+  // Plain forwarding: `GET http://host:port/path`.
+  async function forward(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const account = accountOf(req.headers);
+    if (account === undefined) return refuse(res, 407);
+    const target = parseAbsoluteUrl(req.url);
+    if (target === undefined) return refuse(res, 400);
+    if (!allowUpstream(target.hostname, target.port)) return refuse(res, 403);
+    const closed = new AbortController();
+    res.once('close', () => closed.abort());
+    if (!(await paidFor(account, closed.signal))) return refuse(res, 402);
+
+    const upstream = http.request({
+      host: target.hostname,
+      port: target.port,
+      method: req.method,
+      path: target.path,
+      headers: withoutHopByHop(req.headers),
+      agent: false,
+    });
+    const detach = account.attach({ destroy: () => (upstream.destroy(), res.destroy()) });
+    res.once('close', () => (detach(), upstream.destroy()));
+    upstream.on('error', (error) => {
+      log.debug({ err: error, target: target.host }, 'upstream error');
+      if (!res.headersSent) refuse(res, 502);
+      else res.destroy();
+    });
+    upstream.once('response', (response) => {
+      res.writeHead(response.statusCode ?? 502, withoutHopByHop(response.headers));
+      pipeline(response, metered(account), res).catch((error: unknown) => log.debug({ err: error }, 'response cut short'));
+    });
+    // A failure here is an upstream or client failure, already answered by the handlers above.
+    await pipeline(req, metered(account), upstream).catch((error: unknown) => log.debug({ err: error }, 'request body cut short'));
+  }
+
+  // CONNECT host:port, then raw bytes both ways.
+  async function tunnel(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const account = accountOf(req.headers);
+    if (account === undefined) return refuseRaw(socket, 407);
+    const target = parseAuthority(req.url);
+    if (target === undefined) return refuseRaw(socket, 400);
+    if (!allowUpstream(target.hostname, target.port)) return refuseRaw(socket, 403);
+    const closed = new AbortController();
+    socket.once('close', () => closed.abort());
+    if (!(await paidFor(account, closed.signal))) return refuseRaw(socket, 402);
+
+    // Half-open, so that the origin's end of a response does not cut the client's upload.
+    const upstream = net.connect({ host: target.hostname, port: target.port, allowHalfOpen: true });
+    const destroyBoth = () => (upstream.destroy(), socket.destroy());
+    const detach = account.attach({ destroy: destroyBoth });
+    socket.once('close', () => upstream.destroy());
+    let open = false;
+    upstream.on('error', (error) => {
+      log.debug({ err: error, target: target.host }, 'upstream error');
+      if (!open) refuseRaw(socket, 502);
+    });
+    upstream.once('connect', () => {
+      open = true;
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      // Bytes the client sent right after its CONNECT head belong to the tunnel, metered.
+      if (head.length > 0) socket.unshift(head);
+      void Promise.allSettled([
+        pipeline(socket, metered(account), upstream),
+        pipeline(upstream, metered(account), socket),
+      ]).then(() => (destroyBoth(), detach()));
+    });
+  }
+
+  // Waits until the client has paid for at least one byte; false if it was cut off meanwhile.
+  async function paidFor(account: ClientAccount, signal: AbortSignal): Promise<boolean> {
+    try {
+      await account.allowanceAvailable(signal);
+      return true;
+    } catch (error) {
+      if (error instanceof CutOffError) return false;
+      throw error;
+    }
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
+  });
+  const { port, address } = server.address() as AddressInfo;
+  const url = `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
+  log.info({ url, unitBytes: tariff.unitBytes, price: tariff.pricePerUnit.toString() }, 'metered proxy listening');
+
+  return {
+    port,
+    url,
+    stats: () => ({
+      clients: [...accounts.values()].map((account) => ({
+        client: account.client,
+        paid: account.meter.paid,
+        unitsPaid: account.meter.unitsPaid,
+        bytesServed: account.meter.bytesServed,
+        allowance: account.meter.allowance(),
+        connections: account.connections,
+        cutOffs: account.cutOffs,
+      })),
+    }),
+    close: async () => {
+      options.payments.off('paid', onPaid);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      for (const account of accounts.values()) account.cutOff();
+      await closed;
+    },
+  };
+}
+
+interface Target {
+  hostname: string;
+  port: number;
+  /** host:port, for logs. */
+  host: string;
+  path: string;
+}
+
+function parseAbsoluteUrl(raw: string | undefined): Target | undefined {
+  if (raw === undefined || !raw.startsWith('http://')) return undefined;
+  try {
+    const url = new URL(raw);
+    return { hostname: unbracketed(url.hostname), port: Number(url.port || 80), host: url.host, path: `${url.pathname}${url.search}` };
+  } catch {
+    return undefined;
+  }
+}
+
+function parseAuthority(raw: string | undefined): Target | undefined {
+  if (raw === undefined || !/:\d+$/.test(raw)) return undefined;
+  try {
+    const url = new URL(`http://${raw}`);
+    // URL drops the port 80; a CONNECT authority names it, so take it from the raw text.
+    return { hostname: unbracketed(url.hostname), port: Number(raw.slice(raw.lastIndexOf(':') + 1)), host: raw, path: '' };
+  } catch {
+    return undefined;
+  }
+}
+
+// URL keeps IPv6 literals in brackets; sockets and allow-lists want the bare address.
+function unbracketed(hostname: string): string {
+  return hostname.replace(/^\[(.*)\]$/, '$1');
+}
+
+const HOP_BY_HOP = ['connection', 'proxy-connection', 'keep-alive', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+
+function withoutHopByHop(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const named = String(headers.connection ?? '').split(',').map((name) => name.trim().toLowerCase());
+  return Object.fromEntries(Object.entries(headers).filter(([name]) => !HOP_BY_HOP.includes(name) && !named.includes(name)));
+}
+
+function refuse(res: ServerResponse, status: number): void {
+  res.writeHead(status, { connection: 'close', ...(status === 407 ? { 'proxy-authenticate': 'Picopay' } : {}) });
+  res.end();
+}
+
+function refuseRaw(socket: Duplex, status: number): void {
+  if (socket.destroyed) return;
+  const authenticate = status === 407 ? 'Proxy-Authenticate: Picopay\r\n' : '';
+  socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n${authenticate}Connection: close\r\nContent-Length: 0\r\n\r\n`);
+}
