@@ -34,14 +34,25 @@ export interface SendOptions {
   onBroadcast?: (pending: PendingTx) => void | Promise<void>;
 }
 
+/** Per account, the tail of the queue of nonce assignments in this process. */
+const nonceQueues = new Map<string, Promise<unknown>>();
+
 /** Broadcasts `request` with a fresh nonce and waits until one of its versions is mined. */
 export async function sendReliably(client: ChainClient, request: TxRequest, opts: SendOptions = {}): Promise<TxResult> {
-  const [nonce, fees] = await Promise.all([
-    client.publicClient.getTransactionCount({ address: client.account, blockTag: 'pending' }),
-    client.publicClient.estimateFeesPerGas(),
-  ]);
-  const pending: PendingTx = { request, nonce, maxFeePerGas: fees.maxFeePerGas, maxPriorityFeePerGas: fees.maxPriorityFeePerGas, hashes: [] };
-  await broadcast(client, pending, opts);
+  // Concurrent sends from one account take nonces one after another; only waiting overlaps.
+  const previous = nonceQueues.get(client.account) ?? Promise.resolve();
+  const broadcasted = previous.catch(() => undefined).then(async () => {
+    const [nonce, fees] = await Promise.all([
+      client.publicClient.getTransactionCount({ address: client.account, blockTag: 'pending' }),
+      client.publicClient.estimateFeesPerGas(),
+    ]);
+    const pending: PendingTx = { request, nonce, maxFeePerGas: fees.maxFeePerGas, maxPriorityFeePerGas: fees.maxPriorityFeePerGas, hashes: [] };
+    await broadcast(client, pending, opts);
+    return pending;
+  });
+  nonceQueues.set(client.account, broadcasted);
+  const pending = await broadcasted;
+  if (nonceQueues.get(client.account) === broadcasted) nonceQueues.delete(client.account);
   return waitOrReplace(client, pending, opts);
 }
 

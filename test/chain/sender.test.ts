@@ -58,3 +58,14 @@ describe('transactions survive a stuck mempool and a restart', () => {
     expect((await readHoldings(a.client, channelId, NATIVE_ASSET)).amount).toBe(3n);
   });
 });
+
+describe('concurrent sends from one account', () => {
+  it('take distinct nonces', async () => {
+    const d = devnet();
+    const [a, b] = [party(d, 9), party(d, 1)];
+    const ids = Array.from({ length: 6 }, () => idOf(makeParams(d, a, b)));
+    const results = await Promise.all(ids.map((channelId, i) => deposit(a.client, { channelId, asset: NATIVE_ASSET, amount: BigInt(i + 1) })));
+    expect(new Set(results.map((r) => r.hash)).size).toBe(ids.length);
+    for (const [i, id] of ids.entries()) expect((await readHoldings(a.client, id, NATIVE_ASSET)).amount).toBe(BigInt(i + 1));
+  });
+});
