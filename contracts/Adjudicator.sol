@@ -173,6 +173,8 @@ contract Adjudicator {
         bytes32 id = channelId(p);
         _requireChallengeOpen(id, registered);
         if (s.version <= registered.version) revert VersionNotNewer(registered.version, s.version);
+        // A dispute left behind by a cooperative close must not look alive again.
+        if (p.kind == LEDGER) _requireOpen(id, s.outcome.assets);
         _accept(id, p, s, sigs, registered.timeout, true);
     }
 

@@ -174,6 +174,8 @@ describe('dispute', () => {
     await register(a.client, { params, signed: signedBy(params, makeState(params, 3n, ethOutcome(0n, 2n * ONE), true), a, b) });
     expect(await ethBalance(d, b.address)).toBe(balB + 2n * ONE);
     const registered = await readDispute(a.client, idOf(params));
+    const newer = signedBy(params, makeState(params, 4n, ethOutcome(ONE, ONE)), a, b);
+    await rejects(refute(a.client, { params, registered: registered!, signed: newer }), 'ChannelConcluded');
     await d.increaseTime(params.challengeDuration);
     await rejects(conclude(a.client, { params, registered: registered!, outcome: ethOutcome(ONE, ONE) }), 'ChannelConcluded');
   });
