@@ -76,27 +76,29 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
     if (target.protocol !== 'http:') throw new ConfigError(`only http:// URLs can be downloaded, got ${url}`);
     const started = performance.now();
     const vouchersBefore = payer.vouchers;
+    // A payment that fails aborts the download: the proxy would stop it anyway.
     const failed = new AbortController();
     const pay = (bytes: number) => payer.use(bytes)?.catch((error: unknown) => failed.abort(error));
     pay(0); // the units ahead, before the first byte
 
-    const { request, metered, socket } = mode === 'connect' ? await openTunnel(target) : openForwarding(target);
+    let opened: Opened | undefined;
     let response: IncomingMessage | undefined;
-    let totalBytes: number | undefined;
-    let bytes = 0;
-    let counted = 0;
-    const account = () => {
-      const now = metered(bytes);
-      pay(now - counted);
-      counted = now;
-      const seconds = (performance.now() - started) / 1000;
-      onProgress?.({ bytes, totalBytes, meteredBytes: payer.meteredBytes, unitsPaid: payer.unitsPaid, vouchersPerSec: seconds > 0 ? (payer.vouchers - vouchersBefore) / seconds : 0 });
-    };
-    // What we send is metered too, and the proxy may be waiting for its payment before it answers.
-    request.once('finish', account);
-    request.end();
-    failed.signal.addEventListener('abort', () => (request.destroy(failed.signal.reason as Error), socket?.destroy()), { once: true });
     try {
+      opened = mode === 'connect' ? await openTunnel(target, failed.signal) : openForwarding(target, failed.signal);
+      const { request, metered } = opened;
+      let totalBytes: number | undefined;
+      let bytes = 0;
+      let counted = 0;
+      const account = () => {
+        const now = metered(bytes);
+        pay(now - counted);
+        counted = now;
+        const seconds = (performance.now() - started) / 1000;
+        onProgress?.({ bytes, totalBytes, meteredBytes: payer.meteredBytes, unitsPaid: payer.unitsPaid, vouchersPerSec: seconds > 0 ? (payer.vouchers - vouchersBefore) / seconds : 0 });
+      };
+      // What we send is metered too, and the proxy may wait for its payment before it answers.
+      request.once('finish', account);
+      request.end();
       [response] = (await once(request, 'response')) as [IncomingMessage];
       if (response.statusCode !== 200) throw new HttpStatusError(response.statusCode ?? 0, url);
       totalBytes = response.headers['content-length'] === undefined ? undefined : Number(response.headers['content-length']);
@@ -117,13 +119,13 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
       throw failed.signal.aborted ? failed.signal.reason : error;
     } finally {
       response?.destroy();
-      request.destroy();
-      socket?.destroy();
+      opened?.request.destroy();
+      opened?.socket?.destroy();
     }
   }
 
   // Plain forwarding: the proxy meters the body, so the body is what we count.
-  function openForwarding(target: URL): Opened {
+  function openForwarding(target: URL, signal: AbortSignal): Opened {
     const request = http.request({
       host: proxy.hostname,
       port: proxy.port,
@@ -131,12 +133,13 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
       path: target.href,
       headers: { host: target.host, 'proxy-authorization': proxyAuthorization },
       agent: false,
+      signal,
     });
     return { request, metered: (bodyBytes) => bodyBytes };
   }
 
   // CONNECT: the proxy meters every tunnel byte both ways, so we count the socket's.
-  async function openTunnel(target: URL): Promise<Opened> {
+  async function openTunnel(target: URL, signal: AbortSignal): Promise<Opened> {
     const authority = `${target.hostname}:${target.port || 80}`;
     const connect = http.request({
       host: proxy.hostname,
@@ -145,6 +148,7 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
       path: authority,
       headers: { host: authority, 'proxy-authorization': proxyAuthorization },
       agent: false,
+      signal,
     });
     connect.end();
     const [answer, socket, head] = (await once(connect, 'connect')) as [IncomingMessage, Socket, Buffer];
@@ -156,7 +160,7 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
     const readBefore = socket.bytesRead - head.length;
     const writtenBefore = socket.bytesWritten;
     if (head.length > 0) socket.unshift(head);
-    const request = http.request(target, { createConnection: () => socket, headers: { connection: 'close' } });
+    const request = http.request(target, { createConnection: () => socket, headers: { connection: 'close' }, signal });
     return { request, socket, metered: () => socket.bytesRead - readBefore + (socket.bytesWritten - writtenBefore) };
   }
 

@@ -42,9 +42,10 @@ export interface Origin {
 export async function startOrigin(options: { host?: string; port?: number } = {}): Promise<Origin> {
   const server: Server = http.createServer((req, res) => {
     const match = /^\/bytes\/(\d+)$/.exec(req.url ?? '');
-    const total = match ? Number(match[1]) : NaN;
-    if (req.method !== 'GET' || !(total <= MAX_BYTES)) {
-      res.writeHead(match ? 400 : 404).end();
+    const total = Number(match?.[1]);
+    const refusal = !match ? 404 : req.method !== 'GET' ? 405 : total > MAX_BYTES ? 413 : undefined;
+    if (refusal !== undefined) {
+      res.writeHead(refusal).end();
       return;
     }
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total });

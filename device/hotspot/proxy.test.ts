@@ -101,8 +101,10 @@ describe.each(['forward', 'connect'] as const)('metered proxy, %s mode', (mode) 
 
     await expect(download).rejects.toBeInstanceOf(DownloadInterruptedError);
     const stats = statsOf(ALICE);
+    // The 10th voucher may or may not have left before stop(), depending on when it was sent.
     const creditedUnits = Number(payments.credited(ALICE) / PRICE);
-    expect(creditedUnits).toBe(10);
+    expect(creditedUnits).toBeGreaterThanOrEqual(9);
+    expect(creditedUnits).toBeLessThanOrEqual(10);
     expect(stats).toMatchObject({ unitsPaid: creditedUnits, cutOffs: 1, allowance: 0 });
     // Served exactly what was paid for: the paid-ahead unit, not a byte more.
     expect(stats?.bytesServed).toBe(creditedUnits * UNIT);
@@ -125,6 +127,15 @@ describe.each(['forward', 'connect'] as const)('metered proxy, %s mode', (mode) 
       expect(client.unitsPaid).toBe(Math.floor(client.meteredBytes / UNIT) + 1);
       await eventually(() => expect(statsOf(address)).toMatchObject({ bytesServed: client.meteredBytes, unitsPaid: client.unitsPaid }));
     }
+  });
+});
+
+describe.each(['forward', 'connect'] as const)('paying client, %s mode', (mode) => {
+  it('fails the download with the payment layer’s error', async () => {
+    const { origin, proxy } = await setup();
+    const broken = new Error('channel closed');
+    const client = createPayingClient({ proxyUrl: proxy.url, clientAddress: ALICE, price: PRICE, payments: { payUpTo: () => Promise.reject(broken) } });
+    await expect(client.download(`${origin.url}/bytes/${UNIT}`, { mode })).rejects.toBe(broken);
   });
 });
 
