@@ -93,22 +93,44 @@ function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-export async function startAnvil(opts: AnvilOptions = {}): Promise<Anvil> {
-  const chainId = opts.chainId ?? 31337;
-  const accountCount = opts.accounts ?? 10;
+/** Nodes started by this process, killed if it exits without stopping them. */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+async function launch(args: string[], timeoutMs: number): Promise<{ child: ChildProcess; rpcUrl: string; port: number }> {
   const port = await freePort();
-  const args = ['--host', '127.0.0.1', '--port', String(port), '--chain-id', String(chainId), '--accounts', String(accountCount), '--balance', String(opts.balance ?? 10_000), '--mnemonic', ANVIL_MNEMONIC, '--silent'];
-  if (opts.blockTime !== undefined) args.push('--block-time', String(opts.blockTime));
-  const child = spawn(anvilBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(anvilBinary(), ['--host', '127.0.0.1', '--port', String(port), ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
   const rpcUrl = `http://127.0.0.1:${port}`;
   try {
-    await waitReady(rpcUrl, child, opts.startTimeoutMs ?? 15_000);
+    await waitReady(rpcUrl, child, timeoutMs);
+    return { child, rpcUrl, port };
   } catch (err) {
     await stopChild(child);
     throw new Error(`${(err as Error).message}${stderr ? `: ${stderr}` : ''}`);
   }
+}
+
+export async function startAnvil(opts: AnvilOptions = {}): Promise<Anvil> {
+  const chainId = opts.chainId ?? 31337;
+  const accountCount = opts.accounts ?? 10;
+  const args = ['--chain-id', String(chainId), '--accounts', String(accountCount), '--balance', String(opts.balance ?? 10_000), '--mnemonic', ANVIL_MNEMONIC, '--silent'];
+  if (opts.blockTime !== undefined) args.push('--block-time', String(opts.blockTime));
+  // The free port can be taken between probing and binding; try again on another.
+  let launched: Awaited<ReturnType<typeof launch>> | undefined;
+  for (let attempt = 1; !launched; attempt++) {
+    try {
+      launched = await launch(args, opts.startTimeoutMs ?? 15_000);
+    } catch (err) {
+      if (attempt >= 3) throw err;
+    }
+  }
+  const { child, rpcUrl, port } = launched;
   const accounts = Array.from({ length: accountCount }, (_, i) => {
     const account = mnemonicToAccount(ANVIL_MNEMONIC, { addressIndex: i });
     const key = account.getHdKey().privateKey;
