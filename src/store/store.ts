@@ -31,6 +31,10 @@ CREATE TABLE IF NOT EXISTS pending_opens (
   share TEXT PRIMARY KEY,
   proposal TEXT NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS facts (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS virtual_channels (
   id TEXT PRIMARY KEY,
   info TEXT NOT NULL
@@ -125,6 +129,16 @@ export class ChannelStore {
 
   acceptedOpen(shareA: string): AcceptedOpen | undefined {
     return this.#getAccepted.get(shareA) as AcceptedOpen | undefined;
+  }
+
+  /** A small fact a service must remember across restarts (a deposit made, a close sent). */
+  setFact(key: string, value: unknown): void {
+    this.#db.prepare('INSERT OR REPLACE INTO facts (key, value) VALUES (?, ?)').run(key, serialize(value));
+  }
+
+  fact<T>(key: string): T | undefined {
+    const row = this.#db.prepare('SELECT value FROM facts WHERE key = ?').get(key) as { value: string } | undefined;
+    return row ? deserialize<T>(row.value, `fact ${key}`) : undefined;
   }
 
   /** What an intermediary keeps about a virtual channel it funded, to release it later. */

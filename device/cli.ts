@@ -1,0 +1,115 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { address, announce, integer, parseOptions, required, usage } from '../src/cli/args.ts';
+import { parseAmount } from '../src/cli/units.ts';
+import { ConfigError } from '../src/errors.ts';
+import { createLogger } from '../src/log.ts';
+import { runHotspot } from './roles/hotspot.ts';
+import { runPayer } from './roles/payer.ts';
+import { startDevice } from './service.ts';
+
+const SPECS = {
+  role: { type: 'string', arg: 'payer|hotspot', help: 'what this device does' },
+  'data-dir': { type: 'string', arg: 'DIR', help: 'key, channel store', default: join('.picopay', 'device') },
+  'password-env': { type: 'string', arg: 'NAME', help: 'environment variable holding the keystore password', default: 'PICOPAY_PASSWORD' },
+  'gateway-info': { type: 'string', arg: 'FILE', help: "the gateway's ready line (JSON): fills the four options below and --status-url" },
+  gateway: { type: 'string', arg: 'ADDR', help: "the gateway's address" },
+  'mqtt-url': { type: 'string', arg: 'URL', help: 'MQTT broker' },
+  'chain-id': { type: 'string', arg: 'N', help: 'chain id' },
+  adjudicator: { type: 'string', arg: 'ADDR', help: 'adjudicator contract' },
+  'status-url': { type: 'string', arg: 'URL', help: "gateway status API: wait until this device's channel is funded" },
+  deposit: { type: 'string', arg: 'AMOUNT', help: "this device's side of its ledger channel (its owner deposits it)", default: '0.1' },
+  'gateway-deposit': { type: 'string', arg: 'AMOUNT', help: 'what the gateway puts into the ledger channel', default: '0.1' },
+  'unit-bytes': { type: 'string', arg: 'N', help: 'bytes per paid unit', default: '102400' },
+  price: { type: 'string', arg: 'AMOUNT', help: 'price of one unit', default: '0.0001' },
+  'proxy-port': { type: 'string', arg: 'N', help: 'hotspot: metered proxy port on 127.0.0.1 (default: a free one)' },
+  'idle-cutoff-ms': { type: 'string', arg: 'MS', help: 'hotspot: cut a client off after waiting this long for payment', default: '5000' },
+  'close-after-settle': { type: 'boolean', help: "hotspot: close the ledger channel after the first client's channel settles" },
+  hotspot: { type: 'string', arg: 'ADDR', help: "payer: the hotspot's address" },
+  'proxy-url': { type: 'string', arg: 'URL', help: "payer: the hotspot's proxy" },
+  download: { type: 'string', arg: 'URL', help: 'payer: what to download through the hotspot' },
+  lock: { type: 'string', arg: 'AMOUNT', help: 'payer: most it may pay the hotspot (locked in the virtual channel)', default: '0.05' },
+  mode: { type: 'string', arg: 'forward|connect', help: 'payer: plain HTTP forwarding or a CONNECT tunnel', default: 'forward' },
+  'close-after': { type: 'boolean', help: 'payer: close the ledger channel when done' },
+} as const;
+
+interface GatewayInfo {
+  address: string;
+  mqttUrl: string;
+  chainId: number;
+  adjudicator: string;
+  httpUrl: string;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const o = parseOptions(argv, SPECS);
+  if (o.help) {
+    process.stdout.write(
+      usage('device', 'Runs a device agent. A hotspot sells bandwidth through a metered HTTP proxy; a payer downloads through it and pays per unit with stream vouchers in a virtual channel through the gateway. Prints JSON lines on stdout; logs go to stderr.', SPECS, [
+        'picopay device --role hotspot --gateway-info gateway.json --data-dir hotspot',
+        'picopay device --role payer --gateway-info gateway.json --hotspot 0x… --proxy-url http://127.0.0.1:8080 --download http://127.0.0.1:9000/bytes/5000000',
+      ]),
+    );
+    return;
+  }
+  let info: Partial<GatewayInfo> = {};
+  if (o['gateway-info']) {
+    try {
+      info = JSON.parse(readFileSync(o['gateway-info'], 'utf8')) as GatewayInfo;
+    } catch (cause) {
+      throw new ConfigError(`cannot read --gateway-info ${o['gateway-info']}`, { cause });
+    }
+  }
+  const role = required(o.role, 'role');
+  if (role !== 'payer' && role !== 'hotspot') throw new ConfigError('--role must be payer or hotspot');
+  const logger = createLogger(`device-${role}`);
+  const gateway = address(o.gateway ?? info.address, 'gateway');
+  const unitBytes = integer(o['unit-bytes'], 'unit-bytes')!;
+  const price = parseAmount(o.price!, 'price');
+  const dev = await startDevice({
+    dataDir: o['data-dir']!,
+    password: process.env[o['password-env']!] ?? '',
+    gateway,
+    mqttUrl: required(o['mqtt-url'] ?? info.mqttUrl, 'mqtt-url'),
+    chainId: BigInt(required(o['chain-id'] ?? (info.chainId === undefined ? undefined : String(info.chainId)), 'chain-id')),
+    adjudicator: address(o.adjudicator ?? info.adjudicator, 'adjudicator'),
+    deposit: parseAmount(o.deposit!, 'deposit'),
+    gatewayDeposit: parseAmount(o['gateway-deposit']!, 'gateway-deposit'),
+    voucherDurableEvery: 10n * price,
+    logger,
+  });
+  announce('ledger', { address: dev.signer.address, channel: dev.ledger.id, deposit: dev.ledger.current.state.outcome.balances[0]![dev.ledger.idx] });
+  const stop = async (): Promise<void> => {
+    await dev.stop();
+    process.exit(0);
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  if (role === 'hotspot') {
+    await runHotspot(dev, {
+      proxyPort: integer(o['proxy-port'], 'proxy-port') ?? 0,
+      unitBytes,
+      price,
+      idleCutoffMs: integer(o['idle-cutoff-ms'], 'idle-cutoff-ms')!,
+      closeAfterSettle: o['close-after-settle'],
+      logger,
+    });
+    return;
+  }
+  const mode = o.mode === 'connect' ? 'connect' : 'forward';
+  await runPayer(dev, {
+    gateway,
+    hotspot: address(o.hotspot, 'hotspot'),
+    proxyUrl: required(o['proxy-url'], 'proxy-url'),
+    url: required(o.download, 'download'),
+    lock: parseAmount(o.lock!, 'lock'),
+    unitBytes,
+    price,
+    mode,
+    statusUrl: o['status-url'] ?? info.httpUrl,
+    closeAfter: o['close-after'],
+    logger,
+  });
+  await dev.stop();
+  process.exit(0);
+}

@@ -1,0 +1,34 @@
+import { announce } from '../../src/cli/args.ts';
+import { ChannelKind } from '../../src/model/types.ts';
+import type { Logger } from '../../src/log.ts';
+import { startMeteredProxy } from '../hotspot/proxy.ts';
+import { StreamPaymentsIn } from '../payments.ts';
+import type { RunningDevice } from '../service.ts';
+
+export interface HotspotOptions {
+  proxyPort: number;
+  unitBytes: number;
+  price: bigint;
+  idleCutoffMs: number;
+  /** Demo: close the ledger channel once the first client's stream channel has settled. */
+  closeAfterSettle: boolean;
+  logger: Logger;
+}
+
+/** Serves clients through the metered proxy, paid by stream vouchers. */
+export async function runHotspot(dev: RunningDevice, o: HotspotOptions): Promise<{ stop(): Promise<void> }> {
+  const payments = new StreamPaymentsIn(dev.agent);
+  const proxy = await startMeteredProxy({ port: o.proxyPort, unitBytes: o.unitBytes, price: o.price, payments, idleCutoffMs: o.idleCutoffMs, logger: o.logger.child({ part: 'proxy' }) });
+  dev.agent.on('voucher', ({ channel, cumulative }) => o.logger.debug({ client: channel.peer, cumulative: cumulative.toString() }, 'voucher'));
+  dev.agent.on('settled', (vc) => {
+    if (vc.params.kind !== ChannelKind.Stream) return;
+    announce('settled', { channel: vc.id, client: vc.peer, paid: vc.voucher?.cumulative ?? 0n });
+    if (!o.closeAfterSettle) return;
+    dev.agent
+      .finalize(dev.ledger.id)
+      .then(() => announce('closed', { channel: dev.ledger.id }))
+      .catch((err) => o.logger.error({ err: String(err) }, 'closing the ledger channel failed'));
+  });
+  announce('ready', { role: 'hotspot', address: dev.signer.address, ledger: dev.ledger.id, proxyUrl: proxy.url, unitBytes: o.unitBytes, price: o.price });
+  return { stop: () => proxy.close() };
+}

@@ -1,0 +1,107 @@
+import type { Agent } from '../src/client/agent.ts';
+import type { ChannelRecord } from '../src/channel/record.ts';
+import { isFullySigned } from '../src/channel/record.ts';
+import { type ChainClient, cooperativeClose, deposit, readHoldings } from '../src/chain/index.ts';
+import { totals } from '../src/model/allocation.ts';
+import { type Bytes32, ChannelKind } from '../src/model/types.ts';
+import type { Logger } from '../src/log.ts';
+import type { ChannelStore } from '../src/store/store.ts';
+
+// The gateway's on-chain duties for its ledger channels: deposit its own side when a
+// channel opens, learn when the device's side has arrived (only funded channels back
+// virtual channels), and close a channel on-chain once both signed its final state.
+// Each duty is remembered in the store, so a restart neither repeats nor forgets one.
+
+export interface GatewayChainOptions {
+  client: ChainClient;
+  agent: Agent;
+  store: ChannelStore;
+  logger: Logger;
+  /** How often unfunded channels are checked (ms). */
+  pollMs?: number;
+}
+
+export class GatewayChain {
+  readonly #o: GatewayChainOptions;
+  readonly #funded = new Set<Bytes32>();
+  #timer: NodeJS.Timeout | null = null;
+  /** Transactions go out one at a time: one account, one nonce sequence. */
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(options: GatewayChainOptions) {
+    this.#o = options;
+    options.agent.on('opened', (rec) => this.#serial(() => this.#depositOwnSide(rec)));
+    options.agent.on('final', (rec) => this.#serial(() => this.#close(rec)));
+  }
+
+  /** Catches up with duties a restart interrupted, then polls unfunded channels. */
+  start(): void {
+    for (const rec of this.#ledgerChannels()) {
+      if (rec.phase === 'open') this.#serial(() => this.#depositOwnSide(rec));
+      if (rec.phase === 'final') this.#serial(() => this.#close(rec));
+    }
+    const poll = async (): Promise<void> => {
+      await this.#refresh().catch((err) => this.#o.logger.warn({ err: String(err) }, 'reading holdings failed'));
+      this.#timer = setTimeout(() => void poll(), this.#o.pollMs ?? 500);
+      this.#timer.unref();
+    };
+    void poll();
+  }
+
+  stop(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+  }
+
+  /** Resolves once every transaction queued so far is done. */
+  idle(): Promise<unknown> {
+    return this.#queue;
+  }
+
+  #serial(job: () => Promise<void>): void {
+    this.#queue = this.#queue.then(job).catch((err) => this.#o.logger.error({ err: String(err) }, 'chain duty failed'));
+  }
+
+  /** Whether the channel's deposits on-chain cover its initial outcome. */
+  isFunded = (id: Bytes32): boolean => this.#funded.has(id);
+
+  #ledgerChannels(): ChannelRecord[] {
+    return this.#o.agent.channels().filter((c) => c.params.kind === ChannelKind.Ledger);
+  }
+
+  async #refresh(): Promise<void> {
+    for (const rec of this.#ledgerChannels()) {
+      if (this.#funded.has(rec.id) || rec.phase !== 'open') continue;
+      const need = totals(rec.current.state.outcome);
+      const have = await Promise.all(rec.current.state.outcome.assets.map((a) => readHoldings(this.#o.client, rec.id, a)));
+      if (have.every((h, i) => h.amount >= need[i]!)) {
+        this.#funded.add(rec.id);
+        this.#o.logger.info({ channel: rec.id, peer: rec.peer }, 'ledger channel funded on-chain');
+      }
+    }
+  }
+
+  async #depositOwnSide(rec: ChannelRecord): Promise<void> {
+    if (rec.params.kind !== ChannelKind.Ledger || this.#o.store.fact(`deposit:${rec.id}`)) return;
+    // Recorded first: a crash after sending must not deposit twice (the journalled sender resumes it).
+    this.#o.store.setFact(`deposit:${rec.id}`, true);
+    const outcome = rec.current.state.outcome;
+    for (let a = 0; a < outcome.assets.length; a++) {
+      const amount = outcome.balances[a]![rec.idx];
+      if (amount === 0n) continue;
+      const tx = await deposit(this.#o.client, { channelId: rec.id, asset: outcome.assets[a]!, amount });
+      this.#o.logger.info({ channel: rec.id, amount: amount.toString(), gasUsed: tx.gasUsed?.toString() }, 'deposited own side');
+    }
+  }
+
+  async #close(rec: ChannelRecord): Promise<void> {
+    if (rec.params.kind !== ChannelKind.Ledger || !isFullySigned(rec.current) || this.#o.store.fact(`closed:${rec.id}`)) return;
+    this.#o.store.setFact(`closed:${rec.id}`, true);
+    try {
+      const tx = await cooperativeClose(this.#o.client, { params: rec.params, signed: rec.current });
+      this.#o.logger.info({ channel: rec.id, gasUsed: tx.gasUsed?.toString() }, 'ledger channel closed on-chain');
+    } catch (err) {
+      this.#o.store.setFact(`closed:${rec.id}`, false);
+      this.#o.logger.error({ channel: rec.id, err: String(err) }, 'cooperative close failed');
+    }
+  }
+}

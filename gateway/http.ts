@@ -1,0 +1,72 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Agent } from '../src/client/agent.ts';
+import { ChannelKind } from '../src/model/types.ts';
+import type { Intermediary } from './intermediary.ts';
+
+// The operator's view, on 127.0.0.1: JSON status, one channel, and Prometheus metrics.
+
+export interface StatusSources {
+  address: string;
+  agent: Agent;
+  intermediary: Intermediary;
+  isFunded(id: `0x${string}`): boolean;
+}
+
+const json = (v: unknown): string => JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? undefined : x), 2);
+
+function channelView(s: StatusSources, id: `0x${string}`) {
+  const c = s.agent.channel(id);
+  return {
+    id: c.id,
+    peer: c.peer,
+    kind: c.params.kind === ChannelKind.Ledger ? 'ledger' : 'virtual',
+    phase: c.phase,
+    version: c.current.state.version,
+    balances: c.current.state.outcome.balances,
+    locked: c.current.state.outcome.locked.map((l) => ({ id: l.id, amounts: l.balances })),
+    funded: s.isFunded(c.id),
+  };
+}
+
+export async function startStatusServer(s: StatusSources, port = 0): Promise<{ url: string; close(): Promise<void> }> {
+  const server: Server = createServer((req, res) => {
+    const send = (code: number, body: string, type = 'application/json'): void => {
+      res.writeHead(code, { 'content-type': type });
+      res.end(body);
+    };
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    if (req.method !== 'GET') return send(405, json({ error: 'GET only' }));
+    if (path === '/status') {
+      const channels = s.agent.channels().filter((c) => c.params.kind === ChannelKind.Ledger).map((c) => channelView(s, c.id));
+      return send(200, json({ address: s.address, ledgerChannels: channels, virtualChannels: s.intermediary.virtualChannels().map((v) => v.id) }));
+    }
+    const m = /^\/channels\/(0x[0-9a-f]{64})$/.exec(path);
+    if (m) {
+      try {
+        return send(200, json(channelView(s, m[1] as `0x${string}`)));
+      } catch {
+        return send(404, json({ error: 'no such channel' }));
+      }
+    }
+    if (path === '/metrics') {
+      const ledger = s.agent.channels().filter((c) => c.params.kind === ChannelKind.Ledger);
+      const lines = [
+        '# HELP picopay_ledger_channels Ledger channels by phase.',
+        '# TYPE picopay_ledger_channels gauge',
+        ...(['opening', 'open', 'final'] as const).map((p) => `picopay_ledger_channels{phase="${p}"} ${ledger.filter((c) => c.phase === p).length}`),
+        '# HELP picopay_ledger_channels_funded Ledger channels funded on-chain.',
+        '# TYPE picopay_ledger_channels_funded gauge',
+        `picopay_ledger_channels_funded ${ledger.filter((c) => s.isFunded(c.id)).length}`,
+        '# HELP picopay_virtual_channels Virtual channels the gateway funds now.',
+        '# TYPE picopay_virtual_channels gauge',
+        `picopay_virtual_channels ${s.intermediary.virtualChannels().length}`,
+      ];
+      return send(200, `${lines.join('\n')}\n`, 'text/plain; version=0.0.4');
+    }
+    send(404, json({ error: 'not found', paths: ['/status', '/channels/<id>', '/metrics'] }));
+  });
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const { port: bound } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${bound}`, close: () => new Promise((r) => server.close(() => r())) };
+}

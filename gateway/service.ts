@@ -1,0 +1,125 @@
+import { join } from 'node:path';
+import { Agent } from '../src/client/agent.ts';
+import { createChainClient, startDevnet, type ChainClient, type Devnet } from '../src/chain/index.ts';
+import { loadOrCreateKeystore } from '../src/crypto/keystore.ts';
+import { toHex } from '../src/model/hash.ts';
+import { type Address, ChannelKind } from '../src/model/types.ts';
+import type { Logger } from '../src/log.ts';
+import { ChannelStore } from '../src/store/store.ts';
+import { startEmbeddedBroker, type EmbeddedBroker } from '../src/transport/broker.ts';
+import { MqttTransport } from '../src/transport/mqtt.ts';
+import { GatewayChain } from './chain.ts';
+import { startStatusServer } from './http.ts';
+import { Intermediary } from './intermediary.ts';
+
+export interface GatewayConfig {
+  dataDir: string;
+  password: string;
+  /** Chain RPC; without it a local anvil is started and the contracts deployed. */
+  rpcUrl?: string;
+  chainId?: number;
+  adjudicator?: Address;
+  /** Broker URL; without it an embedded broker listens on 127.0.0.1:mqttPort. */
+  mqttUrl?: string;
+  mqttPort?: number;
+  httpPort?: number;
+  /** Most the gateway puts into one device's ledger channel, per asset. */
+  maxDeposit: bigint;
+  holdTimeoutMs: number;
+  logger: Logger;
+}
+
+export interface RunningGateway {
+  address: Address;
+  rpcUrl: string;
+  chainId: number;
+  adjudicator: Address;
+  mqttUrl: string;
+  httpUrl: string;
+  stop(): Promise<void>;
+}
+
+/** Funds a fresh devnet account for the gateway's own transactions. */
+async function fundFromDevnet(devnet: Devnet, to: Address): Promise<void> {
+  const hash = await devnet.deployer.walletClient.sendTransaction({ to, value: 1000n * 10n ** 18n });
+  await devnet.deployer.publicClient.waitForTransactionReceipt({ hash });
+}
+
+export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> {
+  const log = cfg.logger;
+  const { signer, created } = loadOrCreateKeystore(join(cfg.dataDir, 'key.json'), cfg.password);
+  log.info({ address: signer.address, created }, 'gateway key');
+  const cleanup: (() => Promise<unknown> | void)[] = [];
+  try {
+    let devnet: Devnet | null = null;
+    let rpcUrl = cfg.rpcUrl;
+    let chainId = cfg.chainId ?? 31337;
+    let adjudicator = cfg.adjudicator;
+    if (!rpcUrl) {
+      devnet = await startDevnet();
+      cleanup.push(() => devnet!.stop());
+      rpcUrl = devnet.anvil.rpcUrl;
+      chainId = devnet.anvil.chainId;
+      adjudicator = devnet.deployer.adjudicator;
+      await fundFromDevnet(devnet, signer.address);
+      log.info({ rpcUrl, adjudicator }, 'local chain started, contracts deployed');
+    }
+    if (!adjudicator) throw new Error('--adjudicator is required with --rpc-url');
+    const client: ChainClient = createChainClient({ rpcUrl, chainId, privateKey: toHex(signer.exportPrivateKey()), adjudicator, pollingInterval: devnet ? 50 : 1000 });
+
+    let broker: EmbeddedBroker | null = null;
+    let mqttUrl = cfg.mqttUrl;
+    if (!mqttUrl) {
+      broker = await startEmbeddedBroker({ port: cfg.mqttPort ?? 0 });
+      cleanup.push(() => broker!.close());
+      mqttUrl = broker.url;
+      log.info({ mqttUrl }, 'embedded MQTT broker listening');
+    }
+
+    const store = new ChannelStore(join(cfg.dataDir, 'gateway.db'));
+    cleanup.push(() => store.close());
+    const chain = { chainId: BigInt(chainId), adjudicator };
+    const transport = new MqttTransport({ url: mqttUrl, self: signer.address, logger: log.child({ part: 'mqtt' }) });
+    let gatewayChain: GatewayChain | null = null;
+    const intermediary = new Intermediary({ store, chain, holdTimeoutMs: cfg.holdTimeoutMs, logger: log.child({ part: 'intermediary' }), isFunded: (id) => gatewayChain!.isFunded(id) });
+    const agent = new Agent({
+      signer,
+      transport,
+      store,
+      chain,
+      logger: log,
+      policy: {
+        acceptOpen: (p) =>
+          p.chainId === chain.chainId &&
+          p.adjudicator === chain.adjudicator &&
+          p.kind === ChannelKind.Ledger &&
+          p.balances.every(([, mine]) => mine <= cfg.maxDeposit),
+        acceptUpdate: intermediary.decide,
+      },
+    });
+    intermediary.attach(agent);
+    gatewayChain = new GatewayChain({ client, agent, store, logger: log.child({ part: 'chain' }) });
+    agent.start();
+    await transport.connect();
+    cleanup.push(() => transport.close(), () => agent.stop(), () => gatewayChain!.stop());
+    gatewayChain.start();
+    const http = await startStatusServer({ address: signer.address, agent, intermediary, isFunded: gatewayChain.isFunded }, cfg.httpPort ?? 0);
+    cleanup.push(() => http.close());
+    log.info({ address: signer.address, mqttUrl, rpcUrl, http: http.url }, 'gateway ready');
+    return {
+      address: signer.address,
+      rpcUrl,
+      chainId,
+      adjudicator,
+      mqttUrl,
+      httpUrl: http.url,
+      stop: async () => {
+        await gatewayChain!.idle();
+        for (const step of cleanup.reverse()) await step();
+      },
+    };
+  } catch (err) {
+    for (const step of cleanup.reverse()) await step();
+    throw err;
+  }
+}
