@@ -10,7 +10,6 @@ import { concludeVirtual } from '../src/chain/concludeVirtual.ts';
 import { cooperativeClose } from '../src/chain/cooperativeClose.ts';
 import { deposit } from '../src/chain/deposit.ts';
 import { startDevnet, type Devnet } from '../src/chain/devnet.ts';
-import { readDispute } from '../src/chain/read.ts';
 import { register } from '../src/chain/register.ts';
 import { registerVoucher } from '../src/chain/registerVirtual.ts';
 import { ChannelKind, NATIVE_ASSET, type SubAlloc } from '../src/model/types.ts';
@@ -51,9 +50,7 @@ async function disputeLifecycle(devnet: Devnet): Promise<number> {
   const state = makeState(params, 9n, ethOutcome(parseEther('0.6'), parseEther('1.4')));
   const reg = await register(a.client, { params, signed: signedBy(params, state, a, b) });
   await devnet.increaseTime(params.challengeDuration);
-  const registered = await readDispute(a.client, idOf(params));
-  if (!registered) throw new Error('not registered');
-  const done = await conclude(a.client, { params, registered, outcome: state.outcome });
+  const done = await conclude(a.client, { params, outcome: state.outcome });
   return Number(gas + reg.gasUsed + done.gasUsed);
 }
 
@@ -86,9 +83,7 @@ async function virtualDispute(devnet: Devnet, siblings: number): Promise<number>
   txs.push(await register(G.client, { params: gb, signed: signedBy(gb, gbState, G, B) }));
   txs.push(await registerVoucher(G.client, { params: vc, cumulative: paid, signature: signVoucher(vc, paid, A), registered: null }));
   await devnet.increaseTime(gb.challengeDuration);
-  const gbDispute = await readDispute(G.client, idOf(gb));
-  if (!gbDispute) throw new Error('not registered');
-  txs.push(await conclude(G.client, { params: gb, registered: gbDispute, outcome: gbState.outcome }));
+  txs.push(await conclude(G.client, { params: gb, outcome: gbState.outcome }));
   txs.push(await concludeVirtual(G.client, { parent: gb, parentOutcome: gbState.outcome, virtual: vc }));
   return txs.reduce((sum, tx) => sum + Number(tx.gasUsed), 0);
 }
