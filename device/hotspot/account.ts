@@ -40,6 +40,11 @@ export class ClientAccount {
     return this.#cutOffs;
   }
 
+  /** Whether the client has connections open or traffic waiting for a payment. */
+  get busy(): boolean {
+    return this.#connections.size > 0 || this.#waiters.size > 0;
+  }
+
   /**
    * Records a cumulative payment and wakes the waiting traffic. Only a payment that buys
    * a whole unit stops the cut-off clock, so dust-sized vouchers cannot hold sockets open.

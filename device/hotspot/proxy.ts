@@ -174,6 +174,9 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
     } catch (error) {
       if (error instanceof CutOffError) return false;
       throw error;
+    } finally {
+      // Addresses cost nothing to make up: keep no state for those that never paid.
+      if (account.meter.paid === 0n && !account.busy && accounts.get(account.client) === account) accounts.delete(account.client);
     }
   }
 
