@@ -8,7 +8,7 @@ import { parseEther } from 'viem';
 import { conclude } from '../src/chain/conclude.ts';
 import { concludeVirtual } from '../src/chain/concludeVirtual.ts';
 import { cooperativeClose } from '../src/chain/cooperativeClose.ts';
-import { deposit } from '../src/chain/deposit.ts';
+import { deposit, depositMany } from '../src/chain/deposit.ts';
 import { startDevnet, type Devnet } from '../src/chain/devnet.ts';
 import { register } from '../src/chain/register.ts';
 import { registerVoucher } from '../src/chain/registerVirtual.ts';
@@ -88,11 +88,19 @@ async function virtualDispute(devnet: Devnet, siblings: number): Promise<number>
   return txs.reduce((sum, tx) => sum + Number(tx.gasUsed), 0);
 }
 
+async function depositMany10(devnet: Devnet): Promise<number> {
+  const g = party(devnet, 2);
+  const deposits = Array.from({ length: 10 }, (_, i) => ({ channelId: idOf(makeParams(devnet, g, party(devnet, 3 + (i % 5)))), amount: ONE }));
+  return Number((await depositMany(g.client, { asset: NATIVE_ASSET, deposits })).gasUsed);
+}
+
 export interface GasResults {
   coopLifecycle: number;
   disputeLifecycle: number;
   virtualDispute: number;
   virtualDisputeSiblings: { '0': number; '1': number; '10': number };
+  /** One depositMany funding 10 fresh channels in ETH (the gateway funding devices). */
+  depositMany10: number;
 }
 
 /** Runs every measured path on `devnet` (also used by test/chain/gas.test.ts). */
@@ -107,6 +115,7 @@ export async function measureGas(devnet: Devnet): Promise<GasResults> {
     disputeLifecycle: await disputeLifecycle(devnet),
     virtualDispute: siblings['0'],
     virtualDisputeSiblings: siblings,
+    depositMany10: await depositMany10(devnet),
   };
 }
 
@@ -130,6 +139,7 @@ export async function runGasBench(): Promise<Record<string, unknown>> {
       ['siblings', 'gas', 'vs 0'],
       Object.entries(siblings).map(([n, gas]) => [n, gas, `${((gas / siblings['0'] - 1) * 100).toFixed(2)}%`]),
     );
+    printTable('batch deposit', ['path', 'gas', 'per channel'], [['depositMany, 10 channels', measured.depositMany10, Math.round(measured.depositMany10 / 10)]]);
     return results;
   } finally {
     await devnet.stop();
