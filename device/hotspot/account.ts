@@ -6,7 +6,7 @@ import type { Logger } from '../../src/log.ts';
 import { CutOffError } from './errors.ts';
 import { Meter, type Tariff } from './meter.ts';
 
-export interface Destroyable {
+interface Destroyable {
   destroy(): unknown;
 }
 

@@ -30,7 +30,7 @@ export interface DownloadProgress {
   totalBytes: number | undefined;
   /** Bytes metered for this client so far, all downloads included. */
   meteredBytes: number;
-  /** Units paid for so far, all downloads included. */
+  /** Units paid for so far (vouchers handed to the payment layer), all downloads included. */
   unitsPaid: number;
   /** Vouchers sent per second since this download started. */
   vouchersPerSec: number;
@@ -43,7 +43,6 @@ export interface DownloadOptions {
 }
 
 export interface DownloadResult {
-  status: number;
   /** Body bytes received. */
   bytes: number;
   /** Hex SHA-256 of the body. */
@@ -114,7 +113,7 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
         throw new DownloadInterruptedError(url, bytes, totalBytes, { cause: error });
       }
       if (!response.complete || (totalBytes !== undefined && bytes !== totalBytes)) throw new DownloadInterruptedError(url, bytes, totalBytes);
-      return { status: 200, bytes, sha256: hash.digest('hex'), meteredBytes: payer.meteredBytes, unitsPaid: payer.unitsPaid, vouchers: payer.vouchers - vouchersBefore };
+      return { bytes, sha256: hash.digest('hex'), meteredBytes: payer.meteredBytes, unitsPaid: payer.unitsPaid, vouchers: payer.vouchers - vouchersBefore };
     } catch (error) {
       throw failed.signal.aborted ? failed.signal.reason : error;
     } finally {

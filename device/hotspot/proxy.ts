@@ -59,7 +59,7 @@ export function isLoopback(host: string): boolean {
 const PROXY_AUTHORIZATION = /^Picopay (0x[0-9a-fA-F]{40})$/;
 
 /** The client address a request names in `Proxy-Authorization: Picopay <address>`. */
-export function clientOf(headers: IncomingHttpHeaders): string | undefined {
+function clientOf(headers: IncomingHttpHeaders): string | undefined {
   return PROXY_AUTHORIZATION.exec(headers['proxy-authorization'] ?? '')?.[1]?.toLowerCase();
 }
 
