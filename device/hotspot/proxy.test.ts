@@ -1,5 +1,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log.ts';
 import { createPayingClient, type DownloadProgress } from './client.ts';
@@ -127,6 +129,47 @@ describe.each(['forward', 'connect'] as const)('metered proxy, %s mode', (mode) 
       expect(client.unitsPaid).toBe(Math.floor(client.meteredBytes / UNIT) + 1);
       await eventually(() => expect(statsOf(address)).toMatchObject({ bytesServed: client.meteredBytes, unitsPaid: client.unitsPaid }));
     }
+  });
+  it('stops reading from the origin while the client has not paid', async () => {
+    const { clientFor, statsOf } = await setup();
+    // An origin that counts what it manages to send of a 256 MB body.
+    let sent = 0;
+    const body = 256 * 1024 * 1024;
+    const origin = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-length': body });
+      const chunks = (function* () {
+        for (; sent < body; sent += 64 * 1024) yield Buffer.alloc(64 * 1024);
+      })();
+      Readable.from(chunks).pipe(res);
+    });
+    origin.listen(0, '127.0.0.1');
+    await once(origin, 'listening');
+    cleanups.push(async () => {
+      origin.closeAllConnections();
+      origin.close();
+    });
+    const { client, payer } = clientFor(ALICE);
+    let stopped = false;
+    const download = client.download(`http://127.0.0.1:${(origin.address() as AddressInfo).port}/`, {
+      mode,
+      onProgress: (p) => {
+        if (p.unitsPaid < 3) return;
+        payer.stop();
+        stopped = true;
+      },
+    });
+    download.catch(() => {}); // cut short by the cleanup
+
+    await eventually(() => {
+      expect(stopped).toBe(true);
+      expect(statsOf(ALICE)?.allowance).toBe(0);
+    });
+    // Give the origin every chance to push more: only socket buffers (a few MB) may fill.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const stats = statsOf(ALICE);
+    expect(stats?.allowance).toBe(0);
+    expect(stats?.bytesServed).toBe((stats?.unitsPaid ?? 0) * UNIT);
+    expect(sent).toBeLessThan((stats?.bytesServed ?? 0) + 32 * 1024 * 1024);
   });
 });
 
