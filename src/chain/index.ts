@@ -18,4 +18,5 @@ export * from './register.ts';
 export * from './registerVirtual.ts';
 export * from './sender.ts';
 export * from './watcher.ts';
+export * from './watchtower.ts';
 export * from './withdraw.ts';

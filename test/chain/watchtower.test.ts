@@ -1,0 +1,47 @@
+import { parseEther } from 'viem';
+import { describe, expect, it } from 'vitest';
+import { cumulativeOf } from '../../src/chain/encode.ts';
+import { readDispute } from '../../src/chain/read.ts';
+import { register } from '../../src/chain/register.ts';
+import { registerVoucher } from '../../src/chain/registerVirtual.ts';
+import { startWatchtower, type Latest, type Response } from '../../src/chain/watchtower.ts';
+import { ChannelKind, type Bytes32 } from '../../src/model/types.ts';
+import { ethOutcome, idOf, makeParams, makeState, party, signedBy, signVoucher, useDevnet } from './fixture.ts';
+
+const devnet = useDevnet();
+
+describe('watchtower', () => {
+  it('refutes a stale registration with the latest state and raises a low voucher', async () => {
+    const d = devnet();
+    const [a, b, cheater] = [party(d, 1), party(d, 2), party(d, 3)];
+    const ledger = makeParams(d, a, b);
+    const history = [1n, 2n, 3n].map((v) => signedBy(ledger, makeState(ledger, v, ethOutcome(v, 10n - v)), a, b));
+    const stream = makeParams(d, a, b, ChannelKind.Stream);
+    const highest = parseEther('0.3');
+    const watched = new Map<Bytes32, Latest>([
+      [idOf(ledger), { params: ledger, signed: history[2]! }],
+      [idOf(stream), { params: stream, voucher: { cumulative: highest, signature: signVoucher(stream, highest, a) } }],
+    ]);
+    const responses: Response[] = [];
+    const errors: Error[] = [];
+    // B watches for itself: its own account answers, so its voucher resolves the stream at once.
+    const tower = await startWatchtower(b.client, { confirmations: 1, pollIntervalMs: 20, latest: (id) => watched.get(id) ?? null, onResponse: (r) => responses.push(r), onError: (e) => errors.push(e) });
+    try {
+      await register(cheater.client, { params: ledger, signed: history[0]! });
+      await registerVoucher(cheater.client, { params: stream, cumulative: 1n, signature: signVoucher(stream, 1n, a) });
+      await expect.poll(() => responses.length, { timeout: 10_000 }).toBe(2);
+      expect((await readDispute(a.client, idOf(ledger)))?.version).toBe(3n);
+      const streamDispute = await readDispute(a.client, idOf(stream));
+      expect(cumulativeOf(streamDispute!)).toBe(highest);
+      const { timestamp } = await a.client.publicClient.getBlock();
+      expect(streamDispute!.timeout).toBeLessThanOrEqual(timestamp);
+      // Its own answers are the latest: nothing more to do.
+      await d.mine(2);
+      await tower.poll();
+      expect(responses).toHaveLength(2);
+      expect(errors).toEqual([]);
+    } finally {
+      await tower.stop();
+    }
+  });
+});
