@@ -56,9 +56,14 @@ export function isLoopback(host: string): boolean {
   return LOOPBACK.has(host.toLowerCase());
 }
 
-const PROXY_AUTHORIZATION = /^Picopay (0x[0-9a-fA-F]{40})$/;
+// Auth schemes are case-insensitive (RFC 9110).
+const PROXY_AUTHORIZATION = /^picopay +(0x[0-9a-f]{40})$/i;
 
-/** The client address a request names in `Proxy-Authorization: Picopay <address>`. */
+/**
+ * The client address a request names in `Proxy-Authorization: Picopay <address>`. It
+ * identifies the client; it does not prove it: whoever names an address spends that
+ * client's allowance. Binding a connection to the payer's key belongs to the payment layer.
+ */
 function clientOf(headers: IncomingHttpHeaders): string | undefined {
   return PROXY_AUTHORIZATION.exec(headers['proxy-authorization'] ?? '')?.[1]?.toLowerCase();
 }
