@@ -65,7 +65,9 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
       log.info({ rpcUrl, adjudicator }, 'local chain started, contracts deployed');
     }
     if (!adjudicator) throw new Error('--adjudicator is required with --rpc-url');
-    const client: ChainClient = createChainClient({ rpcUrl, chainId, privateKey: toHex(signer.exportPrivateKey()), adjudicator, pollingInterval: devnet ? 50 : 1000 });
+    // A chain on this machine answers at once: poll it often.
+    const local = ['127.0.0.1', 'localhost'].includes(new URL(rpcUrl).hostname);
+    const client: ChainClient = createChainClient({ rpcUrl, chainId, privateKey: toHex(signer.exportPrivateKey()), adjudicator, pollingInterval: local ? 50 : 1000 });
 
     let broker: EmbeddedBroker | null = null;
     let mqttUrl = cfg.mqttUrl;

@@ -748,6 +748,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (proposed) {
       const decision = kindRule(before, proposed, !before.virtual || this.isFunded(before.id)) && (await this.#policy.acceptUpdate({ channel: before, current: before.current.state, proposed, attachment }));
       if (rt.rec !== before) return attempts > 0 ? this.#onUpdate(rt, msg, attachment, attempts - 1) : undefined;
+      // A copy of this proposal may have been held while the policy ran: keep that one.
+      if (rt.held && rt.held.msg.version === msg.version) return this.#onUpdate(rt, msg, attachment, 0);
       if (decision === 'hold') {
         rt.held = { msg, attachment };
         this.#emitHeld(rt, msg, attachment);
@@ -876,7 +878,8 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   #send(to: Address, msg: Message): void {
     if (this.#stopped) return;
-    this.#o.transport.send(to, encodeMessage(msg)).catch((err) => this.#log.warn({ err, to }, 'send failed'));
+    // Offline is normal (retransmission and resync cover it): not worth a warning.
+    this.#o.transport.send(to, encodeMessage(msg)).catch((err) => this.#log.debug({ err: String(err), to }, 'send failed'));
   }
 
   #refused(peer: Address, err: unknown): void {

@@ -2,7 +2,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Hex } from 'viem';
-import { ANVIL_MNEMONIC, createChainClient, deposit, readHoldings } from '../chain/index.ts';
+import { ANVIL_MNEMONIC, createChainClient, deposit, type Devnet, readHoldings } from '../chain/index.ts';
+import { writeKeystore } from '../crypto/keystore.ts';
+import { Signer } from '../crypto/keys.ts';
 import { printTable } from '../../bench/table.ts';
 import { formatEth } from '../cli/units.ts';
 import { type Address, type Bytes32, NATIVE_ASSET } from '../model/types.ts';
@@ -19,6 +21,17 @@ import { toHex } from '../model/hash.ts';
 
 export interface LocalRunOptions {
   downloadBytes: number;
+  /** A chain already running (anvil with the contracts): the gateway uses it instead of starting its own. */
+  devnet?: Devnet;
+  /** A broker already running: the gateway uses it instead of its embedded one. */
+  mqttUrl?: string;
+  /** Hooks for tests that disturb the run (a gateway outage). */
+  hooks?: {
+    afterVirtualOpen?(ctl: GatewayControl): Promise<void>;
+    afterDownload?(ctl: GatewayControl): Promise<void>;
+  };
+  /** Print progress lines (default true). */
+  verbose?: boolean;
   deposit: bigint;
   lock: bigint;
   price: bigint;
@@ -31,6 +44,13 @@ export interface LocalRunResult {
   ok: boolean;
   paid: bigint;
   bytes: number;
+  checks: [string, boolean][];
+}
+
+/** Lets a test stop and restart the gateway process mid-run. */
+export interface GatewayControl {
+  kill(): Promise<void>;
+  restart(): Promise<void>;
 }
 
 const DEFAULTS: LocalRunOptions = {
@@ -46,14 +66,33 @@ export async function runLocal(options: Partial<LocalRunOptions> = {}): Promise<
   const o = { ...DEFAULTS, ...options };
   const dir = mkdtempSync(join(tmpdir(), 'picopay-local-'));
   const env = { PICOPAY_LOG: o.logLevel, PICOPAY_PASSWORD: '' };
-  const say = (s: string): void => void process.stdout.write(`${s}\n`);
+  const say = (s: string): void => void (o.verbose !== false && process.stdout.write(`${s}\n`));
   const procs: PicopayProcess[] = [];
   const origin = await startOrigin();
   try {
     say(`picopay local network in ${dir}`);
-    const gateway = new PicopayProcess('gateway', ['gateway', '--data-dir', join(dir, 'gateway'), '--hold-timeout-ms', '30000'], { env });
+    const gatewayArgs = ['gateway', '--data-dir', join(dir, 'gateway'), '--hold-timeout-ms', '30000'];
+    if (o.mqttUrl) gatewayArgs.push('--mqtt-url', o.mqttUrl);
+    if (o.devnet) {
+      const d = o.devnet;
+      gatewayArgs.push('--rpc-url', d.anvil.rpcUrl, '--chain-id', String(d.anvil.chainId), '--adjudicator', d.deployer.adjudicator);
+      // The gateway pays gas: give its key (made here, as an operator would) some ETH.
+      const key = Signer.random();
+      writeKeystore(join(dir, 'gateway', 'key.json'), key, '', { scryptN: 1 << 12 });
+      const hash = await d.deployer.walletClient.sendTransaction({ to: key.address, value: 10n ** 20n });
+      await d.deployer.publicClient.waitForTransactionReceipt({ hash });
+    }
+    let gateway = new PicopayProcess('gateway', gatewayArgs, { env });
     procs.push(gateway);
     const gw = await gateway.next('ready');
+    const control: GatewayControl = {
+      kill: () => gateway.stop('SIGKILL'),
+      restart: async () => {
+        gateway = new PicopayProcess('gateway', gatewayArgs, { env });
+        procs.push(gateway);
+        await gateway.next('ready');
+      },
+    };
     writeFileSync(join(dir, 'gateway.json'), JSON.stringify(gw));
     say(`  gateway  ${gw.address as string}  chain ${gw.rpcUrl as string}  broker ${gw.mqttUrl as string}`);
 
@@ -100,7 +139,9 @@ export async function runLocal(options: Partial<LocalRunOptions> = {}): Promise<
     const vc = await client.next('virtual');
     say(`  virtual channel ${(vc.channel as string).slice(0, 18)}… open through the gateway, client locked ${formatEth(o.lock)}`);
     say(`  downloading ${(o.downloadBytes / 1e6).toFixed(1)} MB from ${url} through the hotspot…`);
+    await o.hooks?.afterVirtualOpen?.(control);
     const done = await client.next('downloaded', 600_000);
+    await o.hooks?.afterDownload?.(control);
     const paid = BigInt(done.paid as string);
     say(`  downloaded ${done.bytes as number} bytes (sha256 ${(done.sha256 as string).slice(0, 16)}…), ${done.unitsPaid as number} units, ${done.vouchers as number} vouchers, paid ${formatEth(paid)}`);
     await client.next('settled');
@@ -126,7 +167,7 @@ export async function runLocal(options: Partial<LocalRunOptions> = {}): Promise<
     for (const [label, a] of accounts) after.set(label, await balanceOf(a));
     const delta = (label: string): bigint => after.get(label)! - before.get(label)!;
 
-    printTable('On-chain balances', ['account', 'before', 'after', 'change'], accounts.map(([label]) => [label, formatEth(before.get(label)!), formatEth(after.get(label)!), formatEth(delta(label))]));
+    if (o.verbose !== false) printTable('On-chain balances', ['account', 'before', 'after', 'change'], accounts.map(([label]) => [label, formatEth(before.get(label)!), formatEth(after.get(label)!), formatEth(delta(label))]));
     const checks: [string, boolean][] = [
       [`client got back its deposit minus what it paid (${formatEth(o.deposit - paid)})`, delta('client') === o.deposit - paid],
       [`hotspot got its deposit plus what it earned (${formatEth(o.deposit + paid)})`, delta('hotspot') === o.deposit + paid],
@@ -139,7 +180,7 @@ export async function runLocal(options: Partial<LocalRunOptions> = {}): Promise<
     for (const [what, ok] of checks) say(`  ${ok ? 'ok  ' : 'FAIL'} ${what}`);
     const ok = checks.every(([, c]) => c);
     say(ok ? '\nEverything adds up.' : '\nSomething does not add up.');
-    return { ok, paid, bytes: done.bytes as number };
+    return { ok, paid, bytes: done.bytes as number, checks };
   } finally {
     for (const p of procs.reverse()) await p.stop();
     await origin.close();
