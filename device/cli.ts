@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { address, announce, integer, parseOptions, required, usage } from '../src/cli/args.ts';
+import { CONNECTION_SPECS, mqttLogin, timing } from '../src/cli/connection.ts';
 import { parseAmount } from '../src/cli/units.ts';
 import { ConfigError } from '../src/errors.ts';
 import { createLogger } from '../src/log.ts';
@@ -31,6 +32,8 @@ const SPECS = {
   lock: { type: 'string', arg: 'AMOUNT', help: 'payer: most it may pay the hotspot (locked in the virtual channel)', default: '0.05' },
   mode: { type: 'string', arg: 'forward|connect', help: 'payer: plain HTTP forwarding or a CONNECT tunnel', default: 'forward' },
   'close-after': { type: 'boolean', help: 'payer: close the ledger channel when done' },
+  'fund-timeout-ms': { type: 'string', arg: 'MS', help: 'payer: how long to wait for the ledger channel to be funded on-chain', default: '120000' },
+  ...CONNECTION_SPECS,
 } as const;
 
 interface GatewayInfo {
@@ -76,6 +79,8 @@ export async function main(argv: string[]): Promise<void> {
     deposit: parseAmount(o.deposit!, 'deposit'),
     gatewayDeposit: parseAmount(o['gateway-deposit']!, 'gateway-deposit'),
     voucherDurableEvery: 10n * price,
+    mqttLogin: mqttLogin(o),
+    timing: timing(o),
     logger,
   });
   announce('ledger', { address: dev.signer.address, channel: dev.ledger.id, deposit: dev.ledger.current.state.outcome.balances[0]![dev.ledger.idx] });
@@ -107,6 +112,7 @@ export async function main(argv: string[]): Promise<void> {
     price,
     mode,
     statusUrl: o['status-url'] ?? info.httpUrl,
+    fundTimeoutMs: integer(o['fund-timeout-ms'], 'fund-timeout-ms')!,
     closeAfter: o['close-after'],
     logger,
   });

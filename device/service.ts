@@ -1,12 +1,13 @@
 import { join } from 'node:path';
-import { Agent, type Policy } from '../src/client/agent.ts';
+import { Agent, type Policy, type Timing } from '../src/client/agent.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
 import { loadOrCreateKeystore } from '../src/crypto/keystore.ts';
+import { ProtocolTimeoutError } from '../src/errors.ts';
 import type { Signer } from '../src/crypto/keys.ts';
 import { type Address, ChannelKind } from '../src/model/types.ts';
 import type { Logger } from '../src/log.ts';
 import { ChannelStore } from '../src/store/store.ts';
-import { MqttTransport } from '../src/transport/mqtt.ts';
+import { MqttTransport, type MqttTransportOptions } from '../src/transport/mqtt.ts';
 
 // A device: its key, its store, its MQTT link, and its ledger channel with the gateway.
 // No chain code: the device's owner funds its side from any wallet, and the gateway
@@ -26,6 +27,8 @@ export interface DeviceConfig {
   logger: Logger;
   policy?: Partial<Policy>;
   voucherDurableEvery?: bigint;
+  mqttLogin?: Pick<MqttTransportOptions, 'username' | 'password' | 'tls'>;
+  timing?: Partial<Timing>;
 }
 
 export interface RunningDevice {
@@ -39,7 +42,7 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
   const { signer, created } = loadOrCreateKeystore(join(cfg.dataDir, 'key.json'), cfg.password);
   cfg.logger.info({ address: signer.address, created }, 'device key');
   const store = new ChannelStore(join(cfg.dataDir, 'device.db'));
-  const transport = new MqttTransport({ url: cfg.mqttUrl, self: signer.address, logger: cfg.logger.child({ part: 'mqtt' }) });
+  const transport = new MqttTransport({ url: cfg.mqttUrl, self: signer.address, ...cfg.mqttLogin, logger: cfg.logger.child({ part: 'mqtt' }) });
   const chain = { chainId: cfg.chainId, adjudicator: cfg.adjudicator };
   const agent = new Agent({
     signer,
@@ -47,6 +50,7 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
     store,
     chain,
     logger: cfg.logger,
+    timing: cfg.timing,
     voucherDurableEvery: cfg.voucherDurableEvery,
     policy: {
       // Virtual channels only through our gateway (checked by the agent), on our chain.
@@ -73,7 +77,7 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
 }
 
 /** Polls the gateway's status API until it reports the ledger channel funded on-chain. */
-export async function waitFunded(statusUrl: string, channelId: string, timeoutMs = 120_000): Promise<void> {
+export async function waitFunded(statusUrl: string, channelId: string, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
     try {
@@ -84,5 +88,5 @@ export async function waitFunded(statusUrl: string, channelId: string, timeoutMs
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  throw new Error(`ledger channel ${channelId} not funded within ${timeoutMs} ms`);
+  throw new ProtocolTimeoutError(`ledger channel ${channelId} not funded within ${timeoutMs} ms`);
 }

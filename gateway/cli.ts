@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { address, announce, integer, parseOptions, usage } from '../src/cli/args.ts';
+import { CONNECTION_SPECS, mqttLogin, timing } from '../src/cli/connection.ts';
 import { parseAmount } from '../src/cli/units.ts';
 import { createLogger } from '../src/log.ts';
 import { startGateway } from './service.ts';
@@ -15,6 +16,7 @@ const SPECS = {
   'http-port': { type: 'string', arg: 'N', help: 'status API on 127.0.0.1 (default: a free one)' },
   'max-deposit': { type: 'string', arg: 'AMOUNT', help: "most the gateway puts into one device's ledger channel", default: '1' },
   'hold-timeout-ms': { type: 'string', arg: 'MS', help: 'how long a virtual-channel request waits for its counterpart', default: '30000' },
+  ...CONNECTION_SPECS,
 } as const;
 
 export async function main(argv: string[]): Promise<void> {
@@ -40,6 +42,8 @@ export async function main(argv: string[]): Promise<void> {
     httpPort: integer(o['http-port'], 'http-port'),
     maxDeposit: parseAmount(o['max-deposit']!, 'max-deposit'),
     holdTimeoutMs: integer(o['hold-timeout-ms'], 'hold-timeout-ms')!,
+    mqttLogin: mqttLogin(o),
+    timing: timing(o),
     logger,
   });
   announce('ready', { address: gw.address, rpcUrl: gw.rpcUrl, chainId: gw.chainId, adjudicator: gw.adjudicator, mqttUrl: gw.mqttUrl, httpUrl: gw.httpUrl });

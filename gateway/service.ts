@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Agent } from '../src/client/agent.ts';
+import { Agent, type Timing } from '../src/client/agent.ts';
 import { createChainClient, startDevnet, type ChainClient, type Devnet } from '../src/chain/index.ts';
 import { loadOrCreateKeystore } from '../src/crypto/keystore.ts';
 import { toHex } from '../src/model/hash.ts';
@@ -7,7 +7,7 @@ import { type Address, ChannelKind } from '../src/model/types.ts';
 import type { Logger } from '../src/log.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../src/transport/broker.ts';
-import { MqttTransport } from '../src/transport/mqtt.ts';
+import { MqttTransport, type MqttTransportOptions } from '../src/transport/mqtt.ts';
 import { GatewayChain } from './chain.ts';
 import { startStatusServer } from './http.ts';
 import { Intermediary } from './intermediary.ts';
@@ -26,6 +26,8 @@ export interface GatewayConfig {
   /** Most the gateway puts into one device's ledger channel, per asset. */
   maxDeposit: bigint;
   holdTimeoutMs: number;
+  mqttLogin?: Pick<MqttTransportOptions, 'username' | 'password' | 'tls'>;
+  timing?: Partial<Timing>;
   logger: Logger;
 }
 
@@ -81,7 +83,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
     const store = new ChannelStore(join(cfg.dataDir, 'gateway.db'));
     cleanup.push(() => store.close());
     const chain = { chainId: BigInt(chainId), adjudicator };
-    const transport = new MqttTransport({ url: mqttUrl, self: signer.address, logger: log.child({ part: 'mqtt' }) });
+    const transport = new MqttTransport({ url: mqttUrl, self: signer.address, ...cfg.mqttLogin, logger: log.child({ part: 'mqtt' }) });
     let gatewayChain: GatewayChain | null = null;
     const intermediary = new Intermediary({ store, chain, holdTimeoutMs: cfg.holdTimeoutMs, logger: log.child({ part: 'intermediary' }), isFunded: (id) => gatewayChain!.isFunded(id) });
     const agent = new Agent({
@@ -90,6 +92,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
       store,
       chain,
       logger: log,
+      timing: cfg.timing,
       policy: {
         acceptOpen: (p) =>
           p.chainId === chain.chainId &&

@@ -19,6 +19,7 @@ export interface PayerOptions {
   mode: 'forward' | 'connect';
   /** Gateway status API, to wait until the ledger channel is funded on-chain. */
   statusUrl?: string;
+  fundTimeoutMs: number;
   closeAfter: boolean;
   logger: Logger;
 }
@@ -26,7 +27,7 @@ export interface PayerOptions {
 /** Downloads through the hotspot, paying one unit ahead with stream vouchers, then settles. */
 export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<void> {
   const { agent } = dev;
-  if (o.statusUrl) await waitFunded(o.statusUrl, dev.ledger.id);
+  if (o.statusUrl) await waitFunded(o.statusUrl, dev.ledger.id, o.fundTimeoutMs);
   const reuse = agent.channels().find((c) => c.peer === o.hotspot && c.params.kind === ChannelKind.Stream && c.phase === 'open' && c.idx === 0);
   const vc = reuse ?? (await agent.openVirtual(o.hotspot, { gateway: o.gateway, kind: ChannelKind.Stream, balances: [[o.lock, 0n]] }));
   announce('virtual', { channel: vc.id, lock: o.lock });

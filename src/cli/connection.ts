@@ -1,0 +1,45 @@
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../errors.ts';
+import type { Timing } from '../client/agent.ts';
+import type { MqttTransportOptions } from '../transport/mqtt.ts';
+import { integer, type Values } from './args.ts';
+
+// Options every long-running command shares: how to log in to the broker, and the
+// protocol's timeouts (none is hard-coded).
+
+export const CONNECTION_SPECS = {
+  'mqtt-username': { type: 'string', arg: 'NAME', help: 'broker login (default: this party’s address, as the ACL expects)' },
+  'mqtt-password-env': { type: 'string', arg: 'NAME', help: 'environment variable holding the broker password' },
+  'mqtt-ca': { type: 'string', arg: 'FILE', help: 'CA certificate (PEM) for an mqtts:// broker' },
+  'mqtt-cert': { type: 'string', arg: 'FILE', help: 'client certificate (PEM), with --mqtt-key' },
+  'mqtt-key': { type: 'string', arg: 'FILE', help: 'client key (PEM)' },
+  'retransmit-ms': { type: 'string', arg: 'MS', help: 'first retransmission of an unanswered message', default: '500' },
+  'request-timeout-ms': { type: 'string', arg: 'MS', help: 'how long a request waits for the peer', default: '15000' },
+} as const;
+
+type ConnectionValues = Values<typeof CONNECTION_SPECS>;
+
+function pem(path: string | undefined, what: string): Buffer | undefined {
+  if (!path) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (cause) {
+    throw new ConfigError(`cannot read ${what} ${path}`, { cause });
+  }
+}
+
+export function mqttLogin(o: ConnectionValues): Pick<MqttTransportOptions, 'username' | 'password' | 'tls'> {
+  const ca = pem(o['mqtt-ca'], '--mqtt-ca');
+  const cert = pem(o['mqtt-cert'], '--mqtt-cert');
+  const key = pem(o['mqtt-key'], '--mqtt-key');
+  return {
+    username: o['mqtt-username'],
+    password: o['mqtt-password-env'] ? process.env[o['mqtt-password-env']] : undefined,
+    tls: ca || cert ? { ca, cert, key } : undefined,
+  };
+}
+
+export function timing(o: ConnectionValues): Partial<Timing> {
+  const retransmitMs = integer(o['retransmit-ms'], 'retransmit-ms')!;
+  return { retransmitMs, maxRetransmitMs: 16 * retransmitMs, requestTimeoutMs: integer(o['request-timeout-ms'], 'request-timeout-ms')! };
+}
