@@ -250,7 +250,7 @@ contract Adjudicator {
         uint256[] memory held = new uint256[](n);
         for (uint256 i; i < n; ++i) {
             uint256 total = sub.balances[i];
-            uint256 toPayee = _min(_payeeAmount(vc.kind, vcDispute.outcome, vcOutcome, settled.assets[i]), total);
+            uint256 toPayee = _min(_payeeAmount(vc.kind, vcDispute.outcome, vcOutcome, settled.assets, i), total);
             (pays[i], held[i]) = _split(settled.held[i], total - toPayee, toPayee);
         }
         bytes32 newRoot = _merkleRoot(RELEASED_LEAF, proof);
@@ -373,14 +373,19 @@ contract Adjudicator {
         return CONCLUDED | (uint256(keccak256(abi.encode(assets, lockedRoot, held))) >> 1);
     }
 
-    function _payeeAmount(uint8 kind, bytes32 registered, Outcome calldata vcOutcome, address asset)
-        private
-        pure
-        returns (uint256)
-    {
-        if (kind == STREAM) return uint256(registered);
+    /// What virtual participant 1 resolved to in the parent's asset i: for a stream, the
+    /// voucher amount in the first asset (vouchers pay in asset 0); otherwise its balance in
+    /// the registered outcome, matched by asset address.
+    function _payeeAmount(
+        uint8 kind,
+        bytes32 registered,
+        Outcome calldata vcOutcome,
+        address[] calldata parentAssets,
+        uint256 i
+    ) private pure returns (uint256) {
+        if (kind == STREAM) return i == 0 ? uint256(registered) : 0;
         for (uint256 j; j < vcOutcome.assets.length; ++j) {
-            if (vcOutcome.assets[j] == asset) return vcOutcome.balances[j][1];
+            if (vcOutcome.assets[j] == parentAssets[i]) return vcOutcome.balances[j][1];
         }
         return 0;
     }

@@ -152,11 +152,10 @@ describe('siblings', () => {
   });
 });
 
-describe('multi-asset virtual channel (ETH and ERC20)', () => {
-  it('releases each asset by address, whatever order the virtual outcome lists them in', async () => {
-    const d = devnet();
-    const n = await network(d, ChannelKind.Virtual);
-    const tokenOf = (who: Address) => d.deployer.publicClient.readContract({ address: d.token, abi: testTokenAbi, functionName: 'balanceOf', args: [who] });
+describe('virtual channels over two assets (ETH and ERC20)', () => {
+  /** Parents holding ETH and 100 tokens each, concluded with the virtual channel locking T ETH and 100 tokens. */
+  async function twoAssetNetwork(d: Devnet, kind: ChannelKind) {
+    const n = await network(d, kind);
     for (const [params, funder] of [[n.ag, n.A], [n.gb, n.G]] as const) {
       const hash = await funder.client.walletClient.writeContract({ address: d.token, abi: testTokenAbi, functionName: 'mint', args: [funder.address, 100n] });
       await funder.client.publicClient.waitForTransactionReceipt({ hash });
@@ -164,19 +163,39 @@ describe('multi-asset virtual channel (ETH and ERC20)', () => {
       await deposit(funder.client, { channelId: idOf(params), asset: d.token, amount: 100n });
     }
     const sub = subAlloc(n.vc, [T, 100n], [0, 1]);
-    const parentOutcome = (p: Params): Allocation => ({ assets: [NATIVE_ASSET, d.token], balances: [[ONE - T / 2n, ONE - T / 2n], [0n, 0n]], locked: [sub] });
+    const parentOutcome: Allocation = { assets: [NATIVE_ASSET, d.token], balances: [[ONE - T / 2n, ONE - T / 2n], [0n, 0n]], locked: [sub] };
     for (const [p, x, y] of [[n.ag, n.A, n.G], [n.gb, n.G, n.B]] as const) {
-      await cooperativeClose(n.submitter.client, { params: p, signed: signedBy(p, makeState(p, 2n, parentOutcome(p), true), x, y) });
+      await cooperativeClose(n.submitter.client, { params: p, signed: signedBy(p, makeState(p, 2n, parentOutcome, true), x, y) });
     }
+    const tokenOf = (who: Address) => d.deployer.publicClient.readContract({ address: d.token, abi: testTokenAbi, functionName: 'balanceOf', args: [who] });
+    /** Releases into both parents; returns the ETH and token each of A, G, B received. */
+    const releaseBoth = async (virtualOutcome?: Allocation): Promise<{ eth: bigint[]; tokens: bigint[] }> => {
+      const eth = await balances(d, n);
+      const tokens = await Promise.all([n.A, n.G, n.B].map((p) => tokenOf(p.address)));
+      for (const parent of [n.ag, n.gb]) await concludeVirtual(n.submitter.client, { parent, parentOutcome, virtual: n.vc, virtualOutcome });
+      const ethAfter = await balances(d, n);
+      const tokensAfter = await Promise.all([n.A, n.G, n.B].map((p) => tokenOf(p.address)));
+      return { eth: ethAfter.map((x, i) => x - eth[i]!), tokens: tokensAfter.map((x, i) => x - tokens[i]!) };
+    };
+    return { n, releaseBoth };
+  }
+
+  it('releases each asset by address, whatever order the virtual outcome lists them in', async () => {
+    const { n, releaseBoth } = await twoAssetNetwork(devnet(), ChannelKind.Virtual);
     // The virtual outcome lists the token first: B ends with 0.2 ETH and 30 tokens.
-    const vcOutcome: Allocation = { assets: [d.token, NATIVE_ASSET], balances: [[70n, 30n], [T - parseEther('0.2'), parseEther('0.2')]], locked: [] };
+    const vcOutcome: Allocation = { assets: [devnet().token, NATIVE_ASSET], balances: [[70n, 30n], [T - parseEther('0.2'), parseEther('0.2')]], locked: [] };
     await registerVirtual(n.B.client, { params: n.vc, signed: signedBy(n.vc, makeState(n.vc, 5n, vcOutcome, true), n.A, n.B) });
-    const eth = await balances(d, n);
-    const tokens = await Promise.all([n.A, n.G, n.B].map((p) => tokenOf(p.address)));
-    for (const p of [n.ag, n.gb]) await concludeVirtual(n.submitter.client, { parent: p, parentOutcome: parentOutcome(p), virtual: n.vc, virtualOutcome: vcOutcome });
-    const ethAfter = await balances(d, n);
-    const tokensAfter = await Promise.all([n.A, n.G, n.B].map((p) => tokenOf(p.address)));
-    expect(ethAfter.map((x, i) => x - eth[i]!)).toEqual([T - parseEther('0.2'), T, parseEther('0.2')]);
-    expect(tokensAfter.map((x, i) => x - tokens[i]!)).toEqual([70n, 100n, 30n]);
+    const got = await releaseBoth(vcOutcome);
+    expect(got.eth).toEqual([T - parseEther('0.2'), T, parseEther('0.2')]);
+    expect(got.tokens).toEqual([70n, 100n, 30n]);
+  });
+
+  it('a stream voucher pays in the first asset only', async () => {
+    const { n, releaseBoth } = await twoAssetNetwork(devnet(), ChannelKind.Stream);
+    const paid = parseEther('0.1');
+    await registerVoucher(n.B.client, { params: n.vc, cumulative: paid, signature: signVoucher(n.vc, paid, n.A) });
+    const got = await releaseBoth();
+    expect(got.eth).toEqual([T - paid, T, paid]);
+    expect(got.tokens).toEqual([100n, 100n, 0n]);
   });
 });
