@@ -1,0 +1,163 @@
+import { Agent } from '../../src/client/agent.ts';
+import { Signer } from '../../src/crypto/keys.ts';
+import type { Bytes32 } from '../../src/model/types.ts';
+import { ChannelStore } from '../../src/store/store.ts';
+import { MqttTransport } from '../../src/transport/mqtt.ts';
+import { CountingTransport } from './counting.ts';
+import { BENCH_CHAIN, type Command, type Commands, now, type Reply, type Request, type StartArgs } from './protocol.ts';
+
+// A device (payer or payee) of the virtual-channel bench, in its own OS process. It is
+// driven by the bench over the IPC channel; see protocol.ts for the commands.
+
+interface Device {
+  agent: Agent;
+  mqtt: MqttTransport;
+  transport: CountingTransport;
+  store: ChannelStore;
+}
+
+/** Stream payee: the vouchers received per channel, and who waits for which amount. */
+interface VoucherLog {
+  received: number;
+  latest: bigint;
+  latestAt: number;
+  waiters: { cumulative: bigint; resolve: (r: Commands['awaitVoucher'][1]) => void }[];
+}
+
+let device: Device | undefined;
+const vouchers = new Map<Bytes32, VoucherLog>();
+
+function running(): Device {
+  if (!device) throw new Error('device not started');
+  return device;
+}
+
+function logOf(vcId: Bytes32): VoucherLog {
+  let log = vouchers.get(vcId);
+  if (!log) vouchers.set(vcId, (log = { received: 0, latest: 0n, latestAt: 0, waiters: [] }));
+  return log;
+}
+
+function onVoucher(vcId: Bytes32, cumulative: bigint): void {
+  const log = logOf(vcId);
+  log.received++;
+  log.latest = cumulative;
+  log.latestAt = now();
+  log.waiters = log.waiters.filter((w) => {
+    if (cumulative < w.cumulative) return true;
+    w.resolve({ at: log.latestAt, received: log.received });
+    return false;
+  });
+}
+
+async function start(args: StartArgs): Promise<Commands['start'][1]> {
+  const signer = Signer.random();
+  const store = new ChannelStore(args.storePath);
+  const mqtt = new MqttTransport({ url: args.brokerUrl, self: signer.address });
+  const transport = new CountingTransport(mqtt);
+  const agent = new Agent({ signer, transport, store, chain: BENCH_CHAIN, voucherDurableEvery: args.voucherDurableEvery });
+  agent.on('voucher', ({ channel, cumulative }) => onVoucher(channel.id, cumulative));
+  // The handler must be set before connecting: the broker may deliver kept messages at once.
+  agent.start();
+  await mqtt.connect();
+  await agent.open(args.gateway, { balances: [[args.deposit, args.gatewayDeposit]] });
+  device = { agent, mqtt, transport, store };
+  return { address: signer.address };
+}
+
+function waitFunded(vcId: Bytes32): Promise<Commands['waitFunded'][1]> {
+  const { agent } = running();
+  const funded = (): boolean => agent.channels().some((c) => c.id === vcId) && agent.isFunded(vcId);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      agent.off('funded', check);
+      reject(new Error(`virtual channel ${vcId} not funded within 30 s`));
+    }, 30_000);
+    function check(): void {
+      if (!funded()) return;
+      clearTimeout(timer);
+      agent.off('funded', check);
+      resolve({ at: now() });
+    }
+    agent.on('funded', check);
+    check();
+  });
+}
+
+async function stream({ vcId, count, amount }: Commands['stream'][0]): Promise<Commands['stream'][1]> {
+  const { agent, transport } = running();
+  const firstSentAt = now();
+  for (let i = 0; i < count; i++) {
+    agent.payStream(vcId, amount);
+    // payStream does not wait for the transport; waiting for its send does, so that
+    // MqttTransport's limit on unacknowledged sends holds the payer back.
+    await transport.lastSend;
+  }
+  return { firstSentAt, lastSentAt: now() };
+}
+
+function awaitVoucher({ vcId, cumulative }: Commands['awaitVoucher'][0]): Promise<Commands['awaitVoucher'][1]> {
+  const log = logOf(vcId);
+  if (log.latest >= cumulative) return Promise.resolve({ at: log.latestAt, received: log.received });
+  return new Promise((resolve) => log.waiters.push({ cumulative, resolve }));
+}
+
+async function bidi({ vcId, count, amount }: Commands['bidi'][0]): Promise<Commands['bidi'][1]> {
+  const { agent } = running();
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) await agent.pay(vcId, amount);
+  return { ms: performance.now() - t0 };
+}
+
+async function stop(): Promise<null> {
+  if (!device) return null;
+  device.agent.stop();
+  await device.mqtt.close();
+  device.store.close();
+  device = undefined;
+  return null;
+}
+
+async function handle(req: Request): Promise<unknown> {
+  const cmd: Command = req.cmd;
+  switch (cmd) {
+    case 'start':
+      return start(req.args as StartArgs);
+    case 'openVirtual': {
+      const { peer, gateway, kind, lock } = req.args as Commands['openVirtual'][0];
+      const t0 = performance.now();
+      const vc = await running().agent.openVirtual(peer, { gateway, kind, balances: [[lock, 0n]] });
+      return { vcId: vc.id, ms: performance.now() - t0 };
+    }
+    case 'waitFunded':
+      return waitFunded((req.args as Commands['waitFunded'][0]).vcId);
+    case 'stream':
+      return stream(req.args as Commands['stream'][0]);
+    case 'awaitVoucher':
+      return awaitVoucher(req.args as Commands['awaitVoucher'][0]);
+    case 'bidi':
+      return bidi(req.args as Commands['bidi'][0]);
+    case 'resetCount':
+      running().transport.resetCount();
+      return null;
+    case 'count': {
+      const { bytes, messages } = running().transport;
+      return { bytes, messages };
+    }
+    case 'stop':
+      return stop();
+  }
+}
+
+function reply(r: Reply, then?: () => void): void {
+  process.send!(r, undefined, {}, then);
+}
+
+process.on('message', (req: Request) => {
+  handle(req).then(
+    (result) => reply({ id: req.id, ok: true, result }, req.cmd === 'stop' ? () => process.exit(0) : undefined),
+    (err: unknown) => reply({ id: req.id, ok: false, error: err instanceof Error ? (err.stack ?? err.message) : String(err) }),
+  );
+});
+// The bench went away: do not linger.
+process.on('disconnect', () => process.exit(1));
