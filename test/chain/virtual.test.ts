@@ -8,7 +8,9 @@ import { cooperativeClose } from '../../src/chain/cooperativeClose.ts';
 import { testTokenAbi } from '../../src/chain/abi.generated.ts';
 import { approveDeposits, deposit } from '../../src/chain/deposit.ts';
 import type { Devnet } from '../../src/chain/devnet.ts';
-import { cumulativeOf } from '../../src/chain/encode.ts';
+import { writeAdjudicator } from '../../src/chain/client.ts';
+import { cumulativeOf, NO_DISPUTE, toContractOutcome, toContractParams, toContractSignatures, toContractState, toContractSubAlloc } from '../../src/chain/encode.ts';
+import { lockedRoot } from '../../src/model/locked.ts';
 import { AdjudicatorRevertError } from '../../src/chain/errors.ts';
 import { readDispute, readSettled } from '../../src/chain/read.ts';
 import { register } from '../../src/chain/register.ts';
@@ -197,5 +199,31 @@ describe('virtual channels over two assets (ETH and ERC20)', () => {
     const got = await releaseBoth();
     expect(got.eth).toEqual([T - paid, T, paid]);
     expect(got.tokens).toEqual([100n, 100n, 0n]);
+  });
+});
+
+describe('refusals', () => {
+  it('wrong kinds and mismatched sub-allocations are typed reverts', async () => {
+    const d = devnet();
+    const n = await network(d, ChannelKind.Stream);
+    const streamState = signedBy(n.vc, makeState(n.vc, 1n, ethOutcome(T, 0n)), n.A, n.B);
+    await rejects(writeAdjudicator(n.A.client, 'register', [toContractParams(n.vc, n.A.client), toContractState(streamState.state), toContractSignatures(streamState)]), 'WrongKind');
+    await rejects(writeAdjudicator(n.A.client, 'conclude', [toContractParams(n.vc, n.A.client), NO_DISPUTE, toContractOutcome(ethOutcome(T, 0n))]), 'WrongKind');
+    await rejects(writeAdjudicator(n.A.client, 'registerVoucher', [toContractParams(n.ag, n.A.client), NO_DISPUTE, 0n, { r: NO_DISPUTE.outcome, s: NO_DISPUTE.outcome, v: 0 }]), 'WrongKind');
+    await rejects(writeAdjudicator(n.A.client, 'depositMany', [[idOf(n.ag)], NATIVE_ASSET, [1n, 2n]]), 'LengthMismatch');
+
+    const other = makeParams(d, n.A, n.B, ChannelKind.Stream);
+    const gbOutcome = await closeKeepingLocked(n, n.gb, [subAlloc(n.vc, [T], [0, 1])]);
+    await registerVoucher(n.B.client, { params: n.vc, cumulative: 0n, signature: null });
+    // The parent locks n.vc, not `other`; and a forged sub-allocation does not match the root.
+    await expect(concludeVirtual(n.submitter.client, { parent: n.gb, parentOutcome: gbOutcome, virtual: other })).rejects.toBeInstanceOf(RangeError);
+    const settled = { assets: gbOutcome.assets, lockedRoot: lockedRoot(gbOutcome.locked), held: [T] };
+    const vcDispute = (await readDispute(n.B.client, idOf(n.vc)))!;
+    const releaseWith = (sub: SubAlloc) =>
+      writeAdjudicator(n.submitter.client, 'release', [toContractParams(n.gb, n.A.client), settled, toContractSubAlloc(sub), [], toContractParams(n.vc, n.A.client), vcDispute, toContractOutcome(ethOutcome(0n, 0n))]);
+    await rejects(releaseWith(subAlloc(n.vc, [2n * T], [0, 1])), 'InvalidProof');
+    await rejects(releaseWith(subAlloc(n.vc, [T], [0, 2] as unknown as [number, number])), 'InvalidIndexMap');
+    await rejects(releaseWith(subAlloc(other, [T], [0, 1])), 'SubAllocMismatch');
+    await concludeVirtual(n.submitter.client, { parent: n.gb, parentOutcome: gbOutcome, virtual: n.vc });
   });
 });
