@@ -92,6 +92,10 @@ async function stream({ vcId, count, amount }: Commands['stream'][0]): Promise<C
     // payStream does not wait for the transport; waiting for its send does, so that
     // MqttTransport's limit on unacknowledged sends holds the payer back.
     await transport.lastSend;
+    // mqtt.js corks the socket and uncorks it on process.nextTick, which never runs while
+    // this loop goes on in microtasks: without a turn of the event loop, nothing would
+    // leave the process before the last voucher is signed.
+    await new Promise<void>((resolve) => setImmediate(resolve));
   }
   return { firstSentAt, lastSentAt: now() };
 }

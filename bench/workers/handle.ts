@@ -8,7 +8,7 @@ const DEVICE_SCRIPT = join(HERE, 'device.ts');
 const REPO_ROOT = join(HERE, '..', '..');
 
 export interface DeviceProcessOptions {
-  /** Write a V8 CPU profile (.cpuprofile) into this directory when the process stops. */
+  /** Write V8 CPU profiles (.cpuprofile) under <dir>/<name>/ when the process stops. */
   cpuProfileDir?: string;
 }
 
@@ -20,7 +20,8 @@ export class DeviceProcess {
   #exited = false;
 
   constructor(readonly name: string, options: DeviceProcessOptions = {}) {
-    const profile = options.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfileDir, '--cpu-prof-name', `${name}.cpuprofile`] : [];
+    // One directory per process: the tsx loader thread writes a profile of its own.
+    const profile = options.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', join(options.cpuProfileDir, name)] : [];
     this.#child = fork(DEVICE_SCRIPT, [], {
       // `--import tsx` resolves from the working directory: the repository's node_modules.
       cwd: REPO_ROOT,
