@@ -121,3 +121,17 @@ describe('virtual channels through a gateway', () => {
     );
   });
 });
+
+describe('virtual-channel terms the gateway refuses', () => {
+  it('a stream whose payee starts above zero is refused at the open, nothing locked', async () => {
+    const { a, b, g, la } = await network3();
+    await expect(a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 5n]] })).rejects.toThrow();
+    expect(balancesOf(a, la)).toEqual([100n, 100n]);
+  });
+
+  it('a lock larger than the ledger balance is refused by the device itself', async () => {
+    const { a, b, g, la } = await network3();
+    await expect(a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, balances: [[150n, 0n]] })).rejects.toThrow();
+    expect(balancesOf(a, la)).toEqual([100n, 100n]);
+  });
+});

@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import type { Signer } from '../crypto/keys.ts';
 import { addressOf } from '../crypto/keys.ts';
 import { recoverPublicKey, verifyDigest } from '../crypto/verify.ts';
-import { InvalidSignatureError, WrongPeerError } from '../errors.ts';
+import { InvalidAllocationError, InvalidSignatureError, WrongPeerError } from '../errors.ts';
 import { assertWellFormed } from '../model/allocation.ts';
 import { channelId, nonceFromShares } from '../model/channelId.ts';
 import { domainSeparator, openDigest, toHex } from '../model/hash.ts';
-import type { Address, Allocation, ChannelKind, Params, SignedState, State } from '../model/types.ts';
+import { type Address, type Allocation, ChannelKind, type Params, type SignedState, type State } from '../model/types.ts';
 import { type Balances, MessageType, type OpenAccept, type OpenPropose, type UpdateAccept } from '../wire/messages.ts';
 import { aliasOf, type ChannelRecord, digestOf, withSig } from './record.ts';
 
@@ -35,10 +35,21 @@ function outcomeOf(m: Pick<OpenPropose, 'assets' | 'balances'>): Allocation {
   return { assets: m.assets, balances: m.balances, locked: [] };
 }
 
+/**
+ * A stream pays in one asset, and the payee starts with nothing: on-chain a stream
+ * resolves from the locked total and the voucher alone.
+ */
+function assertKindTerms(kind: ChannelKind, outcome: Allocation): void {
+  assertWellFormed(outcome);
+  if (kind === ChannelKind.Stream && (outcome.assets.length !== 1 || outcome.balances[0]![1] !== 0n)) {
+    throw new InvalidAllocationError('a stream channel holds one asset and the payee starts at zero');
+  }
+}
+
 export function proposeOpen(signer: Signer, terms: OpenTerms, share: Uint8Array = randomBytes(32)): PendingOpen {
   const participants = [signer.address, terms.peer] as const;
   const outcome: Allocation = { assets: terms.assets, balances: terms.balances, locked: [] };
-  assertWellFormed(outcome);
+  assertKindTerms(terms.kind, outcome);
   const digest = openDigest(domainSeparator(terms), {
     share: toHex(share),
     participants,
@@ -91,7 +102,7 @@ export function acceptOpen(signer: Signer, m: OpenPropose, shareB: Uint8Array = 
   if (m.participants[1] !== signer.address) throw new WrongPeerError('proposal is not addressed to this party');
   if (m.participants[0] === m.participants[1]) throw new WrongPeerError('a channel needs two different participants');
   const outcome = outcomeOf(m);
-  assertWellFormed(outcome);
+  assertKindTerms(m.kind, outcome);
   const digest = openDigest(domainSeparator(m), {
     share: toHex(m.share),
     participants: m.participants,

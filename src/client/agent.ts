@@ -3,13 +3,14 @@ import { acceptOpen, completeOpen, openAcceptOf, type PendingOpen, proposeOpen }
 import { aliasKey, aliasOf, type Attachment, bodyOf, type ChannelRecord, stateFromBody } from '../channel/record.ts';
 import { lockBody, receiveVoucher, signVoucher, streamFinalBody, unlockBody } from '../channel/virtual.ts';
 import { makeSync, receiveSync } from '../channel/sync.ts';
-import { checkProposal, propose, receiveAccept, receiveReject, receiveUpdate } from '../channel/update.ts';
+import { checkProposal, propose, reasonOf, receiveAccept, receiveReject, receiveUpdate } from '../channel/update.ts';
 import type { Signer } from '../crypto/keys.ts';
 import {
   AliasCollisionError,
   ChannelClosedError,
   OpenRejectedError,
   PicopayError,
+  ProtocolError,
   ProtocolTimeoutError,
   UnknownChannelError,
   UpdateConflictError,
@@ -217,6 +218,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #channels = new Map<Bytes32, Runtime>();
   readonly #byAlias = new Map<string, Runtime>();
   readonly #opens = new Map<string, OpenWaiter>();
+  /** Funding requests in flight, by virtual channel: openVirtual fails as soon as its request does. */
+  readonly #funding = new Map<Bytes32, Promise<SignedState>>();
   #stopped = false;
 
   constructor(options: AgentOptions) {
@@ -304,6 +307,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const parent = this.#parentFor(options.gateway);
     const kind = options.kind ?? ChannelKind.Virtual;
     const vc = await this.open(peer, { ...options, kind, assets: [...parent.rec.current.state.outcome.assets] });
+    await this.#funding.get(vc.id);
     return this.#when(vc.id, 'funded', () => this.isFunded(vc.id));
   }
 
@@ -338,7 +342,6 @@ export class Agent extends EventEmitter<AgentEvents> {
   async settleVirtual(id: Bytes32): Promise<ChannelRecord> {
     const rt = this.#runtime(id);
     if (!rt.rec.virtual) throw new UnknownChannelError(`${id} is not a virtual channel`);
-    const settled = this.#when(id, 'settled', () => this.isSettled(id));
     if (rt.rec.phase !== 'final') {
       if (rt.rec.params.kind === ChannelKind.Stream) {
         if (rt.rec.idx === 0) await this.update(id, () => streamFinalBody(rt.rec, rt.rec.voucher?.cumulative ?? 0n));
@@ -347,7 +350,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         await this.finalize(id);
       }
     }
-    return settled;
+    return this.#when(id, 'settled', () => this.isSettled(id));
   }
 
   /** Answers a proposal the policy held: accept signs and persists it, otherwise it is refused. */
@@ -477,9 +480,11 @@ export class Agent extends EventEmitter<AgentEvents> {
       balances: vc.rec.current.state.outcome.balances,
       sig: vc.rec.current.sigs[vc.rec.idx]!,
     };
-    this.update(parent, () => lockBody(this.#runtime(parent).rec, vc.rec), { fund }).catch((err) =>
-      this.#log.warn({ channel: vc.rec.id, err: String(err) }, 'funding the virtual channel failed'),
-    );
+    const funding = this.update(parent, () => lockBody(this.#runtime(parent).rec, vc.rec), { fund });
+    this.#funding.set(vc.rec.id, funding);
+    funding
+      .catch((err) => this.#log.warn({ channel: vc.rec.id, err: String(err) }, 'funding the virtual channel failed'))
+      .finally(() => this.#funding.delete(vc.rec.id));
   }
 
   /** Asks the gateway to release a final virtual channel's funds into this side's ledger channel. */
@@ -618,7 +623,13 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (!parent) return reply(RejectReason.InvalidTerms);
       virtual = { gateway: m.gateway!, parent: parent.rec.id };
     }
-    const accepted = acceptOpen(this.#o.signer, m);
+    let accepted;
+    try {
+      accepted = acceptOpen(this.#o.signer, m);
+    } catch (err) {
+      if (err instanceof ProtocolError) reply(reasonOf(err));
+      throw err;
+    }
     const record: ChannelRecord = virtual ? { ...accepted.record, virtual } : accepted.record;
     const accept = accepted.reply;
     if (this.#byAlias.has(aliasKey(aliasOf(record.id)))) return reply(RejectReason.InvalidTerms);

@@ -12,8 +12,8 @@ export class CrashingStore extends ChannelStore {
 
   constructor(
     path: string,
-    private readonly crashAt: number,
-    private readonly mode: 'before' | 'after',
+    private crashAt: number,
+    private mode: 'before' | 'after',
     private readonly onCrash: () => void,
   ) {
     super(path, { durability: 'normal' });
@@ -31,6 +31,12 @@ export class CrashingStore extends ChannelStore {
       this.#depth--;
       if (n === this.crashAt) this.#die();
     }
+  }
+
+  /** Dies at the `n`-th persistence point from now. */
+  arm(n: number, mode: 'before' | 'after' = this.mode): void {
+    this.crashAt = this.points + n;
+    this.mode = mode;
   }
 
   #die(): undefined {
