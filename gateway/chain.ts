@@ -1,7 +1,7 @@
 import type { Agent } from '../src/client/agent.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
 import { isFullySigned } from '../src/channel/record.ts';
-import { type ChainClient, cooperativeClose, deposit, readHoldings } from '../src/chain/index.ts';
+import { type ChainClient, cooperativeClose, deposit, readHoldings, startWatchtower, type Watcher } from '../src/chain/index.ts';
 import { totals } from '../src/model/allocation.ts';
 import { type Bytes32, ChannelKind } from '../src/model/types.ts';
 import type { Logger } from '../src/log.ts';
@@ -19,12 +19,15 @@ export interface GatewayChainOptions {
   logger: Logger;
   /** How often unfunded channels are checked (ms). */
   pollMs?: number;
+  /** Registrations are answered once this many blocks deep. */
+  confirmations?: number;
 }
 
 export class GatewayChain {
   readonly #o: GatewayChainOptions;
   readonly #funded = new Set<Bytes32>();
   #timer: NodeJS.Timeout | null = null;
+  #watchtower: Watcher | null = null;
   /** Transactions go out one at a time: one account, one nonce sequence. */
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -34,8 +37,21 @@ export class GatewayChain {
     options.agent.on('final', (rec) => this.#serial(() => this.#close(rec)));
   }
 
-  /** Catches up with duties a restart interrupted, then polls unfunded channels. */
-  start(): void {
+  /**
+   * Catches up with duties a restart interrupted, polls unfunded channels, and watches
+   * the chain: a device that registers an older state of its ledger channel is refuted
+   * with the latest one both signed.
+   */
+  async start(): Promise<void> {
+    this.#watchtower = await startWatchtower(this.#o.client, {
+      confirmations: this.#o.confirmations ?? 1,
+      latest: (id) => {
+        const rec = this.#ledgerChannels().find((c) => c.id === id);
+        return rec && isFullySigned(rec.current) ? { params: rec.params, signed: rec.current } : null;
+      },
+      onResponse: (r) => this.#o.logger.warn({ channel: r.channelId, version: r.answered.version.toString() }, 'refuted an old registration'),
+      onError: (err) => this.#o.logger.error({ err: String(err) }, 'watchtower'),
+    });
     for (const rec of this.#ledgerChannels()) {
       if (rec.phase === 'open') this.#serial(() => this.#depositOwnSide(rec));
       if (rec.phase === 'final') this.#serial(() => this.#close(rec));
@@ -48,8 +64,9 @@ export class GatewayChain {
     void poll();
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
     if (this.#timer) clearTimeout(this.#timer);
+    await this.#watchtower?.stop();
   }
 
   /** Resolves once every transaction queued so far is done. */

@@ -107,7 +107,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
     agent.start();
     await transport.connect();
     cleanup.push(() => transport.close(), () => agent.stop(), () => gatewayChain!.stop());
-    gatewayChain.start();
+    await gatewayChain.start();
     const http = await startStatusServer({ address: signer.address, agent, intermediary, isFunded: gatewayChain.isFunded }, cfg.httpPort ?? 0);
     cleanup.push(() => http.close());
     log.info({ address: signer.address, mqttUrl, rpcUrl, http: http.url }, 'gateway ready');
