@@ -8,7 +8,7 @@ import { channelId, nonceFromShares } from '../model/channelId.ts';
 import { domainSeparator, openDigest, toHex } from '../model/hash.ts';
 import { type Address, type Allocation, ChannelKind, type Params, type SignedState, type State } from '../model/types.ts';
 import { type Balances, MessageType, type OpenAccept, type OpenPropose, type UpdateAccept } from '../wire/messages.ts';
-import { aliasOf, type ChannelRecord, digestOf, withSig } from './record.ts';
+import { aliasOf, type ChannelRecord, digestOf, isFullySigned, withSig } from './record.ts';
 
 // Opening a channel: A proposes terms and its nonce share, signed; B adds its share,
 // which fixes the nonce and so the id, and signs version 0; A countersigns version 0.
@@ -88,6 +88,28 @@ function initialState(params: Params, m: OpenPropose): State {
   return { channelId: channelId(params), version: 0n, outcome: outcomeOf(m), isFinal: false };
 }
 
+/** A channel's record right after version 0 is signed: 'open' once it carries both signatures. */
+function newRecord(
+  base: Pick<ChannelRecord, 'id' | 'params'>,
+  idx: 0 | 1,
+  peer: Address,
+  peerKey: Uint8Array,
+  current: SignedState,
+  shares: { a: Uint8Array; b: Uint8Array },
+): ChannelRecord {
+  return {
+    ...base,
+    idx,
+    peer,
+    peerKey,
+    phase: isFullySigned(current) ? 'open' : 'opening',
+    current,
+    staged: null,
+    highestSigned: 0n,
+    shares: { a: new Uint8Array(shares.a), b: new Uint8Array(shares.b) },
+  };
+}
+
 /** The accepter's answer to a proposal, rebuilt from its record when it has to be sent again. */
 export function openAcceptOf(rec: ChannelRecord): OpenAccept {
   return { type: MessageType.OpenAccept, shareA: rec.shares.a, shareB: rec.shares.b, sig: rec.current.sigs[1]! };
@@ -116,17 +138,7 @@ export function acceptOpen(signer: Signer, m: OpenPropose, shareB: Uint8Array = 
   const state = initialState(params, m);
   const base = { id: state.channelId, params };
   const sig = signer.sign(digestOf(base, state));
-  const record: ChannelRecord = {
-    ...base,
-    idx: 1,
-    peer: m.participants[0],
-    peerKey,
-    phase: 'opening',
-    current: { state, sigs: [null, sig] },
-    staged: null,
-    highestSigned: 0n,
-    shares: { a: new Uint8Array(m.share), b: new Uint8Array(shareB) },
-  };
+  const record = newRecord(base, 1, m.participants[0], peerKey, { state, sigs: [null, sig] }, { a: m.share, b: shareB });
   return { record, reply: openAcceptOf(record) };
 }
 
@@ -143,16 +155,6 @@ export function completeOpen(signer: Signer, pending: PendingOpen, m: OpenAccept
   }
   const sig = signer.sign(digest);
   const signed: SignedState = { state, sigs: withSig([null, m.sig], 0, sig) };
-  const record: ChannelRecord = {
-    ...base,
-    idx: 0,
-    peer: p.participants[1],
-    peerKey,
-    phase: 'open',
-    current: signed,
-    staged: null,
-    highestSigned: 0n,
-    shares: { a: new Uint8Array(p.share), b: new Uint8Array(m.shareB) },
-  };
+  const record = newRecord(base, 0, p.participants[1], peerKey, signed, { a: p.share, b: m.shareB });
   return { record, reply: { type: MessageType.UpdateAccept, alias: aliasOf(state.channelId), version: 0n, sig }, state: signed };
 }

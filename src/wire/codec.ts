@@ -8,8 +8,9 @@ import {
   UnsupportedVersionError,
 } from '../errors.ts';
 import { fromHex } from '../model/hash.ts';
-import { ChannelKind, type SubAlloc } from '../model/types.ts';
+import { type Address, ChannelKind, type SubAlloc } from '../model/types.ts';
 import {
+  type Balances,
   MAX_MESSAGE_BYTES,
   type Message,
   MessageType,
@@ -32,7 +33,9 @@ const int = (x: bigint): number | bigint => (x <= BigInt(Number.MAX_SAFE_INTEGER
 const lockedOut = (locked: readonly SubAlloc[]): unknown[] =>
   locked.map((l) => [fromHex(l.id), l.balances.map(int), l.indexMap[0], l.indexMap[1]]);
 
-const bodyOut = (b: StateBody): unknown[] => [int(b.version), b.balances.map(([x, y]) => [int(x), int(y)]), lockedOut(b.locked), b.isFinal];
+const balancesOut = (balances: Balances): unknown[] => balances.map(([x, y]) => [int(x), int(y)]);
+
+const bodyOut = (b: StateBody): unknown[] => [int(b.version), balancesOut(b.balances), lockedOut(b.locked), b.isFinal];
 
 function toArray(m: Message): unknown[] {
   switch (m.type) {
@@ -45,7 +48,7 @@ function toArray(m: Message): unknown[] {
         int(m.challengeDuration),
         m.kind,
         m.assets.map((a) => fromHex(a)),
-        m.balances.map(([x, y]) => [int(x), int(y)]),
+        balancesOut(m.balances),
         m.sig,
         m.gateway === null ? null : fromHex(m.gateway),
       ];
@@ -75,12 +78,12 @@ function toArray(m: Message): unknown[] {
           int(m.vc.challengeDuration),
           int(m.vc.nonce),
           m.vc.kind,
-          m.vc.balances.map(([x, y]) => [int(x), int(y)]),
+          balancesOut(m.vc.balances),
           m.vc.sig,
         ],
       ];
     case MessageType.SettleRequest:
-      return [m.alias, ...bodyOut(m), m.sig, [m.vc.id, int(m.vc.version), m.vc.balances.map(([x, y]) => [int(x), int(y)]), m.vc.sigs[0], m.vc.sigs[1]]];
+      return [m.alias, ...bodyOut(m), m.sig, [m.vc.id, int(m.vc.version), balancesOut(m.vc.balances), m.vc.sigs[0], m.vc.sigs[1]]];
     case MessageType.Voucher:
       return [m.alias, int(m.cumulative), m.sig];
     case MessageType.CloseRequest:
@@ -96,6 +99,12 @@ const reasons = Object.values(RejectReason);
 const kinds = Object.values(ChannelKind);
 const sig = (v: unknown, path: string): Uint8Array => bytes(v, path, 65);
 const alias = (v: unknown): Uint8Array => bytes(v, 'alias', 8);
+const addressPair = (v: unknown, path: string): readonly [Address, Address] => {
+  const [a, b] = array(v, path, 2, 2).map((p, i) => address(p, `${path}[${i}]`));
+  return [a!, b!];
+};
+/** [alias, version, balances, locked, isFinal, sig]: an Update's fields, which fund and settle requests extend. */
+const updateFields = (f: unknown[]) => ({ alias: alias(f[0]), ...stateBody(f.slice(1, 5), 'update'), sig: sig(f[5], 'sig') });
 
 function fromArray(type: unknown, f: unknown[]): Message {
   const fields = (n: number): void => {
@@ -104,7 +113,6 @@ function fromArray(type: unknown, f: unknown[]): Message {
   switch (type) {
     case MessageType.OpenPropose: {
       fields(10);
-      const participants = array(f[3], 'participants', 2, 2).map((p, i) => address(p, `participants[${i}]`));
       const assets = array(f[6], 'assets', 1, 8).map((a, i) => address(a, `assets[${i}]`));
       const bal = balances(f[7], 'balances');
       if (bal.length !== assets.length) throw new SchemaError('balances', 'one pair per asset required');
@@ -113,7 +121,7 @@ function fromArray(type: unknown, f: unknown[]): Message {
         share: bytes(f[0], 'share', 32),
         chainId: uint256(f[1], 'chainId'),
         adjudicator: address(f[2], 'adjudicator'),
-        participants: [participants[0]!, participants[1]!],
+        participants: addressPair(f[3], 'participants'),
         challengeDuration: uint64(f[4], 'challengeDuration'),
         kind: small(f[5], 'kind', kinds) as ChannelKind,
         assets,
@@ -130,7 +138,7 @@ function fromArray(type: unknown, f: unknown[]): Message {
       return { type, shareA: bytes(f[0], 'shareA', 32), reason: small(f[1], 'reason', reasons) as RejectReason };
     case MessageType.Update:
       fields(6);
-      return { type, alias: alias(f[0]), ...stateBody(f.slice(1, 5), 'update'), sig: sig(f[5], 'sig') };
+      return { type, ...updateFields(f) };
     case MessageType.UpdateAccept:
       fields(3);
       return { type, alias: alias(f[0]), version: uint64(f[1], 'version'), sig: sig(f[2], 'sig') };
@@ -156,14 +164,11 @@ function fromArray(type: unknown, f: unknown[]): Message {
     case MessageType.FundRequest: {
       fields(7);
       const vc = array(f[6], 'vc', 6, 6);
-      const participants = array(vc[0], 'vc.participants', 2, 2).map((p, i) => address(p, `vc.participants[${i}]`));
       return {
         type,
-        alias: alias(f[0]),
-        ...stateBody(f.slice(1, 5), 'update'),
-        sig: sig(f[5], 'sig'),
+        ...updateFields(f),
         vc: {
-          participants: [participants[0]!, participants[1]!],
+          participants: addressPair(vc[0], 'vc.participants'),
           challengeDuration: uint64(vc[1], 'vc.challengeDuration'),
           nonce: uint256(vc[2], 'vc.nonce'),
           kind: small(vc[3], 'vc.kind', kinds) as ChannelKind,
@@ -177,9 +182,7 @@ function fromArray(type: unknown, f: unknown[]): Message {
       const vc = array(f[6], 'vc', 5, 5);
       return {
         type,
-        alias: alias(f[0]),
-        ...stateBody(f.slice(1, 5), 'update'),
-        sig: sig(f[5], 'sig'),
+        ...updateFields(f),
         vc: {
           id: bytes(vc[0], 'vc.id', 32),
           version: uint64(vc[1], 'vc.version'),
