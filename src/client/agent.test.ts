@@ -120,6 +120,35 @@ describe('Agent', () => {
     expect(rejected).toEqual(expect.arrayContaining(['WIRE_MALFORMED', 'WIRE_TOO_LARGE', 'WRONG_PEER']));
   });
 
+  it('every single-byte mutation of a real update is refused, or is that very update', async () => {
+    const { a, b, network } = pair();
+    const ch = await a.agent.open(b.signer.address, { balances: [[1000n, 1000n]] });
+    await until(() => b.agent.channels()[0]?.phase === 'open');
+    // A signs a payment that never reaches B.
+    network.disconnect(b.signer.address);
+    void a.agent.pay(ch.id, 7n).catch(() => undefined);
+    await until(() => !!a.agent.channel(ch.id).staged);
+    a.agent.stop();
+    network.reconnect(b.signer.address);
+    const staged = a.agent.channel(ch.id).staged!;
+    const original = encodeMessage({ type: MessageType.Update, alias: aliasOf(ch.id), version: staged.state.version, balances: staged.state.outcome.balances, locked: [], isFinal: false, sig: staged.sig });
+    let refused = 0;
+    b.agent.on('rejected', () => refused++);
+    // Each mutation arrives as if from A: the protocol, not the transport, must refuse it.
+    for (let i = 0; i < original.length; i++) {
+      for (const x of [0x01, 0x80, 0xff]) {
+        const m = original.slice();
+        m[i] = m[i]! ^ x;
+        void a.transport.send(b.signer.address, m);
+      }
+    }
+    await network.idle();
+    const cur = b.agent.channel(ch.id).current.state;
+    const isStaged = cur.version === staged.state.version && cur.outcome.balances[0]![1] === staged.state.outcome.balances[0]![1];
+    expect(cur.version === 0n || isStaged).toBe(true);
+    expect(refused).toBeGreaterThan(original.length);
+  });
+
   it('a restarted agent resumes its channels from the store and resynchronises', async () => {
     const network = new MemoryNetwork();
     const dir = tempDir();

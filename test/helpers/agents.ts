@@ -5,7 +5,7 @@ import { Agent, type AgentOptions } from '../../src/client/agent.ts';
 import { Signer } from '../../src/crypto/keys.ts';
 import type { Address } from '../../src/model/types.ts';
 import { ChannelStore } from '../../src/store/store.ts';
-import { MemoryNetwork } from '../../src/transport/memory.ts';
+import { MemoryNetwork, type MemoryTransport } from '../../src/transport/memory.ts';
 
 export const CHAIN = { chainId: 31337n, adjudicator: '0x5fbdb2315678afecb367f032d93f642f64180aa3' as Address };
 export const FAST = { retransmitMs: 10, maxRetransmitMs: 80, requestTimeoutMs: 3000, conflictRetries: 50 };
@@ -25,6 +25,7 @@ export class RecordingSigner extends Signer {
 
 export interface Party {
   signer: RecordingSigner;
+  transport: MemoryTransport;
   agent: Agent;
   store: ChannelStore;
   path: string;
@@ -40,9 +41,10 @@ export function makeParty(
 ): Party {
   const path = join(dir, `${name}.db`);
   const s = store ?? new ChannelStore(path, { durability: 'normal' });
-  const agent = new Agent({ signer, transport: network.endpoint(signer.address), store: s, chain: CHAIN, timing: FAST, ...extra });
+  const transport = network.endpoint(signer.address);
+  const agent = new Agent({ signer, transport, store: s, chain: CHAIN, timing: FAST, ...extra });
   agent.start();
-  return { signer, agent, store: s, path };
+  return { signer, transport, agent, store: s, path };
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
