@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, type AgentOptions } from '../../src/client/agent.ts';
@@ -10,8 +10,16 @@ import { MemoryNetwork, type MemoryTransport } from '../../src/transport/memory.
 export const CHAIN = { chainId: 31337n, adjudicator: '0x5fbdb2315678afecb367f032d93f642f64180aa3' as Address };
 export const FAST = { retransmitMs: 10, maxRetransmitMs: 80, requestTimeoutMs: 3000, conflictRetries: 50 };
 
+const made: string[] = [];
+process.once('exit', () => {
+  for (const dir of made) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh folder under the system's temp dir, removed when the test process exits. */
 export function tempDir(prefix = 'picopay-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
 }
 
 /** A signer that remembers every digest it signed, to check what a party ever committed to. */
