@@ -1,5 +1,5 @@
-import { mkdtempSync, statSync, chmodSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync, chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { tempDir } from '../../test/helpers/agents.ts';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -61,7 +61,7 @@ describe('signatures', () => {
 });
 
 describe('V3 keystore', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'picopay-ks-'));
+  const dir = tempDir('picopay-ks-');
   it('round-trips, is mode 0600 and refuses a wrong password', () => {
     const path = join(dir, 'a', 'key.json');
     const { signer, created } = loadOrCreateKeystore(path, 'pw', { scryptN: 1 << 10 });

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Hex } from 'viem';
@@ -32,6 +32,8 @@ export interface LocalRunOptions {
   };
   /** Print progress lines (default true). */
   verbose?: boolean;
+  /** Remove the run's folder (keys, stores) at the end; npm start keeps it to look at. */
+  cleanup?: boolean;
   deposit: bigint;
   lock: bigint;
   price: bigint;
@@ -184,6 +186,7 @@ export async function runLocal(options: Partial<LocalRunOptions> = {}): Promise<
   } finally {
     for (const p of procs.reverse()) await p.stop();
     await origin.close();
+    if (o.cleanup) rmSync(dir, { recursive: true, force: true });
   }
 }
 

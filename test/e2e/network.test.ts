@@ -8,7 +8,7 @@ import { mosquittoInstalled, startMosquitto, type Mosquitto } from '../transport
 // hotspot and a client device, over the embedded broker and over Mosquitto. Smaller
 // downloads than `npm start`; the checks are the same.
 
-const SMALL = { downloadBytes: 1_000_000, verbose: false };
+const SMALL = { downloadBytes: 1_000_000, verbose: false, cleanup: true };
 
 describe('picopay network, separate processes', () => {
   it('embedded broker: pay per 100 KB, settle, close on-chain, balances add up', async () => {

@@ -11,11 +11,13 @@ export const CHAIN = { chainId: 31337n, adjudicator: '0x5fbdb2315678afecb367f032
 export const FAST = { retransmitMs: 10, maxRetransmitMs: 80, requestTimeoutMs: 3000, conflictRetries: 50 };
 
 const made: string[] = [];
-process.once('exit', () => {
-  for (const dir of made) rmSync(dir, { recursive: true, force: true });
-});
 
-/** A fresh folder under the system's temp dir, removed when the test process exits. */
+/** Removes every folder tempDir made (test/setup.ts runs it after each test file). */
+export function removeTempDirs(): void {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
+
+/** A fresh folder under the system's temp dir, removed after the test file. */
 export function tempDir(prefix = 'picopay-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   made.push(dir);
