@@ -223,6 +223,34 @@ async function measureBidi(net: Net, vcId: Bytes32, o: VirtualBenchOptions, cloc
   return { rate: updates / (ms / 1000), updates, wireBytes: sum(counts.map((c) => c.bytes)) / updates };
 }
 
+/** Where the time of one bidirectional update goes (medians, ms). */
+interface BidiBreakdown {
+  /** Payer: verify the acceptance, store, then sign and durably store the next proposal. */
+  payerMs: number;
+  /** Proposal: payer's send() to the payee's transport handler, through the broker. */
+  hopOutMs: number;
+  /** Payee: decode, verify, sign, durably store, send the acceptance. */
+  payeeMs: number;
+  hopBackMs: number;
+}
+
+/** One more slice with the transports tracing send and arrival times; it does not count in the rate. */
+async function traceBidi(net: Net, vcId: Bytes32, o: VirtualBenchOptions): Promise<BidiBreakdown | undefined> {
+  await Promise.all([net.payer.call('trace', {}), net.payee.call('trace', {})]);
+  await net.payer.call('bidi', { vcId, count: o.bidiSlice, amount: o.price });
+  const [payer, payee] = await Promise.all([net.payer.call('traced', {}), net.payee.call('traced', {})]);
+  const n = o.bidiSlice;
+  // A retransmission would break the one-to-one pairing of messages: no breakdown then.
+  if ([payer.sent, payer.received, payee.sent, payee.received].some((times) => times.length !== n)) return undefined;
+  const each = (f: (i: number) => number, count = n): number => median(Array.from({ length: count }, (_, i) => f(i)));
+  return {
+    payerMs: each((i) => payer.sent[i + 1]! - payer.received[i]!, n - 1),
+    hopOutMs: each((i) => payee.received[i]! - payer.sent[i]!),
+    payeeMs: each((i) => payee.sent[i]! - payee.received[i]!),
+    hopBackMs: each((i) => payer.received[i]! - payee.sent[i]!),
+  };
+}
+
 /** A voucher deep into a hotspot session: 1,000 units of 0.0001 ETH paid. */
 function realisticVoucherBytes(): number {
   const alias = aliasOf(`0x${'ab'.repeat(32)}`);
@@ -241,7 +269,7 @@ function median(xs: number[]): number {
 
 async function measureAll(net: Net, o: VirtualBenchOptions): Promise<Record<string, number>> {
   const streamLock = BigInt((o.streamSlices + 1) * o.streamSlice) * o.price;
-  const bidiLock = BigInt((o.bidiSlices + 1) * o.bidiSlice) * o.price;
+  const bidiLock = BigInt((o.bidiSlices + 2) * o.bidiSlice) * o.price;
   const exchange = await measureOpenExchange(net, ChannelKind.Stream, streamLock);
   const openTimes = await measureOpenLatency(net, o.opens);
   const { vcId: bidiVc } = await openVirtual(net, ChannelKind.Virtual, bidiLock);
@@ -250,6 +278,7 @@ async function measureAll(net: Net, o: VirtualBenchOptions): Promise<Record<stri
   const stream = await measureStream(net, exchange.vcId, o, streamClock);
   const bidiClock = new SigningClock();
   const bidi = await measureBidi(net, bidiVc, o, bidiClock);
+  const breakdown = await traceBidi(net, bidiVc, o);
 
   return {
     streamVouchers: stream.vouchers,
@@ -265,11 +294,28 @@ async function measureAll(net: Net, o: VirtualBenchOptions): Promise<Record<stri
     voucherBytes: realisticVoucherBytes(),
     streamWireBytesPerVoucher: stream.wireBytes,
     bidiWireBytesPerUpdate: bidi.wireBytes,
+    ...(breakdown && {
+      bidiPayerMsP50: breakdown.payerMs,
+      bidiHopOutMsP50: breakdown.hopOutMs,
+      bidiPayeeMsP50: breakdown.payeeMs,
+      bidiHopBackMsP50: breakdown.hopBackMs,
+    }),
     openLatencyMsP50: median(openTimes),
     openLatencyMsMax: Math.max(...openTimes),
     openExchangeBytes: exchange.bytes,
     openExchangeMessages: exchange.messages,
   };
+}
+
+/** Where a bidirectional update's time goes, when the traced slice gave a breakdown. */
+function breakdownRows(r: Record<string, number>): (string | number)[][] {
+  if (r.bidiPayerMsP50 === undefined) return [];
+  return [
+    ['  bidiPayerMsP50', r.bidiPayerMsP50, 'verify acceptance, sign + fsync next proposal'],
+    ['  bidiHopOutMsP50', r.bidiHopOutMsP50!, 'payer → broker → payee'],
+    ['  bidiPayeeMsP50', r.bidiPayeeMsP50!, 'verify, sign + fsync acceptance'],
+    ['  bidiHopBackMsP50', r.bidiHopBackMsP50!, 'payee → broker → payer'],
+  ];
 }
 
 function report(r: Record<string, number>, o: VirtualBenchOptions): void {
@@ -283,6 +329,7 @@ function report(r: Record<string, number>, o: VirtualBenchOptions): void {
       ['bidiUpdatesPerSec', r.bidiUpdatesPerSec!, `≥ ${(0.8 * r.bidiBoundPerSec!).toFixed(0)} (0.8 × bound)`],
       ['bidiBoundPerSec', r.bidiBoundPerSec!, '1 / (2 sign + 2 verify)'],
       ['bidiRatio', r.bidiRatio!, '≥ 0.80'],
+      ...breakdownRows(r),
       ['signUs / verifyUs', `${r.signUs!.toFixed(0)} / ${r.verifyUs!.toFixed(0)}`, 'secp256k1, @noble/curves'],
       ['voucherBytes', r.voucherBytes!, '≤ 100 (go-perun 418 per payment)'],
       ['streamWireBytesPerVoucher', r.streamWireBytesPerVoucher!, 'measured, without MQTT framing'],

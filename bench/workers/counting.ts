@@ -1,9 +1,17 @@
 import type { Address } from '../../src/model/types.ts';
 import type { Transport, TransportHandler } from '../../src/transport/types.ts';
+import { now } from './protocol.ts';
+
+/** When each message was handed to send() and when each arrived (absolute ms), while tracing. */
+export interface Trace {
+  sent: number[];
+  received: number[];
+}
 
 /**
  * A transport that counts what it sends, and remembers the last send so that a caller
  * of fire-and-forget Agent methods (payStream) can still wait for transport backpressure.
+ * It can also trace when messages leave and arrive, to split a round trip into its parts.
  */
 export class CountingTransport implements Transport {
   readonly self: Address;
@@ -11,6 +19,7 @@ export class CountingTransport implements Transport {
   messages = 0;
   /** The promise of the latest send(), never rejecting (the agent logs send errors itself). */
   lastSend: Promise<void> = Promise.resolve();
+  trace: Trace | null = null;
 
   constructor(readonly inner: Transport) {
     this.self = inner.self;
@@ -19,13 +28,20 @@ export class CountingTransport implements Transport {
   send(to: Address, frame: Uint8Array): Promise<void> {
     this.bytes += frame.byteLength;
     this.messages++;
+    this.trace?.sent.push(now());
     const sent = this.inner.send(to, frame);
     this.lastSend = sent.catch(() => undefined);
     return sent;
   }
 
   setHandler(handler: TransportHandler): void {
-    this.inner.setHandler(handler);
+    this.inner.setHandler({
+      ...handler,
+      message: (from, frame) => {
+        this.trace?.received.push(now());
+        handler.message(from, frame);
+      },
+    });
   }
 
   watchPeer(peer: Address): void {

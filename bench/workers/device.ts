@@ -148,6 +148,15 @@ async function handle(req: Request): Promise<unknown> {
       const { bytes, messages } = running().transport;
       return { bytes, messages };
     }
+    case 'trace':
+      running().transport.trace = { sent: [], received: [] };
+      return null;
+    case 'traced': {
+      const { transport } = running();
+      const trace = transport.trace ?? { sent: [], received: [] };
+      transport.trace = null;
+      return trace;
+    }
     case 'stop':
       return stop();
   }

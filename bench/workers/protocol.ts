@@ -31,6 +31,9 @@ export interface Commands {
   bidi: [{ vcId: Bytes32; count: number; amount: bigint }, { ms: number }];
   resetCount: [Record<string, never>, null];
   count: [Record<string, never>, { bytes: number; messages: number }];
+  /** Starts recording when messages leave and arrive; `traced` ends it and returns the times. */
+  trace: [Record<string, never>, null];
+  traced: [Record<string, never>, { sent: number[]; received: number[] }];
   stop: [Record<string, never>, null];
 }
 
