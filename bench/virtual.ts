@@ -43,10 +43,10 @@ export interface VirtualBenchOptions {
 }
 
 const DEFAULTS: VirtualBenchOptions = {
-  streamSlices: 10,
+  streamSlices: 16,
   streamSlice: 400,
-  bidiSlices: 10,
-  bidiSlice: 40,
+  bidiSlices: 16,
+  bidiSlice: 50,
   opens: 10,
   price: 10n ** 14n,
   fsyncEveryVouchers: 10,
