@@ -122,44 +122,47 @@ async function stop(): Promise<null> {
   return null;
 }
 
-async function handle(req: Request): Promise<unknown> {
-  const cmd: Command = req.cmd;
-  switch (cmd) {
-    case 'start':
-      return start(req.args as StartArgs);
-    case 'openVirtual': {
-      const { peer, gateway, kind, lock } = req.args as Commands['openVirtual'][0];
-      const t0 = performance.now();
-      const vc = await running().agent.openVirtual(peer, { gateway, kind, balances: [[lock, 0n]] });
-      return { vcId: vc.id, ms: performance.now() - t0 };
-    }
-    case 'waitFunded':
-      return waitFunded((req.args as Commands['waitFunded'][0]).vcId);
-    case 'stream':
-      return stream(req.args as Commands['stream'][0]);
-    case 'awaitVoucher':
-      return awaitVoucher(req.args as Commands['awaitVoucher'][0]);
-    case 'bidi':
-      return bidi(req.args as Commands['bidi'][0]);
-    case 'resetCount':
-      running().transport.resetCount();
-      return null;
-    case 'count': {
-      const { bytes, messages } = running().transport;
-      return { bytes, messages };
-    }
-    case 'trace':
-      running().transport.trace = { sent: [], received: [] };
-      return null;
-    case 'traced': {
-      const { transport } = running();
-      const trace = transport.trace ?? { sent: [], received: [] };
-      transport.trace = null;
-      return trace;
-    }
-    case 'stop':
-      return stop();
-  }
+async function openVirtual({ peer, gateway, kind, lock }: Commands['openVirtual'][0]): Promise<Commands['openVirtual'][1]> {
+  const t0 = performance.now();
+  const vc = await running().agent.openVirtual(peer, { gateway, kind, balances: [[lock, 0n]] });
+  return { vcId: vc.id, ms: performance.now() - t0 };
+}
+
+function traced(): Commands['traced'][1] {
+  const { transport } = running();
+  const trace = transport.trace ?? { sent: [], received: [] };
+  transport.trace = null;
+  return trace;
+}
+
+type Handlers = { [C in Command]: (args: Commands[C][0]) => Commands[C][1] | Promise<Commands[C][1]> };
+
+const handlers: Handlers = {
+  start,
+  openVirtual,
+  waitFunded: ({ vcId }) => waitFunded(vcId),
+  stream,
+  awaitVoucher,
+  bidi,
+  resetCount: () => {
+    running().transport.resetCount();
+    return null;
+  },
+  count: () => {
+    const { bytes, messages } = running().transport;
+    return { bytes, messages };
+  },
+  trace: () => {
+    running().transport.trace = { sent: [], received: [] };
+    return null;
+  },
+  traced,
+  stop,
+};
+
+async function handle<C extends Command>(req: Request<C>): Promise<Commands[C][1]> {
+  const handler = handlers[req.cmd] as (args: Commands[C][0]) => Commands[C][1] | Promise<Commands[C][1]>;
+  return handler(req.args);
 }
 
 function reply(r: Reply, then?: () => void): void {
