@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { Agent, type Timing } from '../src/client/agent.ts';
-import { createChainClient, startDevnet, type ChainClient, type Devnet } from '../src/chain/index.ts';
+import { createChainClient, type PendingTx, resumePending, startDevnet, type ChainClient, type Devnet } from '../src/chain/index.ts';
 import { loadOrCreateKeystore } from '../src/crypto/keystore.ts';
 import { toHex } from '../src/model/hash.ts';
 import { type Address, ChannelKind } from '../src/model/types.ts';
@@ -41,6 +41,21 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
+const PENDING_TX = 'pending-tx:';
+
+/** Transactions broadcast before a restart: wait for them, replacing those stuck. */
+async function resumeJournalled(client: ChainClient, store: ChannelStore, log: Logger): Promise<void> {
+  for (const { key, value } of store.factsWithPrefix<PendingTx>(PENDING_TX)) {
+    try {
+      const tx = await resumePending(client, value);
+      log.info({ nonce: value.nonce, hash: tx.hash }, 'journalled transaction mined');
+    } catch (err) {
+      log.error({ nonce: value.nonce, err: String(err) }, 'journalled transaction could not be resumed');
+    }
+    store.deleteFact(key);
+  }
+}
+
 /** Funds a fresh devnet account for the gateway's own transactions. */
 async function fundFromDevnet(devnet: Devnet, to: Address): Promise<void> {
   const hash = await devnet.deployer.walletClient.sendTransaction({ to, value: 1000n * 10n ** 18n });
@@ -69,7 +84,17 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
     if (!adjudicator) throw new Error('--adjudicator is required with --rpc-url');
     // A chain on this machine answers at once: poll it often.
     const local = ['127.0.0.1', 'localhost'].includes(new URL(rpcUrl).hostname);
-    const client: ChainClient = createChainClient({ rpcUrl, chainId, privateKey: toHex(signer.exportPrivateKey()), adjudicator, pollingInterval: local ? 50 : 1000 });
+    const store = new ChannelStore(join(cfg.dataDir, 'gateway.db'));
+    cleanup.push(() => store.close());
+    // Every broadcast is journalled before waiting, so a restart finishes (or replaces) it.
+    const client: ChainClient = createChainClient({
+      rpcUrl,
+      chainId,
+      privateKey: toHex(signer.exportPrivateKey()),
+      adjudicator,
+      pollingInterval: local ? 50 : 1000,
+      send: { onBroadcast: (pending) => store.setFact(`${PENDING_TX}${String(pending.nonce).padStart(12, '0')}`, pending) },
+    });
 
     let broker: EmbeddedBroker | null = null;
     let mqttUrl = cfg.mqttUrl;
@@ -80,8 +105,6 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
       log.info({ mqttUrl }, 'embedded MQTT broker listening');
     }
 
-    const store = new ChannelStore(join(cfg.dataDir, 'gateway.db'));
-    cleanup.push(() => store.close());
     const chain = { chainId: BigInt(chainId), adjudicator };
     const transport = new MqttTransport({ url: mqttUrl, self: signer.address, ...cfg.mqttLogin, logger: log.child({ part: 'mqtt' }) });
     let gatewayChain: GatewayChain | null = null;
@@ -107,6 +130,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
     agent.start();
     await transport.connect();
     cleanup.push(() => transport.close(), () => agent.stop(), () => gatewayChain!.stop());
+    await resumeJournalled(client, store, log);
     await gatewayChain.start();
     const http = await startStatusServer({ address: signer.address, agent, intermediary, isFunded: gatewayChain.isFunded }, cfg.httpPort ?? 0);
     cleanup.push(() => http.close());

@@ -141,6 +141,18 @@ export class ChannelStore {
     return row ? deserialize<T>(row.value, `fact ${key}`) : undefined;
   }
 
+  /** Facts whose key starts with `prefix`, oldest key first. */
+  factsWithPrefix<T>(prefix: string): { key: string; value: T }[] {
+    return (this.#db.prepare('SELECT key, value FROM facts WHERE key >= ? AND key < ? ORDER BY key').all(prefix, `${prefix}\uffff`) as { key: string; value: string }[]).map((r) => ({
+      key: r.key,
+      value: deserialize<T>(r.value, `fact ${r.key}`),
+    }));
+  }
+
+  deleteFact(key: string): void {
+    this.#db.prepare('DELETE FROM facts WHERE key = ?').run(key);
+  }
+
   /** What an intermediary keeps about a virtual channel it funded, to release it later. */
   saveVirtual(id: Bytes32, info: unknown): void {
     this.#db.prepare('INSERT OR REPLACE INTO virtual_channels (id, info) VALUES (?, ?)').run(id, serialize(info));
