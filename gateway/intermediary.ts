@@ -39,7 +39,8 @@ export interface FundedVirtual {
   params: Params;
   assets: readonly Address[];
   balances: readonly (readonly [bigint, bigint])[];
-  sigs: readonly [Signature, Signature];
+  /** Both signatures on version 0 (null for a stream, which vouchers resolve). */
+  sigs: readonly [Signature, Signature] | null;
 }
 
 interface Side {
@@ -50,7 +51,7 @@ interface Side {
 interface Pending {
   kind: 'fund' | 'settle';
   sides: Map<Address, Side>;
-  sigs: Map<Address, Signature>;
+  sigs: Map<Address, Signature | null>;
   /** Settle: the final version and balances each side asked for must agree. */
   outcome?: string;
   timer: NodeJS.Timeout;
@@ -103,21 +104,24 @@ export class Intermediary {
 
   #fundSide(ctx: UpdateContext, vcId: Bytes32, terms: VirtualTerms): void {
     const device = ctx.channel.peer;
-    const params = virtualParams(terms, this.#o.chain);
+    const params = virtualParams(device, terms, this.#o.chain);
     const v0 = initialVirtualState(params, ctx.current.outcome.assets, terms.balances);
     if (v0.channelId !== vcId) throw new InvalidAllocationError('locked id is not the virtual channel described');
-    if (!params.participants.includes(device)) throw new WrongPeerError('device is not a participant of the virtual channel');
-    const other = params.participants[0] === device ? params.participants[1] : params.participants[0];
+    const other = terms.peer;
+    if (other === device) throw new WrongPeerError('a virtual channel needs two different participants');
     if (!this.#ledgerWith(other)) throw new UnknownChannelError('no open ledger channel with the other participant');
     if (this.#o.isFunded && !this.#o.isFunded(ctx.channel.id)) throw new InsufficientFundsError('ledger channel not funded on-chain');
-    if (recoverAddress(terms.sig, stateDigest(domainSeparator(params), v0)) !== device) throw new InvalidSignatureError('bad signature on the virtual channel');
+    if (terms.sig === null ? params.kind !== ChannelKind.Stream : recoverAddress(terms.sig, stateDigest(domainSeparator(params), v0)) !== device) {
+      throw new InvalidSignatureError('missing or bad signature on the virtual channel');
+    }
     const expected = lockOutcome(ctx.current.outcome, ctx.channel.params.participants, { id: vcId, participants: params.participants, balances: terms.balances });
     if (outcomeHash(expected) !== outcomeHash(ctx.proposed.outcome)) throw new InvalidAllocationError('parent update does not lock exactly the virtual channel funds');
     const pending = this.#hold(`fund:${vcId}`, 'fund', ctx, device);
     pending.sigs.set(device, terms.sig);
     if (pending.sides.size < 2) return;
     const [p0, p1] = params.participants;
-    this.#funded.set(vcId, { id: vcId, params, assets: ctx.current.outcome.assets, balances: terms.balances, sigs: [pending.sigs.get(p0)!, pending.sigs.get(p1)!] });
+    const [s0, s1] = [pending.sigs.get(p0) ?? null, pending.sigs.get(p1) ?? null];
+    this.#funded.set(vcId, { id: vcId, params, assets: ctx.current.outcome.assets, balances: terms.balances, sigs: s0 && s1 ? [s0, s1] : null });
     this.#o.store.saveVirtual(vcId, this.#funded.get(vcId));
     this.#complete(`fund:${vcId}`, true);
     this.#o.logger.info({ vc: vcId, participants: params.participants }, 'virtual channel funded');

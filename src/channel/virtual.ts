@@ -76,9 +76,11 @@ export function unlockOutcome(parent: Allocation, vcId: Bytes32, finalBalances: 
 }
 
 /** A virtual channel's params from the terms its participants agreed on. */
-export function virtualParams(terms: Omit<VirtualTerms, 'sig' | 'balances'>, chain: { chainId: bigint; adjudicator: Address }): Params {
+/** A virtual channel's params from the terms `sender` sent about it. */
+export function virtualParams(sender: Address, terms: Omit<VirtualTerms, 'sig' | 'balances'>, chain: { chainId: bigint; adjudicator: Address }): Params {
   if (terms.kind === ChannelKind.Ledger) throw new InvalidAllocationError('not a virtual channel');
-  return { ...chain, participants: terms.participants, challengeDuration: terms.challengeDuration, nonce: terms.nonce, kind: terms.kind };
+  const participants = terms.index === 0 ? ([sender, terms.peer] as const) : ([terms.peer, sender] as const);
+  return { ...chain, participants, challengeDuration: terms.challengeDuration, nonce: terms.nonce, kind: terms.kind };
 }
 
 export function initialVirtualState(params: Params, assets: readonly Address[], balances: Balances): State {

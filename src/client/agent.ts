@@ -473,12 +473,13 @@ export class Agent extends EventEmitter<AgentEvents> {
     const { parent } = vc.rec.virtual!;
     const p = vc.rec.params;
     const fund = {
-      participants: p.participants,
+      peer: vc.rec.peer,
+      index: vc.rec.idx,
       challengeDuration: p.challengeDuration,
       nonce: p.nonce,
       kind: p.kind,
       balances: vc.rec.current.state.outcome.balances,
-      sig: vc.rec.current.sigs[vc.rec.idx]!,
+      sig: p.kind === ChannelKind.Stream ? null : vc.rec.current.sigs[vc.rec.idx]!,
     };
     const funding = this.update(parent, () => lockBody(this.#runtime(parent).rec, vc.rec), { fund });
     this.#funding.set(vc.rec.id, funding);

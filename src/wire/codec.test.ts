@@ -57,12 +57,13 @@ export const arbitraryMessage: fc.Arbitrary<Message> = fc.oneof(
         alias: bytesN(8),
         sig: bytesN(65),
         vc: fc.record({
-          participants: fc.tuple(hex(20), hex(20)),
+          peer: hex(20),
+          index: fc.constantFrom(0, 1) as fc.Arbitrary<0 | 1>,
           challengeDuration: u64,
           nonce: u256,
           kind: fc.constantFrom(1, 2) as fc.Arbitrary<1 | 2>,
           balances: fc.array(pair, { minLength: 1, maxLength: 2 }),
-          sig: bytesN(65),
+          sig: fc.option(bytesN(65), { nil: null }),
         }),
       })
       .map((m) => ({ ...b, ...m })),

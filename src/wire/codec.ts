@@ -74,7 +74,8 @@ function toArray(m: Message): unknown[] {
         ...bodyOut(m),
         m.sig,
         [
-          m.vc.participants.map((p) => fromHex(p)),
+          fromHex(m.vc.peer),
+          m.vc.index,
           int(m.vc.challengeDuration),
           int(m.vc.nonce),
           m.vc.kind,
@@ -163,17 +164,18 @@ function fromArray(type: unknown, f: unknown[]): Message {
     }
     case MessageType.FundRequest: {
       fields(7);
-      const vc = array(f[6], 'vc', 6, 6);
+      const vc = array(f[6], 'vc', 7, 7);
       return {
         type,
         ...updateFields(f),
         vc: {
-          participants: addressPair(vc[0], 'vc.participants'),
-          challengeDuration: uint64(vc[1], 'vc.challengeDuration'),
-          nonce: uint256(vc[2], 'vc.nonce'),
-          kind: small(vc[3], 'vc.kind', kinds) as ChannelKind,
-          balances: balances(vc[4], 'vc.balances'),
-          sig: sig(vc[5], 'vc.sig'),
+          peer: address(vc[0], 'vc.peer'),
+          index: small(vc[1], 'vc.index', [0, 1]) as 0 | 1,
+          challengeDuration: uint64(vc[2], 'vc.challengeDuration'),
+          nonce: uint256(vc[3], 'vc.nonce'),
+          kind: small(vc[4], 'vc.kind', kinds) as ChannelKind,
+          balances: balances(vc[5], 'vc.balances'),
+          sig: vc[6] === null ? null : sig(vc[6], 'vc.sig'),
         },
       };
     }

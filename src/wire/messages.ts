@@ -118,14 +118,19 @@ export interface Sync {
 
 /** What the gateway needs to check a virtual channel it is asked to fund. */
 export interface VirtualTerms {
-  participants: readonly [Address, Address];
+  /** The other participant; the sender is the one at `index`. */
+  peer: Address;
+  index: 0 | 1;
   challengeDuration: bigint;
   nonce: bigint;
   kind: ChannelKind;
   /** balances[asset] = [participant 0's, participant 1's] in the virtual channel. */
   balances: Balances;
-  /** The sender's signature on the virtual channel's version 0. */
-  sig: Signature;
+  /**
+   * The sender's signature on the virtual channel's version 0, which lets the gateway force
+   * a bidirectional channel on-chain. A stream needs none (a voucher resolves it).
+   */
+  sig: Signature | null;
 }
 
 /**
