@@ -15,7 +15,7 @@ import { encodeMessage } from '../src/wire/codec.ts';
 import { MessageType } from '../src/wire/messages.ts';
 import { Intermediary } from '../gateway/intermediary.ts';
 import { printTable, writeResults } from './table.ts';
-import { CountingTransport } from './workers/counting.ts';
+import { CountingTransport, emptyTrace } from './workers/counting.ts';
 import { DeviceProcess } from './workers/handle.ts';
 import { BENCH_CHAIN } from './workers/protocol.ts';
 
@@ -162,15 +162,27 @@ async function openVirtual(net: Net, kind: ChannelKind, lock: bigint): Promise<{
 
 // ---- measurements ----
 
-/** Bytes of every message all three parties send for one virtual-channel open (parents with no other virtual channel). */
-async function measureOpenExchange(net: Net, kind: ChannelKind, lock: bigint): Promise<{ vcId: Bytes32; bytes: number; messages: number }> {
-  await Promise.all([net.payer.call('resetCount', {}), net.payee.call('resetCount', {})]);
-  net.gateway.transport.resetCount();
+/** Every message all three parties send for one virtual-channel open (parents with no other virtual channel). */
+async function measureOpenExchange(net: Net, kind: ChannelKind, lock: bigint): Promise<{ vcId: Bytes32; bytes: number; messages: number; byType: string }> {
+  await Promise.all([net.payer.call('trace', {}), net.payee.call('trace', {})]);
+  net.gateway.transport.trace = emptyTrace();
   const { vcId } = await openVirtual(net, kind, lock);
   await sleep(200); // late answers still count
-  const counts = await Promise.all([net.payer.call('count', {}), net.payee.call('count', {})]);
-  counts.push({ bytes: net.gateway.transport.bytes, messages: net.gateway.transport.messages });
-  return { vcId, bytes: sum(counts.map((c) => c.bytes)), messages: sum(counts.map((c) => c.messages)) };
+  const traces = await Promise.all([net.payer.call('traced', {}), net.payee.call('traced', {})]);
+  traces.push(net.gateway.transport.trace);
+  net.gateway.transport.trace = null;
+  // In the order they were sent, whoever sent them.
+  const sent = traces.flatMap((t) => t.sentMessages.map((m, i) => ({ ...m, at: t.sent[i]! }))).sort((a, b) => a.at - b.at);
+  return { vcId, bytes: sum(sent.map((m) => m.bytes)), messages: sent.length, byType: describeSizes(sent) };
+}
+
+/** "OpenPropose 230, UpdateAccept 3×80, FundRequest 315+317": sizes grouped by message type. */
+function describeSizes(messages: { type: string; bytes: number }[]): string {
+  const byType = new Map<string, number[]>();
+  for (const m of messages) byType.set(m.type, [...(byType.get(m.type) ?? []), m.bytes]);
+  return [...byType]
+    .map(([type, sizes]) => `${type} ${sizes.length > 1 && sizes.every((b) => b === sizes[0]) ? `${sizes.length}×${sizes[0]}` : sizes.join('+')}`)
+    .join(', ');
 }
 
 async function measureOpenLatency(net: Net, opens: number): Promise<number[]> {
@@ -267,7 +279,7 @@ function median(xs: number[]): number {
 
 // ---- the bench ----
 
-async function measureAll(net: Net, o: VirtualBenchOptions): Promise<Record<string, number>> {
+async function measureAll(net: Net, o: VirtualBenchOptions): Promise<{ metrics: Record<string, number>; openExchange: string }> {
   const streamLock = BigInt((o.streamSlices + 1) * o.streamSlice) * o.price;
   const bidiLock = BigInt((o.bidiSlices + 2) * o.bidiSlice) * o.price;
   const exchange = await measureOpenExchange(net, ChannelKind.Stream, streamLock);
@@ -280,7 +292,7 @@ async function measureAll(net: Net, o: VirtualBenchOptions): Promise<Record<stri
   const bidi = await measureBidi(net, bidiVc, o, bidiClock);
   const breakdown = await traceBidi(net, bidiVc, o);
 
-  return {
+  const metrics = {
     streamVouchers: stream.vouchers,
     streamPaymentsPerSec: stream.rate,
     streamBoundPerSec: streamClock.streamBoundPerSec,
@@ -305,6 +317,7 @@ async function measureAll(net: Net, o: VirtualBenchOptions): Promise<Record<stri
     openExchangeBytes: exchange.bytes,
     openExchangeMessages: exchange.messages,
   };
+  return { metrics, openExchange: exchange.byType };
 }
 
 /** Where a bidirectional update's time goes, when the traced slice gave a breakdown. */
@@ -318,7 +331,7 @@ function breakdownRows(r: Record<string, number>): (string | number)[][] {
   ];
 }
 
-function report(r: Record<string, number>, o: VirtualBenchOptions): void {
+function report(r: Record<string, number>, openExchange: string, o: VirtualBenchOptions): void {
   printTable(
     `Virtual channels over MQTT (payer, payee: separate processes; gateway + embedded aedes broker: bench process; loopback; SQLite synchronous=FULL, stream payee fsyncs every ${o.fsyncEveryVouchers} vouchers)`,
     ['metric', 'value', 'target'],
@@ -338,6 +351,7 @@ function report(r: Record<string, number>, o: VirtualBenchOptions): void {
       ['openExchangeBytes', r.openExchangeBytes!, `≤ 1024 (${r.openExchangeMessages} messages)`],
     ],
   );
+  console.log(`open exchange: ${openExchange}`);
 }
 
 export async function runVirtualBench(options: Partial<VirtualBenchOptions> = {}): Promise<Record<string, unknown>> {
@@ -350,10 +364,10 @@ export async function runVirtualBench(options: Partial<VirtualBenchOptions> = {}
     broker = await startEmbeddedBroker({ host: '127.0.0.1' });
     gateway = await startGateway(broker.url, join(dir, 'gateway.db'));
     const net = await startDevices({ gateway, payer: devices[0], payee: devices[1] }, broker.url, dir, o);
-    const measured = await measureAll(net, o);
-    const results = { ...measured, durability: `SQLite WAL synchronous=FULL; stream payee fsyncs every ${o.fsyncEveryVouchers} vouchers`, transport: 'MQTT QoS 1, embedded aedes on 127.0.0.1' };
+    const { metrics, openExchange } = await measureAll(net, o);
+    const results = { ...metrics, openExchange, durability: `SQLite WAL synchronous=FULL; stream payee fsyncs every ${o.fsyncEveryVouchers} vouchers`, transport: 'MQTT QoS 1, embedded aedes on 127.0.0.1' };
     writeResults('virtual', results);
-    report(measured, o);
+    report(metrics, openExchange, o);
     return results;
   } finally {
     await Promise.allSettled(devices.map((d) => d.stop()));

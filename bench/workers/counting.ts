@@ -1,11 +1,24 @@
 import type { Address } from '../../src/model/types.ts';
 import type { Transport, TransportHandler } from '../../src/transport/types.ts';
+import { decodeMessage } from '../../src/wire/codec.ts';
+import { MAX_MESSAGE_BYTES, MessageType } from '../../src/wire/messages.ts';
 import { now } from './protocol.ts';
 
-/** When each message was handed to send() and when each arrived (absolute ms), while tracing. */
+/** While tracing: when each message was handed to send() and when each arrived (absolute ms), and what was sent. */
 export interface Trace {
   sent: number[];
   received: number[];
+  /** Per message sent: its type's name and encoded size. */
+  sentMessages: { type: string; bytes: number }[];
+}
+
+export const emptyTrace = (): Trace => ({ sent: [], received: [], sentMessages: [] });
+
+const typeNames = new Map<number, string>(Object.entries(MessageType).map(([name, code]) => [code, name]));
+
+function typeOf(frame: Uint8Array): string {
+  const type = decodeMessage(frame, MAX_MESSAGE_BYTES).type;
+  return typeNames.get(type) ?? String(type);
 }
 
 /**
@@ -28,7 +41,10 @@ export class CountingTransport implements Transport {
   send(to: Address, frame: Uint8Array): Promise<void> {
     this.bytes += frame.byteLength;
     this.messages++;
-    this.trace?.sent.push(now());
+    if (this.trace) {
+      this.trace.sent.push(now());
+      this.trace.sentMessages.push({ type: typeOf(frame), bytes: frame.byteLength });
+    }
     const sent = this.inner.send(to, frame);
     this.lastSend = sent.catch(() => undefined);
     return sent;

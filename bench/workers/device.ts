@@ -3,7 +3,7 @@ import { Signer } from '../../src/crypto/keys.ts';
 import type { Bytes32 } from '../../src/model/types.ts';
 import { ChannelStore } from '../../src/store/store.ts';
 import { MqttTransport } from '../../src/transport/mqtt.ts';
-import { CountingTransport } from './counting.ts';
+import { CountingTransport, emptyTrace } from './counting.ts';
 import { BENCH_CHAIN, type Command, type Commands, now, type Reply, type Request, type StartArgs } from './protocol.ts';
 
 // A device (payer or payee) of the virtual-channel bench, in its own OS process. It is
@@ -130,7 +130,7 @@ async function openVirtual({ peer, gateway, kind, lock }: Commands['openVirtual'
 
 function traced(): Commands['traced'][1] {
   const { transport } = running();
-  const trace = transport.trace ?? { sent: [], received: [] };
+  const trace = transport.trace ?? emptyTrace();
   transport.trace = null;
   return trace;
 }
@@ -153,7 +153,7 @@ const handlers: Handlers = {
     return { bytes, messages };
   },
   trace: () => {
-    running().transport.trace = { sent: [], received: [] };
+    running().transport.trace = emptyTrace();
     return null;
   },
   traced,

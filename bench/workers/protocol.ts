@@ -1,4 +1,5 @@
 import type { Address, Bytes32, ChannelKind } from '../../src/model/types.ts';
+import type { Trace } from './counting.ts';
 
 // What the virtual-channel bench says to its device processes over the IPC channel
 // (structured clone, so bigints travel as they are). Times are absolute milliseconds
@@ -33,7 +34,7 @@ export interface Commands {
   count: [Record<string, never>, { bytes: number; messages: number }];
   /** Starts recording when messages leave and arrive; `traced` ends it and returns the times. */
   trace: [Record<string, never>, null];
-  traced: [Record<string, never>, { sent: number[]; received: number[] }];
+  traced: [Record<string, never>, Trace];
   stop: [Record<string, never>, null];
 }
 
