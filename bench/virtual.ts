@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { aliasOf } from '../src/channel/record.ts';
 import { Agent } from '../src/client/agent.ts';
@@ -352,11 +352,14 @@ function report(r: Record<string, number>, openExchange: string, o: VirtualBench
     ],
   );
   console.log(`open exchange: ${openExchange}`);
+  console.log(`machine: ${cpus().length} CPUs, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 }
 
 export async function runVirtualBench(options: Partial<VirtualBenchOptions> = {}): Promise<Record<string, unknown>> {
   const o: VirtualBenchOptions = { ...DEFAULTS, cpuProfileDir: process.env.PICOPAY_BENCH_PROFILE_DIR, ...options };
   const dir = mkdtempSync(join(tmpdir(), 'picopay-bench-virtual-'));
+  // The ratios need spare cores (payer, payee and broker run at once): say how busy the machine was.
+  const machine = { cpus: cpus().length, loadAvg1mAtStart: loadavg()[0]! };
   let broker: EmbeddedBroker | undefined;
   let gateway: Gateway | undefined;
   const devices = [new DeviceProcess('payer', { cpuProfileDir: o.cpuProfileDir }), new DeviceProcess('payee', { cpuProfileDir: o.cpuProfileDir })] as const;
@@ -365,7 +368,7 @@ export async function runVirtualBench(options: Partial<VirtualBenchOptions> = {}
     gateway = await startGateway(broker.url, join(dir, 'gateway.db'));
     const net = await startDevices({ gateway, payer: devices[0], payee: devices[1] }, broker.url, dir, o);
     const { metrics, openExchange } = await measureAll(net, o);
-    const results = { ...metrics, openExchange, durability: `SQLite WAL synchronous=FULL; stream payee fsyncs every ${o.fsyncEveryVouchers} vouchers`, transport: 'MQTT QoS 1, embedded aedes on 127.0.0.1' };
+    const results = { ...metrics, openExchange, ...machine, durability: `SQLite WAL synchronous=FULL; stream payee fsyncs every ${o.fsyncEveryVouchers} vouchers`, transport: 'MQTT QoS 1, embedded aedes on 127.0.0.1' };
     writeResults('virtual', results);
     report(metrics, openExchange, o);
     return results;
