@@ -53,8 +53,8 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
     timing: cfg.timing,
     voucherDurableEvery: cfg.voucherDurableEvery,
     policy: {
-      // Virtual channels only through our gateway (checked by the agent), on our chain.
-      acceptOpen: (p) => p.chainId === chain.chainId && p.adjudicator === chain.adjudicator && p.kind !== ChannelKind.Ledger && p.gateway === cfg.gateway,
+      // Virtual channels only, through our gateway (the signature already binds our chain).
+      acceptOpen: (p) => p.kind !== ChannelKind.Ledger && p.gateway === cfg.gateway,
       ...cfg.policy,
     },
   });

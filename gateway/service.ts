@@ -117,11 +117,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
       logger: log,
       timing: cfg.timing,
       policy: {
-        acceptOpen: (p) =>
-          p.chainId === chain.chainId &&
-          p.adjudicator === chain.adjudicator &&
-          p.kind === ChannelKind.Ledger &&
-          p.balances.every(([, mine]) => mine <= cfg.maxDeposit),
+        acceptOpen: (p) => p.kind === ChannelKind.Ledger && p.balances.every(([, mine]) => mine <= cfg.maxDeposit),
         acceptUpdate: intermediary.decide,
       },
     });

@@ -26,9 +26,30 @@ export interface OpenTerms {
   gateway?: Address;
 }
 
+/**
+ * What a proposal means beyond its bytes: the wire leaves out what both sides know, the
+ * chain they are bound to and who sent it to whom. The signature covers all of it, so a
+ * proposal read in another context does not verify.
+ */
+export interface OpenContext {
+  chain: { chainId: bigint; adjudicator: Address };
+  participants: readonly [Address, Address];
+}
+
 /** A proposal this side sent and has not seen answered; persisted so a restart can finish it. */
 export interface PendingOpen {
   message: OpenPropose;
+  context: OpenContext;
+}
+
+function openDigestOf(ctx: OpenContext, m: OpenPropose): Uint8Array {
+  return openDigest(domainSeparator(ctx.chain), {
+    share: toHex(m.share),
+    participants: ctx.participants,
+    challengeDuration: m.challengeDuration,
+    kind: m.kind,
+    outcome: outcomeOf(m),
+  });
 }
 
 function outcomeOf(m: Pick<OpenPropose, 'assets' | 'balances'>): Allocation {
@@ -47,37 +68,25 @@ function assertKindTerms(kind: ChannelKind, outcome: Allocation): void {
 }
 
 export function proposeOpen(signer: Signer, terms: OpenTerms, share: Uint8Array = randomBytes(32)): PendingOpen {
-  const participants = [signer.address, terms.peer] as const;
-  const outcome: Allocation = { assets: terms.assets, balances: terms.balances, locked: [] };
-  assertKindTerms(terms.kind, outcome);
-  const digest = openDigest(domainSeparator(terms), {
-    share: toHex(share),
-    participants,
-    challengeDuration: terms.challengeDuration,
-    kind: terms.kind,
-    outcome,
-  });
-  const message: OpenPropose = {
+  const context: OpenContext = { chain: { chainId: terms.chainId, adjudicator: terms.adjudicator }, participants: [signer.address, terms.peer] };
+  const unsigned: OpenPropose = {
     type: MessageType.OpenPropose,
     share: new Uint8Array(share),
-    chainId: terms.chainId,
-    adjudicator: terms.adjudicator,
-    participants,
     challengeDuration: terms.challengeDuration,
     kind: terms.kind,
     assets: terms.assets,
     balances: terms.balances,
-    sig: signer.sign(digest),
+    sig: new Uint8Array(65),
     gateway: terms.gateway ?? null,
   };
-  return { message };
+  assertKindTerms(terms.kind, outcomeOf(unsigned));
+  return { message: { ...unsigned, sig: signer.sign(openDigestOf(context, unsigned)) }, context };
 }
 
-function paramsOf(m: OpenPropose, shareB: Uint8Array): Params {
+function paramsOf(ctx: OpenContext, m: OpenPropose, shareB: Uint8Array): Params {
   return {
-    chainId: m.chainId,
-    adjudicator: m.adjudicator,
-    participants: m.participants,
+    ...ctx.chain,
+    participants: ctx.participants,
     challengeDuration: m.challengeDuration,
     nonce: nonceFromShares(m.share, shareB),
     kind: m.kind,
@@ -120,41 +129,40 @@ export function openAcceptOf(rec: ChannelRecord): OpenAccept {
  * (to persist) and the acceptance (to send after). Terms the agent does not accept
  * (chain, amounts) are its policy, checked before this.
  */
-export function acceptOpen(signer: Signer, m: OpenPropose, shareB: Uint8Array = randomBytes(32)): { record: ChannelRecord; reply: OpenAccept } {
-  if (m.participants[1] !== signer.address) throw new WrongPeerError('proposal is not addressed to this party');
-  if (m.participants[0] === m.participants[1]) throw new WrongPeerError('a channel needs two different participants');
-  const outcome = outcomeOf(m);
-  assertKindTerms(m.kind, outcome);
-  const digest = openDigest(domainSeparator(m), {
-    share: toHex(m.share),
-    participants: m.participants,
-    challengeDuration: m.challengeDuration,
-    kind: m.kind,
-    outcome,
-  });
-  const peerKey = recoverPublicKey(m.sig, digest);
-  if (!peerKey || addressOf(peerKey) !== m.participants[0]) throw new InvalidSignatureError('proposal not signed by its proposer');
-  const params = paramsOf(m, shareB);
+export function acceptOpen(
+  signer: Signer,
+  m: OpenPropose,
+  from: Address,
+  chain: OpenContext['chain'],
+  shareB: Uint8Array = randomBytes(32),
+): { record: ChannelRecord; reply: OpenAccept } {
+  if (from === signer.address) throw new WrongPeerError('a channel needs two different participants');
+  const ctx: OpenContext = { chain, participants: [from, signer.address] };
+  assertKindTerms(m.kind, outcomeOf(m));
+  const peerKey = recoverPublicKey(m.sig, openDigestOf(ctx, m));
+  if (!peerKey || addressOf(peerKey) !== from) throw new InvalidSignatureError('proposal not signed by its sender for this chain');
+  const params = paramsOf(ctx, m, shareB);
   const state = initialState(params, m);
   const base = { id: state.channelId, params };
   const sig = signer.sign(digestOf(base, state));
-  const record = newRecord(base, 1, m.participants[0], peerKey, { state, sigs: [null, sig] }, { a: m.share, b: shareB });
+  const record = newRecord(base, 1, from, peerKey, { state, sigs: [null, sig] }, { a: m.share, b: shareB });
   return { record, reply: openAcceptOf(record) };
 }
 
 /** The proposer completes the open with the peer's signature on version 0 and countersigns it. */
 export function completeOpen(signer: Signer, pending: PendingOpen, m: OpenAccept): { record: ChannelRecord; reply: UpdateAccept; state: SignedState } {
   const p = pending.message;
-  const params = paramsOf(p, m.shareB);
+  const peer = pending.context.participants[1];
+  const params = paramsOf(pending.context, p, m.shareB);
   const state = initialState(params, p);
   const base = { id: state.channelId, params };
   const digest = digestOf(base, state);
   const peerKey = recoverPublicKey(m.sig, digest);
-  if (!peerKey || addressOf(peerKey) !== p.participants[1] || !verifyDigest(m.sig, digest, peerKey)) {
+  if (!peerKey || addressOf(peerKey) !== peer || !verifyDigest(m.sig, digest, peerKey)) {
     throw new InvalidSignatureError('acceptance not signed by the peer');
   }
   const sig = signer.sign(digest);
   const signed: SignedState = { state, sigs: withSig([null, m.sig], 0, sig) };
-  const record = newRecord(base, 0, p.participants[1], peerKey, signed, { a: p.share, b: m.shareB });
+  const record = newRecord(base, 0, peer, peerKey, signed, { a: p.share, b: m.shareB });
   return { record, reply: { type: MessageType.UpdateAccept, alias: aliasOf(state.channelId), version: 0n, sig }, state: signed };
 }

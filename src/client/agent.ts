@@ -70,7 +70,8 @@ export type Decision = boolean | 'hold';
 
 /** The owner's decisions. They run outside any channel step and may be async. */
 export interface Policy {
-  acceptOpen(proposal: OpenPropose): boolean | Promise<boolean>;
+  /** A channel proposed by `from` (already checked to be signed by it, for this agent's chain). */
+  acceptOpen(proposal: OpenPropose, from: Address): boolean | Promise<boolean>;
   acceptUpdate(ctx: UpdateContext): Decision | Promise<Decision>;
 }
 
@@ -227,7 +228,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#o = { challengeDuration: 3600n, maxMessageBytes: MAX_MESSAGE_BYTES, voucherDurableEvery: 0n, ...options };
     this.address = options.signer.address;
     this.#policy = {
-      acceptOpen: (p) => p.chainId === this.#o.chain.chainId && p.adjudicator === this.#o.chain.adjudicator,
+      acceptOpen: () => true,
       acceptUpdate: receiveOnly,
       ...options.policy,
     };
@@ -593,9 +594,9 @@ export class Agent extends EventEmitter<AgentEvents> {
         if (Date.now() > deadline) {
           this.#opens.delete(key);
           this.#o.store.deletePendingOpen(key);
-          return reject(new ProtocolTimeoutError(`no answer to the channel proposal from ${pending.message.participants[1]}`));
+          return reject(new ProtocolTimeoutError(`no answer to the channel proposal from ${pending.context.participants[1]}`));
         }
-        this.#send(pending.message.participants[1], pending.message);
+        this.#send(pending.context.participants[1], pending.message);
         w.timer = setTimeout(attempt, w.backoff);
         w.timer.unref();
         w.backoff = Math.min(w.backoff * 2, this.#timing.maxRetransmitMs);
@@ -605,7 +606,6 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   async #onOpenPropose(from: Address, m: OpenPropose): Promise<void> {
-    if (m.participants[0] !== from) throw new WrongPeerError('proposal relayed by another sender');
     const shareA = toHex(m.share);
     const known = this.#o.store.acceptedOpen(shareA);
     if (known) {
@@ -615,7 +615,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       return;
     }
     const reply = (reason: RejectReason): void => this.#send(from, { type: MessageType.OpenReject, shareA: m.share, reason });
-    if (!(await this.#policy.acceptOpen(m))) return reply(RejectReason.Policy);
+    if (!(await this.#policy.acceptOpen(m, from))) return reply(RejectReason.Policy);
     if (this.#o.store.acceptedOpen(shareA)) return; // answered while the policy ran
     let virtual: ChannelRecord['virtual'];
     if (m.kind !== ChannelKind.Ledger) {
@@ -626,7 +626,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     let accepted;
     try {
-      accepted = acceptOpen(this.#o.signer, m);
+      accepted = acceptOpen(this.#o.signer, m, from, this.#o.chain);
     } catch (err) {
       if (err instanceof ProtocolError) reply(reasonOf(err));
       throw err;
@@ -653,7 +653,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (rt) this.#send(from, { type: MessageType.UpdateAccept, alias: aliasOf(rt.rec.id), version: 0n, sig: rt.rec.current.sigs[0]! });
       return;
     }
-    if (w.pending.message.participants[1] !== from) throw new WrongPeerError('acceptance from another peer');
+    if (w.pending.context.participants[1] !== from) throw new WrongPeerError('acceptance from another peer');
     const completed = completeOpen(this.#o.signer, w.pending, m);
     const gateway = w.pending.message.gateway;
     const record: ChannelRecord = gateway ? { ...completed.record, virtual: { gateway, parent: this.#parentFor(gateway).rec.id } } : completed.record;
@@ -674,7 +674,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   #onOpenReject(from: Address, m: OpenReject): void {
     const key = toHex(m.shareA);
     const w = this.#opens.get(key);
-    if (!w || w.pending.message.participants[1] !== from) return;
+    if (!w || w.pending.context.participants[1] !== from) return;
     if (w.timer) clearTimeout(w.timer);
     this.#opens.delete(key);
     this.#o.store.deletePendingOpen(key);

@@ -29,9 +29,6 @@ export const arbitraryMessage: fc.Arbitrary<Message> = fc.oneof(
   fc.record({
     type: fc.constant(MessageType.OpenPropose),
     share: bytesN(32),
-    chainId: fc.oneof(fc.bigInt({ min: 1n, max: 1n << 40n }), u256),
-    adjudicator: hex(20),
-    participants: fc.tuple(hex(20), hex(20)),
     challengeDuration: u64,
     kind: fc.constantFrom(0, 1, 2) as fc.Arbitrary<0 | 1 | 2>,
     assets: fc.array(hex(20), { minLength: 2, maxLength: 2 }),

@@ -42,9 +42,6 @@ function toArray(m: Message): unknown[] {
     case MessageType.OpenPropose:
       return [
         m.share,
-        int(m.chainId),
-        fromHex(m.adjudicator),
-        m.participants.map((p) => fromHex(p)),
         int(m.challengeDuration),
         m.kind,
         m.assets.map((a) => fromHex(a)),
@@ -113,22 +110,19 @@ function fromArray(type: unknown, f: unknown[]): Message {
   };
   switch (type) {
     case MessageType.OpenPropose: {
-      fields(10);
-      const assets = array(f[6], 'assets', 1, 8).map((a, i) => address(a, `assets[${i}]`));
-      const bal = balances(f[7], 'balances');
+      fields(7);
+      const assets = array(f[3], 'assets', 1, 8).map((a, i) => address(a, `assets[${i}]`));
+      const bal = balances(f[4], 'balances');
       if (bal.length !== assets.length) throw new SchemaError('balances', 'one pair per asset required');
       return {
         type,
         share: bytes(f[0], 'share', 32),
-        chainId: uint256(f[1], 'chainId'),
-        adjudicator: address(f[2], 'adjudicator'),
-        participants: addressPair(f[3], 'participants'),
-        challengeDuration: uint64(f[4], 'challengeDuration'),
-        kind: small(f[5], 'kind', kinds) as ChannelKind,
+        challengeDuration: uint64(f[1], 'challengeDuration'),
+        kind: small(f[2], 'kind', kinds) as ChannelKind,
         assets,
         balances: bal,
-        sig: sig(f[8], 'sig'),
-        gateway: f[9] === null ? null : address(f[9], 'gateway'),
+        sig: sig(f[5], 'sig'),
+        gateway: f[6] === null ? null : address(f[6], 'gateway'),
       };
     }
     case MessageType.OpenAccept:

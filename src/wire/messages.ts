@@ -45,13 +45,14 @@ export type Alias = Uint8Array;
 
 export type Balances = readonly (readonly [bigint, bigint])[];
 
+/**
+ * Proposes a channel from the sender to the receiver, on the chain and adjudicator both
+ * are bound to: those three are not sent, and the signature covers them.
+ */
 export interface OpenPropose {
   type: typeof MessageType.OpenPropose;
   /** The proposer's 32-byte random nonce share; also names the proposal. */
   share: Uint8Array;
-  chainId: bigint;
-  adjudicator: Address;
-  participants: readonly [Address, Address];
   challengeDuration: bigint;
   kind: ChannelKind;
   assets: readonly Address[];
