@@ -12,4 +12,6 @@ if (existsSync(join(here, 'gas.ts'))) {
   const { runGasBench } = (await import('./gas.ts')) as { runGasBench: () => Promise<unknown> };
   await runGasBench();
 }
+const { runVirtualBench } = await import('./virtual.ts');
+await runVirtualBench();
 process.exit(0);

@@ -87,9 +87,9 @@ export interface AgentOptions {
   logger?: Logger;
   maxMessageBytes?: number;
   /**
-   * Stream payees: a voucher is fsynced once the amount received since the last fsynced
-   * one reaches this (group commit); smaller steps survive a process crash but not power
-   * loss. 0 fsyncs every voucher.
+   * Stream payees: a voucher is stored (fsynced) once the amount received since the last
+   * stored one reaches this (group commit), so a crash costs less than this amount. 0
+   * stores every voucher.
    */
   voucherDurableEvery?: bigint;
 }
@@ -727,9 +727,14 @@ export class Agent extends EventEmitter<AgentEvents> {
     const record = receiveVoucher(rt.rec, msg);
     if (!record) return;
     const cumulative = record.voucher!.cumulative;
-    const durable = cumulative - rt.durableVoucher >= this.#o.voucherDurableEvery;
-    this.#commit(rt, record, durable);
-    if (durable) rt.durableVoucher = cumulative;
+    // Group commit: a voucher is written (and fsynced) once the amount since the last
+    // written one reaches voucherDurableEvery; a crash loses less than that, never more.
+    if (cumulative - rt.durableVoucher >= this.#o.voucherDurableEvery) {
+      this.#commit(rt, record);
+      rt.durableVoucher = cumulative;
+    } else {
+      rt.rec = record;
+    }
     const channel = rt.rec;
     queueMicrotask(() => this.emit('voucher', { channel, cumulative }));
   }
