@@ -733,7 +733,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.#commit(rt, record);
       rt.durableVoucher = cumulative;
     } else {
-      rt.rec = record;
+      this.#keep(rt, record);
     }
     const channel = rt.rec;
     queueMicrotask(() => this.emit('voucher', { channel, cumulative }));
@@ -880,6 +880,11 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Persists a record before anything that depends on it is sent or acted on. */
   #commit(rt: Runtime, rec: ChannelRecord, durable = true): void {
     this.#o.store.saveChannel(rec, durable);
+    this.#keep(rt, rec);
+  }
+
+  /** Makes `rec` the channel's state in memory. */
+  #keep(rt: Runtime, rec: ChannelRecord): void {
     const before = rt.rec;
     rt.rec = rec;
     if (before.current !== rec.current) this.#announceLockChanges(before, rec);
