@@ -219,6 +219,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #channels = new Map<Bytes32, Runtime>();
   readonly #byAlias = new Map<string, Runtime>();
   readonly #opens = new Map<string, OpenWaiter>();
+  /** Records written at the end of this turn, and what waits for them (see #flush). */
+  #batch: { writes: Map<Bytes32, { rec: ChannelRecord; durable: boolean }>; after: (() => void)[] } | null = null;
   /** Funding requests in flight, by virtual channel: openVirtual fails as soon as its request does. */
   readonly #funding = new Map<Bytes32, Promise<SignedState>>();
   #stopped = false;
@@ -251,6 +253,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Stops timers and fails waiting requests. The store and transport stay the caller's. */
   stop(): void {
+    if (this.#batch) this.#flush();
     this.#stopped = true;
     for (const rt of this.#channels.values()) {
       this.#clearRetransmit(rt);
@@ -424,7 +427,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       rt.inflight = null;
       if (op) {
         clearTimeout(op.deadline);
-        op.resolve(state);
+        this.#notify(() => op.resolve(state));
       }
     } else if (rt.paused) {
       this.#resume(rt);
@@ -443,11 +446,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     const now = new Set(after.current.state.outcome.locked.map((l) => l.id));
     for (const id of now) {
       const vc = this.#channels.get(id)?.rec;
-      if (!was.has(id) && vc) queueMicrotask(() => this.emit('funded', vc));
+      if (!was.has(id) && vc) this.#notify(() => this.emit('funded', vc));
     }
     for (const id of was) {
       const vc = this.#channels.get(id)?.rec;
-      if (!now.has(id) && vc) queueMicrotask(() => this.emit('settled', vc));
+      if (!now.has(id) && vc) this.#notify(() => this.emit('settled', vc));
     }
   }
 
@@ -515,7 +518,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   #opened(rt: Runtime): void {
     const channel = rt.rec;
     this.#log.info({ channel: channel.id, kind: channel.params.kind }, 'channel open');
-    queueMicrotask(() => this.emit('opened', channel));
+    this.#notify(() => this.emit('opened', channel));
     if (channel.virtual) this.#fund(rt);
   }
 
@@ -667,7 +670,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#opens.delete(key);
     const rt = this.#track(record);
     this.#send(from, reply);
-    w.resolve(record);
+    this.#notify(() => w.resolve(record));
     this.#opened(rt);
   }
 
@@ -736,7 +739,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.#keep(rt, record);
     }
     const channel = rt.rec;
-    queueMicrotask(() => this.emit('voucher', { channel, cumulative }));
+    this.#notify(() => this.emit('voucher', { channel, cumulative }));
   }
 
   #fromPeer(from: Address, alias: Uint8Array): Runtime {
@@ -783,7 +786,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   #emitHeld(rt: Runtime, msg: Update, attachment?: Attachment): void {
     const channel = rt.rec;
     const proposed = stateFromBody(channel, msg);
-    queueMicrotask(() => this.emit('held', { channel, current: channel.current.state, proposed, attachment }));
+    this.#notify(() => this.emit('held', { channel, current: channel.current.state, proposed, attachment }));
   }
 
   /** Signs and persists the peer's proposal (or answers a repeat, or refuses it with a typed reason). */
@@ -879,8 +882,46 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Persists a record before anything that depends on it is sent or acted on. */
   #commit(rt: Runtime, rec: ChannelRecord, durable = true): void {
-    this.#o.store.saveChannel(rec, durable);
     this.#keep(rt, rec);
+    if (!this.#batch) {
+      this.#batch = { writes: new Map(), after: [] };
+      queueMicrotask(() => this.#flush());
+    }
+    const earlier = this.#batch.writes.get(rec.id);
+    this.#batch.writes.set(rec.id, { rec, durable: durable || (earlier?.durable ?? false) });
+  }
+
+  /**
+   * Group commit: every step of this turn of the event loop, on any channel, lands in one
+   * transaction (one fsync); only then go out the messages and notifications those steps
+   * produced. Under load a gateway pays one fsync for many devices' updates.
+   */
+  #flush(): void {
+    const batch = this.#batch!;
+    this.#batch = null;
+    const writes = [...batch.writes.values()];
+    try {
+      this.#o.store.saveChannels(
+        writes.map((w) => w.rec),
+        writes.some((w) => w.durable),
+      );
+    } catch (err) {
+      // Nothing that depends on these records may leave this process.
+      this.#log.error({ err: String(err) }, 'store write failed; messages withheld');
+      return;
+    }
+    for (const fn of batch.after) fn();
+  }
+
+  /** Runs `fn` once everything committed so far is stored (at once when nothing waits). */
+  #afterCommit(fn: () => void): void {
+    if (this.#batch) this.#batch.after.push(fn);
+    else fn();
+  }
+
+  /** What user code sees (events, settled requests): after the commit, outside any step. */
+  #notify(fn: () => void): void {
+    this.#afterCommit(() => queueMicrotask(fn));
   }
 
   /** Makes `rec` the channel's state in memory. */
@@ -900,8 +941,9 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   #send(to: Address, msg: Message): void {
     if (this.#stopped) return;
+    const frame = encodeMessage(msg);
     // Offline is normal (retransmission and resync cover it): not worth a warning.
-    this.#o.transport.send(to, encodeMessage(msg)).catch((err) => this.#log.debug({ err: String(err), to }, 'send failed'));
+    this.#afterCommit(() => void this.#o.transport.send(to, frame).catch((err) => this.#log.debug({ err: String(err), to }, 'send failed')));
   }
 
   #refused(peer: Address, err: unknown): void {

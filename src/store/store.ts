@@ -83,19 +83,21 @@ export class ChannelStore {
     return this.#db.transaction(fn)();
   }
 
+  saveChannel(rec: ChannelRecord): void {
+    this.#put.run(rec.id, rec.peer, serialize(rec));
+  }
+
   /**
-   * `durable: false` skips the fsync of this one commit: for a write whose loss cannot
-   * cost this party anything (the next durable commit, or a resync with the peer, brings
-   * it back). It still survives a crash of the process.
+   * Several records in one transaction. `durable: false` skips the fsync of this commit:
+   * for writes whose loss cannot cost this party anything (a later durable commit, or a
+   * resync with the peer, brings them back); they still survive a crash of the process.
    */
-  saveChannel(rec: ChannelRecord, durable = true): void {
-    if (durable || !this.#durable) {
-      this.#put.run(rec.id, rec.peer, serialize(rec));
-      return;
-    }
+  saveChannels(recs: readonly ChannelRecord[], durable: boolean): void {
+    const write = (): void => this.atomically(() => recs.forEach((r) => this.saveChannel(r)));
+    if (durable || !this.#durable) return write();
     this.#syncOff.run();
     try {
-      this.#put.run(rec.id, rec.peer, serialize(rec));
+      write();
     } finally {
       this.#syncOn.run();
     }
