@@ -1,0 +1,68 @@
+import type { ChannelRecord } from '../channel/record.ts';
+import { isFullySigned } from '../channel/record.ts';
+import { createChainClient, type Latest, startWatchtower } from '../chain/index.ts';
+import { readKeystore } from '../crypto/keystore.ts';
+import { toHex } from '../model/hash.ts';
+import { type Bytes32, ChannelKind } from '../model/types.ts';
+import { createLogger } from '../log.ts';
+import { ChannelStore } from '../store/store.ts';
+import { address, announce, integer, parseOptions, required, usage } from './args.ts';
+
+// A device that does not trust its gateway watches the chain for itself: this command
+// reads the device's channel store (read-only use; the device keeps running) and answers
+// any registration older than what the device holds. It can run on the device, or on any
+// machine with a copy of the store and a funded key: a watchtower that is not the
+// device's counterparty. Only this command loads the chain code.
+
+const SPECS = {
+  store: { type: 'string', arg: 'FILE', help: "the device's channel store (device.db)" },
+  'rpc-url': { type: 'string', arg: 'URL', help: 'chain RPC' },
+  'chain-id': { type: 'string', arg: 'N', help: 'chain id' },
+  adjudicator: { type: 'string', arg: 'ADDR', help: 'adjudicator contract' },
+  key: { type: 'string', arg: 'FILE', help: 'V3 keystore of the account that pays for answers (any funded key)' },
+  'password-env': { type: 'string', arg: 'NAME', help: 'environment variable holding its password', default: 'PICOPAY_PASSWORD' },
+  confirmations: { type: 'string', arg: 'N', help: 'answer registrations this many blocks deep', default: '2' },
+} as const;
+
+/** What the device holds that beats an older registration of channel `id`. */
+export function latestFrom(records: readonly ChannelRecord[], id: Bytes32): Latest | null {
+  const rec = records.find((r) => r.id === id);
+  if (!rec) return null;
+  if (rec.params.kind === ChannelKind.Stream) {
+    // Only the payee holds vouchers worth submitting.
+    return rec.idx === 1 && rec.voucher ? { params: rec.params, voucher: { cumulative: rec.voucher.cumulative, signature: rec.voucher.sig } } : null;
+  }
+  return isFullySigned(rec.current) ? { params: rec.params, signed: rec.current } : null;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const o = parseOptions(argv, SPECS);
+  if (o.help) {
+    process.stdout.write(usage('watchtower', "Watches the chain for a device and answers stale registrations of its channels with the newest state (or highest voucher) in the device's store.", SPECS, ['picopay watchtower --store .picopay/device/device.db --rpc-url https://rpc.example --chain-id 100 --adjudicator 0x… --key tower.json']));
+    return;
+  }
+  const log = createLogger('watchtower');
+  const signer = readKeystore(required(o.key, 'key'), process.env[o['password-env']!] ?? '');
+  const client = createChainClient({
+    rpcUrl: required(o['rpc-url'], 'rpc-url'),
+    chainId: integer(required(o['chain-id'], 'chain-id'), 'chain-id')!,
+    privateKey: toHex(signer.exportPrivateKey()),
+    adjudicator: address(o.adjudicator, 'adjudicator'),
+  });
+  const store = new ChannelStore(required(o.store, 'store'));
+  const watcher = await startWatchtower(client, {
+    confirmations: integer(o.confirmations, 'confirmations')!,
+    // Read the store afresh each time: the device keeps updating it.
+    latest: (id) => latestFrom(store.loadChannels(), id),
+    onResponse: (r) => announce('answered', { channel: r.channelId, registeredVersion: r.answered.version, tx: r.tx.hash }),
+    onError: (err) => log.error({ err: String(err) }, 'watchtower'),
+  });
+  announce('ready', { account: signer.address, channels: store.loadChannels().length });
+  const stop = async (): Promise<void> => {
+    await watcher.stop();
+    store.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
