@@ -1,11 +1,15 @@
 // The hotspot client: downloads through the metered proxy and pays as bytes arrive,
 // one unit ahead. It counts exactly what the proxy meters (tunnel bytes both ways for
 // CONNECT, body bytes for plain forwarding), so the two sides agree on what is due.
+// Each request to the proxy first fetches a challenge and answers it with the client's
+// key (auth.ts): one round trip more per download, in exchange for a header nobody can
+// forge or replay.
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import http, { type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { ConfigError } from '../../src/errors.ts';
+import { authDigest, formatCredentials, parseChallenge } from './auth.ts';
 import { DownloadInterruptedError, HttpStatusError } from './errors.ts';
 import { createTariff, unitsDue, type Tariff } from './meter.ts';
 import type { PaymentsOut } from './payments.ts';
@@ -21,6 +25,8 @@ export interface PayingClientOptions {
   /** Units paid ahead of the bytes used (default 1). */
   prepaidUnits?: number;
   payments: PaymentsOut;
+  /** Signs a 32-byte digest with clientAddress's key: 65 bytes r ‖ s ‖ v (a Signer's sign). */
+  sign: (digest: Uint8Array) => Uint8Array;
 }
 
 export interface DownloadProgress {
@@ -67,7 +73,9 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
   if (!ADDRESS.test(options.clientAddress)) throw new ConfigError(`clientAddress must be a 0x address, got ${options.clientAddress}`);
   const tariff = createTariff({ unitBytes: options.unitBytes, pricePerUnit: options.price, prepaidUnits: options.prepaidUnits });
   const proxy = new URL(options.proxyUrl);
-  const proxyAuthorization = `Picopay ${options.clientAddress.toLowerCase()}`;
+  // The name the signature binds: the proxy checks it is its own.
+  const proxyAuthority = `${proxy.hostname}:${proxy.port || 80}`;
+  const address = options.clientAddress.toLowerCase();
   const payer = new Payer(tariff, options.payments);
 
   async function download(url: string, { mode = 'forward', onProgress }: DownloadOptions = {}): Promise<DownloadResult> {
@@ -83,7 +91,7 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
     let opened: Opened | undefined;
     let response: IncomingMessage | undefined;
     try {
-      opened = mode === 'connect' ? await openTunnel(target, failed.signal) : openForwarding(target, failed.signal);
+      opened = mode === 'connect' ? await openTunnel(target, failed.signal) : await openForwarding(target, failed.signal);
       const { request, metered } = opened;
       let totalBytes: number | undefined;
       let bytes = 0;
@@ -123,8 +131,29 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
     }
   }
 
+  /**
+   * A Proxy-Authorization good for one request: asks the proxy for a nonce (it answers a
+   * request without credentials with 407 and a challenge) and signs it.
+   */
+  async function authorization(method: string, path: string, host: string, target: URL, signal: AbortSignal): Promise<string> {
+    const probe = http.request({ host: proxy.hostname, port: proxy.port, method, path, headers: { host }, agent: false, signal });
+    probe.end();
+    try {
+      // Node reports any answer to a CONNECT as 'connect', with the socket handed over.
+      const [answer, socket] = (await once(probe, method === 'CONNECT' ? 'connect' : 'response')) as [IncomingMessage, Socket?];
+      socket?.destroy();
+      answer.destroy();
+      const nonce = parseChallenge(answer.headers['proxy-authenticate']);
+      if (answer.statusCode !== 407 || nonce === undefined) throw new HttpStatusError(answer.statusCode ?? 0, target.href);
+      return formatCredentials({ address, nonce, sig: options.sign(authDigest(nonce, proxyAuthority)) });
+    } finally {
+      probe.destroy();
+    }
+  }
+
   // Plain forwarding: the proxy meters the body, so the body is what we count.
-  function openForwarding(target: URL, signal: AbortSignal): Opened {
+  async function openForwarding(target: URL, signal: AbortSignal): Promise<Opened> {
+    const proxyAuthorization = await authorization('GET', target.href, target.host, target, signal);
     const request = http.request({
       host: proxy.hostname,
       port: proxy.port,
@@ -140,6 +169,7 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
   // CONNECT: the proxy meters every tunnel byte both ways, so we count the socket's.
   async function openTunnel(target: URL, signal: AbortSignal): Promise<Opened> {
     const authority = `${target.hostname}:${target.port || 80}`;
+    const proxyAuthorization = await authorization('CONNECT', authority, authority, target, signal);
     const connect = http.request({
       host: proxy.hostname,
       port: proxy.port,

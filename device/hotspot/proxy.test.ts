@@ -1,37 +1,43 @@
 import http, { type IncomingMessage } from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { Readable } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
+import { Signer } from '../../src/crypto/keys.ts';
 import { silentLogger } from '../../src/log.ts';
+import { authDigest, formatCredentials, parseChallenge } from './auth.ts';
 import { createPayingClient, type DownloadProgress } from './client.ts';
 import { DownloadInterruptedError, HttpStatusError } from './errors.ts';
 import { MemoryPayments } from './memory-payments.ts';
 import { pseudoRandomSha256, startOrigin } from './origin.ts';
-import { startMeteredProxy, type ClientStats } from './proxy.ts';
+import { startMeteredProxy, type ClientStats, type MeteredProxyOptions } from './proxy.ts';
 
 const UNIT = 102_400;
 const PRICE = 1_000_000_000n;
-const ALICE = '0x00000000000000000000000000000000000a11ce';
-const BOB = '0x0000000000000000000000000000000000000b0b';
+const ALICE = Signer.random();
+const BOB = Signer.random();
+const MALLORY = Signer.random();
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function setup(options: { delayMs?: number; idleCutoffMs?: number } = {}) {
+type SetupOptions = { delayMs?: number; idleCutoffMs?: number } & Pick<MeteredProxyOptions, 'nonceTtlMs' | 'maxNonces'>;
+
+async function setup({ delayMs, idleCutoffMs, ...proxyOptions }: SetupOptions = {}) {
   const origin = await startOrigin();
   cleanups.push(origin.close);
-  const payments = new MemoryPayments({ delayMs: options.delayMs });
-  const proxy = await startMeteredProxy({ price: PRICE, payments, idleCutoffMs: options.idleCutoffMs ?? 10_000, logger: silentLogger });
+  const payments = new MemoryPayments({ delayMs });
+  const proxy = await startMeteredProxy({ price: PRICE, payments, idleCutoffMs: idleCutoffMs ?? 10_000, logger: silentLogger, ...proxyOptions });
   cleanups.push(proxy.close);
-  const clientFor = (address: string) => {
-    const payer = payments.payer(address);
-    const client = createPayingClient({ proxyUrl: proxy.url, clientAddress: address, price: PRICE, payments: payer });
+  /** A client paying as `signer`; `claims` makes it name another address (an impostor). */
+  const clientFor = (signer: Signer, claims: string = signer.address) => {
+    const payer = payments.payer(claims);
+    const client = createPayingClient({ proxyUrl: proxy.url, clientAddress: claims, price: PRICE, payments: payer, sign: (d) => signer.sign(d) });
     return { payer, client };
   };
-  const statsOf = (address: string): ClientStats | undefined => proxy.stats().clients.find((c) => c.client === address);
+  const statsOf = (signer: Signer): ClientStats | undefined => proxy.stats().clients.find((c) => c.client === signer.address);
   return { origin, payments, proxy, clientFor, statsOf };
 }
 
@@ -43,20 +49,48 @@ async function eventually(check: () => void): Promise<void> {
   }, { timeout: 10_000, interval: 10 }).toBe(true);
 }
 
+interface Answer {
+  status: number;
+  /** The nonce of the proxy's challenge, on a 407. */
+  nonce: string | undefined;
+  /** Body bytes (forwarding) or tunnel bytes (CONNECT) that came with the answer. */
+  bytes: number;
+}
+
 /** A raw request to the proxy (what a client that does not play by the rules sends). */
-async function ask(proxyUrl: string, method: string, path: string, headers: Record<string, string> = {}): Promise<number> {
+async function ask(proxyUrl: string, method: string, path: string, headers: Record<string, string> = {}): Promise<Answer> {
   const proxy = new URL(proxyUrl);
   const request = http.request({ host: proxy.hostname, port: proxy.port, method, path, headers, agent: false });
   request.end();
-  const [response] = (await once(request, method === 'CONNECT' ? 'connect' : 'response')) as [IncomingMessage];
+  const [response, socket, head] = (await once(request, method === 'CONNECT' ? 'connect' : 'response')) as [IncomingMessage, Duplex?, Buffer?];
+  let bytes = head?.length ?? 0;
+  // Refusals close the connection: read to the end to see that nothing else comes.
+  if (response.statusCode !== 200) for await (const chunk of (socket ?? response) as AsyncIterable<Buffer>) bytes += chunk.length;
+  socket?.destroy();
   response.destroy();
   request.destroy();
-  return response.statusCode ?? 0;
+  return { status: response.statusCode ?? 0, nonce: parseChallenge(response.headers['proxy-authenticate']), bytes };
+}
+
+async function statusOf(proxyUrl: string, method: string, path: string, headers: Record<string, string> = {}): Promise<number> {
+  return (await ask(proxyUrl, method, path, headers)).status;
+}
+
+/** `Proxy-Authorization` headers as a client would send them, built from a fresh challenge. */
+async function signedHeaders(proxyUrl: string, signer: Signer, claims: string = signer.address): Promise<Record<string, string>> {
+  const { nonce } = await ask(proxyUrl, 'GET', 'http://127.0.0.1/');
+  if (nonce === undefined) throw new Error('no challenge');
+  return signedFor(proxyUrl, signer, nonce, claims);
+}
+
+function signedFor(proxyUrl: string, signer: Signer, nonce: string, claims: string = signer.address): Record<string, string> {
+  const sig = signer.sign(authDigest(nonce, new URL(proxyUrl).host));
+  return { 'proxy-authorization': formatCredentials({ address: claims, nonce, sig }) };
 }
 
 describe.each(['forward', 'connect'] as const)('metered proxy, %s mode', (mode) => {
   it('delivers a few MB intact, paying every started unit and never more than one unit ahead', async () => {
-    const { origin, clientFor, statsOf } = await setup();
+    const { origin, proxy, clientFor, statsOf } = await setup();
     const { client } = clientFor(ALICE);
     const size = 3 * 1024 * 1024 + 12_345;
     const progress: DownloadProgress[] = [];
@@ -80,6 +114,8 @@ describe.each(['forward', 'connect'] as const)('metered proxy, %s mode', (mode) 
     await eventually(() => {
       expect(statsOf(ALICE)).toMatchObject({ bytesServed: result.meteredBytes, unitsPaid: result.unitsPaid, connections: 0, cutOffs: 0 });
     });
+    // The one challenge the download asked for was used.
+    expect(proxy.stats().pendingNonces).toBe(0);
   });
 
   it('pauses while vouchers are late and resumes when they arrive', async () => {
@@ -104,7 +140,7 @@ describe.each(['forward', 'connect'] as const)('metered proxy, %s mode', (mode) 
     await expect(download).rejects.toBeInstanceOf(DownloadInterruptedError);
     const stats = statsOf(ALICE);
     // The 10th voucher may or may not have left before stop(), depending on when it was sent.
-    const creditedUnits = Number(payments.credited(ALICE) / PRICE);
+    const creditedUnits = Number(payments.credited(ALICE.address) / PRICE);
     expect(creditedUnits).toBeGreaterThanOrEqual(9);
     expect(creditedUnits).toBeLessThanOrEqual(10);
     expect(stats).toMatchObject({ unitsPaid: creditedUnits, cutOffs: 1, allowance: 0 });
@@ -125,9 +161,9 @@ describe.each(['forward', 'connect'] as const)('metered proxy, %s mode', (mode) 
       bob.download(`${origin.url}/bytes/${sizes[2]}`, { mode }),
     ]);
     results.forEach((r, i) => expect(r.sha256).toBe(pseudoRandomSha256(sizes[i] ?? 0)));
-    for (const [address, client] of [[ALICE, alice], [BOB, bob]] as const) {
+    for (const [signer, client] of [[ALICE, alice], [BOB, bob]] as const) {
       expect(client.unitsPaid).toBe(Math.floor(client.meteredBytes / UNIT) + 1);
-      await eventually(() => expect(statsOf(address)).toMatchObject({ bytesServed: client.meteredBytes, unitsPaid: client.unitsPaid }));
+      await eventually(() => expect(statsOf(signer)).toMatchObject({ bytesServed: client.meteredBytes, unitsPaid: client.unitsPaid }));
     }
   });
   it('stops reading from the origin while the client has not paid', async () => {
@@ -177,7 +213,7 @@ describe.each(['forward', 'connect'] as const)('paying client, %s mode', (mode) 
   it('fails the download with the payment layer’s error', async () => {
     const { origin, proxy } = await setup();
     const broken = new Error('channel closed');
-    const client = createPayingClient({ proxyUrl: proxy.url, clientAddress: ALICE, price: PRICE, payments: { payUpTo: () => Promise.reject(broken) } });
+    const client = createPayingClient({ proxyUrl: proxy.url, clientAddress: ALICE.address, price: PRICE, payments: { payUpTo: () => Promise.reject(broken) }, sign: (d) => ALICE.sign(d) });
     await expect(client.download(`${origin.url}/bytes/${UNIT}`, { mode })).rejects.toBe(broken);
   });
 });
@@ -186,19 +222,20 @@ describe('metered proxy refusals', () => {
   it('answers 407 without a Picopay Proxy-Authorization', async () => {
     const { proxy, origin } = await setup();
     const authority = origin.url.slice('http://'.length);
-    expect(await ask(proxy.url, 'GET', `${origin.url}/bytes/10`)).toBe(407);
-    expect(await ask(proxy.url, 'GET', `${origin.url}/bytes/10`, { 'proxy-authorization': 'Basic YTpi' })).toBe(407);
-    expect(await ask(proxy.url, 'CONNECT', authority)).toBe(407);
-    expect(await ask(proxy.url, 'CONNECT', authority, { 'proxy-authorization': 'Picopay 0x1234' })).toBe(407);
+    expect(await statusOf(proxy.url, 'GET', `${origin.url}/bytes/10`)).toBe(407);
+    expect(await statusOf(proxy.url, 'GET', `${origin.url}/bytes/10`, { 'proxy-authorization': 'Basic YTpi' })).toBe(407);
+    expect(await statusOf(proxy.url, 'CONNECT', authority)).toBe(407);
+    expect(await statusOf(proxy.url, 'CONNECT', authority, { 'proxy-authorization': 'Picopay 0x1234' })).toBe(407);
+    // The old format: naming an address proves nothing.
+    expect(await statusOf(proxy.url, 'CONNECT', authority, { 'proxy-authorization': `Picopay ${ALICE.address}` })).toBe(407);
   });
 
   it('refuses upstream hosts outside the allow-list (403) before connecting anywhere', async () => {
     const { proxy, clientFor } = await setup();
-    const auth = { 'proxy-authorization': `Picopay ${ALICE}` };
     // .invalid never resolves (RFC 6761): even a broken check could not reach the internet.
-    expect(await ask(proxy.url, 'GET', 'http://example.invalid/', auth)).toBe(403);
-    expect(await ask(proxy.url, 'CONNECT', 'example.invalid:80', auth)).toBe(403);
-    expect(await ask(proxy.url, 'CONNECT', '10.255.255.1:443', auth)).toBe(403);
+    expect(await statusOf(proxy.url, 'GET', 'http://example.invalid/', await signedHeaders(proxy.url, ALICE))).toBe(403);
+    expect(await statusOf(proxy.url, 'CONNECT', 'example.invalid:80', await signedHeaders(proxy.url, ALICE))).toBe(403);
+    expect(await statusOf(proxy.url, 'CONNECT', '10.255.255.1:443', await signedHeaders(proxy.url, ALICE))).toBe(403);
     const { client } = clientFor(ALICE);
     await expect(client.download('http://example.invalid/bytes/1', { mode: 'connect' })).rejects.toMatchObject({ status: 403 });
   });
@@ -211,5 +248,82 @@ describe('metered proxy refusals', () => {
       await expect(client.download(`${origin.url}/bytes/10`, { mode })).rejects.toEqual(new HttpStatusError(402, `${origin.url}/bytes/10`));
     }
     expect(proxy.stats().clients).toEqual([]);
+  });
+});
+
+describe('proxy authentication', () => {
+  /** A proxy where ALICE has paid ahead, so a request that passes as hers is served at once. */
+  async function withAlicePaidUp(options: SetupOptions = {}) {
+    const env = await setup(options);
+    await env.payments.payer(ALICE.address).payUpTo(10n * PRICE);
+    await eventually(() => expect(env.payments.credited(ALICE.address)).toBe(10n * PRICE));
+    return { ...env, authority: env.origin.url.slice('http://'.length) };
+  }
+
+  it.each(['forward', 'connect'] as const)('refuses a client that names another’s address without her key (%s)', async (mode) => {
+    const { origin, clientFor, statsOf } = await withAlicePaidUp();
+    await clientFor(ALICE).client.download(`${origin.url}/bytes/1000`, { mode });
+    const served = statsOf(ALICE)?.bytesServed;
+
+    const impostor = clientFor(MALLORY, ALICE.address).client;
+    await expect(impostor.download(`${origin.url}/bytes/1000`, { mode })).rejects.toMatchObject({ status: 407 });
+    expect(impostor.meteredBytes).toBe(0);
+    expect(statsOf(ALICE)?.bytesServed).toBe(served);
+  });
+
+  it('answers a forged signature with 407, no bytes and a fresh challenge, and leaves the nonce to its owner', async () => {
+    const { proxy, origin, authority } = await withAlicePaidUp();
+    const { nonce } = await ask(proxy.url, 'CONNECT', authority);
+    if (nonce === undefined) throw new Error('no challenge');
+
+    const forged = await ask(proxy.url, 'CONNECT', authority, signedFor(proxy.url, MALLORY, nonce, ALICE.address));
+    expect(forged).toMatchObject({ status: 407, bytes: 0 });
+    expect(forged.nonce).not.toBe(nonce);
+    expect((await ask(proxy.url, 'GET', `${origin.url}/bytes/10`, signedFor(proxy.url, MALLORY, nonce, ALICE.address))).bytes).toBe(0);
+    // The forgeries did not use the nonce up: its owner still can.
+    expect(await statusOf(proxy.url, 'CONNECT', authority, signedFor(proxy.url, ALICE, nonce))).toBe(200);
+  });
+
+  it('refuses a replayed Proxy-Authorization, in either mode', async () => {
+    const { proxy, origin, authority } = await withAlicePaidUp();
+    const forwarded = await signedHeaders(proxy.url, ALICE);
+    expect(await statusOf(proxy.url, 'GET', `${origin.url}/bytes/10`, forwarded)).toBe(200);
+    expect(await ask(proxy.url, 'GET', `${origin.url}/bytes/10`, forwarded)).toMatchObject({ status: 407, bytes: 0 });
+    expect(await statusOf(proxy.url, 'CONNECT', authority, forwarded)).toBe(407);
+
+    const tunnelled = await signedHeaders(proxy.url, ALICE);
+    expect(await statusOf(proxy.url, 'CONNECT', authority, tunnelled)).toBe(200);
+    expect(await ask(proxy.url, 'CONNECT', authority, tunnelled)).toMatchObject({ status: 407, bytes: 0 });
+    expect(await statusOf(proxy.url, 'GET', `${origin.url}/bytes/10`, tunnelled)).toBe(407);
+  });
+
+  it('refuses a nonce it never issued, and one signed for another proxy', async () => {
+    const { proxy, authority } = await withAlicePaidUp();
+    expect(await statusOf(proxy.url, 'CONNECT', authority, signedFor(proxy.url, ALICE, 'ab'.repeat(32)))).toBe(407);
+
+    const { nonce } = await ask(proxy.url, 'CONNECT', authority);
+    if (nonce === undefined) throw new Error('no challenge');
+    const relayed = signedFor('http://elsewhere.example:8080', ALICE, nonce);
+    expect(await statusOf(proxy.url, 'CONNECT', authority, relayed)).toBe(407);
+  });
+
+  it('refuses expired nonces: with a zero TTL nothing gets through', async () => {
+    const { proxy, origin, authority, clientFor } = await withAlicePaidUp({ nonceTtlMs: 0 });
+    expect(await statusOf(proxy.url, 'CONNECT', authority, await signedHeaders(proxy.url, ALICE))).toBe(407);
+    for (const mode of ['forward', 'connect'] as const) {
+      await expect(clientFor(ALICE).client.download(`${origin.url}/bytes/10`, { mode })).rejects.toMatchObject({ status: 407 });
+    }
+  });
+
+  it('keeps at most maxNonces challenges, dropping the oldest', async () => {
+    const { proxy } = await setup({ maxNonces: 5 });
+    const first = await signedHeaders(proxy.url, ALICE);
+    for (let i = 0; i < 20; i++) await ask(proxy.url, 'GET', 'http://127.0.0.1/');
+    const latest = await signedHeaders(proxy.url, ALICE);
+    expect(proxy.stats().pendingNonces).toBe(5);
+    // A 403 (an upstream not allowed) comes after authentication: the latest nonce passes, the first is gone.
+    expect(await statusOf(proxy.url, 'GET', 'http://example.invalid/', latest)).toBe(403);
+    expect(await statusOf(proxy.url, 'GET', 'http://example.invalid/', first)).toBe(407);
+    expect(proxy.stats().pendingNonces).toBeLessThanOrEqual(5);
   });
 });

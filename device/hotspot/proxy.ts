@@ -5,13 +5,15 @@
 //   - plain forwarding: request and response bodies. Heads are not metered: the proxy
 //     rewrites them, so the client could not count them as the proxy does, and Node
 //     bounds their size.
-// Nothing is forwarded to the origin before the client has paid for something.
+// Nothing is forwarded to the origin before the client has proved its key (auth.ts) and
+// paid for something.
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
-import net, { type AddressInfo } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createLogger, type Logger } from '../../src/log.ts';
 import { ClientAccount, metered } from './account.ts';
+import { authenticate, formatChallenge, NonceBook } from './auth.ts';
 import { CutOffError } from './errors.ts';
 import { createTariff } from './meter.ts';
 import type { PaidListener, PaymentsIn } from './payments.ts';
@@ -29,6 +31,15 @@ export interface MeteredProxyOptions {
   idleCutoffMs: number;
   /** Upstream hosts the proxy may connect to; by default loopback only. */
   allowUpstream?: (host: string, port: number) => boolean;
+  /**
+   * Other host:port names clients reach the proxy by (a DNS name, a forwarded port). Clients
+   * sign the proxy's name; the address they connected to is always accepted.
+   */
+  authorities?: string[];
+  /** How long a challenge nonce stays valid (default 30 s). */
+  nonceTtlMs?: number;
+  /** Most challenge nonces outstanding at once (default 10,000); the oldest are dropped. */
+  maxNonces?: number;
   logger?: Logger;
 }
 
@@ -46,7 +57,7 @@ export interface ClientStats {
 export interface MeteredProxy {
   port: number;
   url: string;
-  stats(): { clients: ClientStats[] };
+  stats(): { clients: ClientStats[]; pendingNonces: number };
   close(): Promise<void>;
 }
 
@@ -56,16 +67,11 @@ export function isLoopback(host: string): boolean {
   return LOOPBACK.has(host.toLowerCase());
 }
 
-// Auth schemes are case-insensitive (RFC 9110).
-const PROXY_AUTHORIZATION = /^picopay +(0x[0-9a-f]{40})$/i;
-
-/**
- * The client address a request names in `Proxy-Authorization: Picopay <address>`. It
- * identifies the client; it does not prove it: whoever names an address spends that
- * client's allowance. Binding a connection to the payer's key belongs to the payment layer.
- */
-function clientOf(headers: IncomingHttpHeaders): string | undefined {
-  return PROXY_AUTHORIZATION.exec(headers['proxy-authorization'] ?? '')?.[1]?.toLowerCase();
+/** host:port of the local end of `socket`: the name a client that dialled an address signs. */
+function localAuthority(socket: Socket): string {
+  // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; they dialled a.b.c.d.
+  const address = (socket.localAddress ?? '').replace(/^::ffff:(?=\d+\.)/i, '');
+  return `${address.includes(':') ? `[${address}]` : address}:${socket.localPort ?? 0}`;
 }
 
 export async function startMeteredProxy(options: MeteredProxyOptions): Promise<MeteredProxy> {
@@ -73,9 +79,13 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
   const allowUpstream = options.allowUpstream ?? isLoopback;
   const log = options.logger ?? createLogger('hotspot');
   const accounts = new Map<string, ClientAccount>();
+  const nonces = new NonceBook({ ttlMs: options.nonceTtlMs, max: options.maxNonces });
 
-  const accountOf = (headers: IncomingHttpHeaders): ClientAccount | undefined => {
-    const client = clientOf(headers);
+  // Every request proves its key with a nonce of its own, keep-alive or not: a socket is
+  // never bound to a client, so nothing on it is trusted beyond the request that was signed.
+  const accountOf = (req: IncomingMessage): ClientAccount | undefined => {
+    const authorities = [localAuthority(req.socket), ...(options.authorities ?? [])];
+    const client = authenticate(req.headers['proxy-authorization'], nonces, authorities);
     if (client === undefined) return undefined;
     let account = accounts.get(client);
     if (account === undefined) {
@@ -106,8 +116,8 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
 
   // Plain forwarding: `GET http://host:port/path`.
   async function forward(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const account = accountOf(req.headers);
-    if (account === undefined) return refuse(res, 407);
+    const account = accountOf(req);
+    if (account === undefined) return challenge(res);
     const target = parseAbsoluteUrl(req.url);
     if (target === undefined) return refuse(res, 400);
     if (!allowUpstream(target.hostname, target.port)) return refuse(res, 403);
@@ -140,8 +150,8 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
 
   // CONNECT host:port, then raw bytes both ways.
   async function tunnel(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const account = accountOf(req.headers);
-    if (account === undefined) return refuseRaw(socket, 407);
+    const account = accountOf(req);
+    if (account === undefined) return challengeRaw(socket);
     const target = parseAuthority(req.url);
     if (target === undefined) return refuseRaw(socket, 400);
     if (!allowUpstream(target.hostname, target.port)) return refuseRaw(socket, 403);
@@ -169,6 +179,14 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
         pipeline(upstream, metered(account), socket),
       ]).then(() => (destroyBoth(), detach()));
     });
+  }
+
+  function challenge(res: ServerResponse): void {
+    refuse(res, 407, { 'proxy-authenticate': formatChallenge(nonces.issue()) });
+  }
+
+  function challengeRaw(socket: Duplex): void {
+    refuseRaw(socket, 407, { 'Proxy-Authenticate': formatChallenge(nonces.issue()) });
   }
 
   // Waits until the client has paid for at least one byte; false if it was cut off meanwhile.
@@ -206,6 +224,7 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
         connections: account.connections,
         cutOffs: account.cutOffs,
       })),
+      pendingNonces: nonces.size,
     }),
     close: async () => {
       options.payments.off('paid', onPaid);
@@ -258,13 +277,13 @@ function withoutHopByHop(headers: IncomingHttpHeaders): IncomingHttpHeaders {
   return Object.fromEntries(Object.entries(headers).filter(([name]) => !HOP_BY_HOP.includes(name) && !named.includes(name)));
 }
 
-function refuse(res: ServerResponse, status: number): void {
-  res.writeHead(status, { connection: 'close', ...(status === 407 ? { 'proxy-authenticate': 'Picopay' } : {}) });
+function refuse(res: ServerResponse, status: number, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { connection: 'close', ...headers });
   res.end();
 }
 
-function refuseRaw(socket: Duplex, status: number): void {
+function refuseRaw(socket: Duplex, status: number, headers: Record<string, string> = {}): void {
   if (socket.destroyed) return;
-  const authenticate = status === 407 ? 'Proxy-Authenticate: Picopay\r\n' : '';
-  socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n${authenticate}Connection: close\r\nContent-Length: 0\r\n\r\n`);
+  const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n${lines}Connection: close\r\nContent-Length: 0\r\n\r\n`);
 }

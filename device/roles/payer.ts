@@ -32,7 +32,7 @@ export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<voi
   const vc = reuse ?? (await agent.openVirtual(o.hotspot, { gateway: o.gateway, kind: ChannelKind.Stream, balances: [[o.lock, 0n]] }));
   announce('virtual', { channel: vc.id, lock: o.lock });
 
-  const client = createPayingClient({ proxyUrl: o.proxyUrl, clientAddress: dev.signer.address, unitBytes: o.unitBytes, price: o.price, payments: streamPaymentsOut(agent, vc.id) });
+  const client = createPayingClient({ proxyUrl: o.proxyUrl, clientAddress: dev.signer.address, unitBytes: o.unitBytes, price: o.price, payments: streamPaymentsOut(agent, vc.id), sign: (d) => dev.signer.sign(d) });
   let bar: Progress | null = null;
   const result = await client.download(o.url, {
     mode: o.mode,

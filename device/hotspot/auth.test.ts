@@ -1,0 +1,95 @@
+import { describe, expect, it } from 'vitest';
+import { Signer } from '../../src/crypto/keys.ts';
+import { authDigest, authenticate, formatChallenge, formatCredentials, NonceBook, parseChallenge, parseCredentials } from './auth.ts';
+
+const PROXY = '127.0.0.1:8080';
+
+/** A NonceBook on a clock the test moves by hand. */
+function book(options: { ttlMs?: number; max?: number } = {}) {
+  let now = 0;
+  const nonces = new NonceBook({ ...options, now: () => now });
+  return { nonces, advance: (ms: number) => (now += ms) };
+}
+
+function credentialsFor(signer: Signer, nonce: string, claims: string = signer.address, authority = PROXY): string {
+  return formatCredentials({ address: claims, nonce, sig: signer.sign(authDigest(nonce, authority)) });
+}
+
+describe('proxy auth headers', () => {
+  it('round-trip, with the scheme in any case', () => {
+    const nonce = 'a1'.repeat(32);
+    expect(parseChallenge(formatChallenge(nonce))).toBe(nonce);
+    expect(parseChallenge(`picopay nonce="${nonce}"`)).toBe(nonce);
+    const signer = Signer.random();
+    const header = credentialsFor(signer, nonce);
+    expect(header).toMatch(/^Picopay address="0x[0-9a-f]{40}", nonce="[0-9a-f]{64}", sig="0x[0-9a-f]{130}"$/);
+    expect(parseCredentials(header.replace('Picopay', 'PICOPAY'))).toMatchObject({ address: signer.address, nonce });
+  });
+
+  it('reject what is not well formed', () => {
+    for (const header of [undefined, '', 'Picopay', 'Basic YTpi', `Picopay ${'0x'.padEnd(42, '1')}`, 'Picopay nonce="short"', 'Picopay address="0x12", nonce="', 'Picopay nonce=unquoted']) {
+      expect(parseCredentials(header)).toBeUndefined();
+    }
+    expect(parseChallenge('Picopay nonce="xyz"')).toBeUndefined();
+  });
+});
+
+describe('NonceBook', () => {
+  it('issues distinct 32-byte hex nonces, each usable once', () => {
+    const { nonces } = book();
+    const a = nonces.issue();
+    const b = nonces.issue();
+    expect(a).toMatch(/^[0-9a-f]{64}$/);
+    expect(a).not.toBe(b);
+    expect(nonces.isPending(a)).toBe(true);
+    nonces.use(a);
+    expect(nonces.isPending(a)).toBe(false);
+    expect(nonces.isPending(b)).toBe(true);
+    expect(nonces.isPending('00'.repeat(32))).toBe(false);
+  });
+
+  it('lets nonces expire after the TTL and forgets them on the next issue', () => {
+    const { nonces, advance } = book({ ttlMs: 30_000 });
+    const old = nonces.issue();
+    advance(29_999);
+    expect(nonces.isPending(old)).toBe(true);
+    advance(1);
+    expect(nonces.isPending(old)).toBe(false);
+    nonces.issue();
+    expect(nonces.size).toBe(1);
+  });
+
+  it('never holds more than max, dropping the oldest', () => {
+    const { nonces } = book({ max: 100 });
+    const issued = Array.from({ length: 1000 }, () => nonces.issue());
+    expect(nonces.size).toBe(100);
+    expect(issued.slice(0, 900).some((nonce) => nonces.isPending(nonce))).toBe(false);
+    expect(issued.slice(900).every((nonce) => nonces.isPending(nonce))).toBe(true);
+  });
+});
+
+describe('authenticate', () => {
+  const alice = Signer.random();
+  const mallory = Signer.random();
+
+  it('accepts a pending nonce signed by the named address, once', () => {
+    const { nonces } = book();
+    const nonce = nonces.issue();
+    const header = credentialsFor(alice, nonce);
+    expect(authenticate(header, nonces, [PROXY])).toBe(alice.address);
+    expect(authenticate(header, nonces, [PROXY])).toBeUndefined();
+  });
+
+  it('refuses another key, another proxy, an unknown or expired nonce', () => {
+    const { nonces, advance } = book({ ttlMs: 1000 });
+    const nonce = nonces.issue();
+    expect(authenticate(credentialsFor(mallory, nonce, alice.address), nonces, [PROXY])).toBeUndefined();
+    expect(authenticate(credentialsFor(alice, nonce, alice.address, 'evil.example:8080'), nonces, [PROXY])).toBeUndefined();
+    expect(authenticate(credentialsFor(alice, 'cd'.repeat(32)), nonces, [PROXY])).toBeUndefined();
+    // Failed attempts leave the nonce to its owner, who may sign any name the proxy answers to.
+    expect(authenticate(credentialsFor(alice, nonce, alice.address, 'hotspot.lan:8080'), nonces, [PROXY, 'hotspot.lan:8080'])).toBe(alice.address);
+    const late = nonces.issue();
+    advance(1000);
+    expect(authenticate(credentialsFor(alice, late), nonces, [PROXY])).toBeUndefined();
+  });
+});

@@ -1,0 +1,151 @@
+// Proxy authentication: a challenge-response, so that only the holder of a client's key
+// spends that client's allowance, and a captured header is worth nothing.
+//   1. The proxy answers a request without valid credentials with
+//        407, Proxy-Authenticate: Picopay nonce="<64 hex digits: 32 random bytes>"
+//   2. The client repeats its request with
+//        Proxy-Authorization: Picopay address="0x…", nonce="…", sig="0x…"
+//      sig: 65 bytes r ‖ s ‖ v over keccak256("picopay-proxy-auth:" + nonce + ":" + host:port
+//      of the proxy), so a challenge relayed from another proxy is useless here.
+//   3. The proxy accepts a nonce it issued, not expired, once: one nonce, one request.
+import { randomBytes } from 'node:crypto';
+import { utf8ToBytes } from '@noble/hashes/utils.js';
+import { recoverAddress } from '../../src/crypto/verify.ts';
+import { fromHex, keccak, toHex } from '../../src/model/hash.ts';
+
+export const AUTH_SCHEME = 'Picopay';
+
+/** What the client signs to answer `nonce` from the proxy it reaches at `proxyAuthority` (host:port). */
+export function authDigest(nonce: string, proxyAuthority: string): Uint8Array {
+  return keccak(utf8ToBytes(`picopay-proxy-auth:${nonce}:${proxyAuthority}`));
+}
+
+export interface Credentials {
+  /** Lowercase 0x address. */
+  address: string;
+  nonce: string;
+  sig: Uint8Array;
+}
+
+export function formatChallenge(nonce: string): string {
+  return `${AUTH_SCHEME} nonce="${nonce}"`;
+}
+
+/** The nonce of a `Proxy-Authenticate: Picopay nonce="…"` header, if it holds one. */
+export function parseChallenge(header: string | undefined): string | undefined {
+  const nonce = authParams(header)?.get('nonce');
+  return nonce !== undefined && NONCE.test(nonce) ? nonce : undefined;
+}
+
+export function formatCredentials({ address, nonce, sig }: Credentials): string {
+  return `${AUTH_SCHEME} address="${address}", nonce="${nonce}", sig="${toHex(sig)}"`;
+}
+
+export function parseCredentials(header: string | undefined): Credentials | undefined {
+  const params = authParams(header);
+  const address = params?.get('address');
+  const nonce = params?.get('nonce');
+  const sig = params?.get('sig');
+  if (address === undefined || !ADDRESS.test(address)) return undefined;
+  if (nonce === undefined || !NONCE.test(nonce)) return undefined;
+  if (sig === undefined || !SIGNATURE.test(sig)) return undefined;
+  return { address: address.toLowerCase(), nonce, sig: fromHex(sig) };
+}
+
+const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
+const NONCE = /^[0-9a-f]{64}$/;
+const SIGNATURE = /^0x[0-9a-fA-F]{130}$/;
+// Auth schemes are case-insensitive (RFC 9110); we only ever send quoted parameters.
+const SCHEME = /^picopay +(.*)$/i;
+const PARAM = /^\s*([a-z]+)="([^"]*)"\s*$/i;
+
+/** The `name="value"` parameters after the Picopay scheme; undefined for another scheme or bad syntax. */
+function authParams(header: string | undefined): Map<string, string> | undefined {
+  const rest = SCHEME.exec(header ?? '')?.[1];
+  if (rest === undefined) return undefined;
+  const params = new Map<string, string>();
+  for (const part of rest.split(',')) {
+    const match = PARAM.exec(part);
+    if (match === null) return undefined;
+    params.set(match[1]!.toLowerCase(), match[2]!);
+  }
+  return params;
+}
+
+export interface NonceBookOptions {
+  /** How long an issued nonce stays valid (default 30 s). */
+  ttlMs?: number;
+  /** Most nonces kept at once (default 10,000); the oldest go first. */
+  max?: number;
+  /** Clock in ms, for tests. */
+  now?: () => number;
+}
+
+/**
+ * The nonces the proxy has issued and not yet seen used. Bounded both ways: entries expire
+ * after ttlMs, and past `max` the oldest are dropped, so a client that asks for challenges
+ * without end costs a fixed amount of memory (it can only push out older challenges).
+ */
+export class NonceBook {
+  readonly #ttlMs: number;
+  readonly #max: number;
+  readonly #now: () => number;
+  /** nonce → expiry; insertion order is expiry order, since the TTL is fixed. */
+  readonly #expiries = new Map<string, number>();
+
+  constructor(options: NonceBookOptions = {}) {
+    this.#ttlMs = options.ttlMs ?? 30_000;
+    this.#max = Math.max(1, options.max ?? 10_000);
+    this.#now = options.now ?? (() => performance.now());
+  }
+
+  get size(): number {
+    return this.#expiries.size;
+  }
+
+  issue(): string {
+    const now = this.#now();
+    this.#dropExpired(now);
+    while (this.#expiries.size >= this.#max) this.#dropOldest();
+    const nonce = randomBytes(32).toString('hex');
+    this.#expiries.set(nonce, now + this.#ttlMs);
+    return nonce;
+  }
+
+  /** Whether `nonce` was issued here, has not expired, and has not been used. */
+  isPending(nonce: string): boolean {
+    const expiry = this.#expiries.get(nonce);
+    return expiry !== undefined && this.#now() < expiry;
+  }
+
+  /** Marks `nonce` used: it will never be accepted again. */
+  use(nonce: string): void {
+    this.#expiries.delete(nonce);
+  }
+
+  #dropExpired(now: number): void {
+    for (const [nonce, expiry] of this.#expiries) {
+      if (expiry > now) return;
+      this.#expiries.delete(nonce);
+    }
+  }
+
+  #dropOldest(): void {
+    const oldest = this.#expiries.keys().next();
+    if (!oldest.done) this.#expiries.delete(oldest.value);
+  }
+}
+
+/**
+ * The client address a `Proxy-Authorization` header proves, using up its nonce; undefined
+ * when the header is missing, malformed, answers no pending nonce of ours, or is not signed
+ * by the address it names. `proxyAuthorities`: the host:port names this proxy accepts.
+ * A bad signature leaves the nonce pending, so a forged attempt cannot burn a client's nonce.
+ */
+export function authenticate(header: string | undefined, nonces: NonceBook, proxyAuthorities: readonly string[]): string | undefined {
+  const credentials = parseCredentials(header);
+  if (credentials === undefined || !nonces.isPending(credentials.nonce)) return undefined;
+  const signedHere = proxyAuthorities.some((authority) => recoverAddress(credentials.sig, authDigest(credentials.nonce, authority)) === credentials.address);
+  if (!signedHere) return undefined;
+  nonces.use(credentials.nonce);
+  return credentials.address;
+}
