@@ -21,6 +21,11 @@ export interface ChannelRecord {
   current: SignedState;
   /** This party's own proposal in flight, signed by it alone, with what travels beside it. */
   staged: { state: State; sig: Signature; attachment?: Attachment } | null;
+  /**
+   * The next proposal, signed and stored while `staged` waits for the peer; it goes out
+   * only once `staged` is accepted, and is dropped if `staged` is not.
+   */
+  prepared?: { state: State; sig: Signature } | null;
   /** Never sign a different state at or below this version (-1: nothing signed yet). */
   highestSigned: bigint;
   /** Both nonce shares, so a lost open message can be answered again. */

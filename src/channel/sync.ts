@@ -60,6 +60,8 @@ export function receiveSync(rec: ChannelRecord, signer: Signer, msg: Sync): Sync
       ...rec,
       current: adopted,
       staged,
+      // A prepared proposal was built on the staged one; the newer state replaces both.
+      prepared: null,
       phase: theirs.isFinal ? 'final' : 'open',
       highestSigned: rec.highestSigned > theirs.version ? rec.highestSigned : theirs.version,
     };

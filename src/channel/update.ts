@@ -67,6 +67,27 @@ function stage(rec: ChannelRecord, signer: Signer, state: State): Proposal {
   };
 }
 
+/**
+ * While this side's proposal waits for the peer, signs the next one on top of it, so that
+ * it can go out the moment the first is accepted. Still one update in flight: nothing is
+ * sent now.
+ */
+export function prepare(rec: ChannelRecord, signer: Signer, body: Omit<StateBody, 'version'>): ChannelRecord {
+  const base = rec.staged;
+  if (!base || rec.prepared || base.attachment) throw new UpdateInProgressError('nothing to prepare on');
+  if (base.state.isFinal) throw new FinalStateError('nothing follows a final state');
+  const state: State = { ...stateFromBody(rec, { ...body, version: rec.highestSigned + 1n }) };
+  assertWellFormed(state.outcome);
+  assertConserved(base.state.outcome, state.outcome);
+  return { ...rec, prepared: { state, sig: signer.sign(digestOf(rec, state)) }, highestSigned: state.version };
+}
+
+/** The prepared proposal, now staged, as the Update to send. */
+export function stagedMessage(rec: ChannelRecord): Update {
+  const staged = rec.staged!;
+  return { type: MessageType.Update, alias: aliasOf(rec.id), ...bodyOf(staged.state), sig: staged.sig };
+}
+
 export type UpdateResult =
   | { kind: 'accepted'; record: ChannelRecord; reply: UpdateAccept; state: SignedState }
   | { kind: 'duplicate'; reply: UpdateAccept }
@@ -129,7 +150,8 @@ export function receiveAccept(rec: ChannelRecord, msg: UpdateAccept): { record: 
   if (!target) return null; // late or repeated: nothing to do
   if (!verifyDigest(msg.sig, digestOf(rec, target.state), rec.peerKey)) throw new InvalidSignatureError('acceptance not signed by the peer');
   const state: SignedState = { state: target.state, sigs: withSig(target.sigs, peerIdx, msg.sig) };
-  return { record: { ...rec, current: state, staged: null, phase: state.state.isFinal ? 'final' : 'open' }, state };
+  const next = rec.prepared ?? null;
+  return { record: { ...rec, current: state, staged: next, prepared: null, phase: state.state.isFinal ? 'final' : 'open' }, state };
 }
 
 export type RejectResult =
@@ -148,10 +170,10 @@ export function receiveReject(rec: ChannelRecord, signer: Signer, msg: UpdateRej
   const crossed = msg.reason === RejectReason.Conflict || msg.reason === RejectReason.StaleVersion;
   if (crossed && rec.idx === 0) {
     const state = { ...rec.staged.state, version: rec.highestSigned + 1n };
-    return { kind: 'retry', proposal: stage({ ...rec, staged: null }, signer, state) };
+    return { kind: 'retry', proposal: stage({ ...rec, staged: null, prepared: null }, signer, state) };
   }
   const error = crossed
     ? new UpdateConflictError('the peer proposed at the same time and has precedence')
     : new UpdateRejectedError(Object.entries(RejectReason).find(([, v]) => v === msg.reason)?.[0] ?? String(msg.reason));
-  return { kind: 'failed', record: { ...rec, staged: null }, error };
+  return { kind: 'failed', record: { ...rec, staged: null, prepared: null }, error };
 }

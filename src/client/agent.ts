@@ -3,7 +3,7 @@ import { acceptOpen, completeOpen, openAcceptOf, type PendingOpen, proposeOpen }
 import { aliasKey, aliasOf, type Attachment, bodyOf, type ChannelRecord, stateFromBody } from '../channel/record.ts';
 import { lockBody, receiveVoucher, signVoucher, streamFinalBody, unlockBody } from '../channel/virtual.ts';
 import { makeSync, receiveSync } from '../channel/sync.ts';
-import { checkProposal, propose, reasonOf, receiveAccept, receiveReject, receiveUpdate } from '../channel/update.ts';
+import { checkProposal, prepare, propose, reasonOf, receiveAccept, stagedMessage, receiveReject, receiveUpdate } from '../channel/update.ts';
 import type { Signer } from '../crypto/keys.ts';
 import {
   AliasCollisionError,
@@ -194,6 +194,8 @@ interface Runtime {
   held: { msg: Update; attachment?: Attachment } | null;
   /** Stream payee: the cumulative amount of the last fsynced voucher. */
   durableVoucher: bigint;
+  /** The request whose proposal is prepared behind the one in flight. */
+  preparedOp: Op | null;
 }
 
 interface OpenWaiter {
@@ -258,7 +260,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     for (const rt of this.#channels.values()) {
       this.#clearRetransmit(rt);
       if (rt.paused) clearTimeout(rt.paused);
-      for (const op of [...rt.queue, ...(rt.inflight ? [rt.inflight] : [])]) this.#fail(op, new ProtocolTimeoutError('agent stopped'));
+      for (const op of [...rt.queue, ...(rt.inflight ? [rt.inflight] : []), ...(rt.preparedOp ? [rt.preparedOp] : [])]) this.#fail(op, new ProtocolTimeoutError('agent stopped'));
+      rt.preparedOp = null;
       rt.queue = [];
       rt.inflight = null;
     }
@@ -419,6 +422,34 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.#send(rt.rec.peer, withAttachment(proposal.message, op.attachment));
       this.#armRetransmit(rt);
     }
+    this.#prepareNext(rt);
+  }
+
+  /**
+   * While a proposal waits for the peer, signs and stores the next queued one on top of it,
+   * so that it leaves the moment the first is accepted: the signing and the fsync happen
+   * while the peer works, not after.
+   */
+  #prepareNext(rt: Runtime): void {
+    const staged = rt.rec.staged;
+    const op = rt.queue[0];
+    if (this.#stopped || rt.paused || !rt.inflight || rt.preparedOp || !staged || staged.attachment || rt.rec.prepared || !op || op.attachment) return;
+    let record;
+    try {
+      record = prepare(rt.rec, this.#o.signer, op.build(staged.state));
+    } catch {
+      return; // built again when its turn comes, and refused then if it still does not fit
+    }
+    rt.queue.shift();
+    this.#commit(rt, record);
+    rt.preparedOp = op;
+  }
+
+  /** A prepared proposal that will not go out: its request waits at the head of the queue. */
+  #unprepare(rt: Runtime): void {
+    const op = rt.preparedOp;
+    rt.preparedOp = null;
+    if (op) rt.queue.unshift(op);
   }
 
   #settle(rt: Runtime, state: SignedState, direction: 'in' | 'out'): void {
@@ -529,6 +560,10 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   #expire(rt: Runtime, op: Op): void {
     if (rt.inflight === op) rt.inflight = null;
+    if (rt.preparedOp === op) {
+      rt.preparedOp = null;
+      this.#commit(rt, { ...rt.rec, prepared: null }, false);
+    }
     rt.queue = rt.queue.filter((o) => o !== op);
     // A staged proposal stays: the peer may still sign it, so it is retransmitted until settled.
     op.reject(new ProtocolTimeoutError(`no answer from ${rt.rec.peer} within ${this.#timing.requestTimeoutMs} ms`));
@@ -806,6 +841,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const wasOpening = rt.rec.phase === 'opening';
     const result = receiveAccept(rt.rec, msg);
     if (!result) return;
+    // A promoted prepared proposal was stored durably when it was signed.
     this.#commit(rt, result.record, wasOpening || reliesOn(rt.rec, result.state.state));
     this.#clearRetransmit(rt);
     if (wasOpening) {
@@ -813,12 +849,19 @@ export class Agent extends EventEmitter<AgentEvents> {
     } else {
       this.#settle(rt, result.state, 'out');
     }
+    if (rt.rec.staged) {
+      rt.inflight = rt.preparedOp;
+      rt.preparedOp = null;
+      this.#send(rt.rec.peer, stagedMessage(rt.rec));
+      this.#armRetransmit(rt);
+    }
     this.#pump(rt);
   }
 
   #onReject(rt: Runtime, msg: UpdateReject): void {
     const result = receiveReject(rt.rec, this.#o.signer, msg);
     if (!result) return;
+    this.#unprepare(rt);
     if (result.kind === 'retry') {
       this.#commit(rt, result.proposal.record);
       this.#send(rt.rec.peer, result.proposal.message);
@@ -835,6 +878,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   async #onSync(rt: Runtime, msg: Sync): Promise<void> {
     const result = receiveSync(rt.rec, this.#o.signer, msg);
+    if (result.record && !result.record.prepared) this.#unprepare(rt);
     if (result.record) {
       const wasOpening = rt.rec.phase === 'opening';
       this.#commit(rt, result.record);
@@ -857,7 +901,9 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   // ---- plumbing ----
 
-  #track(rec: ChannelRecord): Runtime {
+  #track(loaded: ChannelRecord): Runtime {
+    // A proposal prepared before a restart has no request any more; its version stays signed.
+    const rec = loaded.prepared ? { ...loaded, prepared: null } : loaded;
     const rt: Runtime = {
       rec,
       queue: [],
@@ -868,6 +914,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       since: Date.now(),
       held: null,
       durableVoucher: rec.voucher?.cumulative ?? 0n,
+      preparedOp: null,
     };
     this.#channels.set(rec.id, rt);
     this.#byAlias.set(aliasKey(aliasOf(rec.id)), rt);
