@@ -109,7 +109,16 @@ function awaitVoucher({ vcId, cumulative }: Commands['awaitVoucher'][0]): Promis
 async function bidi({ vcId, count, amount }: Commands['bidi'][0]): Promise<Commands['bidi'][1]> {
   const { agent } = running();
   const t0 = performance.now();
-  for (let i = 0; i < count; i++) await agent.pay(vcId, amount);
+  // Like an app paying continuously, the next payment waits in the queue behind the one
+  // in flight; the agent signs and stores it while the payee answers. Still one update in
+  // flight on the channel.
+  const inFlight = new Set<Promise<unknown>>();
+  for (let i = 0; i < count; i++) {
+    const payment: Promise<unknown> = agent.pay(vcId, amount).finally(() => inFlight.delete(payment));
+    inFlight.add(payment);
+    if (inFlight.size >= 2) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
   return { ms: performance.now() - t0 };
 }
 

@@ -422,7 +422,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.#send(rt.rec.peer, withAttachment(proposal.message, op.attachment));
       this.#armRetransmit(rt);
     }
-    this.#prepareNext(rt);
+    // Only after this turn's messages have left: preparing costs a signature and an fsync.
+    if (rt.inflight && rt.queue.length > 0) setImmediate(() => this.#prepareNext(rt));
   }
 
   /**
