@@ -26,6 +26,7 @@ const SPECS = {
   'proxy-port': { type: 'string', arg: 'N', help: 'hotspot: metered proxy port on 127.0.0.1 (default: a free one)' },
   'idle-cutoff-ms': { type: 'string', arg: 'MS', help: 'hotspot: cut a client off after waiting this long for payment', default: '5000' },
   'close-after-settle': { type: 'boolean', help: "hotspot: close the ledger channel after the first client's channel settles" },
+  'proxy-names': { type: 'string', arg: 'HOST:PORT,…', help: 'hotspot: other names clients reach the proxy by (signed into their credentials)' },
   hotspot: { type: 'string', arg: 'ADDR', help: "payer: the hotspot's address" },
   'proxy-url': { type: 'string', arg: 'URL', help: "payer: the hotspot's proxy" },
   download: { type: 'string', arg: 'URL', help: 'payer: what to download through the hotspot' },
@@ -97,6 +98,7 @@ export async function main(argv: string[]): Promise<void> {
       price,
       idleCutoffMs: integer(o['idle-cutoff-ms'], 'idle-cutoff-ms')!,
       closeAfterSettle: o['close-after-settle'],
+      proxyNames: o['proxy-names']?.split(',').map((n) => n.trim()).filter(Boolean) ?? [],
       logger,
     });
     return;

@@ -12,13 +12,15 @@ export interface HotspotOptions {
   idleCutoffMs: number;
   /** Demo: close the ledger channel once the first client's stream channel has settled. */
   closeAfterSettle: boolean;
+  /** host:port names clients reach the proxy by, besides the address it listens on. */
+  proxyNames: string[];
   logger: Logger;
 }
 
 /** Serves clients through the metered proxy, paid by stream vouchers. */
 export async function runHotspot(dev: RunningDevice, o: HotspotOptions): Promise<{ stop(): Promise<void> }> {
   const payments = new StreamPaymentsIn(dev.agent);
-  const proxy = await startMeteredProxy({ port: o.proxyPort, unitBytes: o.unitBytes, price: o.price, payments, idleCutoffMs: o.idleCutoffMs, logger: o.logger.child({ part: 'proxy' }) });
+  const proxy = await startMeteredProxy({ port: o.proxyPort, unitBytes: o.unitBytes, price: o.price, payments, idleCutoffMs: o.idleCutoffMs, authorities: o.proxyNames, logger: o.logger.child({ part: 'proxy' }) });
   dev.agent.on('voucher', ({ channel, cumulative }) => o.logger.debug({ client: channel.peer, cumulative: cumulative.toString() }, 'voucher'));
   dev.agent.on('settled', (vc) => {
     if (vc.params.kind !== ChannelKind.Stream) return;
