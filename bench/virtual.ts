@@ -324,7 +324,7 @@ async function measureAll(net: Net, o: VirtualBenchOptions): Promise<{ metrics: 
 function breakdownRows(r: Record<string, number>): (string | number)[][] {
   if (r.bidiPayerMsP50 === undefined) return [];
   return [
-    ['  bidiPayerMsP50', r.bidiPayerMsP50, 'verify acceptance, sign + fsync next proposal'],
+    ['  bidiPayerMsP50', r.bidiPayerMsP50, 'verify acceptance, send the prepared next proposal'],
     ['  bidiHopOutMsP50', r.bidiHopOutMsP50!, 'payer → broker → payee'],
     ['  bidiPayeeMsP50', r.bidiPayeeMsP50!, 'verify, sign + fsync acceptance'],
     ['  bidiHopBackMsP50', r.bidiHopBackMsP50!, 'payee → broker → payer'],
