@@ -96,9 +96,10 @@ export class Intermediary {
       else if (removed[0] && ctx.attachment && 'settle' in ctx.attachment) this.#settleSide(ctx, removed[0], ctx.attachment.settle);
       // Without evidence the proposal stays held: the device resends it with the evidence.
     } catch (err) {
-      if (!(err instanceof ProtocolError)) throw err;
-      this.#o.logger.warn({ channel: ctx.channel.id, code: err.code, reason: err.message }, 'virtual-channel request refused');
-      this.#agent!.release(ctx.channel.id, ctx.proposed.version, false, reasonOf(err));
+      // Whatever a device sent, the gateway refuses it and carries on.
+      const known = err instanceof ProtocolError;
+      this.#o.logger[known ? 'warn' : 'error']({ channel: ctx.channel.id, err: String(err) }, 'virtual-channel request refused');
+      this.#agent!.release(ctx.channel.id, ctx.proposed.version, false, known ? reasonOf(err) : RejectReason.InvalidTerms);
     }
   }
 
