@@ -1,6 +1,5 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { UpdateRejectedError } from '../src/errors.ts';
 import { ChannelKind, type Bytes32 } from '../src/model/types.ts';
 import { type MemoryFaults, MemoryNetwork } from '../src/transport/memory.ts';
 import { CHAIN, makeParty, type Party, tempDir, until } from '../test/helpers/agents.ts';
@@ -88,7 +87,6 @@ describe('virtual channels through a gateway', () => {
     await expect(opened).rejects.toThrow();
     expect(await until(() => !a.agent.channel(la).staged)).toBe(true);
     expect(balancesOf(a, la)).toEqual([100n, 100n]);
-    void UpdateRejectedError;
   });
 
   it('gateway neutrality: whatever A and B sign, G gets back what it locked (faults included)', async () => {

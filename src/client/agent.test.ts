@@ -1,9 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { FinalStateError, InsufficientFundsError, NegativeBalanceError, OpenRejectedError, UpdateRejectedError } from '../errors.ts';
+import { FinalStateError, NegativeBalanceError, OpenRejectedError, UpdateRejectedError } from '../errors.ts';
 import { MemoryNetwork } from '../transport/memory.ts';
 import { encodeMessage } from '../wire/codec.ts';
 import { MessageType } from '../wire/messages.ts';
 import { aliasOf } from '../channel/record.ts';
+import { ChannelStore } from '../store/store.ts';
 import { Agent } from './agent.ts';
 import { CHAIN, FAST, makeParty, type Party, tempDir, until } from '../../test/helpers/agents.ts';
 
@@ -48,7 +49,6 @@ describe('Agent', () => {
     const ch = await a.agent.open(b.signer.address, { balances: [[10n, 0n]] });
     await expect(a.agent.pay(ch.id, 11n)).rejects.toBeInstanceOf(NegativeBalanceError);
     expect(a.agent.channel(ch.id).current.state.version).toBe(0n);
-    void InsufficientFundsError;
   });
 
   it('the peer refuses an update that takes its money, by default policy', async () => {
@@ -113,8 +113,6 @@ describe('Agent', () => {
       sig: new Uint8Array(65),
     });
     await attacker.send(b.signer.address, forged);
-    const aTransport = network.endpoint('0x00000000000000000000000000000000000000bb');
-    void aTransport;
     await network.idle();
     expect(b.agent.channel(ch.id).current.state.version).toBe(0n);
     expect(rejected).toEqual(expect.arrayContaining(['WIRE_MALFORMED', 'WIRE_TOO_LARGE', 'WRONG_PEER']));
@@ -162,10 +160,7 @@ describe('Agent', () => {
     network.disconnect(b.signer.address);
     // A pays while B is away: the proposal waits and is retransmitted.
     const pending = a.agent.pay(ch.id, 1n);
-    const { ChannelStore } = await import('../store/store.ts');
     const store = new ChannelStore(b.path, { durability: 'normal' });
-    const transport = (await import('../transport/memory.ts')).MemoryTransport;
-    void transport;
     network.detach(b.signer.address);
     const b2 = new Agent({ signer: b.signer, transport: network.endpoint(b.signer.address), store, chain: CHAIN, timing: FAST });
     b2.start();

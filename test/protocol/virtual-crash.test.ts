@@ -64,13 +64,11 @@ describe('stream payee crash', () => {
             watch(agent, store);
             return { agent, store };
           };
-          let restarted = 0;
           const restartB = (): void => {
             b.stop();
             bStore.close();
             network.detach(bs.address);
             ({ agent: b, store: bStore } = bootB());
-            restarted++;
           };
           let { agent: b, store: bStore } = bootB();
           try {
@@ -93,7 +91,6 @@ describe('stream payee crash', () => {
             network.setFaults({});
             await a.settleVirtual(vc.id).catch(() => undefined); // the payee may die mid-way: checked below
             expect(await until(() => !bStore.crashed && b.isSettled(vc.id) && a.isSettled(vc.id), 15_000)).toBe(true);
-            void restarted;
             // The payee gets everything the payer signed, whatever it missed in transit.
             expect(b.channel(lb.id).current.state.outcome.balances[0]![b.channel(lb.id).idx]).toBe(100n + paid);
             expect(a.channel(la.id).current.state.outcome.balances[0]![a.channel(la.id).idx]).toBe(100n - paid);
