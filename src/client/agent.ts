@@ -675,7 +675,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.#byAlias.has(aliasKey(aliasOf(record.id)))) return reply(RejectReason.InvalidTerms);
     this.#o.store.atomically(() => {
       this.#o.store.saveChannel(record);
-      this.#o.store.saveAcceptedOpen({ shareA, shareB: toHex(accept.shareB), channelId: record.id });
+      this.#o.store.saveAcceptedOpen({ shareA, channelId: record.id });
     });
     const rt = this.#track(record);
     this.#send(from, accept);

@@ -17,7 +17,6 @@ export interface StoreOptions {
 /** A proposal this side accepted: kept so a repeated proposal gets the same answer. */
 export interface AcceptedOpen {
   shareA: string;
-  shareB: string;
   channelId: Bytes32;
 }
 
@@ -41,7 +40,6 @@ CREATE TABLE IF NOT EXISTS virtual_channels (
 ) STRICT;
 CREATE TABLE IF NOT EXISTS accepted_opens (
   share_a TEXT PRIMARY KEY,
-  share_b TEXT NOT NULL,
   channel_id TEXT NOT NULL
 ) STRICT;
 `;
@@ -74,8 +72,8 @@ export class ChannelStore {
     this.#put = this.#db.prepare('INSERT OR REPLACE INTO channels (id, peer, record) VALUES (?, ?, ?)');
     this.#putPending = this.#db.prepare('INSERT OR REPLACE INTO pending_opens (share, proposal) VALUES (?, ?)');
     this.#deletePending = this.#db.prepare('DELETE FROM pending_opens WHERE share = ?');
-    this.#putAccepted = this.#db.prepare('INSERT OR REPLACE INTO accepted_opens (share_a, share_b, channel_id) VALUES (?, ?, ?)');
-    this.#getAccepted = this.#db.prepare('SELECT share_a AS shareA, share_b AS shareB, channel_id AS channelId FROM accepted_opens WHERE share_a = ?');
+    this.#putAccepted = this.#db.prepare('INSERT OR REPLACE INTO accepted_opens (share_a, channel_id) VALUES (?, ?)');
+    this.#getAccepted = this.#db.prepare('SELECT share_a AS shareA, channel_id AS channelId FROM accepted_opens WHERE share_a = ?');
   }
 
   /** Runs `fn` as one transaction: all its writes land together or none does. */
@@ -126,7 +124,7 @@ export class ChannelStore {
   }
 
   saveAcceptedOpen(a: AcceptedOpen): void {
-    this.#putAccepted.run(a.shareA, a.shareB, a.channelId);
+    this.#putAccepted.run(a.shareA, a.channelId);
   }
 
   acceptedOpen(shareA: string): AcceptedOpen | undefined {
