@@ -1,6 +1,6 @@
 import { domainSeparator, outcomeHash, stateDigest } from '../model/hash.ts';
 import type { Address, Bytes32, Params, Signature, SignedState, State } from '../model/types.ts';
-import type { StateBody, VirtualFinal, VirtualTerms } from '../wire/messages.ts';
+import { MessageType, type StateBody, type Update, type VirtualFinal, type VirtualTerms } from '../wire/messages.ts';
 
 /**
  * Everything a party keeps about one channel, and all a dispute needs: the latest state
@@ -74,6 +74,12 @@ export function stateFromBody(rec: ChannelRecord, body: StateBody): State {
 
 export function bodyOf(state: State): StateBody {
   return { version: state.version, balances: state.outcome.balances, locked: state.outcome.locked, isFinal: state.isFinal };
+}
+
+/** This side's staged proposal as the Update that carries it. */
+export function stagedMessage(rec: ChannelRecord): Update {
+  const staged = rec.staged!;
+  return { type: MessageType.Update, alias: aliasOf(rec.id), ...bodyOf(staged.state), sig: staged.sig };
 }
 
 export function isFullySigned(s: SignedState): s is { state: State; sigs: readonly [Signature, Signature] } {

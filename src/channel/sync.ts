@@ -4,7 +4,7 @@ import { InvalidSignatureError } from '../errors.ts';
 import { assertConserved, assertWellFormed } from '../model/allocation.ts';
 import type { SignedState } from '../model/types.ts';
 import { MessageType, type Sync, type Update } from '../wire/messages.ts';
-import { aliasOf, bodyOf, type ChannelRecord, digestOf, isFullySigned, sameState, stateFromBody } from './record.ts';
+import { aliasOf, bodyOf, type ChannelRecord, digestOf, isFullySigned, sameState, stagedMessage, stateFromBody } from './record.ts';
 
 // Resynchronisation after a reconnect or a restart: each side offers its latest fully
 // signed state and its own proposal in flight. The newest fully signed state wins; the
@@ -75,7 +75,7 @@ export function receiveSync(rec: ChannelRecord, signer: Signer, msg: Sync): Sync
     result.peerProposal = { type: MessageType.Update, alias: msg.alias, ...msg.staged };
   }
   if (r.staged && msg.current.version < r.staged.state.version && result.replies.length === 0) {
-    result.replies.push({ type: MessageType.Update, alias: aliasOf(r.id), ...bodyOf(r.staged.state), sig: r.staged.sig });
+    result.replies.push(stagedMessage(r));
   }
   return result;
 }

@@ -26,7 +26,7 @@ import {
   type UpdateAccept,
   type UpdateReject,
 } from '../wire/messages.ts';
-import { aliasOf, bodyOf, type ChannelRecord, digestOf, isFullySigned, sameState, stateFromBody, withSig } from './record.ts';
+import { aliasOf, type ChannelRecord, digestOf, isFullySigned, sameState, stagedMessage, stateFromBody, withSig } from './record.ts';
 
 // The update protocol of a two-party channel as pure functions: each takes a record and
 // a message, and returns the new record (to persist before anything is sent) and what to
@@ -60,11 +60,8 @@ export function propose(rec: ChannelRecord, signer: Signer, body: Omit<StateBody
 
 function stage(rec: ChannelRecord, signer: Signer, state: State): Proposal {
   const sig = signer.sign(digestOf(rec, state));
-  return {
-    record: { ...rec, staged: { state, sig }, highestSigned: state.version },
-    message: { type: MessageType.Update, alias: aliasOf(rec.id), ...bodyOf(state), sig },
-    state,
-  };
+  const record = { ...rec, staged: { state, sig }, highestSigned: state.version };
+  return { record, message: stagedMessage(record), state };
 }
 
 /**
@@ -80,12 +77,6 @@ export function prepare(rec: ChannelRecord, signer: Signer, body: Omit<StateBody
   assertWellFormed(state.outcome);
   assertConserved(base.state.outcome, state.outcome);
   return { ...rec, prepared: { state, sig: signer.sign(digestOf(rec, state)) }, highestSigned: state.version };
-}
-
-/** The prepared proposal, now staged, as the Update to send. */
-export function stagedMessage(rec: ChannelRecord): Update {
-  const staged = rec.staged!;
-  return { type: MessageType.Update, alias: aliasOf(rec.id), ...bodyOf(staged.state), sig: staged.sig };
 }
 
 export type UpdateResult =

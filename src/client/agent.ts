@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { acceptOpen, completeOpen, openAcceptOf, type PendingOpen, proposeOpen } from '../channel/open.ts';
-import { aliasKey, aliasOf, type Attachment, bodyOf, type ChannelRecord, stateFromBody } from '../channel/record.ts';
+import { aliasKey, aliasOf, type Attachment, type ChannelRecord, stagedMessage, stateFromBody } from '../channel/record.ts';
 import { lockBody, receiveVoucher, signVoucher, streamFinalBody, unlockBody } from '../channel/virtual.ts';
 import { makeSync, receiveSync } from '../channel/sync.ts';
-import { checkProposal, prepare, propose, reasonOf, receiveAccept, stagedMessage, receiveReject, receiveUpdate } from '../channel/update.ts';
+import { checkProposal, prepare, propose, reasonOf, receiveAccept, receiveReject, receiveUpdate } from '../channel/update.ts';
 import type { Signer } from '../crypto/keys.ts';
 import {
   AliasCollisionError,
@@ -130,12 +130,6 @@ export interface AgentEvents {
 /** Accepts an update unless it lowers one of this side's balances. */
 const receiveOnly = ({ channel, current, proposed }: UpdateContext): boolean =>
   proposed.outcome.balances.every((pair, i) => pair[channel.idx] >= current.outcome.balances[i]![channel.idx]);
-
-/** The proposal this side has staged, as an Update message. */
-function stagedUpdate(rec: ChannelRecord): Update {
-  const staged = rec.staged!;
-  return { type: MessageType.Update, alias: aliasOf(rec.id), ...bodyOf(staged.state), sig: staged.sig };
-}
 
 /** A parent update that funds or releases a virtual channel travels with its evidence. */
 function withAttachment(update: Update, attachment?: Attachment): Update | FundRequest | SettleRequest {
@@ -607,7 +601,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         if (sync) this.#send(rt.rec.peer, sync);
         const staged = rt.rec.staged;
         // The peer needs the evidence with the proposal; a Sync carries only the proposal.
-        if (staged?.attachment) this.#send(rt.rec.peer, withAttachment(stagedUpdate(rt.rec), staged.attachment));
+        if (staged?.attachment) this.#send(rt.rec.peer, withAttachment(stagedMessage(rt.rec), staged.attachment));
       }
       this.#armRetransmit(rt);
     }, rt.backoff);

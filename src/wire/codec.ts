@@ -8,7 +8,7 @@ import {
   UnsupportedVersionError,
 } from '../errors.ts';
 import { fromHex } from '../model/hash.ts';
-import { type Address, ChannelKind, type SubAlloc } from '../model/types.ts';
+import { ChannelKind, type SubAlloc } from '../model/types.ts';
 import {
   type Balances,
   MAX_MESSAGE_BYTES,
@@ -97,10 +97,6 @@ const reasons = Object.values(RejectReason);
 const kinds = Object.values(ChannelKind);
 const sig = (v: unknown, path: string): Uint8Array => bytes(v, path, 65);
 const alias = (v: unknown): Uint8Array => bytes(v, 'alias', 8);
-const addressPair = (v: unknown, path: string): readonly [Address, Address] => {
-  const [a, b] = array(v, path, 2, 2).map((p, i) => address(p, `${path}[${i}]`));
-  return [a!, b!];
-};
 /** [alias, version, balances, locked, isFinal, sig]: an Update's fields, which fund and settle requests extend. */
 const updateFields = (f: unknown[]) => ({ alias: alias(f[0]), ...stateBody(f.slice(1, 5), 'update'), sig: sig(f[5], 'sig') });
 
