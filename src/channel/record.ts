@@ -22,10 +22,11 @@ export interface ChannelRecord {
   /** This party's own proposal in flight, signed by it alone, with what travels beside it. */
   staged: { state: State; sig: Signature; attachment?: Attachment } | null;
   /**
-   * The next proposal, signed and stored while `staged` waits for the peer; it goes out
-   * only once `staged` is accepted, and is dropped if `staged` is not.
+   * The next proposal, signed and stored while `staged` waits for the peer. It goes out
+   * when an acceptance of `staged` arrives (`sent`), before that acceptance is verified;
+   * from then on the peer's answer to it settles both (see update.ts).
    */
-  prepared?: { state: State; sig: Signature } | null;
+  prepared?: { state: State; sig: Signature; sent?: boolean } | null;
   /** Never sign a different state at or below this version (-1: nothing signed yet). */
   highestSigned: bigint;
   /** Both nonce shares, so a lost open message can be answered again. */
@@ -76,10 +77,19 @@ export function bodyOf(state: State): StateBody {
   return { version: state.version, balances: state.outcome.balances, locked: state.outcome.locked, isFinal: state.isFinal };
 }
 
+/** One of this side's proposals as the Update that carries it. */
+export function proposalMessage(rec: ChannelRecord, proposal: { state: State; sig: Signature }): Update {
+  return { type: MessageType.Update, alias: aliasOf(rec.id), ...bodyOf(proposal.state), sig: proposal.sig };
+}
+
 /** This side's staged proposal as the Update that carries it. */
 export function stagedMessage(rec: ChannelRecord): Update {
-  const staged = rec.staged!;
-  return { type: MessageType.Update, alias: aliasOf(rec.id), ...bodyOf(staged.state), sig: staged.sig };
+  return proposalMessage(rec, rec.staged!);
+}
+
+/** This side's latest proposal the peer may hold: the prepared one once sent, else the staged one. */
+export function latestProposal(rec: ChannelRecord): { state: State; sig: Signature } | null {
+  return rec.prepared?.sent ? rec.prepared : rec.staged;
 }
 
 export function isFullySigned(s: SignedState): s is { state: State; sigs: readonly [Signature, Signature] } {

@@ -4,7 +4,7 @@ import { InvalidSignatureError } from '../errors.ts';
 import { assertConserved, assertWellFormed } from '../model/allocation.ts';
 import type { SignedState } from '../model/types.ts';
 import { MessageType, type Sync, type Update } from '../wire/messages.ts';
-import { aliasOf, bodyOf, type ChannelRecord, digestOf, isFullySigned, sameState, stagedMessage, stateFromBody } from './record.ts';
+import { aliasOf, bodyOf, type ChannelRecord, digestOf, isFullySigned, latestProposal, proposalMessage, sameState, stateFromBody } from './record.ts';
 
 // Resynchronisation after a reconnect or a restart: each side offers its latest fully
 // signed state and its own proposal in flight. The newest fully signed state wins; the
@@ -14,11 +14,12 @@ import { aliasOf, bodyOf, type ChannelRecord, digestOf, isFullySigned, sameState
 export function makeSync(rec: ChannelRecord): Sync | null {
   const cur = rec.current;
   if (!isFullySigned(cur)) return null;
+  const latest = latestProposal(rec);
   return {
     type: MessageType.Sync,
     alias: aliasOf(rec.id),
     current: { ...bodyOf(cur.state), sigs: cur.sigs },
-    staged: rec.staged ? { ...bodyOf(rec.staged.state), sig: rec.staged.sig } : null,
+    staged: latest ? { ...bodyOf(latest.state), sig: latest.sig } : null,
   };
 }
 
@@ -27,8 +28,11 @@ export interface SyncResult {
   record: ChannelRecord | null;
   /** The peer's newer state that this side adopted. */
   adopted: SignedState | null;
-  /** What became of this side's staged proposal if the adopted state settled it. */
-  staged: 'completed' | 'superseded' | null;
+  /**
+   * What became of this side's staged proposal if the adopted state settled it:
+   * 'bothCompleted' when the adopted state is the sent prepared proposal built on it.
+   */
+  staged: 'completed' | 'bothCompleted' | 'superseded' | null;
   /** Sync or Update messages to send back. */
   replies: (Sync | Update)[];
   /** The peer's own proposal, to be handled as an incoming Update. */
@@ -51,17 +55,26 @@ export function receiveSync(rec: ChannelRecord, signer: Signer, msg: Sync): Sync
     assertWellFormed(theirs.outcome);
     assertConserved(rec.current.state.outcome, theirs.outcome);
     const adopted: SignedState = { state: theirs, sigs: msg.current.sigs };
+    // A prepared proposal not yet sent was built on what the adopted state replaces: dropped.
+    const sent = rec.prepared?.sent ? rec.prepared : null;
     let staged = rec.staged;
+    let prepared = sent;
     if (staged && staged.state.version <= theirs.version) {
-      result.staged = sameState(staged.state, theirs) ? 'completed' : 'superseded';
-      staged = null;
+      if (sent && sent.state.version <= theirs.version) {
+        result.staged = sameState(sent.state, theirs) ? 'bothCompleted' : 'superseded';
+        staged = null;
+      } else {
+        result.staged = sameState(staged.state, theirs) ? 'completed' : 'superseded';
+        // The sent prepared proposal is still out: it becomes the staged one.
+        staged = sent && { state: sent.state, sig: sent.sig };
+      }
+      prepared = null;
     }
     r = {
       ...rec,
       current: adopted,
       staged,
-      // A prepared proposal was built on the staged one; the newer state replaces both.
-      prepared: null,
+      prepared,
       phase: theirs.isFinal ? 'final' : 'open',
       highestSigned: rec.highestSigned > theirs.version ? rec.highestSigned : theirs.version,
     };
@@ -74,8 +87,9 @@ export function receiveSync(rec: ChannelRecord, signer: Signer, msg: Sync): Sync
   if (msg.staged && msg.staged.version >= r.current.state.version) {
     result.peerProposal = { type: MessageType.Update, alias: msg.alias, ...msg.staged };
   }
-  if (r.staged && msg.current.version < r.staged.state.version && result.replies.length === 0) {
-    result.replies.push(stagedMessage(r));
+  const latest = latestProposal(r);
+  if (latest && msg.current.version < latest.state.version && result.replies.length === 0) {
+    result.replies.push(proposalMessage(r, latest));
   }
   return result;
 }

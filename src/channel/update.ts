@@ -26,7 +26,7 @@ import {
   type UpdateAccept,
   type UpdateReject,
 } from '../wire/messages.ts';
-import { aliasOf, type ChannelRecord, digestOf, isFullySigned, sameState, stagedMessage, stateFromBody, withSig } from './record.ts';
+import { aliasOf, type ChannelRecord, digestOf, isFullySigned, proposalMessage, sameState, stagedMessage, stateFromBody, withSig } from './record.ts';
 
 // The update protocol of a two-party channel as pure functions: each takes a record and
 // a message, and returns the new record (to persist before anything is sent) and what to
@@ -129,20 +129,42 @@ export function receiveUpdate(rec: ChannelRecord, signer: Signer, msg: StateBody
   };
 }
 
-/** The peer's signature on this side's staged proposal (or on version 0 while opening). */
-export function receiveAccept(rec: ChannelRecord, msg: UpdateAccept): { record: ChannelRecord; state: SignedState } | null {
+/**
+ * An acceptance of the staged proposal has arrived: the prepared one may go out now,
+ * before that acceptance is verified, so that the peer works on it while this side
+ * verifies. It is already signed and durably stored, and it never goes back: from now on
+ * the peer's answer to it settles both proposals (see receiveAccept and receiveReject).
+ */
+export function releasePrepared(rec: ChannelRecord, msg: UpdateAccept): { record: ChannelRecord; message: Update } | null {
+  const { staged, prepared } = rec;
+  if (!staged || !prepared || prepared.sent || staged.state.version !== msg.version) return null;
+  return { record: { ...rec, prepared: { ...prepared, sent: true } }, message: proposalMessage(rec, prepared) };
+}
+
+export interface AcceptResult {
+  record: ChannelRecord;
+  state: SignedState;
+  /** 'staged': the staged proposal; 'both': a sent prepared one, which settles the staged one too. */
+  completed: 'staged' | 'both';
+}
+
+/** The peer's signature on one of this side's proposals (or on version 0 while opening). */
+export function receiveAccept(rec: ChannelRecord, msg: UpdateAccept): AcceptResult | null {
   const peerIdx = rec.idx === 0 ? 1 : 0;
-  const target =
-    rec.staged && rec.staged.state.version === msg.version
-      ? { state: rec.staged.state, sigs: withSig([null, null], rec.idx, rec.staged.sig) }
-      : rec.phase === 'opening' && msg.version === rec.current.state.version
-        ? rec.current
-        : null;
+  const sentPrepared = rec.prepared?.sent && rec.prepared.state.version === msg.version ? rec.prepared : null;
+  const own = rec.staged && rec.staged.state.version === msg.version ? rec.staged : sentPrepared;
+  const target = own
+    ? { state: own.state, sigs: withSig([null, null], rec.idx, own.sig) }
+    : rec.phase === 'opening' && msg.version === rec.current.state.version
+      ? rec.current
+      : null;
   if (!target) return null; // late or repeated: nothing to do
   if (!verifyDigest(msg.sig, digestOf(rec, target.state), rec.peerKey)) throw new InvalidSignatureError('acceptance not signed by the peer');
   const state: SignedState = { state: target.state, sigs: withSig(target.sigs, peerIdx, msg.sig) };
-  const next = rec.prepared ?? null;
-  return { record: { ...rec, current: state, staged: next, prepared: null, phase: state.state.isFinal ? 'final' : 'open' }, state };
+  const phase = state.state.isFinal ? 'final' : 'open';
+  if (sentPrepared) return { record: { ...rec, current: state, staged: null, prepared: null, phase }, state, completed: 'both' };
+  const next = rec.prepared ? { state: rec.prepared.state, sig: rec.prepared.sig } : null;
+  return { record: { ...rec, current: state, staged: next, prepared: null, phase }, state, completed: 'staged' };
 }
 
 export type RejectResult =
@@ -151,13 +173,16 @@ export type RejectResult =
   | null;
 
 /**
- * The peer refused this side's staged proposal. On a conflict or a stale version,
+ * The peer refused this side's staged proposal (or the prepared one sent after it, which
+ * was built on it: the staged one is then treated as refused too). On a conflict or a stale version,
  * participant 0 wins the tie: it re-proposes the same change at a fresh version, which
  * the peer has never signed; participant 1 drops its proposal and its caller retries
  * later. Nobody ever signs two different states with one version.
  */
 export function receiveReject(rec: ChannelRecord, signer: Signer, msg: UpdateReject): RejectResult {
-  if (!rec.staged || rec.staged.state.version !== msg.version) return null;
+  // Once the prepared proposal is out, the peer's answer to it decides for both.
+  const answered = rec.prepared?.sent ? rec.prepared : rec.staged;
+  if (!rec.staged || answered?.state.version !== msg.version) return null;
   const crossed = msg.reason === RejectReason.Conflict || msg.reason === RejectReason.StaleVersion;
   if (crossed && rec.idx === 0) {
     const state = { ...rec.staged.state, version: rec.highestSigned + 1n };

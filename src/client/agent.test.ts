@@ -1,10 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { FinalStateError, NegativeBalanceError, OpenRejectedError, UpdateRejectedError } from '../errors.ts';
 import { MemoryNetwork } from '../transport/memory.ts';
-import { encodeMessage } from '../wire/codec.ts';
+import { decodeMessage, encodeMessage } from '../wire/codec.ts';
 import { MessageType } from '../wire/messages.ts';
 import { aliasOf } from '../channel/record.ts';
 import { ChannelStore } from '../store/store.ts';
+import { Signer } from '../crypto/keys.ts';
 import { Agent } from './agent.ts';
 import { CHAIN, FAST, makeParty, type Party, tempDir, until } from '../../test/helpers/agents.ts';
 
@@ -145,6 +146,35 @@ describe('Agent', () => {
     const isStaged = cur.version === staged.state.version && cur.outcome.balances[0]![1] === staged.state.outcome.balances[0]![1];
     expect(cur.version === 0n || isStaged).toBe(true);
     expect(refused).toBeGreaterThan(original.length);
+  });
+
+  it('queued payments: the next proposal leaves before the acceptance is checked; a forged one changes nothing, each payment lands once', async () => {
+    // Every message takes 5 ms: A has prepared its second payment when the first is
+    // answered. No retransmission meanwhile, so that only the acceptances can settle them.
+    const network = new MemoryNetwork({ faults: { delayMs: 5 } });
+    const dir = tempDir();
+    const timing = { ...FAST, retransmitMs: 2000 };
+    const [a, b] = [makeParty(network, dir, 'a', { timing }), makeParty(network, dir, 'b', { timing })];
+    parties.push(a, b);
+    const ch = await a.agent.open(b.signer.address, { balances: [[100n, 100n]] });
+    await until(() => b.agent.channels()[0]?.phase === 'open');
+    // B's acceptance of version 1 arrives with someone else's signature.
+    const send = b.transport.send.bind(b.transport);
+    b.transport.send = async (to, frame) => {
+      const m = decodeMessage(frame);
+      if (m.type !== MessageType.UpdateAccept || m.version !== 1n) return send(to, frame);
+      return send(to, encodeMessage({ ...m, sig: Signer.random().sign(new Uint8Array(32).fill(1)) }));
+    };
+    const refused: string[] = [];
+    a.agent.on('rejected', (e) => refused.push(e.error.code));
+    const [first, second] = await Promise.all([a.agent.pay(ch.id, 10n), a.agent.pay(ch.id, 5n)]);
+    expect(refused).toContain('INVALID_SIGNATURE');
+    // B's acceptance of version 2 settles both.
+    expect(first.state.version).toBe(2n);
+    expect(second.state.version).toBe(2n);
+    for (const p of [a, b]) expect(p.agent.channel(ch.id).current.state.outcome.balances).toEqual([[85n, 115n]]);
+    await a.agent.pay(ch.id, 1n);
+    expect(b.agent.channel(ch.id).current.state.outcome.balances).toEqual([[84n, 116n]]);
   });
 
   it('a restarted agent resumes its channels from the store and resynchronises', async () => {

@@ -3,7 +3,7 @@ import { acceptOpen, completeOpen, openAcceptOf, type PendingOpen, proposeOpen }
 import { aliasKey, aliasOf, type Attachment, type ChannelRecord, stagedMessage, stateFromBody } from '../channel/record.ts';
 import { lockBody, receiveVoucher, signVoucher, streamFinalBody, unlockBody } from '../channel/virtual.ts';
 import { makeSync, receiveSync } from '../channel/sync.ts';
-import { checkProposal, prepare, propose, reasonOf, receiveAccept, receiveReject, receiveUpdate } from '../channel/update.ts';
+import { type AcceptResult, checkProposal, prepare, propose, reasonOf, receiveAccept, receiveReject, receiveUpdate, releasePrepared } from '../channel/update.ts';
 import type { Signer } from '../crypto/keys.ts';
 import {
   AliasCollisionError,
@@ -190,6 +190,8 @@ interface Runtime {
   durableVoucher: bigint;
   /** The request whose proposal is prepared behind the one in flight. */
   preparedOp: Op | null;
+  /** Set while an acceptance waits to be verified after the prepared proposal went out. */
+  verifying: Promise<void> | null;
 }
 
 interface OpenWaiter {
@@ -451,10 +453,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (direction === 'out') {
       const op = rt.inflight;
       rt.inflight = null;
-      if (op) {
-        clearTimeout(op.deadline);
-        this.#notify(() => op.resolve(state));
-      }
+      if (op) this.#resolve(op, state);
     } else if (rt.paused) {
       this.#resume(rt);
     }
@@ -548,6 +547,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (channel.virtual) this.#fund(rt);
   }
 
+  #resolve(op: Op, state: SignedState): void {
+    clearTimeout(op.deadline);
+    this.#notify(() => op.resolve(state));
+  }
+
   #fail(op: Op, err: unknown): void {
     clearTimeout(op.deadline);
     op.reject(err);
@@ -557,7 +561,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (rt.inflight === op) rt.inflight = null;
     if (rt.preparedOp === op) {
       rt.preparedOp = null;
-      this.#commit(rt, { ...rt.rec, prepared: null }, false);
+      // Once sent, it stays like a staged one: the peer may still sign it.
+      if (!rt.rec.prepared?.sent) this.#commit(rt, { ...rt.rec, prepared: null }, false);
     }
     rt.queue = rt.queue.filter((o) => o !== op);
     // A staged proposal stays: the peer may still sign it, so it is retransmitted until settled.
@@ -734,25 +739,28 @@ export class Agent extends EventEmitter<AgentEvents> {
         return this.#onOpenAccept(from, msg);
       case MessageType.OpenReject:
         return this.#onOpenReject(from, msg);
+    }
+    const rt = this.#fromPeer(from, msg.alias);
+    // Messages of a channel are handled in the order they came, an acceptance checked late included.
+    while (rt.verifying) await rt.verifying;
+    switch (msg.type) {
       case MessageType.Update:
-        return this.#onUpdate(this.#fromPeer(from, msg.alias), msg);
+        return this.#onUpdate(rt, msg);
       case MessageType.UpdateAccept:
-        return this.#onAccept(this.#fromPeer(from, msg.alias), msg);
+        return this.#onAccept(rt, msg);
       case MessageType.UpdateReject:
-        return this.#onReject(this.#fromPeer(from, msg.alias), msg);
+        return this.#onReject(rt, msg);
       case MessageType.Sync:
-        return this.#onSync(this.#fromPeer(from, msg.alias), msg);
+        return this.#onSync(rt, msg);
       case MessageType.FundRequest:
-        return this.#onUpdate(this.#fromPeer(from, msg.alias), { ...msg, type: MessageType.Update }, { fund: msg.vc });
+        return this.#onUpdate(rt, { ...msg, type: MessageType.Update }, { fund: msg.vc });
       case MessageType.SettleRequest:
-        return this.#onUpdate(this.#fromPeer(from, msg.alias), { ...msg, type: MessageType.Update }, { settle: msg.vc });
+        return this.#onUpdate(rt, { ...msg, type: MessageType.Update }, { settle: msg.vc });
       case MessageType.Voucher:
-        return this.#onVoucher(this.#fromPeer(from, msg.alias), msg);
-      case MessageType.CloseRequest: {
-        const rt = this.#fromPeer(from, msg.alias);
+        return this.#onVoucher(rt, msg);
+      case MessageType.CloseRequest:
         if (rt.rec.params.kind === ChannelKind.Stream && rt.rec.idx === 0 && rt.rec.phase === 'open') await this.settleVirtual(rt.rec.id);
         return;
-      }
     }
   }
 
@@ -832,25 +840,53 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
   }
 
-  #onAccept(rt: Runtime, msg: UpdateAccept): void {
+  async #onAccept(rt: Runtime, msg: UpdateAccept): Promise<void> {
+    const released = releasePrepared(rt.rec, msg);
+    if (released) {
+      // The prepared proposal leaves first; the acceptance is verified on the next turn,
+      // once the transport has written it (mqtt.js writes on the next tick), while the
+      // peer already works on it. Meanwhile this channel's messages wait (see #dispatch).
+      this.#keep(rt, released.record);
+      this.#send(rt.rec.peer, released.message);
+      rt.verifying = new Promise<void>((next) => setImmediate(next));
+      await rt.verifying;
+      rt.verifying = null;
+      if (this.#stopped) return;
+    }
+    this.#acceptOwn(rt, msg);
+  }
+
+  #acceptOwn(rt: Runtime, msg: UpdateAccept): void {
     const wasOpening = rt.rec.phase === 'opening';
+    const nextWasSent = !!rt.rec.prepared?.sent;
     const result = receiveAccept(rt.rec, msg);
     if (!result) return;
     // A promoted prepared proposal was stored durably when it was signed.
     this.#commit(rt, result.record, wasOpening || reliesOn(rt.rec, result.state.state));
     this.#clearRetransmit(rt);
-    if (wasOpening) {
-      this.#opened(rt);
-    } else {
-      this.#settle(rt, result.state, 'out');
-    }
-    if (rt.rec.staged) {
-      rt.inflight = rt.preparedOp;
-      rt.preparedOp = null;
-      this.#send(rt.rec.peer, stagedMessage(rt.rec));
-      this.#armRetransmit(rt);
-    }
+    if (wasOpening) this.#opened(rt);
+    else this.#completeOwn(rt, result.state, result.completed);
+    if (rt.rec.staged && !nextWasSent) this.#send(rt.rec.peer, stagedMessage(rt.rec));
+    if (rt.rec.staged) this.#armRetransmit(rt);
     this.#pump(rt);
+  }
+
+  /**
+   * The peer signed this side's proposal: its request is done, and so is the prepared
+   * one's when that was what the peer signed ('both'). Otherwise the prepared proposal,
+   * now staged, carries its request.
+   */
+  #completeOwn(rt: Runtime, state: SignedState, completed: AcceptResult['completed']): void {
+    const prepared = rt.preparedOp;
+    rt.preparedOp = null;
+    this.#settle(rt, state, 'out');
+    if (completed === 'both') {
+      if (prepared) this.#resolve(prepared, state);
+    } else if (rt.rec.staged) {
+      rt.inflight = prepared;
+    } else if (prepared) {
+      rt.queue.unshift(prepared);
+    }
   }
 
   #onReject(rt: Runtime, msg: UpdateReject): void {
@@ -873,18 +909,22 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   async #onSync(rt: Runtime, msg: Sync): Promise<void> {
     const result = receiveSync(rt.rec, this.#o.signer, msg);
-    if (result.record && !result.record.prepared) this.#unprepare(rt);
     if (result.record) {
       const wasOpening = rt.rec.phase === 'opening';
       this.#commit(rt, result.record);
       if (wasOpening) this.#opened(rt);
     }
     if (result.adopted) {
-      if (result.staged === 'completed') this.#settle(rt, result.adopted, 'out');
-      else {
+      if (result.staged === 'completed' || result.staged === 'bothCompleted') {
+        this.#completeOwn(rt, result.adopted, result.staged === 'bothCompleted' ? 'both' : 'staged');
+      } else {
+        // Requests whose proposals are gone go back to the queue, in their order.
+        if (!rt.rec.prepared) this.#unprepare(rt);
         const op = rt.inflight;
-        rt.inflight = null;
-        if (op) this.#retryLater(rt, op, new UpdateConflictError('superseded by a newer state'));
+        if (result.staged === 'superseded' && op) {
+          rt.inflight = null;
+          this.#retryLater(rt, op, new UpdateConflictError('superseded by a newer state'));
+        }
         if (result.adopted.state.version > 0n) this.#settle(rt, result.adopted, 'in');
       }
       if (!rt.rec.staged) this.#clearRetransmit(rt);
@@ -910,6 +950,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       held: null,
       durableVoucher: rec.voucher?.cumulative ?? 0n,
       preparedOp: null,
+      verifying: null,
     };
     this.#channels.set(rec.id, rt);
     this.#byAlias.set(aliasKey(aliasOf(rec.id)), rt);

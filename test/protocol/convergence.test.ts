@@ -129,12 +129,17 @@ async function run(s: Scenario): Promise<void> {
   const channelId = id!;
 
   // Pay in small concurrent batches; failures are allowed (crash, timeouts), losses are not.
+  // A failed payment may still have landed (its proposal stayed out); a resolved one must have.
+  const paid = { a: { attempted: 0n, resolved: 0n }, b: { attempted: 0n, resolved: 0n } };
   for (let i = 0; i < s.payments.length; i += 3) {
     const batch = s.payments.slice(i, i + 3).map(async ({ fromA, amount }) => {
       const slot = fromA ? slots.a : slots.b;
       const wasAlive = !crashed(fromA ? 'a' : 'b');
+      const tally = paid[fromA ? 'a' : 'b'];
+      tally.attempted += amount;
       try {
         const st = await slot.agent.pay(channelId, amount);
+        tally.resolved += amount;
         if (wasAlive && slot === (fromA ? slots.a : slots.b) && !crashed(fromA ? 'a' : 'b') && st.state.version > slot.relied) slot.relied = st.state.version;
       } catch {
         // refused, timed out or died: fine, as long as nothing relied on is lost
@@ -172,6 +177,10 @@ async function run(s: Scenario): Promise<void> {
   expect(verifyDigest(ra.current.sigs[0]!, digest, ra.idx === 0 ? signers.a.publicKey : signers.b.publicKey)).toBe(true);
   expect(verifyDigest(ra.current.sigs[1]!, digest, ra.idx === 1 ? signers.a.publicKey : signers.b.publicKey)).toBe(true);
   expect(totals(ra.current.state.outcome)).toEqual([2n * INITIAL]);
+  // Each payment counted at most once: A's balance lies between what the tallies allow.
+  const aBalance = ra.current.state.outcome.balances[0]![ra.idx];
+  expect(aBalance >= INITIAL - paid.a.attempted + paid.b.resolved).toBe(true);
+  expect(aBalance <= INITIAL - paid.a.resolved + paid.b.attempted).toBe(true);
   for (const slot of [slots.a, slots.b]) {
     expect(slot.agent.channel(channelId).current.state.version >= slot.relied).toBe(true);
     for (const [version, sigs] of slot.sigsByVersion) {
