@@ -237,7 +237,7 @@ async function measureBidi(net: Net, vcId: Bytes32, o: VirtualBenchOptions, cloc
 
 /** Where the time of one bidirectional update goes (medians, ms). */
 interface BidiBreakdown {
-  /** Payer: verify the acceptance, store, then sign and durably store the next proposal. */
+  /** Payer: from an acceptance to the next proposal, which was signed and stored before and leaves unverified (see releasePrepared). */
   payerMs: number;
   /** Proposal: payer's send() to the payee's transport handler, through the broker. */
   hopOutMs: number;
@@ -324,7 +324,7 @@ async function measureAll(net: Net, o: VirtualBenchOptions): Promise<{ metrics: 
 function breakdownRows(r: Record<string, number>): (string | number)[][] {
   if (r.bidiPayerMsP50 === undefined) return [];
   return [
-    ['  bidiPayerMsP50', r.bidiPayerMsP50, 'verify acceptance, send the prepared next proposal'],
+    ['  bidiPayerMsP50', r.bidiPayerMsP50, 'send the prepared next proposal (then verify)'],
     ['  bidiHopOutMsP50', r.bidiHopOutMsP50!, 'payer → broker → payee'],
     ['  bidiPayeeMsP50', r.bidiPayeeMsP50!, 'verify, sign + fsync acceptance'],
     ['  bidiHopBackMsP50', r.bidiHopBackMsP50!, 'payee → broker → payer'],
