@@ -2,7 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FinalStateError, NegativeBalanceError, OpenRejectedError, UpdateRejectedError } from '../errors.ts';
 import { MemoryNetwork } from '../transport/memory.ts';
 import { decodeMessage, encodeMessage } from '../wire/codec.ts';
-import { MessageType } from '../wire/messages.ts';
+import { MessageType, RejectReason } from '../wire/messages.ts';
+import { makeSync } from '../channel/sync.ts';
 import { aliasOf } from '../channel/record.ts';
 import { ChannelStore } from '../store/store.ts';
 import { Signer } from '../crypto/keys.ts';
@@ -175,6 +176,25 @@ describe('Agent', () => {
     for (const p of [a, b]) expect(p.agent.channel(ch.id).current.state.outcome.balances).toEqual([[85n, 115n]]);
     await a.agent.pay(ch.id, 1n);
     expect(b.agent.channel(ch.id).current.state.outcome.balances).toEqual([[84n, 116n]]);
+  });
+
+  it('a payment the peer refused but then shows signed is done, never paid twice', async () => {
+    const { a, b, network } = pair();
+    // B opens, so A is participant 1: after a conflict A's request waits and is built again.
+    const ch = await b.agent.open(a.signer.address, { balances: [[100n, 100n]] });
+    await until(() => a.agent.channels()[0]?.phase === 'open');
+    // B signs A's proposal of version 1 but answers "conflict", then offers it in a resync.
+    const send = b.transport.send.bind(b.transport);
+    b.transport.send = async (to, frame) => {
+      const m = decodeMessage(frame);
+      if (m.type !== MessageType.UpdateAccept || m.version !== 1n) return send(to, frame);
+      await send(to, encodeMessage({ type: MessageType.UpdateReject, alias: m.alias, version: 1n, reason: RejectReason.Conflict }));
+      return send(to, encodeMessage(makeSync(b.agent.channel(ch.id))!));
+    };
+    const paid = await a.agent.pay(ch.id, 10n);
+    expect(paid.state.version).toBe(1n);
+    await network.idle();
+    for (const p of [a, b]) expect(p.agent.channel(ch.id).current.state.outcome.balances).toEqual([[110n, 90n]]);
   });
 
   it('a restarted agent resumes its channels from the store and resynchronises', async () => {

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { acceptOpen, completeOpen, openAcceptOf, type PendingOpen, proposeOpen } from '../channel/open.ts';
-import { aliasKey, aliasOf, type Attachment, type ChannelRecord, stagedMessage, stateFromBody } from '../channel/record.ts';
+import { aliasKey, aliasOf, type Attachment, type ChannelRecord, sameState, stagedMessage, stateFromBody } from '../channel/record.ts';
 import { lockBody, receiveVoucher, signVoucher, streamFinalBody, unlockBody } from '../channel/virtual.ts';
 import { makeSync, receiveSync } from '../channel/sync.ts';
 import { type AcceptResult, checkProposal, prepare, propose, reasonOf, receiveAccept, receiveReject, receiveUpdate, releasePrepared } from '../channel/update.ts';
@@ -172,6 +172,12 @@ interface Op {
   reject: (e: unknown) => void;
   deadline: NodeJS.Timeout;
   conflicts: number;
+  /**
+   * Every state this side sent the peer that carries this request's change. One may turn
+   * up fully signed after the request went back to the queue (a peer that refused it and
+   * signed it anyway): then it is done, and must not be applied again.
+   */
+  carriedBy: State[];
 }
 
 interface Runtime {
@@ -393,6 +399,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         resolve,
         reject,
         conflicts: 0,
+        carriedBy: [],
         deadline: setTimeout(() => this.#expire(rt, op), this.#timing.requestTimeoutMs),
       };
       rt.queue.push(op);
@@ -415,6 +422,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       const record = op.attachment ? { ...proposal.record, staged: { ...proposal.record.staged!, attachment: op.attachment } } : proposal.record;
       this.#commit(rt, record);
       rt.inflight = op;
+      op.carriedBy.push(proposal.state);
       this.#send(rt.rec.peer, withAttachment(proposal.message, op.attachment));
       this.#armRetransmit(rt);
     }
@@ -545,6 +553,15 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#log.info({ channel: channel.id, kind: channel.params.kind }, 'channel open');
     this.#notify(() => this.emit('opened', channel));
     if (channel.virtual) this.#fund(rt);
+  }
+
+  /** Queued requests that `state` already carries (see Op.carriedBy) are done. */
+  #landed(rt: Runtime, state: SignedState): void {
+    rt.queue = rt.queue.filter((op) => {
+      if (!op.carriedBy.some((s) => sameState(s, state.state))) return true;
+      this.#resolve(op, state);
+      return false;
+    });
   }
 
   #resolve(op: Op, state: SignedState): void {
@@ -848,6 +865,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       // peer already works on it. Meanwhile this channel's messages wait (see #dispatch).
       this.#keep(rt, released.record);
       this.#send(rt.rec.peer, released.message);
+      // Built on the staged proposal, it carries that request's change too.
+      for (const op of [rt.inflight, rt.preparedOp]) op?.carriedBy.push(released.record.prepared!.state);
       rt.verifying = new Promise<void>((next) => setImmediate(next));
       await rt.verifying;
       rt.verifying = null;
@@ -866,7 +885,10 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#clearRetransmit(rt);
     if (wasOpening) this.#opened(rt);
     else this.#completeOwn(rt, result.state, result.completed);
-    if (rt.rec.staged && !nextWasSent) this.#send(rt.rec.peer, stagedMessage(rt.rec));
+    if (rt.rec.staged && !nextWasSent) {
+      this.#send(rt.rec.peer, stagedMessage(rt.rec));
+      rt.inflight?.carriedBy.push(rt.rec.staged.state);
+    }
     if (rt.rec.staged) this.#armRetransmit(rt);
     this.#pump(rt);
   }
@@ -896,6 +918,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (result.kind === 'retry') {
       this.#commit(rt, result.proposal.record);
       this.#send(rt.rec.peer, result.proposal.message);
+      rt.inflight?.carriedBy.push(result.proposal.state);
       return;
     }
     this.#commit(rt, result.record);
@@ -915,6 +938,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (wasOpening) this.#opened(rt);
     }
     if (result.adopted) {
+      this.#landed(rt, result.adopted);
       if (result.staged === 'completed' || result.staged === 'bothCompleted') {
         this.#completeOwn(rt, result.adopted, result.staged === 'bothCompleted' ? 'both' : 'staged');
       } else {
