@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FinalStateError, NegativeBalanceError, OpenRejectedError, UpdateRejectedError } from '../errors.ts';
 import { MemoryNetwork } from '../transport/memory.ts';
 import { decodeMessage, encodeMessage } from '../wire/codec.ts';
-import { MessageType, RejectReason } from '../wire/messages.ts';
+import { type Message, MessageType, RejectReason, type UpdateAccept } from '../wire/messages.ts';
 import { makeSync } from '../channel/sync.ts';
 import { aliasOf } from '../channel/record.ts';
 import { ChannelStore } from '../store/store.ts';
@@ -25,6 +25,16 @@ function pair(network = new MemoryNetwork()) {
   const b = makeParty(network, dir, 'b');
   parties.push(a, b);
   return { network, a, b, dir };
+}
+
+/** `p` sends `instead(acceptance)` in place of its acceptance of `version`: a misbehaving peer. */
+function replaceAcceptance(p: Party, version: bigint, instead: (m: UpdateAccept) => Message[]): void {
+  const send = p.transport.send.bind(p.transport);
+  p.transport.send = async (to, frame) => {
+    const m = decodeMessage(frame);
+    if (m.type !== MessageType.UpdateAccept || m.version !== version) return send(to, frame);
+    for (const other of instead(m)) await send(to, encodeMessage(other));
+  };
 }
 
 describe('Agent', () => {
@@ -160,12 +170,7 @@ describe('Agent', () => {
     const ch = await a.agent.open(b.signer.address, { balances: [[100n, 100n]] });
     await until(() => b.agent.channels()[0]?.phase === 'open');
     // B's acceptance of version 1 arrives with someone else's signature.
-    const send = b.transport.send.bind(b.transport);
-    b.transport.send = async (to, frame) => {
-      const m = decodeMessage(frame);
-      if (m.type !== MessageType.UpdateAccept || m.version !== 1n) return send(to, frame);
-      return send(to, encodeMessage({ ...m, sig: Signer.random().sign(new Uint8Array(32).fill(1)) }));
-    };
+    replaceAcceptance(b, 1n, (m) => [{ ...m, sig: Signer.random().sign(new Uint8Array(32).fill(1)) }]);
     const refused: string[] = [];
     a.agent.on('rejected', (e) => refused.push(e.error.code));
     const [first, second] = await Promise.all([a.agent.pay(ch.id, 10n), a.agent.pay(ch.id, 5n)]);
@@ -184,13 +189,10 @@ describe('Agent', () => {
     const ch = await b.agent.open(a.signer.address, { balances: [[100n, 100n]] });
     await until(() => a.agent.channels()[0]?.phase === 'open');
     // B signs A's proposal of version 1 but answers "conflict", then offers it in a resync.
-    const send = b.transport.send.bind(b.transport);
-    b.transport.send = async (to, frame) => {
-      const m = decodeMessage(frame);
-      if (m.type !== MessageType.UpdateAccept || m.version !== 1n) return send(to, frame);
-      await send(to, encodeMessage({ type: MessageType.UpdateReject, alias: m.alias, version: 1n, reason: RejectReason.Conflict }));
-      return send(to, encodeMessage(makeSync(b.agent.channel(ch.id))!));
-    };
+    replaceAcceptance(b, 1n, (m) => [
+      { type: MessageType.UpdateReject, alias: m.alias, version: 1n, reason: RejectReason.Conflict },
+      makeSync(b.agent.channel(ch.id))!,
+    ]);
     const paid = await a.agent.pay(ch.id, 10n);
     expect(paid.state.version).toBe(1n);
     await network.idle();
