@@ -78,6 +78,22 @@ describe('virtual channels through a gateway', () => {
     expect(gatewayTotal(g, la, lb)).toBe(200n);
   });
 
+  it("a payment made as soon as the payer's side is funded waits at the payee until its side is", async () => {
+    const { a, b, g } = await network3();
+    // Everything the gateway sends B arrives 100 ms late: A is funded well before B.
+    const send = g.transport.send.bind(g.transport);
+    g.transport.send = async (to, frame) => {
+      if (to !== b.signer.address) return send(to, frame);
+      setTimeout(() => void send(to, frame), 100);
+    };
+    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, balances: [[30n, 10n]] });
+    expect(b.agent.channels().some((c) => c.id === vc.id) && b.agent.isFunded(vc.id)).toBe(false);
+    const paid = await a.agent.pay(vc.id, 5n);
+    expect(b.agent.isFunded(vc.id)).toBe(true);
+    expect(paid.state.outcome.balances).toEqual([[25n, 15n]]);
+    expect(b.agent.channel(vc.id).current.state.outcome.balances).toEqual([[25n, 15n]]);
+  });
+
   it('refuses to fund when the other device never asks: nothing stays locked', async () => {
     const { a, b, g, la, network } = await network3({}, 1, 200);
     // B vanishes right after the open, so only A's funding request reaches G.

@@ -192,6 +192,12 @@ interface Runtime {
   since: number;
   /** The peer's proposal the policy holds. */
   held: { msg: Update; attachment?: Attachment } | null;
+  /**
+   * Virtual channels: the peer's proposal that came before this side's ledger channel
+   * locked the funds (the gateway answers the two devices one after the other); it is
+   * answered once they are locked.
+   */
+  awaitingFunds: Update | null;
   /** Stream payee: the cumulative amount of the last fsynced voucher. */
   durableVoucher: bigint;
   /** The request whose proposal is prepared behind the one in flight. */
@@ -478,8 +484,13 @@ export class Agent extends EventEmitter<AgentEvents> {
     const was = new Set(before.current.state.outcome.locked.map((l) => l.id));
     const now = new Set(after.current.state.outcome.locked.map((l) => l.id));
     for (const id of now) {
-      const vc = this.#channels.get(id)?.rec;
-      if (!was.has(id) && vc) this.#notify(() => this.emit('funded', vc));
+      const vrt = this.#channels.get(id);
+      if (was.has(id) || !vrt) continue;
+      const vc = vrt.rec;
+      this.#notify(() => this.emit('funded', vc));
+      const waiting = vrt.awaitingFunds;
+      vrt.awaitingFunds = null;
+      if (waiting) this.#notify(() => void this.#onUpdate(vrt, waiting).catch((err) => this.#refused(vc.peer, err)));
     }
     for (const id of was) {
       const vc = this.#channels.get(id)?.rec;
@@ -820,6 +831,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     } catch {
       // receiveUpdate below answers: a repeat of the accepted state, or a typed refusal.
     }
+    if (proposed && before.virtual && !this.isFunded(before.id) && kindRule(before, proposed, true)) {
+      rt.awaitingFunds = msg;
+      this.#log.debug({ channel: before.id, version: msg.version }, 'proposal waits until this side has locked the funds');
+      return;
+    }
     if (proposed) {
       const decision = kindRule(before, proposed, !before.virtual || this.isFunded(before.id)) && (await this.#policy.acceptUpdate({ channel: before, current: before.current.state, proposed, attachment }));
       if (rt.rec !== before) return attempts > 0 ? this.#onUpdate(rt, msg, attachment, attempts - 1) : undefined;
@@ -972,6 +988,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       paused: null,
       since: Date.now(),
       held: null,
+      awaitingFunds: null,
       durableVoucher: rec.voucher?.cumulative ?? 0n,
       preparedOp: null,
       verifying: null,
