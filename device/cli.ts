@@ -7,18 +7,21 @@ import { ConfigError } from '../src/errors.ts';
 import { createLogger } from '../src/log.ts';
 import { runHotspot } from './roles/hotspot.ts';
 import { runPayer } from './roles/payer.ts';
+import { chainFunding, gatewayFunding } from './funding.ts';
 import { startDevice } from './service.ts';
 
 const SPECS = {
   role: { type: 'string', arg: 'payer|hotspot', help: 'what this device does' },
   'data-dir': { type: 'string', arg: 'DIR', help: 'key, channel store', default: join('.picopay', 'device') },
   'password-env': { type: 'string', arg: 'NAME', help: 'environment variable holding the keystore password', default: 'PICOPAY_PASSWORD' },
-  'gateway-info': { type: 'string', arg: 'FILE', help: "the gateway's ready line (JSON): fills the four options below and --status-url" },
+  'gateway-info': { type: 'string', arg: 'FILE', help: "the gateway's ready line (JSON): fills the four options below, --rpc-url and --status-url" },
   gateway: { type: 'string', arg: 'ADDR', help: "the gateway's address" },
   'mqtt-url': { type: 'string', arg: 'URL', help: 'MQTT broker' },
   'chain-id': { type: 'string', arg: 'N', help: 'chain id' },
   adjudicator: { type: 'string', arg: 'ADDR', help: 'adjudicator contract' },
-  'status-url': { type: 'string', arg: 'URL', help: "gateway status API: wait until this device's channel is funded" },
+  'rpc-url': { type: 'string', arg: 'URL', help: 'chain JSON-RPC: the device checks there that both deposits of its ledger channel are in' },
+  confirmations: { type: 'string', arg: 'N', help: 'blocks a deposit must be deep to count', default: '1' },
+  'status-url': { type: 'string', arg: 'URL', help: "without --rpc-url: trust the gateway's status API to say the channel is funded" },
   deposit: { type: 'string', arg: 'AMOUNT', help: "this device's side of its ledger channel (its owner deposits it)", default: '0.1' },
   'gateway-deposit': { type: 'string', arg: 'AMOUNT', help: 'what the gateway puts into the ledger channel', default: '0.1' },
   'unit-bytes': { type: 'string', arg: 'N', help: 'bytes per paid unit', default: '102400' },
@@ -33,7 +36,7 @@ const SPECS = {
   lock: { type: 'string', arg: 'AMOUNT', help: 'payer: most it may pay the hotspot (locked in the virtual channel)', default: '0.05' },
   mode: { type: 'string', arg: 'forward|connect', help: 'payer: plain HTTP forwarding or a CONNECT tunnel', default: 'forward' },
   'close-after': { type: 'boolean', help: 'payer: close the ledger channel when done' },
-  'fund-timeout-ms': { type: 'string', arg: 'MS', help: 'payer: how long to wait for the ledger channel to be funded on-chain', default: '120000' },
+  'fund-timeout-ms': { type: 'string', arg: 'MS', help: 'how long to wait for the ledger channel to be funded on-chain', default: '120000' },
   ...CONNECTION_SPECS,
 } as const;
 
@@ -42,6 +45,7 @@ interface GatewayInfo {
   mqttUrl: string;
   chainId: number;
   adjudicator: string;
+  rpcUrl: string;
   httpUrl: string;
 }
 
@@ -70,18 +74,28 @@ export async function main(argv: string[]): Promise<void> {
   const gateway = address(o.gateway ?? info.address, 'gateway');
   const unitBytes = integer(o['unit-bytes'], 'unit-bytes')!;
   const price = parseAmount(o.price!, 'price');
+  const adjudicator = address(o.adjudicator ?? info.adjudicator, 'adjudicator');
+  const rpcUrl = o['rpc-url'] ?? info.rpcUrl;
+  const statusUrl = o['status-url'] ?? info.httpUrl;
+  const funding = rpcUrl
+    ? chainFunding({ rpcUrl, adjudicator, confirmations: integer(o.confirmations, 'confirmations')! })
+    : statusUrl
+      ? gatewayFunding(statusUrl)
+      : undefined;
+  const fundTimeoutMs = integer(o['fund-timeout-ms'], 'fund-timeout-ms')!;
   const dev = await startDevice({
     dataDir: o['data-dir']!,
     password: process.env[o['password-env']!] ?? '',
     gateway,
     mqttUrl: required(o['mqtt-url'] ?? info.mqttUrl, 'mqtt-url'),
     chainId: BigInt(required(o['chain-id'] ?? (info.chainId === undefined ? undefined : String(info.chainId)), 'chain-id')),
-    adjudicator: address(o.adjudicator ?? info.adjudicator, 'adjudicator'),
+    adjudicator,
     deposit: parseAmount(o.deposit!, 'deposit'),
     gatewayDeposit: parseAmount(o['gateway-deposit']!, 'gateway-deposit'),
     voucherDurableEvery: 10n * price,
     mqttLogin: mqttLogin(o),
     timing: timing(o),
+    funding,
     logger,
   });
   announce('ledger', { address: dev.signer.address, channel: dev.ledger.id, deposit: dev.ledger.current.state.outcome.balances[0]![dev.ledger.idx] });
@@ -97,6 +111,7 @@ export async function main(argv: string[]): Promise<void> {
       unitBytes,
       price,
       idleCutoffMs: integer(o['idle-cutoff-ms'], 'idle-cutoff-ms')!,
+      fundTimeoutMs,
       closeAfterSettle: o['close-after-settle'],
       proxyNames: o['proxy-names']?.split(',').map((n) => n.trim()).filter(Boolean) ?? [],
       logger,
@@ -113,8 +128,7 @@ export async function main(argv: string[]): Promise<void> {
     unitBytes,
     price,
     mode,
-    statusUrl: o['status-url'] ?? info.httpUrl,
-    fundTimeoutMs: integer(o['fund-timeout-ms'], 'fund-timeout-ms')!,
+    fundTimeoutMs,
     closeAfter: o['close-after'],
     logger,
   });

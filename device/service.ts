@@ -2,16 +2,17 @@ import { join } from 'node:path';
 import { Agent, type Policy, type Timing } from '../src/client/agent.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
 import { loadOrCreateKeystore } from '../src/crypto/keystore.ts';
-import { ProtocolTimeoutError } from '../src/errors.ts';
 import type { Signer } from '../src/crypto/keys.ts';
 import { type Address, ChannelKind } from '../src/model/types.ts';
 import type { Logger } from '../src/log.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { MqttTransport, type MqttTransportOptions } from '../src/transport/mqtt.ts';
+import { type FundingSource, waitFunded } from './funding.ts';
 
 // A device: its key, its store, its MQTT link, and its ledger channel with the gateway.
-// No chain code: the device's owner funds its side from any wallet, and the gateway
-// (or a watchtower) watches the chain.
+// No chain code: the device's owner funds its side from any wallet, the device reads the
+// deposits over plain JSON-RPC (funding.ts), and the gateway (or a watchtower) watches
+// the chain for disputes.
 
 export interface DeviceConfig {
   dataDir: string;
@@ -29,12 +30,19 @@ export interface DeviceConfig {
   voucherDurableEvery?: bigint;
   mqttLogin?: Pick<MqttTransportOptions, 'username' | 'password' | 'tls'>;
   timing?: Partial<Timing>;
+  /** Where the device learns that its ledger channel is funded on-chain; none: it does not check. */
+  funding?: FundingSource;
 }
 
 export interface RunningDevice {
   signer: Signer;
   agent: Agent;
   ledger: ChannelRecord;
+  /**
+   * Resolves once both deposits of the ledger channel are on-chain. Until then the device
+   * accepts no virtual channel: what the gateway would lock in it is not there yet.
+   */
+  untilFunded(timeoutMs: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -44,6 +52,8 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
   const store = new ChannelStore(join(cfg.dataDir, 'device.db'));
   const transport = new MqttTransport({ url: cfg.mqttUrl, self: signer.address, ...cfg.mqttLogin, logger: cfg.logger.child({ part: 'mqtt' }) });
   const chain = { chainId: cfg.chainId, adjudicator: cfg.adjudicator };
+  let funded = !cfg.funding;
+  if (!cfg.funding) cfg.logger.warn('no chain RPC or gateway status URL: the ledger channel is not checked for deposits');
   const agent = new Agent({
     signer,
     transport,
@@ -54,7 +64,7 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
     voucherDurableEvery: cfg.voucherDurableEvery,
     policy: {
       // Virtual channels only, through our gateway (the signature already binds our chain).
-      acceptOpen: (p) => p.kind !== ChannelKind.Ledger && p.gateway === cfg.gateway,
+      acceptOpen: (p) => funded && p.kind !== ChannelKind.Ledger && p.gateway === cfg.gateway,
       ...cfg.policy,
     },
   });
@@ -68,25 +78,18 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
     signer,
     agent,
     ledger,
+    untilFunded: async (timeoutMs) => {
+      if (funded || !cfg.funding) return;
+      const source = cfg.funding;
+      cfg.logger.info({ channel: ledger.id, source: source.name }, 'waiting for the deposits on-chain');
+      await waitFunded(source, ledger, { timeoutMs, onError: (err) => cfg.logger.warn({ err: String(err), source: source.name }, 'funding check failed; retrying') });
+      funded = true;
+      cfg.logger.info({ channel: ledger.id }, 'ledger channel funded on-chain');
+    },
     stop: async () => {
       agent.stop();
       await transport.close();
       store.close();
     },
   };
-}
-
-/** Polls the gateway's status API until it reports the ledger channel funded on-chain. */
-export async function waitFunded(statusUrl: string, channelId: string, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    try {
-      const res = await fetch(`${statusUrl}/channels/${channelId}`);
-      if (res.ok && ((await res.json()) as { funded?: boolean }).funded) return;
-    } catch {
-      // the gateway may be restarting
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new ProtocolTimeoutError(`ledger channel ${channelId} not funded within ${timeoutMs} ms`);
 }

@@ -85,15 +85,27 @@ export class GatewayChain {
     return this.#o.agent.channels().filter((c) => c.params.kind === ChannelKind.Ledger);
   }
 
+  /**
+   * Like isFunded, but reads the chain now when the last poll has not seen the deposits
+   * yet: a device that watched them arrive itself may ask before the next poll.
+   */
+  checkFunded = async (id: Bytes32): Promise<boolean> => {
+    const rec = this.#ledgerChannels().find((c) => c.id === id);
+    if (rec) await this.#check(rec);
+    return this.#funded.has(id);
+  };
+
   async #refresh(): Promise<void> {
-    for (const rec of this.#ledgerChannels()) {
-      if (this.#funded.has(rec.id) || rec.phase !== 'open') continue;
-      const need = totals(rec.current.state.outcome);
-      const have = await Promise.all(rec.current.state.outcome.assets.map((a) => readHoldings(this.#o.client, rec.id, a)));
-      if (have.every((h, i) => h.amount >= need[i]!)) {
-        this.#funded.add(rec.id);
-        this.#o.logger.info({ channel: rec.id, peer: rec.peer }, 'ledger channel funded on-chain');
-      }
+    for (const rec of this.#ledgerChannels()) await this.#check(rec);
+  }
+
+  async #check(rec: ChannelRecord): Promise<void> {
+    if (this.#funded.has(rec.id) || rec.phase !== 'open') return;
+    const need = totals(rec.current.state.outcome);
+    const have = await Promise.all(rec.current.state.outcome.assets.map((a) => readHoldings(this.#o.client, rec.id, a)));
+    if (have.every((h, i) => h.amount >= need[i]!) && !this.#funded.has(rec.id)) {
+      this.#funded.add(rec.id);
+      this.#o.logger.info({ channel: rec.id, peer: rec.peer }, 'ledger channel funded on-chain');
     }
   }
 

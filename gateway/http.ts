@@ -10,12 +10,15 @@ export interface StatusSources {
   address: string;
   agent: Agent;
   intermediary: Intermediary;
+  /** As last polled. */
   isFunded(id: `0x${string}`): boolean;
+  /** Reads the chain now if the last poll has not seen the deposits yet. */
+  checkFunded(id: `0x${string}`): Promise<boolean>;
 }
 
 const json = (v: unknown): string => JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? undefined : x), 2);
 
-function channelView(s: StatusSources, id: `0x${string}`) {
+function channelView(s: StatusSources, id: `0x${string}`, funded = s.isFunded(id)) {
   const c = s.agent.channel(id);
   return {
     id: c.id,
@@ -25,12 +28,12 @@ function channelView(s: StatusSources, id: `0x${string}`) {
     version: c.current.state.version,
     balances: c.current.state.outcome.balances,
     locked: c.current.state.outcome.locked.map((l) => ({ id: l.id, amounts: l.balances })),
-    funded: s.isFunded(c.id),
+    funded,
   };
 }
 
 export async function startStatusServer(s: StatusSources, port = 0): Promise<{ url: string; close(): Promise<void> }> {
-  const server: Server = createServer((req, res) => {
+  const server: Server = createServer(async (req, res) => {
     const send = (code: number, body: string, type = 'application/json'): void => {
       res.writeHead(code, { 'content-type': type });
       res.end(body);
@@ -43,11 +46,11 @@ export async function startStatusServer(s: StatusSources, port = 0): Promise<{ u
     }
     const m = /^\/channels\/(0x[0-9a-f]{64})$/.exec(path);
     if (m) {
-      try {
-        return send(200, json(channelView(s, m[1] as `0x${string}`)));
-      } catch {
-        return send(404, json({ error: 'no such channel' }));
-      }
+      const id = m[1] as `0x${string}`;
+      if (!s.agent.channels().some((c) => c.id === id)) return send(404, json({ error: 'no such channel' }));
+      // A chain read can fail: then the answer is what the last poll saw.
+      const funded = await s.checkFunded(id).catch(() => s.isFunded(id));
+      return send(200, json(channelView(s, id, funded)));
     }
     if (path === '/metrics') {
       const ledger = s.agent.channels().filter((c) => c.params.kind === ChannelKind.Ledger);

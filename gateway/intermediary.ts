@@ -30,7 +30,7 @@ export interface IntermediaryOptions {
   holdTimeoutMs: number;
   logger: Logger;
   /** Whether a ledger channel is funded on-chain and may back virtual channels (default: all are). */
-  isFunded?: (ledgerChannel: Bytes32) => boolean;
+  isFunded?: (ledgerChannel: Bytes32) => boolean | Promise<boolean>;
 }
 
 /** What the gateway keeps about a virtual channel it funded. */
@@ -71,7 +71,7 @@ export class Intermediary {
   /** Joins the agent whose policy this is: its held proposals come here. */
   attach(agent: Agent): void {
     this.#agent = agent;
-    agent.on('held', (ctx) => this.#onHeld(ctx));
+    agent.on('held', (ctx) => void this.#onHeld(ctx));
   }
 
   /** Policy for updates devices propose on their ledger channels with the gateway. */
@@ -89,10 +89,10 @@ export class Intermediary {
     return [...this.#funded.values()];
   }
 
-  #onHeld(ctx: UpdateContext): void {
+  async #onHeld(ctx: UpdateContext): Promise<void> {
     try {
       const { added, removed } = lockDiff(ctx.current, ctx.proposed);
-      if (added[0] && ctx.attachment && 'fund' in ctx.attachment) this.#fundSide(ctx, added[0], ctx.attachment.fund);
+      if (added[0] && ctx.attachment && 'fund' in ctx.attachment) await this.#fundSide(ctx, added[0], ctx.attachment.fund);
       else if (removed[0] && ctx.attachment && 'settle' in ctx.attachment) this.#settleSide(ctx, removed[0], ctx.attachment.settle);
       // Without evidence the proposal stays held: the device resends it with the evidence.
     } catch (err) {
@@ -103,7 +103,7 @@ export class Intermediary {
     }
   }
 
-  #fundSide(ctx: UpdateContext, vcId: Bytes32, terms: VirtualTerms): void {
+  async #fundSide(ctx: UpdateContext, vcId: Bytes32, terms: VirtualTerms): Promise<void> {
     const device = ctx.channel.peer;
     const params = virtualParams(device, terms, this.#o.chain);
     const v0 = initialVirtualState(params, ctx.current.outcome.assets, terms.balances);
@@ -111,12 +111,12 @@ export class Intermediary {
     const other = terms.peer;
     if (other === device) throw new WrongPeerError('a virtual channel needs two different participants');
     if (!this.#ledgerWith(other)) throw new UnknownChannelError('no open ledger channel with the other participant');
-    if (this.#o.isFunded && !this.#o.isFunded(ctx.channel.id)) throw new InsufficientFundsError('ledger channel not funded on-chain');
     if (terms.sig === null ? params.kind !== ChannelKind.Stream : recoverAddress(terms.sig, stateDigest(domainSeparator(params), v0)) !== device) {
       throw new InvalidSignatureError('missing or bad signature on the virtual channel');
     }
     const expected = lockOutcome(ctx.current.outcome, ctx.channel.params.participants, { id: vcId, participants: params.participants, balances: terms.balances });
     if (outcomeHash(expected) !== outcomeHash(ctx.proposed.outcome)) throw new InvalidAllocationError('parent update does not lock exactly the virtual channel funds');
+    if (this.#o.isFunded && !(await this.#o.isFunded(ctx.channel.id))) throw new InsufficientFundsError('ledger channel not funded on-chain');
     const pending = this.#hold(`fund:${vcId}`, 'fund', ctx, device);
     pending.sigs.set(device, terms.sig);
     if (pending.sides.size < 2) return;

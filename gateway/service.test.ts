@@ -9,6 +9,7 @@ import { silentLogger } from '../src/log.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { MqttTransport } from '../src/transport/mqtt.ts';
 import { tempDir } from '../test/helpers/agents.ts';
+import { chainFunding, waitFunded } from '../device/funding.ts';
 import { startGateway, type RunningGateway } from './service.ts';
 
 // The gateway service on a real chain and broker, in this process: it deposits its side,
@@ -33,6 +34,8 @@ describe('gateway service', () => {
       adjudicator: devnet.deployer.adjudicator,
       maxDeposit: 10n ** 18n,
       holdTimeoutMs: 5000,
+      // Slow polling: funding requests must not wait for it (see the virtual-channel test).
+      fundingPollMs: 60_000,
       logger: silentLogger,
     });
   }, 60_000);
@@ -40,6 +43,43 @@ describe('gateway service', () => {
     await gateway?.stop();
     await devnet?.stop();
   });
+
+  /** A device agent connected to the gateway's broker, stopped after the test. */
+  async function device(): Promise<{ agent: Agent; stop(): Promise<void> }> {
+    const signer = Signer.random();
+    const store = new ChannelStore(':memory:');
+    const transport = new MqttTransport({ url: gateway.mqttUrl, self: signer.address });
+    const agent = new Agent({ signer, transport, store, chain: { chainId: BigInt(gateway.chainId), adjudicator: gateway.adjudicator } });
+    agent.start();
+    await transport.connect();
+    return {
+      agent,
+      stop: async () => {
+        agent.stop();
+        await transport.close();
+        store.close();
+      },
+    };
+  }
+
+  it('backs a virtual channel as soon as both ledger channels hold their deposits, between two polls', async () => {
+    const [a, b] = [await device(), await device()];
+    try {
+      const owner = devnet.clients[3]!;
+      for (const d of [a, b]) {
+        const ledger = await d.agent.open(gateway.address, { balances: [[10n ** 16n, 10n ** 16n]] });
+        await deposit(owner, { channelId: ledger.id, asset: NATIVE_ASSET, amount: 10n ** 16n });
+      }
+      // The gateway deposits its own side when a channel opens; the devices wait for it on-chain.
+      const source = chainFunding({ rpcUrl: devnet.anvil.rpcUrl, adjudicator: gateway.adjudicator, confirmations: 1 });
+      for (const d of [a, b]) await waitFunded(source, d.agent.channels()[0]!, { timeoutMs: 20_000 });
+      const vc = await a.agent.openVirtual(b.agent.address, { gateway: gateway.address, balances: [[10n ** 15n, 0n]] });
+      expect(a.agent.isFunded(vc.id)).toBe(true);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  }, 60_000);
 
   it('funds its side, and refutes an old state a device registers', async () => {
     const device = Signer.random();

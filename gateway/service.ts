@@ -26,6 +26,8 @@ export interface GatewayConfig {
   /** Most the gateway puts into one device's ledger channel, per asset. */
   maxDeposit: bigint;
   holdTimeoutMs: number;
+  /** How often ledger channels still waiting for deposits are checked on-chain (ms); a funding request checks at once. */
+  fundingPollMs?: number;
   mqttLogin?: Pick<MqttTransportOptions, 'username' | 'password' | 'tls'>;
   timing?: Partial<Timing>;
   logger: Logger;
@@ -108,7 +110,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
     const chain = { chainId: BigInt(chainId), adjudicator };
     const transport = new MqttTransport({ url: mqttUrl, self: signer.address, ...cfg.mqttLogin, logger: log.child({ part: 'mqtt' }) });
     let gatewayChain: GatewayChain | null = null;
-    const intermediary = new Intermediary({ store, chain, holdTimeoutMs: cfg.holdTimeoutMs, logger: log.child({ part: 'intermediary' }), isFunded: (id) => gatewayChain!.isFunded(id) });
+    const intermediary = new Intermediary({ store, chain, holdTimeoutMs: cfg.holdTimeoutMs, logger: log.child({ part: 'intermediary' }), isFunded: (id) => gatewayChain!.checkFunded(id) });
     const agent = new Agent({
       signer,
       transport,
@@ -122,13 +124,13 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
       },
     });
     intermediary.attach(agent);
-    gatewayChain = new GatewayChain({ client, agent, store, logger: log.child({ part: 'chain' }) });
+    gatewayChain = new GatewayChain({ client, agent, store, pollMs: cfg.fundingPollMs, logger: log.child({ part: 'chain' }) });
     agent.start();
     await transport.connect();
     cleanup.push(() => transport.close(), () => agent.stop(), () => gatewayChain!.stop());
     await resumeJournalled(client, store, log);
     await gatewayChain.start();
-    const http = await startStatusServer({ address: signer.address, agent, intermediary, isFunded: gatewayChain.isFunded }, cfg.httpPort ?? 0);
+    const http = await startStatusServer({ address: signer.address, agent, intermediary, isFunded: gatewayChain.isFunded, checkFunded: gatewayChain.checkFunded }, cfg.httpPort ?? 0);
     cleanup.push(() => http.close());
     log.info({ address: signer.address, mqttUrl, rpcUrl, http: http.url }, 'gateway ready');
     return {

@@ -148,3 +148,10 @@ export class TransportError extends PicopayError {
 export class ConfigError extends PicopayError {
   readonly code = 'CONFIG';
 }
+
+// ---- the chain, as a device reads it (plain JSON-RPC; chain actions have src/chain/errors.ts) ----
+
+/** A chain read failed or answered something that is not what was asked for. */
+export class ChainReadError extends PicopayError {
+  readonly code = 'CHAIN_READ';
+}

@@ -10,6 +10,8 @@ export interface HotspotOptions {
   unitBytes: number;
   price: bigint;
   idleCutoffMs: number;
+  /** How long to wait for the ledger channel's deposits on-chain before serving. */
+  fundTimeoutMs: number;
   /** Demo: close the ledger channel once the first client's stream channel has settled. */
   closeAfterSettle: boolean;
   /** host:port names clients reach the proxy by, besides the address it listens on. */
@@ -19,6 +21,8 @@ export interface HotspotOptions {
 
 /** Serves clients through the metered proxy, paid by stream vouchers. */
 export async function runHotspot(dev: RunningDevice, o: HotspotOptions): Promise<{ stop(): Promise<void> }> {
+  // Earnings come through the gateway's side of the ledger channel: it must be on-chain first.
+  await dev.untilFunded(o.fundTimeoutMs);
   const payments = new StreamPaymentsIn(dev.agent);
   const proxy = await startMeteredProxy({ port: o.proxyPort, unitBytes: o.unitBytes, price: o.price, payments, idleCutoffMs: o.idleCutoffMs, authorities: o.proxyNames, logger: o.logger.child({ part: 'proxy' }) });
   dev.agent.on('voucher', ({ channel, cumulative }) => o.logger.debug({ client: channel.peer, cumulative: cumulative.toString() }, 'voucher'));

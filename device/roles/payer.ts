@@ -5,7 +5,7 @@ import { type Address, ChannelKind } from '../../src/model/types.ts';
 import type { Logger } from '../../src/log.ts';
 import { createPayingClient } from '../hotspot/client.ts';
 import { streamPaymentsOut } from '../payments.ts';
-import { type RunningDevice, waitFunded } from '../service.ts';
+import type { RunningDevice } from '../service.ts';
 
 export interface PayerOptions {
   gateway: Address;
@@ -17,8 +17,7 @@ export interface PayerOptions {
   unitBytes: number;
   price: bigint;
   mode: 'forward' | 'connect';
-  /** Gateway status API, to wait until the ledger channel is funded on-chain. */
-  statusUrl?: string;
+  /** How long to wait for the ledger channel's deposits on-chain. */
   fundTimeoutMs: number;
   closeAfter: boolean;
   logger: Logger;
@@ -27,7 +26,7 @@ export interface PayerOptions {
 /** Downloads through the hotspot, paying one unit ahead with stream vouchers, then settles. */
 export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<void> {
   const { agent } = dev;
-  if (o.statusUrl) await waitFunded(o.statusUrl, dev.ledger.id, o.fundTimeoutMs);
+  await dev.untilFunded(o.fundTimeoutMs);
   const reuse = agent.channels().find((c) => c.peer === o.hotspot && c.params.kind === ChannelKind.Stream && c.phase === 'open' && c.idx === 0);
   const vc = reuse ?? (await agent.openVirtual(o.hotspot, { gateway: o.gateway, kind: ChannelKind.Stream, balances: [[o.lock, 0n]] }));
   announce('virtual', { channel: vc.id, lock: o.lock });

@@ -1,0 +1,62 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, describe, expect, it } from 'vitest';
+import { deposit } from '../src/chain/deposit.ts';
+import { ChainReadError, ProtocolTimeoutError } from '../src/errors.ts';
+import { NATIVE_ASSET } from '../src/model/types.ts';
+import { ethOutcome, idOf, makeParams, party, useDevnet } from '../test/chain/fixture.ts';
+import { chainFunding, type LedgerView, waitFunded } from './funding.ts';
+
+// The device's own look at the chain: both deposits of its ledger channel, read over
+// plain JSON-RPC from a real anvil with the contracts deployed.
+
+const devnet = useDevnet();
+
+function ledgerOf(a: number, b: number): LedgerView {
+  const d = devnet();
+  const params = makeParams(d, party(d, a), party(d, b));
+  const state = { channelId: idOf(params), version: 0n, outcome: ethOutcome(3n, 5n), isFinal: false };
+  return { id: state.channelId, current: { state, sigs: [null, null] } };
+}
+
+let junk: Server | undefined;
+afterAll(() => junk?.close());
+
+describe('chainFunding', () => {
+  it('says funded once both deposits are in, and only as deep as asked', async () => {
+    const d = devnet();
+    const ledger = ledgerOf(1, 2);
+    const now = chainFunding({ rpcUrl: d.anvil.rpcUrl, adjudicator: d.deployer.adjudicator, confirmations: 1 });
+    const deep = chainFunding({ rpcUrl: d.anvil.rpcUrl, adjudicator: d.deployer.adjudicator, confirmations: 3 });
+    expect(await now.isFunded(ledger)).toBe(false);
+    await deposit(d.clients[1]!, { channelId: ledger.id, asset: NATIVE_ASSET, amount: 3n });
+    expect(await now.isFunded(ledger)).toBe(false);
+    await deposit(d.clients[2]!, { channelId: ledger.id, asset: NATIVE_ASSET, amount: 5n });
+    expect(await now.isFunded(ledger)).toBe(true);
+    expect(await deep.isFunded(ledger)).toBe(false);
+    await d.mine(2);
+    expect(await deep.isFunded(ledger)).toBe(true);
+  });
+
+  it('a wrong contract address is a typed error, never "funded"', async () => {
+    const d = devnet();
+    const ledger = ledgerOf(3, 4);
+    await deposit(d.clients[3]!, { channelId: ledger.id, asset: NATIVE_ASSET, amount: 8n });
+    const elsewhere = chainFunding({ rpcUrl: d.anvil.rpcUrl, adjudicator: d.token, confirmations: 1 });
+    await expect(elsewhere.isFunded(ledger)).rejects.toBeInstanceOf(ChainReadError);
+  });
+
+  it('an RPC that answers nonsense, or none at all, is a typed error and waiting times out', async () => {
+    junk = createServer((_, res) => res.end(JSON.stringify({ jsonrpc: '2.0', id: 1, result: 'many' })));
+    await new Promise<void>((r) => junk!.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(junk.address() as AddressInfo).port}`;
+    const d = devnet();
+    const ledger = ledgerOf(5, 6);
+    const source = chainFunding({ rpcUrl: url, adjudicator: d.deployer.adjudicator, confirmations: 1 });
+    await expect(source.isFunded(ledger)).rejects.toBeInstanceOf(ChainReadError);
+    const errors: unknown[] = [];
+    await expect(waitFunded(source, ledger, { timeoutMs: 50, pollMs: 10, onError: (e) => errors.push(e) })).rejects.toBeInstanceOf(ProtocolTimeoutError);
+    expect(errors[0]).toBeInstanceOf(ChainReadError);
+    expect(() => chainFunding({ rpcUrl: url, adjudicator: d.deployer.adjudicator, confirmations: 0 })).toThrow(RangeError);
+  });
+});
