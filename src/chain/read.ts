@@ -23,6 +23,11 @@ export async function readHoldings(client: ChainClient, channelId: Bytes32, asse
   return raw >= CONCLUDED ? { amount: 0n, concluded: true } : { amount: raw, concluded: false };
 }
 
+/** What every event query here shares: the adjudicator, its ABI, the range, typed args. */
+function eventQuery(client: ChainClient, range: LogRange) {
+  return { address: client.adjudicator, abi: adjudicatorAbi, fromBlock: range.fromBlock ?? 0n, strict: true } as const;
+}
+
 /** What a concluded channel keeps for its locked sub-allocations, per outcome asset. */
 export interface Settled {
   lockedRoot: Bytes32;
@@ -31,7 +36,7 @@ export interface Settled {
 
 /** The channel's latest Concluded or Released values, or null if it has not concluded. */
 export async function readSettled(client: ChainClient, channelId: Bytes32, range: LogRange = {}): Promise<Settled | null> {
-  const query = { address: client.adjudicator, abi: adjudicatorAbi, fromBlock: range.fromBlock ?? 0n, strict: true } as const;
+  const query = eventQuery(client, range);
   const [concluded, released] = await Promise.all([
     client.publicClient.getContractEvents({ ...query, eventName: 'Concluded', args: { channelId } }),
     client.publicClient.getContractEvents({ ...query, eventName: 'Released', args: { parentId: channelId } }),
@@ -45,14 +50,7 @@ export async function readSettled(client: ChainClient, channelId: Bytes32, range
  * channel concludes this is stale: check `readHoldings(...).concluded`.
  */
 export async function readDispute(client: ChainClient, channelId: Bytes32, range: LogRange = {}): Promise<Dispute | null> {
-  const logs = await client.publicClient.getContractEvents({
-    address: client.adjudicator,
-    abi: adjudicatorAbi,
-    eventName: 'Registered',
-    args: { channelId },
-    fromBlock: range.fromBlock ?? 0n,
-    strict: true,
-  });
+  const logs = await client.publicClient.getContractEvents({ ...eventQuery(client, range), eventName: 'Registered', args: { channelId } });
   const last = logs.at(-1);
   if (!last) return null;
   return { version: last.args.version, timeout: last.args.timeout, outcome: last.args.outcome };
@@ -60,13 +58,6 @@ export async function readDispute(client: ChainClient, channelId: Bytes32, range
 
 /** Ids of the sub-allocations already released from a concluded parent. */
 export async function readReleased(client: ChainClient, parentId: Bytes32, range: LogRange = {}): Promise<Set<string>> {
-  const logs = await client.publicClient.getContractEvents({
-    address: client.adjudicator,
-    abi: adjudicatorAbi,
-    eventName: 'Released',
-    args: { parentId },
-    fromBlock: range.fromBlock ?? 0n,
-    strict: true,
-  });
+  const logs = await client.publicClient.getContractEvents({ ...eventQuery(client, range), eventName: 'Released', args: { parentId } });
   return new Set(logs.map((l) => l.args.subId.toLowerCase()));
 }
