@@ -4,6 +4,8 @@ import { ChannelKind, type Bytes32 } from '../src/model/types.ts';
 import { type MemoryFaults, MemoryNetwork } from '../src/transport/memory.ts';
 import { CHAIN, makeParty, type Party, tempDir, until } from '../test/helpers/agents.ts';
 import { silentLogger } from '../src/log.ts';
+import { InvalidAllocationError, OpenRejectedError } from '../src/errors.ts';
+import { MAX_LOCKED } from '../src/model/allocation.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { Intermediary } from './intermediary.ts';
 import { join } from 'node:path';
@@ -141,6 +143,22 @@ describe('virtual-channel terms the gateway refuses', () => {
     const { a, b, g, la } = await network3();
     await expect(a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 5n]] })).rejects.toThrow();
     expect(balancesOf(a, la)).toEqual([100n, 100n]);
+  });
+
+  it(`a ledger channel funds at most ${MAX_LOCKED} virtual channels: the next open is refused up front, by either device`, async () => {
+    const { a, b, g, la, network } = await network3();
+    const opts = { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[1n, 0n]] as [[bigint, bigint]] };
+    for (let i = 0; i < MAX_LOCKED; i++) await a.agent.openVirtual(b.signer.address, opts);
+    expect(a.agent.channel(la).current.state.outcome.locked).toHaveLength(MAX_LOCKED);
+    // A's side is full: it refuses before sending anything.
+    await expect(a.agent.openVirtual(b.signer.address, opts)).rejects.toBeInstanceOf(InvalidAllocationError);
+    // B's side is full too: C, with room, is refused by B.
+    const c = makeParty(network, tempDir(), 'c');
+    live.push(c);
+    await c.agent.open(g.signer.address, { balances: [[10n, 10n]] });
+    await until(() => g.agent.channels().filter((ch) => ch.phase === 'open').length === 3);
+    await expect(c.agent.openVirtual(b.signer.address, opts)).rejects.toBeInstanceOf(OpenRejectedError);
+    expect(b.agent.channels().filter((ch) => ch.params.kind === ChannelKind.Stream)).toHaveLength(MAX_LOCKED);
   });
 
   it('a lock larger than the ledger balance is refused by the device itself', async () => {

@@ -8,6 +8,7 @@ import type { Signer } from '../crypto/keys.ts';
 import {
   AliasCollisionError,
   ChannelClosedError,
+  InvalidAllocationError,
   OpenRejectedError,
   PicopayError,
   ProtocolError,
@@ -16,7 +17,7 @@ import {
   UpdateConflictError,
   WrongPeerError,
 } from '../errors.ts';
-import { transfer } from '../model/allocation.ts';
+import { MAX_LOCKED, transfer } from '../model/allocation.ts';
 import { fromHex, toHex } from '../model/hash.ts';
 import { type Address, type Bytes32, ChannelKind, NATIVE_ASSET, type SignedState, type State } from '../model/types.ts';
 import { silentLogger, type Logger } from '../log.ts';
@@ -320,6 +321,7 @@ export class Agent extends EventEmitter<AgentEvents> {
    */
   async openVirtual(peer: Address, options: OpenOptions & { gateway: Address }): Promise<ChannelRecord> {
     const parent = this.#parentFor(options.gateway);
+    if (this.#fundingLoad(parent) >= MAX_LOCKED) throw new InvalidAllocationError(`the ledger channel with ${options.gateway} already funds ${MAX_LOCKED} virtual channels`);
     const kind = options.kind ?? ChannelKind.Virtual;
     const vc = await this.open(peer, { ...options, kind, assets: [...parent.rec.current.state.outcome.assets] });
     await this.#funding.get(vc.id);
@@ -687,7 +689,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (m.kind !== ChannelKind.Ledger) {
       // A virtual channel is funded by our ledger channel with the gateway it names.
       const parent = m.gateway && [...this.#channels.values()].find((r) => r.rec.peer === m.gateway && r.rec.params.kind === ChannelKind.Ledger && r.rec.phase === 'open');
-      if (!parent) return reply(RejectReason.InvalidTerms);
+      if (!parent || this.#fundingLoad(parent) >= MAX_LOCKED) return reply(RejectReason.InvalidTerms);
       virtual = { gateway: m.gateway!, parent: parent.rec.id };
     }
     let accepted;
@@ -1053,6 +1055,13 @@ export class Agent extends EventEmitter<AgentEvents> {
     const before = rt.rec;
     rt.rec = rec;
     if (before.current !== rec.current) this.#announceLockChanges(before, rec);
+  }
+
+  /** Virtual channels a ledger channel funds, or is asked to fund right now. */
+  #fundingLoad(parent: Runtime): number {
+    let asking = 0;
+    for (const vc of this.#funding.keys()) if (this.#channels.get(vc)?.rec.virtual?.parent === parent.rec.id) asking++;
+    return parent.rec.current.state.outcome.locked.length + asking;
   }
 
   /** This side's open ledger channel with `gateway`, which funds its virtual channels. */

@@ -3,6 +3,12 @@ import type { Allocation } from './types.ts';
 
 const UINT256_MAX = (1n << 256n) - 1n;
 
+/**
+ * How many virtual channels one ledger channel funds at once. It bounds every state,
+ * record and message that carries the locked list (a fund request carries it whole).
+ */
+export const MAX_LOCKED = 32;
+
 /** Shape and range checks: one balance pair and one locked entry per asset, 0 ≤ x < 2^256. */
 export function assertWellFormed(a: Allocation): void {
   if (a.assets.length === 0) throw new InvalidAllocationError('allocation has no assets');
@@ -16,6 +22,7 @@ export function assertWellFormed(a: Allocation): void {
     if (pair.length !== 2) throw new InvalidAllocationError('balances must have two entries');
     pair.forEach(checkAmount);
   }
+  if (a.locked.length > MAX_LOCKED) throw new InvalidAllocationError(`more than ${MAX_LOCKED} locked sub-allocations`);
   const ids = new Set<string>();
   for (const l of a.locked) {
     if (ids.has(l.id)) throw new InvalidAllocationError('duplicate locked id');

@@ -1,4 +1,5 @@
 import { SchemaError } from '../errors.ts';
+import { MAX_LOCKED } from '../model/allocation.ts';
 import { toHex } from '../model/hash.ts';
 import type { Address, SubAlloc } from '../model/types.ts';
 import type { Balances, StateBody } from './messages.ts';
@@ -7,7 +8,6 @@ import type { Balances, StateBody } from './messages.ts';
 // the field, so a rejection says exactly what was wrong.
 
 export const MAX_ASSETS = 8;
-export const MAX_LOCKED = 32;
 const UINT64_MAX = (1n << 64n) - 1n;
 const UINT256_MAX = (1n << 256n) - 1n;
 
