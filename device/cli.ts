@@ -105,6 +105,10 @@ export async function main(argv: string[]): Promise<void> {
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  dev.agent.on('failed', (err) => {
+    logger.fatal({ err: String(err.cause ?? err) }, 'store write failed: exiting, a restart resumes from the store');
+    process.exit(1);
+  });
   if (role === 'hotspot') {
     await runHotspot(dev, {
       proxyPort: integer(o['proxy-port'], 'proxy-port') ?? 0,

@@ -54,4 +54,8 @@ export async function main(argv: string[]): Promise<void> {
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  gw.onFailed((err) => {
+    logger.fatal({ err: String(err.cause ?? err) }, 'store write failed: exiting, a restart resumes from the store');
+    process.exit(1);
+  });
 }

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { Agent, type Timing } from '../src/client/agent.ts';
 import { createChainClient, type PendingTx, resumePending, startDevnet, type ChainClient, type Devnet } from '../src/chain/index.ts';
 import { loadOrCreateKeystore } from '../src/crypto/keystore.ts';
+import type { StoreError } from '../src/errors.ts';
 import { toHex } from '../src/model/hash.ts';
 import { type Address, ChannelKind } from '../src/model/types.ts';
 import type { Logger } from '../src/log.ts';
@@ -40,6 +41,8 @@ export interface RunningGateway {
   adjudicator: Address;
   mqttUrl: string;
   httpUrl: string;
+  /** Called if the store refuses a write: the agent has stopped, and the process should restart from the store. */
+  onFailed(listener: (err: StoreError) => void): void;
   stop(): Promise<void>;
 }
 
@@ -140,6 +143,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
       adjudicator,
       mqttUrl,
       httpUrl: http.url,
+      onFailed: (listener) => void agent.on('failed', listener),
       stop: async () => {
         await gatewayChain!.idle();
         for (const step of cleanup.reverse()) await step();

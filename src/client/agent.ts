@@ -13,6 +13,7 @@ import {
   PicopayError,
   ProtocolError,
   ProtocolTimeoutError,
+  StoreError,
   UnknownChannelError,
   UpdateConflictError,
   WrongPeerError,
@@ -126,6 +127,11 @@ export interface AgentEvents {
   voucher: [{ channel: ChannelRecord; cumulative: bigint }];
   /** A proposal the policy holds; answer it with release(). */
   held: [UpdateContext];
+  /**
+   * The store refused a write: the agent has stopped, with its memory possibly ahead of
+   * its store. Restart it from the store (it resynchronises with its peers).
+   */
+  failed: [StoreError];
 }
 
 /** Accepts an update unless it lowers one of this side's balances. */
@@ -205,6 +211,8 @@ interface Runtime {
   preparedOp: Op | null;
   /** Set while an acceptance waits to be verified after the prepared proposal went out. */
   verifying: Promise<void> | null;
+  /** Whether a prepared proposal may leave before the acceptance it follows is verified. */
+  earlyRelease: boolean;
 }
 
 interface OpenWaiter {
@@ -231,7 +239,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #byAlias = new Map<string, Runtime>();
   readonly #opens = new Map<string, OpenWaiter>();
   /** Records written at the end of this turn, and what waits for them (see #flush). */
-  #batch: { writes: Map<Bytes32, { rec: ChannelRecord; durable: boolean }>; after: (() => void)[] } | null = null;
+  #batch: { writes: Map<Bytes32, { rec: ChannelRecord; durable: boolean }>; after: (() => void)[]; resolving: Op[] } | null = null;
   /** Funding requests in flight, by virtual channel: openVirtual fails as soon as its request does. */
   readonly #funding = new Map<Bytes32, Promise<SignedState>>();
   #stopped = false;
@@ -265,18 +273,23 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Stops timers and fails waiting requests. The store and transport stay the caller's. */
   stop(): void {
     if (this.#batch) this.#flush();
+    this.#halt(new ProtocolTimeoutError('agent stopped'));
+  }
+
+  /** Stops everything; every request still open fails with `reason`. */
+  #halt(reason: PicopayError): void {
     this.#stopped = true;
     for (const rt of this.#channels.values()) {
       this.#clearRetransmit(rt);
       if (rt.paused) clearTimeout(rt.paused);
-      for (const op of [...rt.queue, ...(rt.inflight ? [rt.inflight] : []), ...(rt.preparedOp ? [rt.preparedOp] : [])]) this.#fail(op, new ProtocolTimeoutError('agent stopped'));
+      for (const op of [...rt.queue, ...(rt.inflight ? [rt.inflight] : []), ...(rt.preparedOp ? [rt.preparedOp] : [])]) this.#fail(op, reason);
       rt.preparedOp = null;
       rt.queue = [];
       rt.inflight = null;
     }
     for (const w of this.#opens.values()) {
       if (w.timer) clearTimeout(w.timer);
-      w.reject(new ProtocolTimeoutError('agent stopped'));
+      w.reject(reason);
     }
     this.#opens.clear();
   }
@@ -568,17 +581,25 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (channel.virtual) this.#fund(rt);
   }
 
-  /** Queued requests that `state` already carries (see Op.carriedBy) are done. */
+  /**
+   * Requests that `state` already carries (see Op.carriedBy) are done, wherever they wait:
+   * queued, prepared or in flight. A proposal still out for one of them stays out with no
+   * request, like one whose request timed out.
+   */
   #landed(rt: Runtime, state: SignedState): void {
-    rt.queue = rt.queue.filter((op) => {
-      if (!op.carriedBy.some((s) => sameState(s, state.state))) return true;
-      this.#resolve(op, state);
-      return false;
-    });
+    const carries = (op: Op | null): op is Op => !!op && op.carriedBy.some((s) => sameState(s, state.state));
+    const done = [rt.inflight, rt.preparedOp, ...rt.queue].filter(carries);
+    if (done.length === 0) return;
+    if (carries(rt.inflight)) rt.inflight = null;
+    if (carries(rt.preparedOp)) rt.preparedOp = null;
+    rt.queue = rt.queue.filter((op) => !carries(op));
+    for (const op of done) this.#resolve(op, state);
   }
 
   #resolve(op: Op, state: SignedState): void {
     clearTimeout(op.deadline);
+    // If this step's write fails, the request fails instead (see #flush).
+    this.#batch?.resolving.push(op);
     this.#notify(() => op.resolve(state));
   }
 
@@ -876,12 +897,14 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   async #onAccept(rt: Runtime, msg: UpdateAccept): Promise<void> {
-    const released = releasePrepared(rt.rec, msg);
+    const released = rt.earlyRelease ? releasePrepared(rt.rec, msg) : null;
     if (released) {
       // The prepared proposal leaves first; the acceptance is verified on the next turn,
       // once the transport has written it (mqtt.js writes on the next tick), while the
       // peer already works on it. Meanwhile this channel's messages wait (see #dispatch).
-      this.#keep(rt, released.record);
+      // The proposal was stored when it was signed; this write (no fsync) only marks it sent,
+      // and the message waits for it like any other.
+      this.#commit(rt, released.record, false);
       this.#send(rt.rec.peer, released.message);
       // Built on the staged proposal, it carries that request's change too.
       for (const op of [rt.inflight, rt.preparedOp]) op?.carriedBy.push(released.record.prepared!.state);
@@ -896,7 +919,14 @@ export class Agent extends EventEmitter<AgentEvents> {
   #acceptOwn(rt: Runtime, msg: UpdateAccept): void {
     const wasOpening = rt.rec.phase === 'opening';
     const nextWasSent = !!rt.rec.prepared?.sent;
-    const result = receiveAccept(rt.rec, msg);
+    let result;
+    try {
+      result = receiveAccept(rt.rec, msg);
+    } catch (err) {
+      // A peer that sent one bad acceptance gets no more head start on this channel.
+      if (nextWasSent) rt.earlyRelease = false;
+      throw err;
+    }
     if (!result) return;
     // A promoted prepared proposal was stored durably when it was signed.
     this.#commit(rt, result.record, wasOpening || reliesOn(rt.rec, result.state.state));
@@ -956,8 +986,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (wasOpening) this.#opened(rt);
     }
     if (result.adopted) {
-      this.#landed(rt, result.adopted);
-      if (result.staged === 'completed' || result.staged === 'bothCompleted') {
+      const completed = result.staged === 'completed' || result.staged === 'bothCompleted';
+      if (completed) {
         this.#completeOwn(rt, result.adopted, result.staged === 'bothCompleted' ? 'both' : 'staged');
       } else {
         // Requests whose proposals are gone go back to the queue, in their order.
@@ -967,8 +997,10 @@ export class Agent extends EventEmitter<AgentEvents> {
           rt.inflight = null;
           this.#retryLater(rt, op, new UpdateConflictError('superseded by a newer state'));
         }
-        if (result.adopted.state.version > 0n) this.#settle(rt, result.adopted, 'in');
       }
+      // Before anything is built on the adopted state: what it already carries is done.
+      this.#landed(rt, result.adopted);
+      if (!completed && result.adopted.state.version > 0n) this.#settle(rt, result.adopted, 'in');
       if (!rt.rec.staged) this.#clearRetransmit(rt);
     }
     for (const reply of result.replies) this.#send(rt.rec.peer, reply);
@@ -979,8 +1011,9 @@ export class Agent extends EventEmitter<AgentEvents> {
   // ---- plumbing ----
 
   #track(loaded: ChannelRecord): Runtime {
-    // A proposal prepared before a restart has no request any more; its version stays signed.
-    const rec = loaded.prepared ? { ...loaded, prepared: null } : loaded;
+    // A proposal prepared before a restart has no request any more: unsent, it is dropped
+    // (its version stays signed); sent, it stays out, for the peer may still sign it.
+    const rec = loaded.prepared && !loaded.prepared.sent ? { ...loaded, prepared: null } : loaded;
     const rt: Runtime = {
       rec,
       queue: [],
@@ -994,6 +1027,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       durableVoucher: rec.voucher?.cumulative ?? 0n,
       preparedOp: null,
       verifying: null,
+      earlyRelease: true,
     };
     this.#channels.set(rec.id, rt);
     this.#byAlias.set(aliasKey(aliasOf(rec.id)), rt);
@@ -1010,7 +1044,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   #commit(rt: Runtime, rec: ChannelRecord, durable = true): void {
     this.#keep(rt, rec);
     if (!this.#batch) {
-      this.#batch = { writes: new Map(), after: [] };
+      this.#batch = { writes: new Map(), after: [], resolving: [] };
       queueMicrotask(() => this.#flush());
     }
     const earlier = this.#batch.writes.get(rec.id);
@@ -1032,8 +1066,14 @@ export class Agent extends EventEmitter<AgentEvents> {
         writes.some((w) => w.durable),
       );
     } catch (err) {
-      // Nothing that depends on these records may leave this process.
-      this.#log.error({ err: String(err) }, 'store write failed; messages withheld');
+      // Nothing that depends on these records may leave this process, and memory is now
+      // ahead of the store: the only safe state is the stored one. Stop; a restart resumes
+      // from the store and resynchronises.
+      const failure = new StoreError('store write failed: agent stopped', { cause: err });
+      this.#log.error({ err: String(err) }, 'store write failed; messages withheld, agent stopped');
+      for (const op of batch.resolving) op.reject(failure);
+      this.#halt(failure);
+      this.emit('failed', failure);
       return;
     }
     for (const fn of batch.after) fn();

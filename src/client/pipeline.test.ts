@@ -1,0 +1,155 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ChannelRecord } from '../channel/record.ts';
+import { makeSync } from '../channel/sync.ts';
+import { receiveUpdate } from '../channel/update.ts';
+import { Signer } from '../crypto/keys.ts';
+import { StoreError } from '../errors.ts';
+import { ChannelStore } from '../store/store.ts';
+import { MemoryNetwork } from '../transport/memory.ts';
+import { decodeMessage, encodeMessage } from '../wire/codec.ts';
+import { type Message, MessageType, RejectReason, type UpdateAccept } from '../wire/messages.ts';
+import { FAST, makeParty, type Party, sleep, tempDir, until } from '../../test/helpers/agents.ts';
+
+// Pipelined updates against peers that misbehave: the next proposal leaves when an
+// acceptance arrives, before it is verified, so every answer a peer can give afterwards
+// (forged, refused, refused and then shown signed) must leave each payment applied once.
+// Also: a store that refuses a write stops the agent before anything depends on it.
+
+let parties: Party[] = [];
+afterEach(() => {
+  for (const p of parties) {
+    p.agent.stop();
+    p.store.close();
+  }
+  parties = [];
+});
+
+function pair(network = new MemoryNetwork(), extra: Parameters<typeof makeParty>[3] = {}) {
+  const dir = tempDir();
+  const a = makeParty(network, dir, 'a', extra);
+  const b = makeParty(network, dir, 'b', extra);
+  parties.push(a, b);
+  return { network, a, b, dir };
+}
+
+/** `p` sends `instead(acceptance)` in place of its acceptance of `version`. */
+function replaceAcceptance(p: Party, version: bigint, instead: (m: UpdateAccept) => Message[]): void {
+  const send = p.transport.send.bind(p.transport);
+  p.transport.send = async (to, frame) => {
+    const m = decodeMessage(frame);
+    if (m.type !== MessageType.UpdateAccept || m.version !== version) return send(to, frame);
+    for (const other of instead(m)) await send(to, encodeMessage(other));
+  };
+}
+
+const forgedSig = (): Uint8Array => Signer.random().sign(new Uint8Array(32).fill(1));
+
+describe('pipelined updates with a misbehaving peer', () => {
+  it('queued payments: the next proposal leaves before the acceptance is checked; a forged one changes nothing, each payment lands once', async () => {
+    // Every message takes 5 ms: A has prepared its second payment when the first is
+    // answered. No retransmission meanwhile, so that only the acceptances can settle them.
+    const { a, b } = pair(new MemoryNetwork({ faults: { delayMs: 5 } }), { timing: { ...FAST, retransmitMs: 2000 } });
+    const ch = await a.agent.open(b.signer.address, { balances: [[100n, 100n]] });
+    await until(() => b.agent.channels()[0]?.phase === 'open');
+    // B's acceptance of version 1 arrives with someone else's signature.
+    replaceAcceptance(b, 1n, (m) => [{ ...m, sig: forgedSig() }]);
+    const refused: string[] = [];
+    a.agent.on('rejected', (e) => refused.push(e.error.code));
+    const [first, second] = await Promise.all([a.agent.pay(ch.id, 10n), a.agent.pay(ch.id, 5n)]);
+    expect(refused).toContain('INVALID_SIGNATURE');
+    // B's acceptance of version 2 settles both.
+    expect(first.state.version).toBe(2n);
+    expect(second.state.version).toBe(2n);
+    for (const p of [a, b]) expect(p.agent.channel(ch.id).current.state.outcome.balances).toEqual([[85n, 115n]]);
+    await a.agent.pay(ch.id, 1n);
+    expect(b.agent.channel(ch.id).current.state.outcome.balances).toEqual([[84n, 116n]]);
+  });
+
+  it('a payment the peer refused but then shows signed is done, never paid twice', async () => {
+    const { a, b, network } = pair();
+    // B opens, so A is participant 1: after a conflict A's request waits and is built again.
+    const ch = await b.agent.open(a.signer.address, { balances: [[100n, 100n]] });
+    await until(() => a.agent.channels()[0]?.phase === 'open');
+    // B signs A's proposal of version 1 but answers "conflict", then offers it in a resync.
+    replaceAcceptance(b, 1n, (m) => [
+      { type: MessageType.UpdateReject, alias: m.alias, version: 1n, reason: RejectReason.Conflict },
+      makeSync(b.agent.channel(ch.id))!,
+    ]);
+    const paid = await a.agent.pay(ch.id, 10n);
+    expect(paid.state.version).toBe(1n);
+    await network.idle();
+    for (const p of [a, b]) expect(p.agent.channel(ch.id).current.state.outcome.balances).toEqual([[110n, 90n]]);
+  });
+
+
+  it('forged acceptance, then "conflict" for the proposal it released, then that proposal shown signed: both payments once', async () => {
+    const { a, b } = pair();
+    // B opens, so A is participant 1 and retries after a conflict.
+    const ch = await b.agent.open(a.signer.address, { balances: [[100n, 100n]] });
+    await until(() => a.agent.channels()[0]?.phase === 'open');
+    // From here B is scripted: it signs everything A proposes, and answers as below.
+    b.agent.stop();
+    let bRec: ChannelRecord = b.agent.channel(ch.id);
+    const toA = (m: Message): void => void b.transport.send(a.signer.address, encodeMessage(m));
+    let shown = false;
+    b.transport.setHandler({
+      message: async (_from, frame) => {
+        const m = decodeMessage(frame);
+        if (m.type !== MessageType.Update) return;
+        if (m.version > 2n && !shown) {
+          shown = true;
+          await sleep(20); // A prepares its next proposal behind this one
+          return toA(makeSync(bRec)!); // version 2, both signatures
+        }
+        // Like the default policy, B never signs a state that pays it less than the one it holds.
+        if (m.balances[0]![0] < bRec.current.state.outcome.balances[0]![0]) {
+          return toA({ type: MessageType.UpdateReject, alias: m.alias, version: m.version, reason: RejectReason.Policy });
+        }
+        const signed = receiveUpdate(bRec, b.signer, m);
+        if (signed.kind === 'accepted') bRec = signed.record;
+        if (m.version === 1n) {
+          await sleep(20); // A prepares version 2 meanwhile
+          toA({ ...signed.reply, sig: forgedSig() } as UpdateAccept);
+        } else if (m.version === 2n) {
+          toA({ type: MessageType.UpdateReject, alias: m.alias, version: 2n, reason: RejectReason.Conflict });
+        } else {
+          toA(signed.reply);
+        }
+      },
+    });
+    const [ten, five] = await Promise.all([a.agent.pay(ch.id, 10n), a.agent.pay(ch.id, 5n)]);
+    expect(ten.state.version).toBe(2n);
+    expect(five.state.version).toBe(2n);
+    await sleep(50);
+    expect(a.agent.channel(ch.id).current.state.outcome.balances).toEqual([[115n, 85n]]);
+  });
+
+  it('a store that refuses a write stops the agent: nothing that depends on it is sent, every request fails', async () => {
+    class FailingStore extends ChannelStore {
+      fail = false;
+      override saveChannels(...args: Parameters<ChannelStore['saveChannels']>): void {
+        if (this.fail) throw new Error('SQLITE_FULL: database or disk is full');
+        super.saveChannels(...args);
+      }
+    }
+    const network = new MemoryNetwork();
+    const dir = tempDir();
+    const store = new FailingStore(`${dir}/a.db`, { durability: 'normal' });
+    const a = makeParty(network, dir, 'a', {}, undefined, store);
+    const b = makeParty(network, dir, 'b');
+    parties.push(a, b);
+    const ch = await a.agent.open(b.signer.address, { balances: [[100n, 100n]] });
+    await until(() => b.agent.channels()[0]?.phase === 'open');
+    const failed: StoreError[] = [];
+    a.agent.on('failed', (e) => failed.push(e));
+    store.fail = true;
+    const results = await Promise.allSettled([a.agent.pay(ch.id, 10n), a.agent.pay(ch.id, 5n)]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    for (const r of results) expect((r as PromiseRejectedResult).reason).toBeInstanceOf(StoreError);
+    expect(failed).toHaveLength(1);
+    await sleep(50);
+    // B never saw a proposal: A signed one, but could not store it.
+    expect(b.agent.channel(ch.id).current.state.version).toBe(0n);
+    await expect(a.agent.pay(ch.id, 1n)).rejects.toThrow();
+  });
+});
