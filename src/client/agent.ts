@@ -243,6 +243,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Funding requests in flight, by virtual channel: openVirtual fails as soon as its request does. */
   readonly #funding = new Map<Bytes32, Promise<SignedState>>();
   #stopped = false;
+  /** Why the agent stopped, once it has: what every later request fails with. */
+  #haltedBy: PicopayError | null = null;
 
   constructor(options: AgentOptions) {
     super();
@@ -279,6 +281,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Stops everything; every request still open fails with `reason`. */
   #halt(reason: PicopayError): void {
     this.#stopped = true;
+    this.#haltedBy = reason;
     for (const rt of this.#channels.values()) {
       this.#clearRetransmit(rt);
       if (rt.paused) clearTimeout(rt.paused);
@@ -413,6 +416,7 @@ export class Agent extends EventEmitter<AgentEvents> {
    */
   update(id: Bytes32, build: Op['build'], attachment?: Attachment): Promise<SignedState> {
     const rt = this.#runtime(id);
+    if (this.#haltedBy) return Promise.reject(this.#haltedBy);
     return new Promise<SignedState>((resolve, reject) => {
       const op: Op = {
         build,
@@ -902,9 +906,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       // The prepared proposal leaves first; the acceptance is verified on the next turn,
       // once the transport has written it (mqtt.js writes on the next tick), while the
       // peer already works on it. Meanwhile this channel's messages wait (see #dispatch).
-      // The proposal was stored when it was signed; this write (no fsync) only marks it sent,
-      // and the message waits for it like any other.
-      this.#commit(rt, released.record, false);
+      // It was stored when it was signed (a failed write would have stopped the agent), so
+      // it leaves without another write; the mark `sent` is stored with the next one.
+      this.#keep(rt, released.record);
       this.#send(rt.rec.peer, released.message);
       // Built on the staged proposal, it carries that request's change too.
       for (const op of [rt.inflight, rt.preparedOp]) op?.carriedBy.push(released.record.prepared!.state);
@@ -923,8 +927,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     try {
       result = receiveAccept(rt.rec, msg);
     } catch (err) {
-      // A peer that sent one bad acceptance gets no more head start on this channel.
-      if (nextWasSent) rt.earlyRelease = false;
+      // A peer that sent one bad acceptance gets no more head start on this channel; the
+      // proposal that left stays out, and is stored as sent.
+      if (nextWasSent) {
+        rt.earlyRelease = false;
+        this.#commit(rt, rt.rec, false);
+      }
       throw err;
     }
     if (!result) return;

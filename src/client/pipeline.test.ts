@@ -124,6 +124,37 @@ describe('pipelined updates with a misbehaving peer', () => {
     expect(a.agent.channel(ch.id).current.state.outcome.balances).toEqual([[115n, 85n]]);
   });
 
+  it('a proposal that left before a restart is still out after it, and the peer\'s answer settles it', async () => {
+    const network = new MemoryNetwork({ faults: { delayMs: 5 } });
+    const dir = tempDir();
+    const timing = { ...FAST, retransmitMs: 2000 };
+    const a = makeParty(network, dir, 'a', { timing });
+    const b = makeParty(network, dir, 'b', { timing });
+    parties.push(b);
+    const ch = await a.agent.open(b.signer.address, { balances: [[100n, 100n]] });
+    await until(() => b.agent.channels()[0]?.phase === 'open');
+    // B forges its acceptance of version 1 and withholds that of version 2.
+    replaceAcceptance(b, 1n, (m) => [{ ...m, sig: forgedSig() }]);
+    replaceAcceptance(b, 2n, () => []);
+    const pays = Promise.allSettled([a.agent.pay(ch.id, 10n), a.agent.pay(ch.id, 5n)]);
+    await until(() => b.agent.channel(ch.id).current.state.version === 2n);
+    await sleep(20);
+    a.agent.stop();
+    a.store.close();
+    await pays;
+    network.detach(a.signer.address);
+    const store = new ChannelStore(a.path, { durability: 'normal' });
+    const restarted = makeParty(network, dir, 'a2', { timing: FAST }, a.signer, store);
+    parties.push(restarted);
+    expect(restarted.agent.channel(ch.id).prepared?.sent).toBe(true);
+    // The resync settles both of A's proposals with B's version 2.
+    expect(await until(() => restarted.agent.channel(ch.id).current.state.version === 2n)).toBe(true);
+    const rec = restarted.agent.channel(ch.id);
+    expect(rec.current.state.outcome.balances).toEqual([[85n, 115n]]);
+    expect(rec.staged).toBeNull();
+    expect(rec.prepared).toBeNull();
+  });
+
   it('a store that refuses a write stops the agent: nothing that depends on it is sent, every request fails', async () => {
     class FailingStore extends ChannelStore {
       fail = false;
