@@ -2,9 +2,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Agent } from '../src/client/agent.ts';
 import { ChannelKind } from '../src/model/types.ts';
+import { DASHBOARD_HTML } from './dashboard.ts';
 import type { Intermediary } from './intermediary.ts';
 
-// The operator's view, on 127.0.0.1: JSON status, one channel, and Prometheus metrics.
+// The operator's view, on 127.0.0.1: a dashboard page, JSON status, one channel, and
+// Prometheus metrics.
 
 export interface StatusSources {
   address: string;
@@ -32,42 +34,54 @@ function channelView(s: StatusSources, id: `0x${string}`, funded = s.isFunded(id
   };
 }
 
+type Reply = { code: number; body: string; type?: string };
+
+const jsonReply = (code: number, value: unknown): Reply => ({ code, body: json(value) });
+
+async function route(s: StatusSources, method: string | undefined, url: string): Promise<Reply> {
+  if (method !== 'GET') return jsonReply(405, { error: 'GET only' });
+  const path = new URL(url, 'http://x').pathname;
+  if (path === '/') return { code: 200, body: DASHBOARD_HTML, type: 'text/html; charset=utf-8' };
+  if (path === '/status') {
+    const channels = s.agent.channels().filter((c) => c.params.kind === ChannelKind.Ledger).map((c) => channelView(s, c.id));
+    return jsonReply(200, { address: s.address, ledgerChannels: channels, virtualChannels: s.intermediary.virtualChannels().map((v) => v.id) });
+  }
+  const m = /^\/channels\/(0x[0-9a-f]{64})$/.exec(path);
+  if (m) {
+    const id = m[1] as `0x${string}`;
+    if (!s.agent.channels().some((c) => c.id === id)) return jsonReply(404, { error: 'no such channel' });
+    // A chain read can fail: then the answer is what the last poll saw.
+    const funded = await s.checkFunded(id).catch(() => s.isFunded(id));
+    return jsonReply(200, channelView(s, id, funded));
+  }
+  if (path === '/metrics') {
+    const ledger = s.agent.channels().filter((c) => c.params.kind === ChannelKind.Ledger);
+    const lines = [
+      '# HELP picopay_ledger_channels Ledger channels by phase.',
+      '# TYPE picopay_ledger_channels gauge',
+      ...(['opening', 'open', 'final'] as const).map((p) => `picopay_ledger_channels{phase="${p}"} ${ledger.filter((c) => c.phase === p).length}`),
+      '# HELP picopay_ledger_channels_funded Ledger channels funded on-chain.',
+      '# TYPE picopay_ledger_channels_funded gauge',
+      `picopay_ledger_channels_funded ${ledger.filter((c) => s.isFunded(c.id)).length}`,
+      '# HELP picopay_virtual_channels Virtual channels the gateway funds now.',
+      '# TYPE picopay_virtual_channels gauge',
+      `picopay_virtual_channels ${s.intermediary.virtualChannels().length}`,
+    ];
+    return { code: 200, body: `${lines.join('\n')}\n`, type: 'text/plain; version=0.0.4' };
+  }
+  return jsonReply(404, { error: 'not found', paths: ['/', '/status', '/channels/<id>', '/metrics'] });
+}
+
 export async function startStatusServer(s: StatusSources, port = 0): Promise<{ url: string; close(): Promise<void> }> {
-  const server: Server = createServer(async (req, res) => {
-    const send = (code: number, body: string, type = 'application/json'): void => {
-      res.writeHead(code, { 'content-type': type });
-      res.end(body);
-    };
-    const path = new URL(req.url ?? '/', 'http://x').pathname;
-    if (req.method !== 'GET') return send(405, json({ error: 'GET only' }));
-    if (path === '/status') {
-      const channels = s.agent.channels().filter((c) => c.params.kind === ChannelKind.Ledger).map((c) => channelView(s, c.id));
-      return send(200, json({ address: s.address, ledgerChannels: channels, virtualChannels: s.intermediary.virtualChannels().map((v) => v.id) }));
-    }
-    const m = /^\/channels\/(0x[0-9a-f]{64})$/.exec(path);
-    if (m) {
-      const id = m[1] as `0x${string}`;
-      if (!s.agent.channels().some((c) => c.id === id)) return send(404, json({ error: 'no such channel' }));
-      // A chain read can fail: then the answer is what the last poll saw.
-      const funded = await s.checkFunded(id).catch(() => s.isFunded(id));
-      return send(200, json(channelView(s, id, funded)));
-    }
-    if (path === '/metrics') {
-      const ledger = s.agent.channels().filter((c) => c.params.kind === ChannelKind.Ledger);
-      const lines = [
-        '# HELP picopay_ledger_channels Ledger channels by phase.',
-        '# TYPE picopay_ledger_channels gauge',
-        ...(['opening', 'open', 'final'] as const).map((p) => `picopay_ledger_channels{phase="${p}"} ${ledger.filter((c) => c.phase === p).length}`),
-        '# HELP picopay_ledger_channels_funded Ledger channels funded on-chain.',
-        '# TYPE picopay_ledger_channels_funded gauge',
-        `picopay_ledger_channels_funded ${ledger.filter((c) => s.isFunded(c.id)).length}`,
-        '# HELP picopay_virtual_channels Virtual channels the gateway funds now.',
-        '# TYPE picopay_virtual_channels gauge',
-        `picopay_virtual_channels ${s.intermediary.virtualChannels().length}`,
-      ];
-      return send(200, `${lines.join('\n')}\n`, 'text/plain; version=0.0.4');
-    }
-    send(404, json({ error: 'not found', paths: ['/status', '/channels/<id>', '/metrics'] }));
+  const server: Server = createServer((req, res) => {
+    // Whatever a client sends, it gets an answer and the gateway carries on.
+    route(s, req.method, req.url ?? '/')
+      .catch((err: unknown) => jsonReply(400, { error: String(err) }))
+      .then(({ code, body, type }) => {
+        res.writeHead(code, { 'content-type': type ?? 'application/json' });
+        res.end(body);
+      })
+      .catch(() => res.destroy());
   });
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   const { port: bound } = server.address() as AddressInfo;
