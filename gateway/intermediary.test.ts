@@ -148,9 +148,12 @@ describe('virtual-channel terms the gateway refuses', () => {
   it(`a ledger channel funds at most ${MAX_LOCKED} virtual channels: the next open is refused up front, by either device`, async () => {
     const { a, b, g, la, network } = await network3();
     const opts = { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[1n, 0n]] as [[bigint, bigint]] };
-    for (let i = 0; i < MAX_LOCKED; i++) await a.agent.openVirtual(b.signer.address, opts);
+    for (let i = 0; i < MAX_LOCKED - 1; i++) await a.agent.openVirtual(b.signer.address, opts);
+    // Two opens at once for the last place: one gets it, the other is refused before anything is sent.
+    const last = await Promise.allSettled([a.agent.openVirtual(b.signer.address, opts), a.agent.openVirtual(b.signer.address, opts)]);
+    expect(last.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    expect((last.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason).toBeInstanceOf(InvalidAllocationError);
     expect(a.agent.channel(la).current.state.outcome.locked).toHaveLength(MAX_LOCKED);
-    // A's side is full: it refuses before sending anything.
     await expect(a.agent.openVirtual(b.signer.address, opts)).rejects.toBeInstanceOf(InvalidAllocationError);
     // B's side is full too: C, with room, is refused by B.
     const c = makeParty(network, tempDir(), 'c');

@@ -654,7 +654,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       rt.backoff = Math.min(rt.backoff * 2, this.#timing.maxRetransmitMs);
       if (rt.rec.phase === 'opening') {
         // The proposer may have given up on this channel: stop answering after a while.
-        if (Date.now() - rt.since > 4 * this.#timing.requestTimeoutMs) return;
+        if (this.#abandoned(rt)) return;
         this.#send(rt.rec.peer, openAcceptOf(rt.rec));
       } else {
         const sync = makeSync(rt.rec);
@@ -1105,11 +1105,25 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (before.current !== rec.current) this.#announceLockChanges(before, rec);
   }
 
-  /** Virtual channels a ledger channel funds, or is asked to fund right now. */
+  /**
+   * Virtual channels a ledger channel funds or is about to: those it locks, those being
+   * funded, those accepted and not open yet, and those this side is proposing. One whose
+   * funding failed does not count: it will not be locked.
+   */
   #fundingLoad(parent: Runtime): number {
-    let asking = 0;
-    for (const vc of this.#funding.keys()) if (this.#channels.get(vc)?.rec.virtual?.parent === parent.rec.id) asking++;
-    return parent.rec.current.state.outcome.locked.length + asking;
+    const counted = new Set(parent.rec.current.state.outcome.locked.map((l) => l.id));
+    for (const [id, rt] of this.#channels) {
+      if (rt.rec.virtual?.parent !== parent.rec.id) continue;
+      if (this.#funding.has(id) || (rt.rec.phase === 'opening' && !this.#abandoned(rt))) counted.add(id);
+    }
+    let proposing = 0;
+    for (const w of this.#opens.values()) if (w.pending.message.gateway === parent.rec.peer) proposing++;
+    return counted.size + proposing;
+  }
+
+  /** An accepted open whose proposer has had time enough to complete it, and did not. */
+  #abandoned(rt: Runtime): boolean {
+    return Date.now() - rt.since > 4 * this.#timing.requestTimeoutMs;
   }
 
   /** This side's open ledger channel with `gateway`, which funds its virtual channels. */
