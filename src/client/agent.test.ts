@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FinalStateError, NegativeBalanceError, OpenRejectedError, UpdateRejectedError } from '../errors.ts';
 import { MemoryNetwork } from '../transport/memory.ts';
 import { encodeMessage } from '../wire/codec.ts';
-import { MessageType } from '../wire/messages.ts';
+import { MAX_MESSAGE_BYTES, MessageType } from '../wire/messages.ts';
 import { aliasOf } from '../channel/record.ts';
 import { ChannelStore } from '../store/store.ts';
 import { Agent } from './agent.ts';
@@ -102,7 +102,7 @@ describe('Agent', () => {
     b.agent.on('rejected', (e) => rejected.push(e.error.code));
     const attacker = network.endpoint('0x00000000000000000000000000000000000000aa');
     await attacker.send(b.signer.address, new Uint8Array([0xff, 0x00, 0x13]));
-    await attacker.send(b.signer.address, new Uint8Array(10_000));
+    await attacker.send(b.signer.address, new Uint8Array(MAX_MESSAGE_BYTES + 1));
     const forged = encodeMessage({
       type: MessageType.Update,
       alias: aliasOf(ch.id),

@@ -2,7 +2,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MessageTooLargeError, PicopayError, UnsupportedVersionError, WireError } from '../errors.ts';
 import { decodeMessage, encodeMessage } from './codec.ts';
-import { type Message, MessageType, RejectReason } from './messages.ts';
+import { MAX_LOCKED } from '../model/allocation.ts';
+import { MAX_MESSAGE_BYTES, type Message, MessageType, RejectReason } from './messages.ts';
+import { MAX_ASSETS } from './schema.ts';
 
 const bytesN = (n: number) => fc.uint8Array({ minLength: n, maxLength: n });
 const hex = (n: number) => bytesN(n).map((b) => `0x${Buffer.from(b).toString('hex')}` as `0x${string}`);
@@ -88,6 +90,20 @@ function expectTypedOrDecoded(frame: Uint8Array): void {
 }
 
 describe('wire codec', () => {
+  it('the largest message the schema allows fits the default size limit', () => {
+    const max = (1n << 256n) - 1n;
+    const sig = new Uint8Array(65).fill(0xff);
+    const body = {
+      version: (1n << 64n) - 1n,
+      balances: Array.from({ length: MAX_ASSETS }, () => [max, max] as const),
+      locked: Array.from({ length: MAX_LOCKED }, (_, i) => ({ id: `0x${i.toString(16).padStart(64, 'f')}` as const, balances: Array.from({ length: MAX_ASSETS }, () => max), indexMap: [0, 1] as const })),
+      isFinal: false,
+    };
+    const sync = encodeMessage({ type: MessageType.Sync, alias: new Uint8Array(8), current: { ...body, sigs: [sig, sig] }, staged: { ...body, sig } });
+    expect(sync.length).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    expect(decodeMessage(sync)).toMatchObject({ type: MessageType.Sync });
+  });
+
   it('round-trips every message', () => {
     fc.assert(
       fc.property(arbitraryMessage, (m) => {
@@ -127,7 +143,7 @@ describe('wire codec', () => {
   });
 
   it('checks the size before decoding and the protocol version in every envelope', () => {
-    expect(() => decodeMessage(new Uint8Array(5000))).toThrow(MessageTooLargeError);
+    expect(() => decodeMessage(new Uint8Array(MAX_MESSAGE_BYTES + 1))).toThrow(MessageTooLargeError);
     const m: Message = { type: MessageType.UpdateReject, alias: new Uint8Array(8), version: 1n, reason: 1 };
     const frame = encodeMessage(m).slice();
     frame[1] = 2; // [version=2, ...]

@@ -3,8 +3,12 @@ import type { Address, ChannelKind, Signature, SubAlloc } from '../model/types.t
 /** Every envelope starts with this; a peer speaking another version is refused. */
 export const PROTOCOL_VERSION = 1;
 
-/** Default size limit, checked before any decoding. */
-export const MAX_MESSAGE_BYTES = 4096;
+/**
+ * Default size limit, checked before any decoding. The largest message the schema allows
+ * (a Sync whose two states each lock MAX_LOCKED channels in MAX_ASSETS assets, every
+ * amount at 2^256 - 1) is about 21.7 KB; everyday messages are a few hundred bytes.
+ */
+export const MAX_MESSAGE_BYTES = 24 * 1024;
 
 export const MessageType = {
   OpenPropose: 1,
