@@ -19,13 +19,15 @@ export interface GatewayChainOptions {
   logger: Logger;
   /** How often unfunded channels are checked (ms). */
   pollMs?: number;
-  /** Registrations are answered once this many blocks deep. */
+  /** Registrations are answered, and deposits counted, once this many blocks deep. */
   confirmations?: number;
 }
 
 export class GatewayChain {
   readonly #o: GatewayChainOptions;
   readonly #funded = new Set<Bytes32>();
+  /** The last deposit read of each channel not yet funded (see #check). */
+  readonly #checks = new Map<Bytes32, { at: number; pending: boolean; done: Promise<void> }>();
   #timer: NodeJS.Timeout | null = null;
   #watchtower: Watcher | null = null;
   /** Transactions go out one at a time: one account, one nonce sequence. */
@@ -89,9 +91,9 @@ export class GatewayChain {
    * Like isFunded, but reads the chain now when the last poll has not seen the deposits
    * yet: a device that watched them arrive itself may ask before the next poll.
    */
-  checkFunded = async (id: Bytes32): Promise<boolean> => {
+  checkFunded = async (id: Bytes32, maxAgeMs = 0): Promise<boolean> => {
     const rec = this.#ledgerChannels().find((c) => c.id === id);
-    if (rec) await this.#check(rec);
+    if (rec) await this.#check(rec, maxAgeMs);
     return this.#funded.has(id);
   };
 
@@ -99,10 +101,28 @@ export class GatewayChain {
     for (const rec of this.#ledgerChannels()) await this.#check(rec);
   }
 
-  async #check(rec: ChannelRecord): Promise<void> {
-    if (this.#funded.has(rec.id) || rec.phase !== 'open') return;
+  /**
+   * Reads a channel's deposits, `confirmations` blocks deep. Callers asking at once share
+   * one read; a read younger than `maxAgeMs` is answer enough (status polls).
+   */
+  #check(rec: ChannelRecord, maxAgeMs = 0): Promise<void> {
+    if (this.#funded.has(rec.id) || rec.phase !== 'open') return Promise.resolve();
+    const last = this.#checks.get(rec.id);
+    if (last && (last.pending || Date.now() - last.at < maxAgeMs)) return last.done;
+    const done = this.#readDeposits(rec).finally(() => {
+      if (this.#funded.has(rec.id)) this.#checks.delete(rec.id);
+      else this.#checks.set(rec.id, { at: Date.now(), pending: false, done });
+    });
+    this.#checks.set(rec.id, { at: Date.now(), pending: true, done });
+    return done;
+  }
+
+  async #readDeposits(rec: ChannelRecord): Promise<void> {
+    const depth = BigInt((this.#o.confirmations ?? 1) - 1);
+    const block = depth > 0n ? (await this.#o.client.publicClient.getBlockNumber()) - depth : undefined;
+    if (block !== undefined && block < 0n) return;
     const need = totals(rec.current.state.outcome);
-    const have = await Promise.all(rec.current.state.outcome.assets.map((a) => readHoldings(this.#o.client, rec.id, a)));
+    const have = await Promise.all(rec.current.state.outcome.assets.map((a) => readHoldings(this.#o.client, rec.id, a, block)));
     if (have.every((h, i) => h.amount >= need[i]!) && !this.#funded.has(rec.id)) {
       this.#funded.add(rec.id);
       this.#o.logger.info({ channel: rec.id, peer: rec.peer }, 'ledger channel funded on-chain');

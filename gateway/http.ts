@@ -14,8 +14,8 @@ export interface StatusSources {
   intermediary: Intermediary;
   /** As last polled. */
   isFunded(id: `0x${string}`): boolean;
-  /** Reads the chain now if the last poll has not seen the deposits yet. */
-  checkFunded(id: `0x${string}`): Promise<boolean>;
+  /** Reads the chain if the last read (at most `maxAgeMs` old counts) has not seen the deposits yet. */
+  checkFunded(id: `0x${string}`, maxAgeMs?: number): Promise<boolean>;
 }
 
 const json = (v: unknown): string => JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? undefined : x), 2);
@@ -36,6 +36,9 @@ function channelView(s: StatusSources, id: `0x${string}`, funded = s.isFunded(id
 
 type Reply = { code: number; body: string; type?: string };
 
+/** Devices poll /channels/<id> while they wait: one chain read a second serves them all. */
+const STATUS_READ_MAX_AGE_MS = 1000;
+
 const jsonReply = (code: number, value: unknown): Reply => ({ code, body: json(value) });
 
 async function route(s: StatusSources, method: string | undefined, url: string): Promise<Reply> {
@@ -51,7 +54,7 @@ async function route(s: StatusSources, method: string | undefined, url: string):
     const id = m[1] as `0x${string}`;
     if (!s.agent.channels().some((c) => c.id === id)) return jsonReply(404, { error: 'no such channel' });
     // A chain read can fail: then the answer is what the last poll saw.
-    const funded = await s.checkFunded(id).catch(() => s.isFunded(id));
+    const funded = await s.checkFunded(id, STATUS_READ_MAX_AGE_MS).catch(() => s.isFunded(id));
     return jsonReply(200, channelView(s, id, funded));
   }
   if (path === '/metrics') {

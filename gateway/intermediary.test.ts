@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ChannelKind, type Bytes32 } from '../src/model/types.ts';
 import { type MemoryFaults, MemoryNetwork } from '../src/transport/memory.ts';
-import { CHAIN, makeParty, type Party, tempDir, until } from '../test/helpers/agents.ts';
+import { CHAIN, makeParty, type Party, sleep, tempDir, until } from '../test/helpers/agents.ts';
 import { silentLogger } from '../src/log.ts';
 import { InvalidAllocationError, OpenRejectedError } from '../src/errors.ts';
 import { MAX_LOCKED } from '../src/model/allocation.ts';
@@ -94,6 +94,25 @@ describe('virtual channels through a gateway', () => {
     expect(b.agent.isFunded(vc.id)).toBe(true);
     expect(paid.state.outcome.balances).toEqual([[25n, 15n]]);
     expect(b.agent.channel(vc.id).current.state.outcome.balances).toEqual([[25n, 15n]]);
+  });
+
+  it('a settlement refused because one request came after the hold time is asked for again until it goes through', async () => {
+    const { a, b, g, la, lb } = await network3({}, 1, 200);
+    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, balances: [[10n, 0n]] });
+    await until(() => b.agent.channels().some((c) => c.id === vc.id) && b.agent.isFunded(vc.id));
+    // For a while, B's messages to the gateway take longer than the gateway holds A's request.
+    const send = b.transport.send.bind(b.transport);
+    b.transport.send = async (to, frame) => {
+      if (to !== g.signer.address) return send(to, frame);
+      setTimeout(() => void send(to, frame), 400);
+    };
+    const settled = a.agent.settleVirtual(vc.id).catch(() => undefined);
+    await sleep(1000); // long enough for the gateway to refuse both requests at least once
+    b.transport.send = send;
+    await settled;
+    expect(await until(() => a.agent.isSettled(vc.id) && b.agent.isSettled(vc.id), 10_000)).toBe(true);
+    expect(a.agent.channel(la).current.state.outcome.locked).toEqual([]);
+    expect(b.agent.channel(lb).current.state.outcome.locked).toEqual([]);
   });
 
   it('refuses to fund when the other device never asks: nothing stays locked', async () => {

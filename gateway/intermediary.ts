@@ -117,6 +117,8 @@ export class Intermediary {
     const expected = lockOutcome(ctx.current.outcome, ctx.channel.params.participants, { id: vcId, participants: params.participants, balances: terms.balances });
     if (outcomeHash(expected) !== outcomeHash(ctx.proposed.outcome)) throw new InvalidAllocationError('parent update does not lock exactly the virtual channel funds');
     if (this.#o.isFunded && !(await this.#o.isFunded(ctx.channel.id))) throw new InsufficientFundsError('ledger channel not funded on-chain');
+    // The read took a while: the other side may have closed meanwhile.
+    if (!this.#ledgerWith(other)) throw new UnknownChannelError('no open ledger channel with the other participant');
     const pending = this.#hold(`fund:${vcId}`, 'fund', ctx, device);
     pending.sigs.set(device, terms.sig);
     if (pending.sides.size < 2) return;

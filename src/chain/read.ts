@@ -18,8 +18,9 @@ export interface Holdings {
   concluded: boolean;
 }
 
-export async function readHoldings(client: ChainClient, channelId: Bytes32, asset: Address): Promise<Holdings> {
-  const raw = await client.publicClient.readContract({ address: client.adjudicator, abi: adjudicatorAbi, functionName: 'holdings', args: [channelId, asset] });
+/** The channel's deposits in `asset`, at `blockNumber` (default: the latest block). */
+export async function readHoldings(client: ChainClient, channelId: Bytes32, asset: Address, blockNumber?: bigint): Promise<Holdings> {
+  const raw = await client.publicClient.readContract({ address: client.adjudicator, abi: adjudicatorAbi, functionName: 'holdings', args: [channelId, asset], blockNumber });
   return raw >= CONCLUDED ? { amount: 0n, concluded: true } : { amount: raw, concluded: false };
 }
 

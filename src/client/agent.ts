@@ -242,6 +242,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   #batch: { writes: Map<Bytes32, { rec: ChannelRecord; durable: boolean }>; after: (() => void)[]; resolving: Op[] } | null = null;
   /** Funding requests in flight, by virtual channel: openVirtual fails as soon as its request does. */
   readonly #funding = new Map<Bytes32, Promise<SignedState>>();
+  /** Virtual channels whose release into the ledger channel is being asked for. */
+  readonly #settling = new Set<Bytes32>();
   #stopped = false;
   /** Why the agent stopped, once it has: what every later request fails with. */
   #haltedBy: PicopayError | null = null;
@@ -551,30 +553,55 @@ export class Agent extends EventEmitter<AgentEvents> {
     const funding = this.update(parent, () => lockBody(this.#runtime(parent).rec, vc.rec), { fund });
     this.#funding.set(vc.rec.id, funding);
     funding
-      .catch((err) => this.#log.warn({ channel: vc.rec.id, err: String(err) }, 'funding the virtual channel failed'))
+      .catch((err) => {
+        this.#log.warn({ channel: vc.rec.id, err: String(err) }, 'funding the virtual channel failed');
+        // A peer's proposal waiting for these funds will not get them: refuse it now.
+        const waiting = vc.awaitingFunds;
+        vc.awaitingFunds = null;
+        if (waiting) this.#send(vc.rec.peer, { type: MessageType.UpdateReject, alias: waiting.alias, version: waiting.version, reason: RejectReason.Policy });
+      })
       .finally(() => this.#funding.delete(vc.rec.id));
   }
 
-  /** Asks the gateway to release a final virtual channel's funds into this side's ledger channel. */
-  #settleParent(vc: Runtime): void {
-    const { parent } = vc.rec.virtual!;
-    const prt = this.#runtime(parent);
-    if (prt.rec.staged?.attachment && 'settle' in prt.rec.staged.attachment) return; // already asked
+  /**
+   * Asks the gateway to release a final virtual channel's funds into this side's ledger
+   * channel, and asks again, backing off, until they are back: the gateway refuses when
+   * the other device's request does not come within its hold time, and both must ask.
+   */
+  #settleParent(vc: Runtime, backoff = this.#timing.retransmitMs): void {
+    const id = vc.rec.id;
+    if (this.#settling.has(id) || this.#stopped) return;
+    const parent = vc.rec.virtual!.parent;
     const cur = vc.rec.current;
-    const settle = { id: fromHex(vc.rec.id), version: cur.state.version, balances: cur.state.outcome.balances, sigs: cur.sigs as readonly [Uint8Array, Uint8Array] };
-    this.update(parent, () => unlockBody(this.#runtime(parent).rec, this.#runtime(vc.rec.id).rec), { settle }).catch((err) =>
-      this.#log.warn({ channel: vc.rec.id, err: String(err) }, 'settling the virtual channel failed'),
-    );
+    const settle = { id: fromHex(id), version: cur.state.version, balances: cur.state.outcome.balances, sigs: cur.sigs as readonly [Uint8Array, Uint8Array] };
+    this.#settling.add(id);
+    this.update(parent, () => unlockBody(this.#runtime(parent).rec, this.#runtime(id).rec), { settle })
+      .catch((err) => {
+        this.#log.warn({ channel: id, err: String(err), retryInMs: backoff }, 'settling the virtual channel failed');
+        const retry = setTimeout(() => {
+          if (vc.rec.phase === 'final' && this.isFunded(id)) this.#settleParent(vc, Math.min(backoff * 2, this.#timing.maxRetransmitMs));
+        }, (0.5 + Math.random()) * backoff);
+        retry.unref();
+      })
+      .finally(() => this.#settling.delete(id));
   }
 
-  /** After a restart: ask again for what a virtual channel was waiting on, unless it is still in flight. */
+  /** After a restart: ask again for what each virtual channel was waiting on, unless that is still in flight. */
   #resumeVirtual(rt: Runtime): void {
     const info = rt.rec.virtual;
-    if (!info) return;
-    const parent = this.#channels.get(info.parent);
-    if (!parent || parent.rec.staged) return;
+    const parent = info && this.#channels.get(info.parent);
+    if (!parent || this.#askedInFlight(parent, rt.rec.id)) return;
     if (rt.rec.phase === 'open' && !this.isFunded(rt.rec.id)) this.#fund(rt);
     if (rt.rec.phase === 'final' && this.isFunded(rt.rec.id)) this.#settleParent(rt);
+  }
+
+  /** Whether the parent's proposal in flight is the request to fund or release `vcId`. */
+  #askedInFlight(parent: Runtime, vcId: Bytes32): boolean {
+    const staged = parent.rec.staged;
+    if (!staged?.attachment) return false;
+    if ('settle' in staged.attachment) return toHex(staged.attachment.settle.id) === vcId;
+    const locks = (s: State): boolean => s.outcome.locked.some((l) => l.id === vcId);
+    return locks(staged.state) && !locks(parent.rec.current.state);
   }
 
   /** A channel became open on this side: announce it, and fund it if it is virtual. */
