@@ -1,27 +1,28 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { address, announce, integer, parseOptions, required, usage } from '../src/cli/args.ts';
+import { address, announce, integer, parseOptions, required, usage, type Values } from '../src/cli/args.ts';
 import { CONNECTION_SPECS, mqttLogin, timing } from '../src/cli/connection.ts';
 import { parseAmount } from '../src/cli/units.ts';
 import { ConfigError } from '../src/errors.ts';
-import { createLogger } from '../src/log.ts';
+import { createLogger, type Logger } from '../src/log.ts';
+import type { Address } from '../src/model/types.ts';
 import { runHotspot } from './roles/hotspot.ts';
 import { runPayer } from './roles/payer.ts';
-import { chainFunding, gatewayFunding } from './funding.ts';
+import { chainFunding, type FundingSource, gatewayFunding } from './funding.ts';
 import { startDevice } from './service.ts';
 
 const SPECS = {
   role: { type: 'string', arg: 'payer|hotspot', help: 'what this device does' },
   'data-dir': { type: 'string', arg: 'DIR', help: 'key, channel store', default: join('.picopay', 'device') },
   'password-env': { type: 'string', arg: 'NAME', help: 'environment variable holding the keystore password', default: 'PICOPAY_PASSWORD' },
-  'gateway-info': { type: 'string', arg: 'FILE', help: "the gateway's ready line (JSON): fills the four options below, --rpc-url and --status-url" },
+  'gateway-info': { type: 'string', arg: 'FILE', help: "the gateway's ready line (JSON), trusted: fills the four options below and, unless one is given, the funding check's URL" },
   gateway: { type: 'string', arg: 'ADDR', help: "the gateway's address" },
   'mqtt-url': { type: 'string', arg: 'URL', help: 'MQTT broker' },
   'chain-id': { type: 'string', arg: 'N', help: 'chain id' },
   adjudicator: { type: 'string', arg: 'ADDR', help: 'adjudicator contract' },
-  'rpc-url': { type: 'string', arg: 'URL', help: 'chain JSON-RPC: the device checks there that both deposits of its ledger channel are in' },
+  'rpc-url': { type: 'string', arg: 'URL', help: 'chain JSON-RPC (your own node): the device checks there that both deposits of its ledger channel are in' },
   confirmations: { type: 'string', arg: 'N', help: 'blocks a deposit must be deep to count', default: '1' },
-  'status-url': { type: 'string', arg: 'URL', help: "without --rpc-url: trust the gateway's status API to say the channel is funded" },
+  'status-url': { type: 'string', arg: 'URL', help: "without --rpc-url: trust the gateway's status API to say the channel is funded (wins over --gateway-info)" },
   deposit: { type: 'string', arg: 'AMOUNT', help: "this device's side of its ledger channel (its owner deposits it)", default: '0.1' },
   'gateway-deposit': { type: 'string', arg: 'AMOUNT', help: 'what the gateway puts into the ledger channel', default: '0.1' },
   'unit-bytes': { type: 'string', arg: 'N', help: 'bytes per paid unit', default: '102400' },
@@ -47,6 +48,25 @@ interface GatewayInfo {
   adjudicator: string;
   rpcUrl: string;
   httpUrl: string;
+}
+
+/**
+ * Where the device learns that its ledger channel is funded: an explicit --rpc-url, else an
+ * explicit --status-url, else what the gateway's info names (its RPC, else its status API).
+ * A URL from the info file is the gateway's choice: the device trusts the gateway for it.
+ */
+function fundingSource(o: Values<typeof SPECS>, info: Partial<GatewayInfo>, chain: { chainId: bigint; adjudicator: Address }, logger: Logger): FundingSource | undefined {
+  const confirmations = integer(o.confirmations, 'confirmations')!;
+  if (confirmations < 1) throw new ConfigError(`--confirmations: expected at least 1, got "${o.confirmations}"`);
+  const onChain = (rpcUrl: string): FundingSource => chainFunding({ rpcUrl, ...chain, confirmations });
+  const explicit = o['rpc-url'] ? onChain(o['rpc-url']) : o['status-url'] ? gatewayFunding(o['status-url']) : undefined;
+  if (explicit) {
+    logger.info({ source: explicit.name, fromGatewayInfo: false }, 'funding check');
+    return explicit;
+  }
+  const trusted = info.rpcUrl ? onChain(info.rpcUrl) : info.httpUrl ? gatewayFunding(info.httpUrl) : undefined;
+  if (trusted) logger.info({ source: trusted.name, fromGatewayInfo: true }, 'funding check at a URL from --gateway-info: trusting the gateway for it');
+  return trusted;
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -75,20 +95,15 @@ export async function main(argv: string[]): Promise<void> {
   const unitBytes = integer(o['unit-bytes'], 'unit-bytes')!;
   const price = parseAmount(o.price!, 'price');
   const adjudicator = address(o.adjudicator ?? info.adjudicator, 'adjudicator');
-  const rpcUrl = o['rpc-url'] ?? info.rpcUrl;
-  const statusUrl = o['status-url'] ?? info.httpUrl;
-  const funding = rpcUrl
-    ? chainFunding({ rpcUrl, adjudicator, confirmations: integer(o.confirmations, 'confirmations')! })
-    : statusUrl
-      ? gatewayFunding(statusUrl)
-      : undefined;
+  const chainId = BigInt(required(o['chain-id'] ?? (info.chainId === undefined ? undefined : String(info.chainId)), 'chain-id'));
+  const funding = fundingSource(o, info, { chainId, adjudicator }, logger);
   const fundTimeoutMs = integer(o['fund-timeout-ms'], 'fund-timeout-ms')!;
   const dev = await startDevice({
     dataDir: o['data-dir']!,
     password: process.env[o['password-env']!] ?? '',
     gateway,
     mqttUrl: required(o['mqtt-url'] ?? info.mqttUrl, 'mqtt-url'),
-    chainId: BigInt(required(o['chain-id'] ?? (info.chainId === undefined ? undefined : String(info.chainId)), 'chain-id')),
+    chainId,
     adjudicator,
     deposit: parseAmount(o.deposit!, 'deposit'),
     gatewayDeposit: parseAmount(o['gateway-deposit']!, 'gateway-deposit'),

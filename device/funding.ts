@@ -1,6 +1,7 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import * as AbiFunction from 'ox/AbiFunction';
 import type { ChannelRecord } from '../src/channel/record.ts';
-import { ChainReadError, ProtocolTimeoutError } from '../src/errors.ts';
+import { ChainReadError, ConfigError, ProtocolTimeoutError, TransportError } from '../src/errors.ts';
 import { totals } from '../src/model/allocation.ts';
 import type { Address } from '../src/model/types.ts';
 
@@ -8,7 +9,8 @@ import type { Address } from '../src/model/types.ts';
 // holds both deposits. Until it is, the gateway's side of the channel is only a promise,
 // and so is every payment a virtual channel brings in through it. The device reads the
 // chain itself over plain JSON-RPC (no viem, no contract code), or, with no RPC URL,
-// asks the gateway's status API and trusts its answer.
+// asks the gateway's status API and trusts its answer. Every request has a deadline: a
+// server that accepts and never answers must not hold the device past its fund timeout.
 
 /** What a check needs of the ledger channel: its id and its (conserved) totals. */
 export type LedgerView = Pick<ChannelRecord, 'id' | 'current'>;
@@ -16,7 +18,16 @@ export type LedgerView = Pick<ChannelRecord, 'id' | 'current'>;
 export interface FundingSource {
   /** What the answer rests on, for logs. */
   readonly name: string;
-  isFunded(ledger: LedgerView): Promise<boolean>;
+  /** `signal` aborts the check's requests (waitFunded passes its deadline). */
+  isFunded(ledger: LedgerView, signal?: AbortSignal): Promise<boolean>;
+}
+
+/** Longest one request may take: a hung call is given up and asked again while time is left. */
+const CALL_TIMEOUT_MS = 10_000;
+
+function callSignal(signal: AbortSignal | undefined): AbortSignal {
+  const own = AbortSignal.timeout(CALL_TIMEOUT_MS);
+  return signal ? AbortSignal.any([signal, own]) : own;
 }
 
 const holdingsFn = AbiFunction.from('function holdings(bytes32 channelId, address asset) view returns (uint256)');
@@ -24,10 +35,15 @@ const holdingsFn = AbiFunction.from('function holdings(bytes32 channelId, addres
 /** Bit 255 of a holdings slot marks a concluded channel (see contracts/Adjudicator.sol). */
 const CONCLUDED = 1n << 255n;
 
-async function rpc(url: string, method: string, params: unknown[]): Promise<unknown> {
+async function rpc(url: string, method: string, params: unknown[], signal: AbortSignal | undefined): Promise<unknown> {
   let body: { result?: unknown; error?: { message?: string } };
   try {
-    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }) });
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
+      signal: callSignal(signal),
+    });
     body = (await res.json()) as typeof body;
   } catch (cause) {
     throw new ChainReadError(`${method} at ${url} failed`, { cause });
@@ -43,14 +59,24 @@ function hexQuantity(value: unknown, what: string): bigint {
 
 /**
  * Reads the adjudicator's holdings for the channel `confirmations` blocks below the head,
- * so that a re-org shallower than that cannot fake a deposit.
+ * so that a re-org shallower than that cannot fake a deposit. The node must serve
+ * `chainId` (checked once): the same adjudicator address on another chain proves nothing.
+ * Leaving `chainId` out skips that check, for a node the caller runs itself.
  */
-export function chainFunding(o: { rpcUrl: string; adjudicator: Address; confirmations: number }): FundingSource {
-  if (!Number.isInteger(o.confirmations) || o.confirmations < 1) throw new RangeError('confirmations must be an integer ≥ 1');
+export function chainFunding(o: { rpcUrl: string; chainId?: bigint; adjudicator: Address; confirmations: number }): FundingSource {
+  if (!Number.isInteger(o.confirmations) || o.confirmations < 1) throw new ConfigError(`confirmations must be an integer ≥ 1, got ${o.confirmations}`);
+  let chainChecked = o.chainId === undefined;
+  const checkChain = async (signal: AbortSignal | undefined): Promise<void> => {
+    if (chainChecked) return;
+    const served = hexQuantity(await rpc(o.rpcUrl, 'eth_chainId', [], signal), 'eth_chainId');
+    if (served !== o.chainId) throw new ChainReadError(`${o.rpcUrl} serves chain ${served}, expected ${o.chainId}`);
+    chainChecked = true;
+  };
   return {
     name: `chain ${o.rpcUrl}`,
-    async isFunded(ledger) {
-      const head = hexQuantity(await rpc(o.rpcUrl, 'eth_blockNumber', []), 'eth_blockNumber');
+    async isFunded(ledger, signal) {
+      await checkChain(signal);
+      const head = hexQuantity(await rpc(o.rpcUrl, 'eth_blockNumber', [], signal), 'eth_blockNumber');
       const depth = BigInt(o.confirmations - 1);
       if (head < depth) return false;
       const block = `0x${(head - depth).toString(16)}`;
@@ -58,7 +84,7 @@ export function chainFunding(o: { rpcUrl: string; adjudicator: Address; confirma
       const need = totals(outcome);
       for (let a = 0; a < outcome.assets.length; a++) {
         const data = AbiFunction.encodeData(holdingsFn, [ledger.id, outcome.assets[a]!]);
-        const raw = await rpc(o.rpcUrl, 'eth_call', [{ to: o.adjudicator, data }, block]);
+        const raw = await rpc(o.rpcUrl, 'eth_call', [{ to: o.adjudicator, data }, block], signal);
         if (typeof raw !== 'string' || !/^0x([0-9a-fA-F]{64})$/.test(raw)) throw new ChainReadError('eth_call holdings: not one 32-byte word');
         const held = AbiFunction.decodeResult(holdingsFn, raw as `0x${string}`);
         if (held >= CONCLUDED || held < need[a]!) return false;
@@ -72,23 +98,35 @@ export function chainFunding(o: { rpcUrl: string; adjudicator: Address; confirma
 export function gatewayFunding(statusUrl: string): FundingSource {
   return {
     name: `gateway ${statusUrl}`,
-    async isFunded(ledger) {
-      const res = await fetch(`${statusUrl}/channels/${ledger.id}`);
-      return res.ok && ((await res.json()) as { funded?: boolean }).funded === true;
+    async isFunded(ledger, signal) {
+      const url = `${statusUrl}/channels/${ledger.id}`;
+      try {
+        const res = await fetch(url, { signal: callSignal(signal) });
+        return res.ok && ((await res.json()) as { funded?: boolean }).funded === true;
+      } catch (cause) {
+        throw new TransportError(`GET ${url} failed`, { cause });
+      }
     },
   };
 }
 
-/** Checks every `pollMs` until the ledger channel is funded; a source that fails is asked again. */
+/**
+ * Checks every `pollMs` until the ledger channel is funded; a source that fails is asked
+ * again. Rejects with ProtocolTimeoutError once `timeoutMs` have passed, even in the middle
+ * of a check.
+ */
 export async function waitFunded(source: FundingSource, ledger: LedgerView, o: { timeoutMs: number; pollMs?: number; onError?: (err: unknown) => void }): Promise<void> {
-  const end = Date.now() + o.timeoutMs;
+  const timeout = new ProtocolTimeoutError(`ledger channel ${ledger.id} not funded within ${o.timeoutMs} ms (${source.name})`);
+  const deadline = AbortSignal.timeout(o.timeoutMs);
+  const expired = new Promise<never>((_, reject) => deadline.addEventListener('abort', () => reject(timeout), { once: true }));
   for (;;) {
     try {
-      if (await source.isFunded(ledger)) return;
+      // The sources abort at the deadline; the race holds even for one that does not.
+      if (await Promise.race([source.isFunded(ledger, deadline), expired])) return;
     } catch (err) {
+      if (deadline.aborted) throw timeout;
       o.onError?.(err);
     }
-    if (Date.now() >= end) throw new ProtocolTimeoutError(`ledger channel ${ledger.id} not funded within ${o.timeoutMs} ms (${source.name})`);
-    await new Promise((r) => setTimeout(r, o.pollMs ?? 250));
+    await Promise.race([sleep(o.pollMs ?? 250), expired]);
   }
 }

@@ -53,7 +53,7 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
   const transport = new MqttTransport({ url: cfg.mqttUrl, self: signer.address, ...cfg.mqttLogin, logger: cfg.logger.child({ part: 'mqtt' }) });
   const chain = { chainId: cfg.chainId, adjudicator: cfg.adjudicator };
   let funded = !cfg.funding;
-  if (!cfg.funding) cfg.logger.warn('no chain RPC or gateway status URL: the ledger channel is not checked for deposits');
+  if (!cfg.funding) cfg.logger.warn('no chain RPC or gateway status URL: the device pays and serves without checking that its ledger channel is funded');
   const agent = new Agent({
     signer,
     transport,
