@@ -53,7 +53,7 @@ describe('chainFunding', () => {
     const d = devnet();
     const ledger = ledgerOf(3, 4);
     await deposit(d.clients[3]!, { channelId: ledger.id, asset: NATIVE_ASSET, amount: 8n });
-    const elsewhere = chainFunding({ rpcUrl: d.anvil.rpcUrl, adjudicator: d.token, confirmations: 1 });
+    const elsewhere = chainFunding({ rpcUrl: d.anvil.rpcUrl, chainId: d.deployer.chainId, adjudicator: d.token, confirmations: 1 });
     await expect(elsewhere.isFunded(ledger)).rejects.toBeInstanceOf(ChainReadError);
   });
 
@@ -72,12 +72,12 @@ describe('chainFunding', () => {
     const url = await listen(junk);
     const d = devnet();
     const ledger = ledgerOf(5, 6);
-    const source = chainFunding({ rpcUrl: url, adjudicator: d.deployer.adjudicator, confirmations: 1 });
+    const source = chainFunding({ rpcUrl: url, chainId: d.deployer.chainId, adjudicator: d.deployer.adjudicator, confirmations: 1 });
     await expect(source.isFunded(ledger)).rejects.toBeInstanceOf(ChainReadError);
     const errors: unknown[] = [];
     await expect(waitFunded(source, ledger, { timeoutMs: 50, pollMs: 10, onError: (e) => errors.push(e) })).rejects.toBeInstanceOf(ProtocolTimeoutError);
     expect(errors[0]).toBeInstanceOf(ChainReadError);
-    expect(() => chainFunding({ rpcUrl: url, adjudicator: d.deployer.adjudicator, confirmations: 0 })).toThrow(ConfigError);
+    expect(() => chainFunding({ rpcUrl: url, chainId: d.deployer.chainId, adjudicator: d.deployer.adjudicator, confirmations: 0 })).toThrow(ConfigError);
   });
 });
 

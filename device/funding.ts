@@ -61,11 +61,10 @@ function hexQuantity(value: unknown, what: string): bigint {
  * Reads the adjudicator's holdings for the channel `confirmations` blocks below the head,
  * so that a re-org shallower than that cannot fake a deposit. The node must serve
  * `chainId` (checked once): the same adjudicator address on another chain proves nothing.
- * Leaving `chainId` out skips that check, for a node the caller runs itself.
  */
-export function chainFunding(o: { rpcUrl: string; chainId?: bigint; adjudicator: Address; confirmations: number }): FundingSource {
+export function chainFunding(o: { rpcUrl: string; chainId: bigint; adjudicator: Address; confirmations: number }): FundingSource {
   if (!Number.isInteger(o.confirmations) || o.confirmations < 1) throw new ConfigError(`confirmations must be an integer ≥ 1, got ${o.confirmations}`);
-  let chainChecked = o.chainId === undefined;
+  let chainChecked = false;
   const checkChain = async (signal: AbortSignal | undefined): Promise<void> => {
     if (chainChecked) return;
     const served = hexQuantity(await rpc(o.rpcUrl, 'eth_chainId', [], signal), 'eth_chainId');

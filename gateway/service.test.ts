@@ -71,7 +71,7 @@ describe('gateway service', () => {
         await deposit(owner, { channelId: ledger.id, asset: NATIVE_ASSET, amount: 10n ** 16n });
       }
       // The gateway deposits its own side when a channel opens; the devices wait for it on-chain.
-      const source = chainFunding({ rpcUrl: devnet.anvil.rpcUrl, adjudicator: gateway.adjudicator, confirmations: 1 });
+      const source = chainFunding({ rpcUrl: devnet.anvil.rpcUrl, chainId: BigInt(gateway.chainId), adjudicator: gateway.adjudicator, confirmations: 1 });
       for (const d of [a, b]) await waitFunded(source, d.agent.channels()[0]!, { timeoutMs: 20_000 });
       const vc = await a.agent.openVirtual(b.agent.address, { gateway: gateway.address, balances: [[10n ** 15n, 0n]] });
       expect(a.agent.isFunded(vc.id)).toBe(true);
