@@ -5,23 +5,17 @@ import { silentLogger } from '../src/log.ts';
 import type { Bytes32 } from '../src/model/types.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { MemoryNetwork } from '../src/transport/memory.ts';
-import { CHAIN, makeParty, type Party, tempDir, until } from '../test/helpers/agents.ts';
+import { CHAIN, makeParty, stoppedAfterEach, tempDir, until } from '../test/helpers/agents.ts';
 import { startStatusServer } from './http.ts';
 import { Intermediary } from './intermediary.ts';
 
 // The operator's HTTP view over a gateway agent with two devices: the dashboard page,
 // JSON status, one channel (read from the chain on demand), metrics, and bad requests.
 
-let live: Party[] = [];
-let closers: (() => Promise<void>)[] = [];
+const live = stoppedAfterEach();
+const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
-  for (const close of closers) await close();
-  for (const p of live) {
-    p.agent.stop();
-    p.store.close();
-  }
-  live = [];
-  closers = [];
+  for (const close of closers.splice(0)) await close();
 });
 
 async function gatewayWithTwoDevices(funded: { polled: Set<Bytes32>; onDemand: (id: Bytes32) => Promise<boolean> }) {

@@ -1,8 +1,8 @@
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ChannelKind, type Bytes32 } from '../src/model/types.ts';
 import { type MemoryFaults, MemoryNetwork } from '../src/transport/memory.ts';
-import { CHAIN, makeParty, type Party, sleep, tempDir, until } from '../test/helpers/agents.ts';
+import { CHAIN, makeParty, type Party, sleep, stoppedAfterEach, tempDir, until } from '../test/helpers/agents.ts';
 import { silentLogger } from '../src/log.ts';
 import { InvalidAllocationError, OpenRejectedError } from '../src/errors.ts';
 import { MAX_LOCKED } from '../src/model/allocation.ts';
@@ -10,14 +10,7 @@ import { ChannelStore } from '../src/store/store.ts';
 import { Intermediary } from './intermediary.ts';
 import { join } from 'node:path';
 
-let live: Party[] = [];
-afterEach(() => {
-  for (const p of live) {
-    p.agent.stop();
-    p.store.close();
-  }
-  live = [];
-});
+const live = stoppedAfterEach();
 
 /** A and B each hold a ledger channel with gateway G: [device's, gateway's] funds. */
 async function network3(faults: MemoryFaults = {}, seed = 1, holdTimeoutMs = 3000) {

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FinalStateError, NegativeBalanceError, OpenRejectedError, UpdateRejectedError } from '../errors.ts';
 import { MemoryNetwork } from '../transport/memory.ts';
 import { encodeMessage } from '../wire/codec.ts';
@@ -6,16 +6,9 @@ import { MAX_MESSAGE_BYTES, MessageType } from '../wire/messages.ts';
 import { aliasOf } from '../channel/record.ts';
 import { ChannelStore } from '../store/store.ts';
 import { Agent } from './agent.ts';
-import { CHAIN, FAST, makeParty, type Party, tempDir, until } from '../../test/helpers/agents.ts';
+import { CHAIN, FAST, makeParty, stoppedAfterEach, tempDir, until } from '../../test/helpers/agents.ts';
 
-let parties: Party[] = [];
-afterEach(() => {
-  for (const p of parties) {
-    p.agent.stop();
-    p.store.close();
-  }
-  parties = [];
-});
+const parties = stoppedAfterEach();
 
 function pair(network = new MemoryNetwork()) {
   const dir = tempDir();

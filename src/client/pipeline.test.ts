@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ChannelRecord } from '../channel/record.ts';
 import { makeSync } from '../channel/sync.ts';
 import { receiveUpdate } from '../channel/update.ts';
@@ -8,21 +8,14 @@ import { ChannelStore } from '../store/store.ts';
 import { MemoryNetwork } from '../transport/memory.ts';
 import { decodeMessage, encodeMessage } from '../wire/codec.ts';
 import { type Message, MessageType, RejectReason, type UpdateAccept } from '../wire/messages.ts';
-import { FAST, makeParty, type Party, sleep, tempDir, until } from '../../test/helpers/agents.ts';
+import { FAST, makeParty, type Party, sleep, stoppedAfterEach, tempDir, until } from '../../test/helpers/agents.ts';
 
 // Pipelined updates against peers that misbehave: the next proposal leaves when an
 // acceptance arrives, before it is verified, so every answer a peer can give afterwards
 // (forged, refused, refused and then shown signed) must leave each payment applied once.
 // Also: a store that refuses a write stops the agent before anything depends on it.
 
-let parties: Party[] = [];
-afterEach(() => {
-  for (const p of parties) {
-    p.agent.stop();
-    p.store.close();
-  }
-  parties = [];
-});
+const parties = stoppedAfterEach();
 
 function pair(network = new MemoryNetwork(), extra: Parameters<typeof makeParty>[3] = {}) {
   const dir = tempDir();

@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { afterEach } from 'vitest';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, type AgentOptions } from '../../src/client/agent.ts';
@@ -39,6 +40,18 @@ export interface Party {
   agent: Agent;
   store: ChannelStore;
   path: string;
+}
+
+/** Stops every party pushed onto the returned list, and closes its store, after each test. */
+export function stoppedAfterEach(): Party[] {
+  const live: Party[] = [];
+  afterEach(() => {
+    for (const p of live.splice(0)) {
+      p.agent.stop();
+      p.store.close();
+    }
+  });
+  return live;
 }
 
 export function makeParty(
