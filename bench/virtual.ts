@@ -17,7 +17,7 @@ import { Intermediary } from '../gateway/intermediary.ts';
 import { printTable, writeResults } from './table.ts';
 import { CountingTransport, emptyTrace } from './workers/counting.ts';
 import { DeviceProcess } from './workers/handle.ts';
-import { BENCH_CHAIN } from './workers/protocol.ts';
+import { BENCH_CHAIN, STREAM_WINDOW } from './workers/protocol.ts';
 
 // Virtual channels over MQTT: a payer and a payee, each in its own OS process, pay each
 // other through a virtual channel that a gateway (in this process, with the embedded
@@ -195,7 +195,7 @@ async function measureOpenLatency(net: Net, opens: number): Promise<number[]> {
  * Stream vouchers, one slice at a time: from the payer's first send to the payee's
  * receipt of the slice's last voucher; the payee must have verified every one of them.
  */
-async function measureStream(net: Net, vcId: Bytes32, o: VirtualBenchOptions, clock: SigningClock): Promise<{ rate: number; vouchers: number; wireBytes: number }> {
+async function measureStream(net: Net, vcId: Bytes32, o: VirtualBenchOptions, clock: SigningClock): Promise<{ rate: number; vouchers: number; wireBytes: number; ackBytes: number }> {
   let cumulative = 0n;
   let received = 0;
   const slice = async (count: number): Promise<number> => {
@@ -209,15 +209,15 @@ async function measureStream(net: Net, vcId: Bytes32, o: VirtualBenchOptions, cl
   };
   await slice(o.streamSlice); // warm-up
   clock.slice(20);
-  await net.payer.call('resetCount', {});
+  await Promise.all([net.payer.call('resetCount', {}), net.payee.call('resetCount', {})]);
   let ms = 0;
   for (let i = 0; i < o.streamSlices; i++) {
     ms += await slice(o.streamSlice);
     clock.slice(Math.ceil(o.streamSlice / 8));
   }
   const vouchers = o.streamSlices * o.streamSlice;
-  const { bytes } = await net.payer.call('count', {});
-  return { rate: vouchers / (ms / 1000), vouchers, wireBytes: bytes / vouchers };
+  const [payer, payee] = await Promise.all([net.payer.call('count', {}), net.payee.call('count', {})]);
+  return { rate: vouchers / (ms / 1000), vouchers, wireBytes: payer.bytes / vouchers, ackBytes: payee.bytes / vouchers };
 }
 
 /** Bidirectional updates, awaited one after the other by the payer, in slices. */
@@ -305,6 +305,7 @@ async function measureAll(net: Net, o: VirtualBenchOptions): Promise<{ metrics: 
     verifyUs: (streamClock.verifyMs + bidiClock.verifyMs) * 1000 / (streamClock.rounds + bidiClock.rounds),
     voucherBytes: realisticVoucherBytes(),
     streamWireBytesPerVoucher: stream.wireBytes,
+    streamAckBytesPerVoucher: stream.ackBytes,
     bidiWireBytesPerUpdate: bidi.wireBytes,
     ...(breakdown && {
       bidiPayerMsP50: breakdown.payerMs,
@@ -346,6 +347,7 @@ function report(r: Record<string, number>, openExchange: string, o: VirtualBench
       ['signUs / verifyUs', `${r.signUs!.toFixed(0)} / ${r.verifyUs!.toFixed(0)}`, 'secp256k1, @noble/curves'],
       ['voucherBytes', r.voucherBytes!, '≤ 100 (go-perun 418 per payment)'],
       ['streamWireBytesPerVoucher', r.streamWireBytesPerVoucher!, 'measured, without MQTT framing'],
+      ['streamAckBytesPerVoucher', r.streamAckBytesPerVoucher!, `payee's acknowledgements (payer window ${STREAM_WINDOW} payments)`],
       ['bidiWireBytesPerUpdate', r.bidiWireBytesPerUpdate!, 'proposal + acceptance, measured'],
       ['openLatencyMsP50', r.openLatencyMsP50!, `over ${o.opens} opens through the gateway`],
       ['openExchangeBytes', r.openExchangeBytes!, `≤ 1024 (${r.openExchangeMessages} messages)`],

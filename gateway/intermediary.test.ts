@@ -6,6 +6,9 @@ import { CHAIN, makeParty, type Party, sleep, stoppedAfterEach, tempDir, until }
 import { silentLogger } from '../src/log.ts';
 import { InvalidAllocationError, OpenRejectedError } from '../src/errors.ts';
 import { MAX_LOCKED } from '../src/model/allocation.ts';
+import { aliasOf } from '../src/channel/record.ts';
+import { encodeMessage } from '../src/wire/codec.ts';
+import { MessageType } from '../src/wire/messages.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { Intermediary } from './intermediary.ts';
 import { join } from 'node:path';
@@ -57,6 +60,33 @@ describe('virtual channels through a gateway', () => {
     expect(balancesOf(b, lb)).toEqual([70n, 80n]);
     expect(gatewayTotal(g, la, lb)).toBe(200n);
     expect(g.agent.channel(la).current.state.outcome.locked).toEqual([]);
+  });
+
+  it('stream flow control: a payer pacing itself by acknowledgements never runs more than its window ahead, even when messages are lost', async () => {
+    const { a, b, g, network } = await network3();
+    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[100n, 0n]] });
+    await until(() => b.agent.channels().some((c) => c.id === vc.id) && b.agent.isFunded(vc.id));
+    network.setFaults({ drop: 0.2, duplicate: 0.1, reorder: 0.2 });
+    const window = 4n;
+    const held = (): bigint => b.agent.channel(vc.id).voucher?.cumulative ?? 0n;
+    for (let i = 0; i < 60; i++) {
+      await a.agent.streamWindow(vc.id, window);
+      const paid = a.agent.channel(vc.id).voucher?.cumulative ?? 0n;
+      expect(paid - held()).toBeLessThanOrEqual(window);
+      a.agent.payStream(vc.id, 1n);
+    }
+    network.setFaults({});
+    await a.agent.streamWindow(vc.id, 0n);
+    expect(held()).toBe(60n);
+    expect(a.agent.streamUnacked(vc.id)).toBe(0n);
+    // An acknowledgement of more than was paid is refused and changes nothing.
+    const refused: string[] = [];
+    a.agent.on('rejected', (e) => refused.push(e.error.code));
+    a.agent.payStream(vc.id, 1n);
+    await b.transport.send(a.signer.address, encodeMessage({ type: MessageType.VoucherAck, alias: aliasOf(vc.id), cumulative: 1000n }));
+    await network.idle();
+    expect(refused).toContain('INVALID_ALLOCATION');
+    expect(a.agent.streamUnacked(vc.id) <= 1n).toBe(true);
   });
 
   it('bidirectional: both pay, the gateway stays out, settle puts each parent right', async () => {

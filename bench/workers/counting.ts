@@ -30,8 +30,6 @@ export class CountingTransport implements Transport {
   readonly self: Address;
   bytes = 0;
   messages = 0;
-  /** The promise of the latest send(), never rejecting (the agent logs send errors itself). */
-  lastSend: Promise<void> = Promise.resolve();
   trace: Trace | null = null;
 
   constructor(readonly inner: Transport) {
@@ -45,9 +43,7 @@ export class CountingTransport implements Transport {
       this.trace.sent.push(now());
       this.trace.sentMessages.push({ type: typeOf(frame), bytes: frame.byteLength });
     }
-    const sent = this.inner.send(to, frame);
-    this.lastSend = sent.catch(() => undefined);
-    return sent;
+    return this.inner.send(to, frame);
   }
 
   setHandler(handler: TransportHandler): void {

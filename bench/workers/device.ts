@@ -4,7 +4,7 @@ import type { Bytes32 } from '../../src/model/types.ts';
 import { ChannelStore } from '../../src/store/store.ts';
 import { MqttTransport } from '../../src/transport/mqtt.ts';
 import { CountingTransport, emptyTrace } from './counting.ts';
-import { BENCH_CHAIN, type Command, type Commands, now, type Reply, type Request, type StartArgs } from './protocol.ts';
+import { BENCH_CHAIN, type Command, type Commands, now, type Reply, type Request, type StartArgs, STREAM_WINDOW } from './protocol.ts';
 
 // A device (payer or payee) of the virtual-channel bench, in its own OS process. It is
 // driven by the bench over the IPC channel; see protocol.ts for the commands.
@@ -85,13 +85,13 @@ function waitFunded(vcId: Bytes32): Promise<Commands['waitFunded'][1]> {
 }
 
 async function stream({ vcId, count, amount }: Commands['stream'][0]): Promise<Commands['stream'][1]> {
-  const { agent, transport } = running();
+  const { agent } = running();
   const firstSentAt = now();
   for (let i = 0; i < count; i++) {
+    // End-to-end flow control: never more than STREAM_WINDOW payments ahead of what the
+    // payee acknowledged, so its backlog stays bounded however fast the payer signs.
+    await agent.streamWindow(vcId, STREAM_WINDOW * amount);
     agent.payStream(vcId, amount);
-    // payStream does not wait for the transport; waiting for its send does, so that
-    // MqttTransport's limit on unacknowledged sends holds the payer back.
-    await transport.lastSend;
     // mqtt.js corks the socket and uncorks it on process.nextTick, which never runs while
     // this loop goes on in microtasks: without a turn of the event loop, nothing would
     // leave the process before the last voucher is signed.

@@ -49,3 +49,6 @@ export interface Request<C extends Command = Command> {
 export type Reply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string };
 
 export const now = (): number => performance.timeOrigin + performance.now();
+
+/** Stream payer: payments it may have out that the payee has not acknowledged. */
+export const STREAM_WINDOW = 64n;

@@ -42,6 +42,7 @@ import {
   type UpdateAccept,
   type UpdateReject,
   type Voucher,
+  type VoucherAck,
 } from '../wire/messages.ts';
 
 export interface Timing {
@@ -213,6 +214,13 @@ interface Runtime {
   verifying: Promise<void> | null;
   /** Whether a prepared proposal may leave before the acceptance it follows is verified. */
   earlyRelease: boolean;
+  /** Stream payer: the highest cumulative amount the payee acknowledged receiving. */
+  voucherAcked: bigint;
+  /** Stream payer: callers of streamWindow waiting for acknowledgements, and the timer that asks again. */
+  windowWaiters: { maxUnacked: bigint; resolve: () => void; reject: (e: unknown) => void }[];
+  windowRetry: NodeJS.Timeout | null;
+  /** Stream payee: an acknowledgement is due at the end of this turn. */
+  ackDue: boolean;
 }
 
 interface OpenWaiter {
@@ -288,6 +296,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.#clearRetransmit(rt);
       if (rt.paused) clearTimeout(rt.paused);
       for (const op of [...rt.queue, ...(rt.inflight ? [rt.inflight] : []), ...(rt.preparedOp ? [rt.preparedOp] : [])]) this.#fail(op, reason);
+      if (rt.windowRetry) clearTimeout(rt.windowRetry);
+      for (const w of rt.windowWaiters.splice(0)) w.reject(reason);
       rt.preparedOp = null;
       rt.queue = [];
       rt.inflight = null;
@@ -367,6 +377,29 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#commit(rt, record, false);
     this.#send(rt.rec.peer, message);
     return record.voucher!.cumulative;
+  }
+
+  /** Stream payer: what the payee has not acknowledged receiving yet. */
+  streamUnacked(id: Bytes32): bigint {
+    const rt = this.#runtime(id);
+    return (rt.rec.voucher?.cumulative ?? 0n) - rt.voucherAcked;
+  }
+
+  /**
+   * Stream payer: resolves once at most `maxUnacked` is unacknowledged. A payer that
+   * awaits it before each payStream never runs further ahead of the payee than that, so
+   * a slow payee's backlog (at the broker, or in its own queue) stays bounded. While it
+   * waits, the latest voucher is sent again now and then: the payee acknowledges even a
+   * repeat, so a lost acknowledgement does not stall the stream.
+   */
+  streamWindow(id: Bytes32, maxUnacked: bigint): Promise<void> {
+    const rt = this.#runtime(id);
+    if (this.#haltedBy) return Promise.reject(this.#haltedBy);
+    if (this.streamUnacked(id) <= maxUnacked) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      rt.windowWaiters.push({ maxUnacked, resolve, reject });
+      this.#armWindowRetry(rt, this.#timing.retransmitMs);
+    });
   }
 
   /**
@@ -840,6 +873,8 @@ export class Agent extends EventEmitter<AgentEvents> {
         return this.#onUpdate(rt, { ...msg, type: MessageType.Update }, { settle: msg.vc });
       case MessageType.Voucher:
         return this.#onVoucher(rt, msg);
+      case MessageType.VoucherAck:
+        return this.#onVoucherAck(rt, msg);
       case MessageType.CloseRequest:
         if (rt.rec.params.kind === ChannelKind.Stream && rt.rec.idx === 0 && rt.rec.phase === 'open') await this.settleVirtual(rt.rec.id);
         return;
@@ -848,6 +883,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   #onVoucher(rt: Runtime, msg: Voucher): void {
     const record = receiveVoucher(rt.rec, msg);
+    this.#ackVouchers(rt);
     if (!record) return;
     const cumulative = record.voucher!.cumulative;
     // Group commit: a voucher is written (and fsynced) once the amount since the last
@@ -860,6 +896,51 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     const channel = rt.rec;
     this.#notify(() => this.emit('voucher', { channel, cumulative }));
+  }
+
+  /**
+   * Stream payee: one acknowledgement per turn of the event loop, of the highest voucher
+   * held by then, however many arrived (a repeat too: the payer may have lost one).
+   */
+  #ackVouchers(rt: Runtime): void {
+    if (rt.ackDue) return;
+    rt.ackDue = true;
+    setImmediate(() => {
+      rt.ackDue = false;
+      const cumulative = rt.rec.voucher?.cumulative;
+      if (cumulative !== undefined) this.#send(rt.rec.peer, { type: MessageType.VoucherAck, alias: aliasOf(rt.rec.id), cumulative });
+    });
+  }
+
+  /** Stream payer: the payee received vouchers up to `cumulative`. */
+  #onVoucherAck(rt: Runtime, msg: VoucherAck): void {
+    if (rt.rec.params.kind !== ChannelKind.Stream || rt.rec.idx !== 0) throw new WrongPeerError('voucher acknowledgements go to the payer of a stream channel');
+    if (msg.cumulative > (rt.rec.voucher?.cumulative ?? 0n)) throw new InvalidAllocationError('acknowledges more than was paid');
+    if (msg.cumulative <= rt.voucherAcked) return;
+    rt.voucherAcked = msg.cumulative;
+    const unacked = this.streamUnacked(rt.rec.id);
+    rt.windowWaiters = rt.windowWaiters.filter((w) => {
+      if (unacked > w.maxUnacked) return true;
+      w.resolve();
+      return false;
+    });
+    if (rt.windowWaiters.length === 0 && rt.windowRetry) {
+      clearTimeout(rt.windowRetry);
+      rt.windowRetry = null;
+    }
+  }
+
+  /** While payers wait for acknowledgements: the latest voucher again, backing off. */
+  #armWindowRetry(rt: Runtime, backoff: number): void {
+    if (rt.windowRetry || this.#stopped) return;
+    rt.windowRetry = setTimeout(() => {
+      rt.windowRetry = null;
+      const voucher = rt.rec.voucher;
+      if (rt.windowWaiters.length === 0 || !voucher) return;
+      this.#send(rt.rec.peer, { type: MessageType.Voucher, alias: aliasOf(rt.rec.id), cumulative: voucher.cumulative, sig: voucher.sig });
+      this.#armWindowRetry(rt, Math.min(backoff * 2, this.#timing.maxRetransmitMs));
+    }, backoff);
+    rt.windowRetry.unref();
   }
 
   #fromPeer(from: Address, alias: Uint8Array): Runtime {
@@ -1063,6 +1144,11 @@ export class Agent extends EventEmitter<AgentEvents> {
       preparedOp: null,
       verifying: null,
       earlyRelease: true,
+      // After a restart, what was paid counts as received: the payee acknowledges anew as vouchers come.
+      voucherAcked: rec.voucher?.cumulative ?? 0n,
+      windowWaiters: [],
+      windowRetry: null,
+      ackDue: false,
     };
     this.#channels.set(rec.id, rt);
     this.#byAlias.set(aliasKey(aliasOf(rec.id)), rt);

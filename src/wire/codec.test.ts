@@ -78,6 +78,7 @@ export const arbitraryMessage: fc.Arbitrary<Message> = fc.oneof(
       .map((m) => ({ ...b, ...m })),
   ),
   fc.record({ type: fc.constant(MessageType.Voucher), alias: bytesN(8), cumulative: amount, sig: bytesN(65) }),
+  fc.record({ type: fc.constant(MessageType.VoucherAck), alias: bytesN(8), cumulative: amount }),
   fc.record({ type: fc.constant(MessageType.CloseRequest), alias: bytesN(8) }),
 ) as fc.Arbitrary<Message>;
 

@@ -84,6 +84,8 @@ function toArray(m: Message): unknown[] {
       return [m.alias, ...bodyOut(m), m.sig, [m.vc.id, int(m.vc.version), balancesOut(m.vc.balances), m.vc.sigs[0], m.vc.sigs[1]]];
     case MessageType.Voucher:
       return [m.alias, int(m.cumulative), m.sig];
+    case MessageType.VoucherAck:
+      return [m.alias, int(m.cumulative)];
     case MessageType.CloseRequest:
       return [m.alias];
   }
@@ -186,6 +188,9 @@ function fromArray(type: unknown, f: unknown[]): Message {
     case MessageType.Voucher:
       fields(3);
       return { type, alias: alias(f[0]), cumulative: uint256(f[1], 'cumulative'), sig: sig(f[2], 'sig') };
+    case MessageType.VoucherAck:
+      fields(2);
+      return { type, alias: alias(f[0]), cumulative: uint256(f[1], 'cumulative') };
     case MessageType.CloseRequest:
       fields(1);
       return { type, alias: alias(f[0]) };

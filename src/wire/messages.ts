@@ -22,6 +22,7 @@ export const MessageType = {
   SettleRequest: 9,
   Voucher: 10,
   CloseRequest: 11,
+  VoucherAck: 12,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -169,6 +170,17 @@ export interface Voucher {
   sig: Signature;
 }
 
+/**
+ * Stream channels: the payee has received and verified vouchers up to `cumulative`. It
+ * paces the payer (see Agent.streamWindow) and carries no signature: it moves no money,
+ * and the topic it arrives on names its sender.
+ */
+export interface VoucherAck {
+  type: typeof MessageType.VoucherAck;
+  alias: Alias;
+  cumulative: bigint;
+}
+
 /** Stream channels: the payee asks the payer to propose the final state. */
 export interface CloseRequest {
   type: typeof MessageType.CloseRequest;
@@ -186,4 +198,5 @@ export type Message =
   | FundRequest
   | SettleRequest
   | Voucher
+  | VoucherAck
   | CloseRequest;
