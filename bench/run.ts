@@ -14,4 +14,6 @@ if (existsSync(join(here, 'gas.ts'))) {
 }
 const { runVirtualBench } = await import('./virtual.ts');
 await runVirtualBench();
+const { runGatewayBench } = await import('./gateway.ts');
+await runGatewayBench();
 process.exit(0);
