@@ -3,14 +3,13 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, type AgentEvents } from '../src/client/agent.ts';
 import { generatePrivateKey, Signer } from '../src/crypto/keys.ts';
-import { verifyDigest } from '../src/crypto/verify.ts';
 import { silentLogger } from '../src/log.ts';
-import { keccak } from '../src/model/hash.ts';
 import { type Address, type Bytes32, ChannelKind } from '../src/model/types.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { MemoryNetwork, type MemoryTransport } from '../src/transport/memory.ts';
 import { Intermediary } from '../gateway/intermediary.ts';
-import { printTable, writeResults } from './table.ts';
+import { SigningClock } from './signing.ts';
+import { median, printTable, writeResults } from './table.ts';
 import { BENCH_CHAIN } from './workers/protocol.ts';
 
 // One gateway serving many devices, as an operator runs it: every device opens a ledger
@@ -128,41 +127,7 @@ function when(agent: Agent, event: keyof AgentEvents, done: () => boolean): Prom
 
 const knows = (p: Party, id: Bytes32): boolean => p.agent.channels().some((c) => c.id === id);
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
 // ---- measurements ----
-
-/** Time spent signing and verifying on one core, summed over slices taken between phases. */
-class CryptoClock {
-  rounds = 0;
-  signMs = 0;
-  verifyMs = 0;
-  readonly #signer = Signer.random();
-
-  slice(rounds: number): void {
-    const digests = Array.from({ length: rounds }, (_, i) => keccak(new Uint8Array([this.rounds & 255, this.rounds >> 8, i & 255, i >> 8])));
-    const t0 = performance.now();
-    const sigs = digests.map((d) => this.#signer.sign(d));
-    const t1 = performance.now();
-    for (let i = 0; i < rounds; i++) if (!verifyDigest(sigs[i]!, digests[i]!, this.#signer.publicKey)) throw new Error('bad signature');
-    const t2 = performance.now();
-    this.signMs += t1 - t0;
-    this.verifyMs += t2 - t1;
-    this.rounds += rounds;
-  }
-
-  get signUs(): number {
-    return (1000 * this.signMs) / this.rounds;
-  }
-
-  get verifyUs(): number {
-    return (1000 * this.verifyMs) / this.rounds;
-  }
-}
 
 interface Phase {
   /** Operations completed: opens, vouchers, settlements. */
@@ -180,7 +145,7 @@ async function phase<T>(counter: SignCounter, count: number, work: () => Promise
 }
 
 /** Each signature made, and verified once by its recipient, over the phase's wall time. */
-const cryptoShare = (p: Phase, clock: CryptoClock): number => (p.signs * (clock.signUs + clock.verifyUs)) / (1000 * p.ms);
+const cryptoShare = (p: Phase, clock: SigningClock): number => (p.signs * (clock.signUs + clock.verifyUs)) / (1000 * p.ms);
 
 const perSec = (p: Phase): number => p.count / (p.ms / 1000);
 
@@ -246,8 +211,8 @@ interface Run {
   store: { db: number; wal: number };
 }
 
-async function runPhases(gateway: Party, devices: Party[], gatewayPath: string, counter: SignCounter, clock: CryptoClock, o: GatewayBenchOptions): Promise<Run> {
-  new CryptoClock().slice(20); // warms up the curve code, so that the first slice below is not the slowest
+async function runPhases(gateway: Party, devices: Party[], gatewayPath: string, counter: SignCounter, clock: SigningClock, o: GatewayBenchOptions): Promise<Run> {
+  new SigningClock().slice(20); // warms up the curve code, so that the first slice below is not the slowest
   const heapBefore = heapAfterGc();
   const ledger = await phase(counter, devices.length, () => openLedgers(gateway, devices, o));
   const heapAfter = heapAfterGc();
@@ -275,7 +240,7 @@ async function runPhases(gateway: Party, devices: Party[], gatewayPath: string, 
   };
 }
 
-function metricsOf(r: Run, clock: CryptoClock, o: GatewayBenchOptions): Record<string, number | null> {
+function metricsOf(r: Run, clock: SigningClock, o: GatewayBenchOptions): Record<string, number | null> {
   return {
     devices: o.devices,
     concurrency: o.concurrency,
@@ -344,7 +309,7 @@ export async function runGatewayBench(options: Partial<GatewayBenchOptions> = {}
     parties.push(gateway);
     const devices = Array.from({ length: o.devices }, (_, i) => startDevice(network, counter, join(dir, `device-${i}.db`)));
     parties.push(...devices);
-    const clock = new CryptoClock();
+    const clock = new SigningClock();
     const run = await runPhases(gateway, devices, gatewayPath, counter, clock, o);
     const metrics = metricsOf(run, clock, o);
     const results = {

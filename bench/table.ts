@@ -28,3 +28,9 @@ export function fmt(n: number): string {
   if (Number.isInteger(n)) return n.toLocaleString('en-US');
   return n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(2);
 }
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}

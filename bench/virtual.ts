@@ -4,9 +4,7 @@ import { join } from 'node:path';
 import { aliasOf } from '../src/channel/record.ts';
 import { Agent } from '../src/client/agent.ts';
 import { Signer } from '../src/crypto/keys.ts';
-import { verifyDigest } from '../src/crypto/verify.ts';
 import { silentLogger } from '../src/log.ts';
-import { keccak } from '../src/model/hash.ts';
 import { type Address, type Bytes32, ChannelKind } from '../src/model/types.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { type EmbeddedBroker, startEmbeddedBroker } from '../src/transport/broker.ts';
@@ -14,7 +12,8 @@ import { MqttTransport } from '../src/transport/mqtt.ts';
 import { encodeMessage } from '../src/wire/codec.ts';
 import { MessageType } from '../src/wire/messages.ts';
 import { Intermediary } from '../gateway/intermediary.ts';
-import { printTable, writeResults } from './table.ts';
+import { SigningClock } from './signing.ts';
+import { median, printTable, writeResults } from './table.ts';
 import { CountingTransport, emptyTrace } from './workers/counting.ts';
 import { DeviceProcess } from './workers/handle.ts';
 import { BENCH_CHAIN, STREAM_WINDOW } from './workers/protocol.ts';
@@ -71,47 +70,6 @@ interface Net {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-// ---- signing bound ----
-
-/** Time spent signing and verifying, summed over the slices measured so far. */
-class SigningClock {
-  rounds = 0;
-  signMs = 0;
-  verifyMs = 0;
-  readonly #signer = Signer.random();
-
-  /** Signs `rounds` digests, then verifies them: each timed on its own. */
-  slice(rounds: number): void {
-    const digests = Array.from({ length: rounds }, (_, i) => keccak(new Uint8Array([this.rounds & 255, (this.rounds >> 8) & 255, i & 255, i >> 8])));
-    const t0 = performance.now();
-    const sigs = digests.map((d) => this.#signer.sign(d));
-    const t1 = performance.now();
-    for (let i = 0; i < rounds; i++) if (!verifyDigest(sigs[i]!, digests[i]!, this.#signer.publicKey)) throw new Error('bad signature');
-    const t2 = performance.now();
-    this.signMs += t1 - t0;
-    this.verifyMs += t2 - t1;
-    this.rounds += rounds;
-  }
-
-  get signUs(): number {
-    return (1000 * this.signMs) / this.rounds;
-  }
-
-  get verifyUs(): number {
-    return (1000 * this.verifyMs) / this.rounds;
-  }
-
-  /** A stream payment: the payer signs while the payee verifies the previous one. */
-  get streamBoundPerSec(): number {
-    return 1e6 / Math.max(this.signUs, this.verifyUs);
-  }
-
-  /** A bidirectional update: proposal and acceptance, each signed and verified, one after the other. */
-  get bidiBoundPerSec(): number {
-    return 1e6 / (2 * this.signUs + 2 * this.verifyUs);
-  }
-}
 
 // ---- the network ----
 
@@ -270,12 +228,6 @@ function realisticVoucherBytes(): number {
 }
 
 const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
 // ---- the bench ----
 
