@@ -4,7 +4,6 @@ import { aliasKey, aliasOf, type Attachment, type ChannelRecord, sameState, stag
 import { lockBody, receiveVoucher, signVoucher, streamFinalBody, unlockBody } from '../channel/virtual.ts';
 import { makeSync, receiveSync } from '../channel/sync.ts';
 import { type AcceptResult, checkProposal, prepare, propose, reasonOf, receiveAccept, receiveReject, receiveUpdate, releasePrepared } from '../channel/update.ts';
-import type { Signer } from '../crypto/keys.ts';
 import {
   AliasCollisionError,
   ChannelClosedError,
@@ -22,11 +21,8 @@ import { MAX_LOCKED, transfer } from '../model/allocation.ts';
 import { fromHex, toHex } from '../model/hash.ts';
 import { type Address, type Bytes32, ChannelKind, NATIVE_ASSET, type SignedState, type State } from '../model/types.ts';
 import { silentLogger, type Logger } from '../log.ts';
-import type { ChannelStore } from '../store/store.ts';
-import type { Transport } from '../transport/types.ts';
 import { decodeMessage, encodeMessage } from '../wire/codec.ts';
 import {
-  type Balances,
   MAX_MESSAGE_BYTES,
   type Message,
   MessageType,
@@ -37,141 +33,17 @@ import {
   type StateBody,
   type Sync,
   type Update,
-  type FundRequest,
-  type SettleRequest,
   type UpdateAccept,
   type UpdateReject,
   type Voucher,
   type VoucherAck,
 } from '../wire/messages.ts';
+import { kindRule, receiveOnly, reliesOn, withAttachment } from './rules.ts';
+import { type AgentEvents, type AgentOptions, DEFAULT_TIMING, type OpenOptions, type Policy, type Timing } from './types.ts';
 
-export interface Timing {
-  /** First retransmission of an unanswered proposal; doubles up to maxRetransmitMs. */
-  retransmitMs: number;
-  maxRetransmitMs: number;
-  /** How long open() and update() wait for the peer before failing. */
-  requestTimeoutMs: number;
-  /** How often a request that lost a tie-break is retried. */
-  conflictRetries: number;
-}
+export { DEFAULT_TIMING } from './types.ts';
+export type { AgentEvents, AgentOptions, Decision, OpenOptions, Policy, Timing, UpdateContext, UpdatedEvent } from './types.ts';
 
-export const DEFAULT_TIMING: Timing = { retransmitMs: 500, maxRetransmitMs: 8000, requestTimeoutMs: 15_000, conflictRetries: 8 };
-
-export interface UpdateContext {
-  channel: ChannelRecord;
-  current: State;
-  proposed: State;
-  /** Evidence that came with the proposal (funding or releasing a virtual channel). */
-  attachment?: Attachment;
-}
-
-/**
- * 'hold' keeps the proposal unanswered until `release` is called: a gateway holds a
- * device's funding request until the other device's arrives.
- */
-export type Decision = boolean | 'hold';
-
-/** The owner's decisions. They run outside any channel step and may be async. */
-export interface Policy {
-  /** A channel proposed by `from` (already checked to be signed by it, for this agent's chain). */
-  acceptOpen(proposal: OpenPropose, from: Address): boolean | Promise<boolean>;
-  acceptUpdate(ctx: UpdateContext): Decision | Promise<Decision>;
-}
-
-export interface AgentOptions {
-  signer: Signer;
-  transport: Transport;
-  store: ChannelStore;
-  /** The chain and adjudicator this agent's channels are bound to. */
-  chain: { chainId: bigint; adjudicator: Address };
-  challengeDuration?: bigint;
-  policy?: Partial<Policy>;
-  timing?: Partial<Timing>;
-  logger?: Logger;
-  maxMessageBytes?: number;
-  /**
-   * Stream payees: a voucher is stored (fsynced) once the amount received since the last
-   * stored one reaches this (group commit), so a crash costs less than this amount. 0
-   * stores every voucher.
-   */
-  voucherDurableEvery?: bigint;
-}
-
-export interface OpenOptions {
-  /** balances[asset] = [mine, peer's]. */
-  balances: Balances;
-  assets?: Address[];
-  kind?: ChannelKind;
-  challengeDuration?: bigint;
-  /** Virtual channels: the gateway that funds it from both sides' ledger channels. */
-  gateway?: Address;
-}
-
-export interface UpdatedEvent {
-  channel: ChannelRecord;
-  state: SignedState;
-  /** 'out' for this side's proposal, 'in' for the peer's. */
-  direction: 'in' | 'out';
-}
-
-export interface AgentEvents {
-  opened: [ChannelRecord];
-  updated: [UpdatedEvent];
-  final: [ChannelRecord];
-  /** A peer message that was refused; the agent carries on. */
-  rejected: [{ peer: Address; error: PicopayError }];
-  /** This side's ledger channel locked funds for the virtual channel: it can be used. */
-  funded: [ChannelRecord];
-  /** The virtual channel's funds went back to this side's ledger channel per its final state. */
-  settled: [ChannelRecord];
-  /** Stream payee: a higher voucher arrived (cumulative amount paid). */
-  voucher: [{ channel: ChannelRecord; cumulative: bigint }];
-  /** A proposal the policy holds; answer it with release(). */
-  held: [UpdateContext];
-  /**
-   * The store refused a write: the agent has stopped, with its memory possibly ahead of
-   * its store. Restart it from the store (it resynchronises with its peers).
-   */
-  failed: [StoreError];
-}
-
-/** Accepts an update unless it lowers one of this side's balances. */
-const receiveOnly = ({ channel, current, proposed }: UpdateContext): boolean =>
-  proposed.outcome.balances.every((pair, i) => pair[channel.idx] >= current.outcome.balances[i]![channel.idx]);
-
-/** A parent update that funds or releases a virtual channel travels with its evidence. */
-function withAttachment(update: Update, attachment?: Attachment): Update | FundRequest | SettleRequest {
-  if (!attachment) return update;
-  return 'fund' in attachment
-    ? { ...update, type: MessageType.FundRequest, vc: attachment.fund }
-    : { ...update, type: MessageType.SettleRequest, vc: attachment.settle };
-}
-
-/**
- * Rules of the channel kind, before any policy: nothing is paid in a virtual channel
- * this side's ledger channel does not back yet (checked by the caller through `funded`),
- * and in a stream only the payer proposes, only the final state, and it must pay the
- * payee at least what the highest voucher says.
- */
-function kindRule(rec: ChannelRecord, proposed: State, funded: boolean): boolean {
-  if (rec.virtual && !funded) return false;
-  if (rec.params.kind !== ChannelKind.Stream) return true;
-  if (rec.idx !== 1 || !proposed.isFinal) return false;
-  const [, y] = rec.current.state.outcome.balances[0]!;
-  return proposed.outcome.balances[0]![1] >= y + (rec.voucher?.cumulative ?? 0n);
-}
-
-/**
- * Whether this side needs the peer's countersignature on its own proposal `next` to
- * survive power loss: it does when `next` gives it more than the current state in some
- * asset, or ends the channel. A plain payment to the peer does not: losing that
- * countersignature leaves this side with the older state, which pays it more, and a
- * resync brings the newer one back.
- */
-function reliesOn(rec: ChannelRecord, next: State): boolean {
-  const cur = rec.current.state.outcome.balances;
-  return next.isFinal || next.outcome.balances.some((pair, i) => pair[rec.idx] > cur[i]![rec.idx]);
-}
 
 interface Op {
   build: (current: State) => Omit<StateBody, 'version'>;

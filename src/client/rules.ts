@@ -1,0 +1,45 @@
+import type { Attachment, ChannelRecord } from '../channel/record.ts';
+import { ChannelKind, type State } from '../model/types.ts';
+import { type FundRequest, MessageType, type SettleRequest, type Update } from '../wire/messages.ts';
+import type { UpdateContext } from './types.ts';
+
+// The Agent's fixed rules, as pure functions: the default policy, what a channel kind
+// allows before any policy, and when a countersignature must be stored durably.
+
+/** Accepts an update unless it lowers one of this side's balances. */
+export const receiveOnly = ({ channel, current, proposed }: UpdateContext): boolean =>
+  proposed.outcome.balances.every((pair, i) => pair[channel.idx] >= current.outcome.balances[i]![channel.idx]);
+
+/** A parent update that funds or releases a virtual channel travels with its evidence. */
+export function withAttachment(update: Update, attachment?: Attachment): Update | FundRequest | SettleRequest {
+  if (!attachment) return update;
+  return 'fund' in attachment
+    ? { ...update, type: MessageType.FundRequest, vc: attachment.fund }
+    : { ...update, type: MessageType.SettleRequest, vc: attachment.settle };
+}
+
+/**
+ * Rules of the channel kind, before any policy: nothing is paid in a virtual channel
+ * this side's ledger channel does not back yet (checked by the caller through `funded`),
+ * and in a stream only the payer proposes, only the final state, and it must pay the
+ * payee at least what the highest voucher says.
+ */
+export function kindRule(rec: ChannelRecord, proposed: State, funded: boolean): boolean {
+  if (rec.virtual && !funded) return false;
+  if (rec.params.kind !== ChannelKind.Stream) return true;
+  if (rec.idx !== 1 || !proposed.isFinal) return false;
+  const [, y] = rec.current.state.outcome.balances[0]!;
+  return proposed.outcome.balances[0]![1] >= y + (rec.voucher?.cumulative ?? 0n);
+}
+
+/**
+ * Whether this side needs the peer's countersignature on its own proposal `next` to
+ * survive power loss: it does when `next` gives it more than the current state in some
+ * asset, or ends the channel. A plain payment to the peer does not: losing that
+ * countersignature leaves this side with the older state, which pays it more, and a
+ * resync brings the newer one back.
+ */
+export function reliesOn(rec: ChannelRecord, next: State): boolean {
+  const cur = rec.current.state.outcome.balances;
+  return next.isFinal || next.outcome.balances.some((pair, i) => pair[rec.idx] > cur[i]![rec.idx]);
+}

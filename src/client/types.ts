@@ -1,0 +1,100 @@
+import type { Attachment, ChannelRecord } from '../channel/record.ts';
+import type { Signer } from '../crypto/keys.ts';
+import type { PicopayError, StoreError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { Address, ChannelKind, SignedState, State } from '../model/types.ts';
+import type { ChannelStore } from '../store/store.ts';
+import type { Transport } from '../transport/types.ts';
+import type { Balances, OpenPropose } from '../wire/messages.ts';
+
+// What the Agent's users see: its options, the owner's policy, its events.
+
+export interface Timing {
+  /** First retransmission of an unanswered proposal; doubles up to maxRetransmitMs. */
+  retransmitMs: number;
+  maxRetransmitMs: number;
+  /** How long open() and update() wait for the peer before failing. */
+  requestTimeoutMs: number;
+  /** How often a request that lost a tie-break is retried. */
+  conflictRetries: number;
+}
+
+export const DEFAULT_TIMING: Timing = { retransmitMs: 500, maxRetransmitMs: 8000, requestTimeoutMs: 15_000, conflictRetries: 8 };
+
+export interface UpdateContext {
+  channel: ChannelRecord;
+  current: State;
+  proposed: State;
+  /** Evidence that came with the proposal (funding or releasing a virtual channel). */
+  attachment?: Attachment;
+}
+
+/**
+ * 'hold' keeps the proposal unanswered until `release` is called: a gateway holds a
+ * device's funding request until the other device's arrives.
+ */
+export type Decision = boolean | 'hold';
+
+/** The owner's decisions. They run outside any channel step and may be async. */
+export interface Policy {
+  /** A channel proposed by `from` (already checked to be signed by it, for this agent's chain). */
+  acceptOpen(proposal: OpenPropose, from: Address): boolean | Promise<boolean>;
+  acceptUpdate(ctx: UpdateContext): Decision | Promise<Decision>;
+}
+
+export interface AgentOptions {
+  signer: Signer;
+  transport: Transport;
+  store: ChannelStore;
+  /** The chain and adjudicator this agent's channels are bound to. */
+  chain: { chainId: bigint; adjudicator: Address };
+  challengeDuration?: bigint;
+  policy?: Partial<Policy>;
+  timing?: Partial<Timing>;
+  logger?: Logger;
+  maxMessageBytes?: number;
+  /**
+   * Stream payees: a voucher is stored (fsynced) once the amount received since the last
+   * stored one reaches this (group commit), so a crash costs less than this amount. 0
+   * stores every voucher.
+   */
+  voucherDurableEvery?: bigint;
+}
+
+export interface OpenOptions {
+  /** balances[asset] = [mine, peer's]. */
+  balances: Balances;
+  assets?: Address[];
+  kind?: ChannelKind;
+  challengeDuration?: bigint;
+  /** Virtual channels: the gateway that funds it from both sides' ledger channels. */
+  gateway?: Address;
+}
+
+export interface UpdatedEvent {
+  channel: ChannelRecord;
+  state: SignedState;
+  /** 'out' for this side's proposal, 'in' for the peer's. */
+  direction: 'in' | 'out';
+}
+
+export interface AgentEvents {
+  opened: [ChannelRecord];
+  updated: [UpdatedEvent];
+  final: [ChannelRecord];
+  /** A peer message that was refused; the agent carries on. */
+  rejected: [{ peer: Address; error: PicopayError }];
+  /** This side's ledger channel locked funds for the virtual channel: it can be used. */
+  funded: [ChannelRecord];
+  /** The virtual channel's funds went back to this side's ledger channel per its final state. */
+  settled: [ChannelRecord];
+  /** Stream payee: a higher voucher arrived (cumulative amount paid). */
+  voucher: [{ channel: ChannelRecord; cumulative: bigint }];
+  /** A proposal the policy holds; answer it with release(). */
+  held: [UpdateContext];
+  /**
+   * The store refused a write: the agent has stopped, with its memory possibly ahead of
+   * its store. Restart it from the store (it resynchronises with its peers).
+   */
+  failed: [StoreError];
+}
