@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { address, announce, integer, parseOptions, required, usage, type Values } from '../src/cli/args.ts';
 import { CONNECTION_SPECS, mqttLogin, timing } from '../src/cli/connection.ts';
-import { parseAmount } from '../src/cli/units.ts';
+import { formatEth, parseAmount } from '../src/cli/units.ts';
 import { ConfigError } from '../src/errors.ts';
 import { createLogger, type Logger } from '../src/log.ts';
 import type { Address } from '../src/model/types.ts';
@@ -25,6 +25,8 @@ const SPECS = {
   'status-url': { type: 'string', arg: 'URL', help: "without --rpc-url: trust the gateway's status API to say the channel is funded (wins over --gateway-info)" },
   deposit: { type: 'string', arg: 'AMOUNT', help: "this device's side of its ledger channel (its owner deposits it)", default: '0.1' },
   'gateway-deposit': { type: 'string', arg: 'AMOUNT', help: 'what the gateway puts into the ledger channel', default: '0.1' },
+  'virtual-fee': { type: 'string', arg: 'AMOUNT', help: "the gateway's fee per virtual channel, paid when this device's side is funded (default: from --gateway-info, else 0)" },
+  'max-virtual-fee': { type: 'string', arg: 'AMOUNT', help: 'refuse to start if the gateway charges more than this per virtual channel', default: '0.001' },
   'unit-bytes': { type: 'string', arg: 'N', help: 'bytes per paid unit', default: '102400' },
   price: { type: 'string', arg: 'AMOUNT', help: 'price of one unit', default: '0.0001' },
   'proxy-port': { type: 'string', arg: 'N', help: 'hotspot: metered proxy port on 127.0.0.1 (default: a free one)' },
@@ -48,6 +50,8 @@ interface GatewayInfo {
   adjudicator: string;
   rpcUrl: string;
   httpUrl: string;
+  /** Wei, as a decimal string. */
+  virtualFee?: string;
 }
 
 /**
@@ -98,6 +102,9 @@ export async function main(argv: string[]): Promise<void> {
   const chainId = BigInt(required(o['chain-id'] ?? (info.chainId === undefined ? undefined : String(info.chainId)), 'chain-id'));
   const funding = fundingSource(o, info, { chainId, adjudicator }, logger);
   const fundTimeoutMs = integer(o['fund-timeout-ms'], 'fund-timeout-ms')!;
+  const virtualFee = parseAmount(o['virtual-fee'] ?? `${info.virtualFee ?? 0}wei`, 'virtual-fee');
+  const maxFee = parseAmount(o['max-virtual-fee']!, 'max-virtual-fee');
+  if (virtualFee > maxFee) throw new ConfigError(`the gateway charges ${formatEth(virtualFee)} per virtual channel, above --max-virtual-fee ${formatEth(maxFee)}`);
   const dev = await startDevice({
     dataDir: o['data-dir']!,
     password: process.env[o['password-env']!] ?? '',
@@ -108,6 +115,7 @@ export async function main(argv: string[]): Promise<void> {
     deposit: parseAmount(o.deposit!, 'deposit'),
     gatewayDeposit: parseAmount(o['gateway-deposit']!, 'gateway-deposit'),
     voucherDurableEvery: 10n * price,
+    virtualFee,
     mqttLogin: mqttLogin(o),
     timing: timing(o),
     funding,

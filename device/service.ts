@@ -28,6 +28,8 @@ export interface DeviceConfig {
   logger: Logger;
   policy?: Partial<Policy>;
   voucherDurableEvery?: bigint;
+  /** What the gateway charges per virtual channel this device's ledger channel funds (asset 0). */
+  virtualFee?: bigint;
   mqttLogin?: Pick<MqttTransportOptions, 'username' | 'password' | 'tls'>;
   timing?: Partial<Timing>;
   /** Where the device learns that its ledger channel is funded on-chain; none: it does not check. */
@@ -62,6 +64,7 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
     logger: cfg.logger,
     timing: cfg.timing,
     voucherDurableEvery: cfg.voucherDurableEvery,
+    virtualFee: cfg.virtualFee,
     policy: {
       // Virtual channels only, through our gateway (the signature already binds our chain).
       acceptOpen: (p) => funded && p.kind !== ChannelKind.Ledger && p.gateway === cfg.gateway,

@@ -16,6 +16,7 @@ const SPECS = {
   'http-port': { type: 'string', arg: 'N', help: 'status API on 127.0.0.1 (default: a free one)' },
   'max-deposit': { type: 'string', arg: 'AMOUNT', help: "most the gateway puts into one device's ledger channel", default: '1' },
   'hold-timeout-ms': { type: 'string', arg: 'MS', help: 'how long a virtual-channel request waits for its counterpart', default: '30000' },
+  'virtual-fee': { type: 'string', arg: 'AMOUNT', help: 'what each device pays (asset 0) when its ledger channel funds a virtual channel', default: '0' },
   ...CONNECTION_SPECS,
 } as const;
 
@@ -42,11 +43,12 @@ export async function main(argv: string[]): Promise<void> {
     httpPort: integer(o['http-port'], 'http-port'),
     maxDeposit: parseAmount(o['max-deposit']!, 'max-deposit'),
     holdTimeoutMs: integer(o['hold-timeout-ms'], 'hold-timeout-ms')!,
+    virtualFee: parseAmount(o['virtual-fee']!, 'virtual-fee'),
     mqttLogin: mqttLogin(o),
     timing: timing(o),
     logger,
   });
-  announce('ready', { address: gw.address, rpcUrl: gw.rpcUrl, chainId: gw.chainId, adjudicator: gw.adjudicator, mqttUrl: gw.mqttUrl, httpUrl: gw.httpUrl });
+  announce('ready', { address: gw.address, rpcUrl: gw.rpcUrl, chainId: gw.chainId, adjudicator: gw.adjudicator, mqttUrl: gw.mqttUrl, httpUrl: gw.httpUrl, virtualFee: parseAmount(o['virtual-fee']!, 'virtual-fee') });
   const stop = async (): Promise<void> => {
     logger.info('stopping');
     await gw.stop();

@@ -16,15 +16,15 @@ import { join } from 'node:path';
 const live = stoppedAfterEach();
 
 /** A and B each hold a ledger channel with gateway G: [device's, gateway's] funds. */
-async function network3(faults: MemoryFaults = {}, seed = 1, holdTimeoutMs = 3000) {
+async function network3(faults: MemoryFaults = {}, seed = 1, holdTimeoutMs = 3000, fees = { gateway: 0n, devices: 0n }) {
   const network = new MemoryNetwork({ seed });
   const dir = tempDir();
   const gStore = new ChannelStore(join(dir, 'g.db'), { durability: 'normal' });
-  const intermediary = new Intermediary({ store: gStore, chain: CHAIN, holdTimeoutMs, logger: silentLogger });
+  const intermediary = new Intermediary({ store: gStore, chain: CHAIN, holdTimeoutMs, fee: fees.gateway, logger: silentLogger });
   const g = makeParty(network, dir, 'g', { policy: { acceptUpdate: intermediary.decide } }, undefined, gStore);
   intermediary.attach(g.agent);
-  const a = makeParty(network, dir, 'a');
-  const b = makeParty(network, dir, 'b');
+  const a = makeParty(network, dir, 'a', { virtualFee: fees.devices });
+  const b = makeParty(network, dir, 'b', { virtualFee: fees.devices });
   live.push(a, b, g);
   const la = await a.agent.open(g.signer.address, { balances: [[100n, 100n]] });
   const lb = await b.agent.open(g.signer.address, { balances: [[50n, 100n]] });
@@ -136,6 +136,25 @@ describe('virtual channels through a gateway', () => {
     expect(await until(() => a.agent.isSettled(vc.id) && b.agent.isSettled(vc.id), 10_000)).toBe(true);
     expect(a.agent.channel(la).current.state.outcome.locked).toEqual([]);
     expect(b.agent.channel(lb).current.state.outcome.locked).toEqual([]);
+  });
+
+  it("the gateway's fee: each device pays it in the update that funds its side, and the gateway ends with what it locked plus both fees", async () => {
+    const { a, b, g, la, lb } = await network3({}, 1, 3000, { gateway: 2n, devices: 2n });
+    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, balances: [[30n, 10n]] });
+    await until(() => b.agent.channels().some((c) => c.id === vc.id) && b.agent.isFunded(vc.id));
+    expect(balancesOf(a, la)).toEqual([100n - 30n - 2n, 100n - 10n + 2n]);
+    expect(balancesOf(b, lb)).toEqual([50n - 10n - 2n, 100n - 30n + 2n]);
+    await a.agent.pay(vc.id, 5n);
+    await a.agent.settleVirtual(vc.id);
+    expect(await until(() => b.agent.isSettled(vc.id))).toBe(true);
+    expect(gatewayTotal(g, la, lb)).toBe(200n + 4n);
+  });
+
+  it('a device that does not pay the fee is refused, and nothing stays locked', async () => {
+    const { a, b, g, la } = await network3({}, 1, 500, { gateway: 2n, devices: 0n });
+    await expect(a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, balances: [[30n, 0n]] })).rejects.toThrow();
+    expect(await until(() => !a.agent.channel(la).staged)).toBe(true);
+    expect(balancesOf(a, la)).toEqual([100n, 100n]);
   });
 
   it('refuses to fund when the other device never asks: nothing stays locked', async () => {

@@ -8,7 +8,7 @@ import {
   UnknownChannelError,
   WrongPeerError,
 } from '../src/errors.ts';
-import { lockOutcome, unlockOutcome, virtualParams, initialVirtualState } from '../src/channel/virtual.ts';
+import { feeOutcome, initialVirtualState, lockOutcome, unlockOutcome, virtualParams } from '../src/channel/virtual.ts';
 import { recoverAddress } from '../src/crypto/verify.ts';
 import { domainSeparator, outcomeHash, stateDigest, toHex } from '../src/model/hash.ts';
 import { type Address, type Bytes32, ChannelKind, type Params, type Signature, type State } from '../src/model/types.ts';
@@ -31,6 +31,8 @@ export interface IntermediaryOptions {
   logger: Logger;
   /** Whether a ledger channel is funded on-chain and may back virtual channels (default: all are). */
   isFunded?: (ledgerChannel: Bytes32) => boolean | Promise<boolean>;
+  /** What each device pays, in asset 0, in the update that funds its side of a virtual channel (default 0). */
+  fee?: bigint;
 }
 
 /** What the gateway keeps about a virtual channel it funded. */
@@ -114,8 +116,9 @@ export class Intermediary {
     if (terms.sig === null ? params.kind !== ChannelKind.Stream : recoverAddress(terms.sig, stateDigest(domainSeparator(params), v0)) !== device) {
       throw new InvalidSignatureError('missing or bad signature on the virtual channel');
     }
-    const expected = lockOutcome(ctx.current.outcome, ctx.channel.params.participants, { id: vcId, participants: params.participants, balances: terms.balances });
-    if (outcomeHash(expected) !== outcomeHash(ctx.proposed.outcome)) throw new InvalidAllocationError('parent update does not lock exactly the virtual channel funds');
+    const locked = lockOutcome(ctx.current.outcome, ctx.channel.params.participants, { id: vcId, participants: params.participants, balances: terms.balances });
+    const expected = feeOutcome(locked, ctx.channel.idx === 0 ? 1 : 0, this.#o.fee ?? 0n);
+    if (outcomeHash(expected) !== outcomeHash(ctx.proposed.outcome)) throw new InvalidAllocationError('parent update does not lock exactly the virtual channel funds and pay the fee');
     if (this.#o.isFunded && !(await this.#o.isFunded(ctx.channel.id))) throw new InsufficientFundsError('ledger channel not funded on-chain');
     // The read took a while: the other side may have closed meanwhile.
     if (!this.#ledgerWith(other)) throw new UnknownChannelError('no open ledger channel with the other participant');

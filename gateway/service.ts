@@ -27,6 +27,8 @@ export interface GatewayConfig {
   /** Most the gateway puts into one device's ledger channel, per asset. */
   maxDeposit: bigint;
   holdTimeoutMs: number;
+  /** What each device pays, in asset 0, when its ledger channel funds a virtual channel (default 0). */
+  virtualFee?: bigint;
   /** How often ledger channels still waiting for deposits are checked on-chain (ms); a funding request checks at once. */
   fundingPollMs?: number;
   mqttLogin?: Pick<MqttTransportOptions, 'username' | 'password' | 'tls'>;
@@ -113,7 +115,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
     const chain = { chainId: BigInt(chainId), adjudicator };
     const transport = new MqttTransport({ url: mqttUrl, self: signer.address, ...cfg.mqttLogin, logger: log.child({ part: 'mqtt' }) });
     let gatewayChain: GatewayChain | null = null;
-    const intermediary = new Intermediary({ store, chain, holdTimeoutMs: cfg.holdTimeoutMs, logger: log.child({ part: 'intermediary' }), isFunded: (id) => gatewayChain!.checkFunded(id) });
+    const intermediary = new Intermediary({ store, chain, holdTimeoutMs: cfg.holdTimeoutMs, fee: cfg.virtualFee, logger: log.child({ part: 'intermediary' }), isFunded: (id) => gatewayChain!.checkFunded(id) });
     const agent = new Agent({
       signer,
       transport,

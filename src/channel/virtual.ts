@@ -8,7 +8,7 @@ import {
   StaleVersionError,
   WrongPeerError,
 } from '../errors.ts';
-import { assertWellFormed } from '../model/allocation.ts';
+import { assertWellFormed, transfer } from '../model/allocation.ts';
 import { channelId } from '../model/channelId.ts';
 import { voucherDigest } from '../model/hash.ts';
 import { type Address, type Allocation, type Bytes32, ChannelKind, type Params, type State, type SubAlloc } from '../model/types.ts';
@@ -87,14 +87,28 @@ export function initialVirtualState(params: Params, assets: readonly Address[], 
   return { channelId: channelId(params), version: 0n, outcome: { assets, balances, locked: [] }, isFinal: false };
 }
 
-/** The parent update body that funds `vc` (for this side's proposal). */
-export function lockBody(parent: ChannelRecord, vc: ChannelRecord): Omit<StateBody, 'version'> {
-  const outcome = lockOutcome(parent.current.state.outcome, parent.params.participants, {
+/**
+ * The parent update body that funds `vc` (for this side's proposal), paying the gateway
+ * its `fee` in asset 0 in the same update (see feeOutcome).
+ */
+export function lockBody(parent: ChannelRecord, vc: ChannelRecord, fee = 0n): Omit<StateBody, 'version'> {
+  const locked = lockOutcome(parent.current.state.outcome, parent.params.participants, {
     id: vc.id,
     participants: vc.params.participants,
     balances: vc.current.state.outcome.balances,
   });
+  const outcome = feeOutcome(locked, parent.idx, fee);
   return { balances: outcome.balances, locked: outcome.locked, isFinal: false };
+}
+
+/** The gateway's fee for funding a virtual channel: `fee` of asset 0 from the device (`device` index) to the gateway. */
+export function feeOutcome(outcome: Allocation, device: 0 | 1, fee: bigint): Allocation {
+  if (fee === 0n) return outcome;
+  try {
+    return transfer(outcome, device, fee);
+  } catch (cause) {
+    throw new InsufficientFundsError('parent balance too low for the virtual channel and the fee', { cause });
+  }
 }
 
 /** The parent update body that releases `vc` per its final state. */

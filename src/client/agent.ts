@@ -111,7 +111,7 @@ interface OpenWaiter {
  */
 export class Agent extends EventEmitter<AgentEvents> {
   readonly address: Address;
-  readonly #o: Required<Pick<AgentOptions, 'signer' | 'transport' | 'store' | 'chain' | 'challengeDuration' | 'maxMessageBytes' | 'voucherDurableEvery'>>;
+  readonly #o: Required<Pick<AgentOptions, 'signer' | 'transport' | 'store' | 'chain' | 'challengeDuration' | 'maxMessageBytes' | 'voucherDurableEvery' | 'virtualFee'>>;
   readonly #policy: Policy;
   readonly #timing: Timing;
   readonly #log: Logger;
@@ -130,7 +130,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   constructor(options: AgentOptions) {
     super();
-    this.#o = { challengeDuration: 3600n, maxMessageBytes: MAX_MESSAGE_BYTES, voucherDurableEvery: 0n, ...options };
+    this.#o = { challengeDuration: 3600n, maxMessageBytes: MAX_MESSAGE_BYTES, voucherDurableEvery: 0n, virtualFee: 0n, ...options };
     this.address = options.signer.address;
     this.#policy = {
       acceptOpen: () => true,
@@ -455,7 +455,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       balances: vc.rec.current.state.outcome.balances,
       sig: p.kind === ChannelKind.Stream ? null : vc.rec.current.sigs[vc.rec.idx]!,
     };
-    const funding = this.update(parent, () => lockBody(this.#runtime(parent).rec, vc.rec), { fund });
+    const funding = this.update(parent, () => lockBody(this.#runtime(parent).rec, vc.rec, this.#o.virtualFee), { fund });
     this.#funding.set(vc.rec.id, funding);
     funding
       .catch((err) => {

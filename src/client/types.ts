@@ -59,6 +59,12 @@ export interface AgentOptions {
    * stores every voucher.
    */
   voucherDurableEvery?: bigint;
+  /**
+   * What this side pays its gateway, in asset 0, each time its ledger channel funds a
+   * virtual channel: the gateway's price (`picopay gateway --virtual-fee`), paid in the
+   * funding update itself. Default 0.
+   */
+  virtualFee?: bigint;
 }
 
 export interface OpenOptions {

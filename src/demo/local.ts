@@ -37,6 +37,8 @@ export interface LocalRunOptions {
   deposit: bigint;
   lock: bigint;
   price: bigint;
+  /** The gateway's fee per virtual channel, paid by each device when its side is funded. */
+  virtualFee: bigint;
   unitBytes: number;
   /** Child processes' log level (stderr). */
   logLevel: string;
@@ -60,6 +62,7 @@ const DEFAULTS: LocalRunOptions = {
   deposit: 10n ** 17n,
   lock: 5n * 10n ** 16n,
   price: 10n ** 14n,
+  virtualFee: 10n ** 13n,
   unitBytes: 102_400,
   logLevel: 'warn',
 };
@@ -73,7 +76,7 @@ export async function runLocal(options: Partial<LocalRunOptions> = {}): Promise<
   const origin = await startOrigin();
   try {
     say(`picopay local network in ${dir}`);
-    const gatewayArgs = ['gateway', '--data-dir', join(dir, 'gateway'), '--hold-timeout-ms', '30000'];
+    const gatewayArgs = ['gateway', '--data-dir', join(dir, 'gateway'), '--hold-timeout-ms', '30000', '--virtual-fee', formatWei(o.virtualFee)];
     if (o.mqttUrl) gatewayArgs.push('--mqtt-url', o.mqttUrl);
     if (o.devnet) {
       const d = o.devnet;
@@ -96,7 +99,7 @@ export async function runLocal(options: Partial<LocalRunOptions> = {}): Promise<
       },
     };
     writeFileSync(join(dir, 'gateway.json'), JSON.stringify(gw));
-    say(`  gateway  ${gw.address as string}  chain ${gw.rpcUrl as string}  broker ${gw.mqttUrl as string}`);
+    say(`  gateway  ${gw.address as string}  chain ${gw.rpcUrl as string}  broker ${gw.mqttUrl as string}  fee ${formatEth(o.virtualFee)} per virtual channel and side`);
 
     // The devices' owner funds their side of the ledger channels from anvil's account 1.
     const owner = mnemonicToAccount(ANVIL_MNEMONIC, { addressIndex: 1 });
@@ -171,9 +174,9 @@ export async function runLocal(options: Partial<LocalRunOptions> = {}): Promise<
 
     if (o.verbose !== false) printTable('On-chain balances', ['account', 'before', 'after', 'change'], accounts.map(([label]) => [label, formatEth(before.get(label)!), formatEth(after.get(label)!), formatEth(delta(label))]));
     const checks: [string, boolean][] = [
-      [`client got back its deposit minus what it paid (${formatEth(o.deposit - paid)})`, delta('client') === o.deposit - paid],
-      [`hotspot got its deposit plus what it earned (${formatEth(o.deposit + paid)})`, delta('hotspot') === o.deposit + paid],
-      ['gateway got back exactly what it deposited (change = gas only)', delta('gateway') === -gatewayGas],
+      [`client got back its deposit minus what it paid and the fee (${formatEth(o.deposit - paid - o.virtualFee)})`, delta('client') === o.deposit - paid - o.virtualFee],
+      [`hotspot got its deposit plus what it earned, minus the fee (${formatEth(o.deposit + paid - o.virtualFee)})`, delta('hotspot') === o.deposit + paid - o.virtualFee],
+      [`gateway got back what it deposited plus two fees (change = ${formatEth(2n * o.virtualFee)} − gas)`, delta('gateway') === 2n * o.virtualFee - gatewayGas],
       ['owner paid the two device deposits (and gas)', delta('owner (funds devices)') <= -2n * o.deposit],
       ['adjudicator holds nothing for these channels', delta('adjudicator contract') === 0n],
       ['paid = units × price', paid === BigInt(done.unitsPaid as number) * o.price],
