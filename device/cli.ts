@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { address, announce, integer, parseOptions, required, usage, type Values } from '../src/cli/args.ts';
+import { address, announce, exitOnStoreFailure, integer, parseOptions, required, usage, type Values } from '../src/cli/args.ts';
 import { CONNECTION_SPECS, mqttLogin, timing } from '../src/cli/connection.ts';
 import { formatEth, parseAmount } from '../src/cli/units.ts';
 import { ConfigError } from '../src/errors.ts';
@@ -60,8 +60,8 @@ interface GatewayInfo {
  * A URL from the info file is the gateway's choice: the device trusts the gateway for it.
  */
 function fundingSource(o: Values<typeof SPECS>, info: Partial<GatewayInfo>, chain: { chainId: bigint; adjudicator: Address }, logger: Logger): FundingSource | undefined {
+  // chainFunding refuses a depth below 1 with a ConfigError of its own.
   const confirmations = integer(o.confirmations, 'confirmations')!;
-  if (confirmations < 1) throw new ConfigError(`--confirmations: expected at least 1, got "${o.confirmations}"`);
   const onChain = (rpcUrl: string): FundingSource => chainFunding({ rpcUrl, ...chain, confirmations });
   const explicit = o['rpc-url'] ? onChain(o['rpc-url']) : o['status-url'] ? gatewayFunding(o['status-url']) : undefined;
   if (explicit) {
@@ -128,10 +128,7 @@ export async function main(argv: string[]): Promise<void> {
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  dev.agent.on('failed', (err) => {
-    logger.fatal({ err: String(err.cause ?? err) }, 'store write failed: exiting, a restart resumes from the store');
-    process.exit(1);
-  });
+  dev.agent.on('failed', exitOnStoreFailure(logger));
   if (role === 'hotspot') {
     await runHotspot(dev, {
       proxyPort: integer(o['proxy-port'], 'proxy-port') ?? 0,

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as AbiFunction from 'ox/AbiFunction';
 import type { ChannelRecord } from '../src/channel/record.ts';
 import { ChainReadError, ConfigError, ProtocolTimeoutError, TransportError } from '../src/errors.ts';
-import { totals } from '../src/model/allocation.ts';
+import { decodeHoldings, depositsCover, type Holdings } from '../src/model/holdings.ts';
 import type { Address } from '../src/model/types.ts';
 
 // Whether a device's ledger channel is funded on-chain, that is whether the adjudicator
@@ -32,8 +32,6 @@ function callSignal(signal: AbortSignal | undefined): AbortSignal {
 
 const holdingsFn = AbiFunction.from('function holdings(bytes32 channelId, address asset) view returns (uint256)');
 
-/** Bit 255 of a holdings slot marks a concluded channel (see contracts/Adjudicator.sol). */
-const CONCLUDED = 1n << 255n;
 
 async function rpc(url: string, method: string, params: unknown[], signal: AbortSignal | undefined): Promise<unknown> {
   let body: { result?: unknown; error?: { message?: string } };
@@ -80,15 +78,14 @@ export function chainFunding(o: { rpcUrl: string; chainId: bigint; adjudicator: 
       if (head < depth) return false;
       const block = `0x${(head - depth).toString(16)}`;
       const outcome = ledger.current.state.outcome;
-      const need = totals(outcome);
-      for (let a = 0; a < outcome.assets.length; a++) {
-        const data = AbiFunction.encodeData(holdingsFn, [ledger.id, outcome.assets[a]!]);
+      const held: Holdings[] = [];
+      for (const asset of outcome.assets) {
+        const data = AbiFunction.encodeData(holdingsFn, [ledger.id, asset]);
         const raw = await rpc(o.rpcUrl, 'eth_call', [{ to: o.adjudicator, data }, block], signal);
         if (typeof raw !== 'string' || !/^0x([0-9a-fA-F]{64})$/.test(raw)) throw new ChainReadError('eth_call holdings: not one 32-byte word');
-        const held = AbiFunction.decodeResult(holdingsFn, raw as `0x${string}`);
-        if (held >= CONCLUDED || held < need[a]!) return false;
+        held.push(decodeHoldings(AbiFunction.decodeResult(holdingsFn, raw as `0x${string}`)));
       }
-      return true;
+      return depositsCover(outcome, held);
     },
   };
 }

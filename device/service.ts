@@ -82,8 +82,8 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
     agent,
     ledger,
     untilFunded: async (timeoutMs) => {
-      if (funded || !cfg.funding) return;
       const source = cfg.funding;
+      if (funded || !source) return;
       cfg.logger.info({ channel: ledger.id, source: source.name }, 'waiting for the deposits on-chain');
       await waitFunded(source, ledger, { timeoutMs, onError: (err) => cfg.logger.warn({ err: String(err), source: source.name }, 'funding check failed; retrying') });
       funded = true;

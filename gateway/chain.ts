@@ -2,7 +2,7 @@ import type { Agent } from '../src/client/agent.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
 import { isFullySigned } from '../src/channel/record.ts';
 import { type ChainClient, cooperativeClose, deposit, readHoldings, startWatchtower, type Watcher } from '../src/chain/index.ts';
-import { totals } from '../src/model/allocation.ts';
+import { depositsCover } from '../src/model/holdings.ts';
 import { type Bytes32, ChannelKind } from '../src/model/types.ts';
 import type { Logger } from '../src/log.ts';
 import type { ChannelStore } from '../src/store/store.ts';
@@ -92,24 +92,28 @@ export class GatewayChain {
    * yet: a device that watched them arrive itself may ask before the next poll.
    */
   checkFunded = async (id: Bytes32, maxAgeMs = 0): Promise<boolean> => {
+    if (this.#funded.has(id)) return true;
     const rec = this.#ledgerChannels().find((c) => c.id === id);
     if (rec) await this.#check(rec, maxAgeMs);
     return this.#funded.has(id);
   };
 
   async #refresh(): Promise<void> {
-    for (const rec of this.#ledgerChannels()) await this.#check(rec);
+    const unfunded = this.#ledgerChannels().filter((c) => !this.#funded.has(c.id) && c.phase === 'open');
+    if (unfunded.length === 0) return;
+    const block = await this.#confirmedBlock();
+    for (const rec of unfunded) await this.#check(rec, 0, block);
   }
 
   /**
    * Reads a channel's deposits, `confirmations` blocks deep. Callers asking at once share
    * one read; a read younger than `maxAgeMs` is answer enough (status polls).
    */
-  #check(rec: ChannelRecord, maxAgeMs = 0): Promise<void> {
+  #check(rec: ChannelRecord, maxAgeMs = 0, block?: bigint | 'latest'): Promise<void> {
     if (this.#funded.has(rec.id) || rec.phase !== 'open') return Promise.resolve();
     const last = this.#checks.get(rec.id);
     if (last && (last.pending || Date.now() - last.at < maxAgeMs)) return last.done;
-    const done = this.#readDeposits(rec).finally(() => {
+    const done = this.#readDeposits(rec, block).finally(() => {
       if (this.#funded.has(rec.id)) this.#checks.delete(rec.id);
       else this.#checks.set(rec.id, { at: Date.now(), pending: false, done });
     });
@@ -117,13 +121,18 @@ export class GatewayChain {
     return done;
   }
 
-  async #readDeposits(rec: ChannelRecord): Promise<void> {
+  /** The block `confirmations` deep ('latest' at depth 1, without asking the node). */
+  async #confirmedBlock(): Promise<bigint | 'latest'> {
     const depth = BigInt((this.#o.confirmations ?? 1) - 1);
-    const block = depth > 0n ? (await this.#o.client.publicClient.getBlockNumber()) - depth : undefined;
-    if (block !== undefined && block < 0n) return;
-    const need = totals(rec.current.state.outcome);
-    const have = await Promise.all(rec.current.state.outcome.assets.map((a) => readHoldings(this.#o.client, rec.id, a, block)));
-    if (have.every((h, i) => h.amount >= need[i]!) && !this.#funded.has(rec.id)) {
+    if (depth === 0n) return 'latest';
+    const head = await this.#o.client.publicClient.getBlockNumber();
+    return head >= depth ? head - depth : 0n;
+  }
+
+  async #readDeposits(rec: ChannelRecord, block?: bigint | 'latest'): Promise<void> {
+    const at = block ?? (await this.#confirmedBlock());
+    const have = await Promise.all(rec.current.state.outcome.assets.map((a) => readHoldings(this.#o.client, rec.id, a, at === 'latest' ? undefined : at)));
+    if (depositsCover(rec.current.state.outcome, have) && !this.#funded.has(rec.id)) {
       this.#funded.add(rec.id);
       this.#o.logger.info({ channel: rec.id, peer: rec.peer }, 'ledger channel funded on-chain');
     }

@@ -1,7 +1,8 @@
 import { join } from 'node:path';
-import { address, announce, integer, parseOptions, usage } from '../src/cli/args.ts';
+import { address, announce, exitOnStoreFailure, integer, parseOptions, usage } from '../src/cli/args.ts';
 import { CONNECTION_SPECS, mqttLogin, timing } from '../src/cli/connection.ts';
 import { parseAmount } from '../src/cli/units.ts';
+import { ConfigError } from '../src/errors.ts';
 import { createLogger } from '../src/log.ts';
 import { startGateway } from './service.ts';
 
@@ -17,6 +18,7 @@ const SPECS = {
   'max-deposit': { type: 'string', arg: 'AMOUNT', help: "most the gateway puts into one device's ledger channel", default: '1' },
   'hold-timeout-ms': { type: 'string', arg: 'MS', help: 'how long a virtual-channel request waits for its counterpart', default: '30000' },
   'virtual-fee': { type: 'string', arg: 'AMOUNT', help: 'what each device pays (asset 0) when its ledger channel funds a virtual channel', default: '0' },
+  confirmations: { type: 'string', arg: 'N', help: 'blocks deep a deposit or a registration must be to count', default: '1' },
   ...CONNECTION_SPECS,
 } as const;
 
@@ -32,6 +34,9 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   const logger = createLogger('gateway');
+  const virtualFee = parseAmount(o['virtual-fee']!, 'virtual-fee');
+  const confirmations = integer(o.confirmations, 'confirmations')!;
+  if (confirmations < 1) throw new ConfigError('--confirmations must be at least 1');
   const gw = await startGateway({
     dataDir: o['data-dir']!,
     password: process.env[o['password-env']!] ?? '',
@@ -43,12 +48,13 @@ export async function main(argv: string[]): Promise<void> {
     httpPort: integer(o['http-port'], 'http-port'),
     maxDeposit: parseAmount(o['max-deposit']!, 'max-deposit'),
     holdTimeoutMs: integer(o['hold-timeout-ms'], 'hold-timeout-ms')!,
-    virtualFee: parseAmount(o['virtual-fee']!, 'virtual-fee'),
+    virtualFee,
+    confirmations,
     mqttLogin: mqttLogin(o),
     timing: timing(o),
     logger,
   });
-  announce('ready', { address: gw.address, rpcUrl: gw.rpcUrl, chainId: gw.chainId, adjudicator: gw.adjudicator, mqttUrl: gw.mqttUrl, httpUrl: gw.httpUrl, virtualFee: parseAmount(o['virtual-fee']!, 'virtual-fee') });
+  announce('ready', { address: gw.address, rpcUrl: gw.rpcUrl, chainId: gw.chainId, adjudicator: gw.adjudicator, mqttUrl: gw.mqttUrl, httpUrl: gw.httpUrl, virtualFee });
   const stop = async (): Promise<void> => {
     logger.info('stopping');
     await gw.stop();
@@ -56,8 +62,5 @@ export async function main(argv: string[]): Promise<void> {
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  gw.onFailed((err) => {
-    logger.fatal({ err: String(err.cause ?? err) }, 'store write failed: exiting, a restart resumes from the store');
-    process.exit(1);
-  });
+  gw.onFailed(exitOnStoreFailure(logger));
 }

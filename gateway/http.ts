@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { ChannelRecord } from '../src/channel/record.ts';
 import type { Agent } from '../src/client/agent.ts';
 import { ChannelKind } from '../src/model/types.ts';
 import { DASHBOARD_HTML } from './dashboard.ts';
@@ -20,8 +21,7 @@ export interface StatusSources {
 
 const json = (v: unknown): string => JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? undefined : x), 2);
 
-function channelView(s: StatusSources, id: `0x${string}`, funded = s.isFunded(id)) {
-  const c = s.agent.channel(id);
+function channelView(s: StatusSources, c: ChannelRecord, funded = s.isFunded(c.id)) {
   return {
     id: c.id,
     peer: c.peer,
@@ -46,16 +46,21 @@ async function route(s: StatusSources, method: string | undefined, url: string):
   const path = new URL(url, 'http://x').pathname;
   if (path === '/') return { code: 200, body: DASHBOARD_HTML, type: 'text/html; charset=utf-8' };
   if (path === '/status') {
-    const channels = s.agent.channels().filter((c) => c.params.kind === ChannelKind.Ledger).map((c) => channelView(s, c.id));
+    const channels = s.agent.channels().filter((c) => c.params.kind === ChannelKind.Ledger).map((c) => channelView(s, c));
     return jsonReply(200, { address: s.address, ledgerChannels: channels, virtualChannels: s.intermediary.virtualChannels().map((v) => v.id) });
   }
   const m = /^\/channels\/(0x[0-9a-f]{64})$/.exec(path);
   if (m) {
     const id = m[1] as `0x${string}`;
-    if (!s.agent.channels().some((c) => c.id === id)) return jsonReply(404, { error: 'no such channel' });
+    let channel: ChannelRecord;
+    try {
+      channel = s.agent.channel(id);
+    } catch {
+      return jsonReply(404, { error: 'no such channel' });
+    }
     // A chain read can fail: then the answer is what the last poll saw.
     const funded = await s.checkFunded(id, STATUS_READ_MAX_AGE_MS).catch(() => s.isFunded(id));
-    return jsonReply(200, channelView(s, id, funded));
+    return jsonReply(200, channelView(s, channel, funded));
   }
   if (path === '/metrics') {
     const ledger = s.agent.channels().filter((c) => c.params.kind === ChannelKind.Ledger);

@@ -29,6 +29,8 @@ export interface GatewayConfig {
   holdTimeoutMs: number;
   /** What each device pays, in asset 0, when its ledger channel funds a virtual channel (default 0). */
   virtualFee?: bigint;
+  /** Blocks deep a deposit or a registration must be to count (default 1: the latest block). */
+  confirmations?: number;
   /** How often ledger channels still waiting for deposits are checked on-chain (ms); a funding request checks at once. */
   fundingPollMs?: number;
   mqttLogin?: Pick<MqttTransportOptions, 'username' | 'password' | 'tls'>;
@@ -129,7 +131,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
       },
     });
     intermediary.attach(agent);
-    gatewayChain = new GatewayChain({ client, agent, store, pollMs: cfg.fundingPollMs, logger: log.child({ part: 'chain' }) });
+    gatewayChain = new GatewayChain({ client, agent, store, pollMs: cfg.fundingPollMs, confirmations: cfg.confirmations, logger: log.child({ part: 'chain' }) });
     agent.start();
     await transport.connect();
     cleanup.push(() => transport.close(), () => agent.stop(), () => gatewayChain!.stop());

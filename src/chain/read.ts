@@ -1,4 +1,5 @@
 // Reads of on-chain channel data: holdings, and registrations and releases from events.
+import { decodeHoldings, type Holdings } from '../model/holdings.ts';
 import type { Address, Bytes32 } from '../model/types.ts';
 import { adjudicatorAbi } from './abi.generated.ts';
 import type { ChainClient } from './client.ts';
@@ -9,19 +10,11 @@ export interface LogRange {
   fromBlock?: bigint;
 }
 
-/** Bit 255 of a holdings slot marks a concluded channel (see Adjudicator.sol). */
-const CONCLUDED = 1n << 255n;
-
-export interface Holdings {
-  /** Deposited and not paid out; 0 once concluded (see `readSettled` for what a parent keeps). */
-  amount: bigint;
-  concluded: boolean;
-}
 
 /** The channel's deposits in `asset`, at `blockNumber` (default: the latest block). */
 export async function readHoldings(client: ChainClient, channelId: Bytes32, asset: Address, blockNumber?: bigint): Promise<Holdings> {
   const raw = await client.publicClient.readContract({ address: client.adjudicator, abi: adjudicatorAbi, functionName: 'holdings', args: [channelId, asset], blockNumber });
-  return raw >= CONCLUDED ? { amount: 0n, concluded: true } : { amount: raw, concluded: false };
+  return decodeHoldings(raw);
 }
 
 /** What every event query here shares: the adjudicator, its ABI, the range, typed args. */

@@ -136,7 +136,14 @@ export function signVoucher(rec: ChannelRecord, signer: Signer, cumulative: bigi
   if (cumulative <= previous) throw new StaleVersionError(cumulative, previous);
   if (cumulative > streamCap(rec)) throw new InsufficientFundsError('voucher above what the payer locked');
   const sig = signer.sign(voucherDigestOf(rec, cumulative));
-  return { record: { ...rec, voucher: { cumulative, sig } }, message: { type: MessageType.Voucher, alias: aliasOf(rec.id), cumulative, sig } };
+  const record = { ...rec, voucher: { cumulative, sig } };
+  return { record, message: voucherMessage(record)! };
+}
+
+/** The payer's latest voucher as the message that carries it (null before the first). */
+export function voucherMessage(rec: ChannelRecord): Voucher | null {
+  const v = rec.voucher;
+  return v ? { type: MessageType.Voucher, alias: aliasOf(rec.id), cumulative: v.cumulative, sig: v.sig } : null;
 }
 
 /**

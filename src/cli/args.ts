@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ConfigError } from '../errors.ts';
+import { ConfigError, type StoreError } from '../errors.ts';
+import type { Logger } from '../log.ts';
 
 export interface OptionSpec {
   type: 'string' | 'boolean';
@@ -85,4 +86,15 @@ export function address(value: string | undefined, name: string): `0x${string}` 
 /** One JSON line on stdout: how a parent process (or a person) learns what this one did. */
 export function announce(event: string, fields: Record<string, unknown> = {}): void {
   process.stdout.write(`${JSON.stringify({ event, ...fields }, (_, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`);
+}
+
+/**
+ * What a process does when its agent's store refuses a write (the agent has stopped):
+ * exit, so that a supervisor restarts it from the store.
+ */
+export function exitOnStoreFailure(logger: Logger): (err: StoreError) => void {
+  return (err) => {
+    logger.fatal({ err: String(err.cause ?? err) }, 'store write failed: exiting, a restart resumes from the store');
+    process.exit(1);
+  };
 }

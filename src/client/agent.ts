@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { acceptOpen, completeOpen, openAcceptOf, type PendingOpen, proposeOpen } from '../channel/open.ts';
 import { aliasKey, aliasOf, type Attachment, type ChannelRecord, sameState, stagedMessage, stateFromBody } from '../channel/record.ts';
-import { lockBody, receiveVoucher, signVoucher, streamFinalBody, unlockBody } from '../channel/virtual.ts';
+import { lockBody, receiveVoucher, signVoucher, streamFinalBody, unlockBody, voucherMessage } from '../channel/virtual.ts';
 import { makeSync, receiveSync } from '../channel/sync.ts';
 import { type AcceptResult, checkProposal, prepare, propose, reasonOf, receiveAccept, receiveReject, receiveUpdate, releasePrepared } from '../channel/update.ts';
 import {
@@ -124,9 +124,17 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #funding = new Map<Bytes32, Promise<SignedState>>();
   /** Virtual channels whose release into the ledger channel is being asked for. */
   readonly #settling = new Set<Bytes32>();
-  #stopped = false;
   /** Why the agent stopped, once it has: what every later request fails with. */
   #haltedBy: PicopayError | null = null;
+
+  get #stopped(): boolean {
+    return this.#haltedBy !== null;
+  }
+
+  /** Every request that starts work checks this first: a stopped agent takes none. */
+  #assertLive(): void {
+    if (this.#haltedBy) throw this.#haltedBy;
+  }
 
   constructor(options: AgentOptions) {
     super();
@@ -162,7 +170,6 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Stops everything; every request still open fails with `reason`. */
   #halt(reason: PicopayError): void {
-    this.#stopped = true;
     this.#haltedBy = reason;
     for (const rt of this.#channels.values()) {
       this.#clearRetransmit(rt);
@@ -199,7 +206,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   /** Proposes a channel to `peer` and resolves once both have signed its initial state. */
-  open(peer: Address, options: OpenOptions): Promise<ChannelRecord> {
+  async open(peer: Address, options: OpenOptions): Promise<ChannelRecord> {
+    this.#assertLive();
     const pending = proposeOpen(this.#o.signer, {
       peer: peer.toLowerCase() as Address,
       chainId: this.#o.chain.chainId,
@@ -208,7 +216,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       kind: options.kind ?? ChannelKind.Ledger,
       assets: options.assets ?? [NATIVE_ASSET],
       balances: options.balances,
-      gateway: options.gateway,
+      gateway: options.gateway?.toLowerCase() as Address | undefined,
     });
     this.#o.store.savePendingOpen(toHex(pending.message.share), pending);
     return this.#resumeOpen(pending);
@@ -242,6 +250,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Stream payer: pays `amount` more; one message, no reply. Returns the new cumulative total. */
   payStream(id: Bytes32, amount: bigint): bigint {
+    this.#assertLive();
     const rt = this.#runtime(id);
     if (!this.isFunded(id)) throw new ChannelClosedError('virtual channel is not funded yet');
     const { record, message } = signVoucher(rt.rec, this.#o.signer, (rt.rec.voucher?.cumulative ?? 0n) + amount);
@@ -253,7 +262,10 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Stream payer: what the payee has not acknowledged receiving yet. */
   streamUnacked(id: Bytes32): bigint {
-    const rt = this.#runtime(id);
+    return this.#unacked(this.#runtime(id));
+  }
+
+  #unacked(rt: Runtime): bigint {
     return (rt.rec.voucher?.cumulative ?? 0n) - rt.voucherAcked;
   }
 
@@ -264,10 +276,10 @@ export class Agent extends EventEmitter<AgentEvents> {
    * waits, the latest voucher is sent again now and then: the payee acknowledges even a
    * repeat, so a lost acknowledgement does not stall the stream.
    */
-  streamWindow(id: Bytes32, maxUnacked: bigint): Promise<void> {
+  async streamWindow(id: Bytes32, maxUnacked: bigint): Promise<void> {
+    this.#assertLive();
     const rt = this.#runtime(id);
-    if (this.#haltedBy) return Promise.reject(this.#haltedBy);
-    if (this.streamUnacked(id) <= maxUnacked) return Promise.resolve();
+    if (this.#unacked(rt) <= maxUnacked) return;
     return new Promise((resolve, reject) => {
       rt.windowWaiters.push({ maxUnacked, resolve, reject });
       this.#armWindowRetry(rt, this.#timing.retransmitMs);
@@ -321,9 +333,9 @@ export class Agent extends EventEmitter<AgentEvents> {
    * Proposes the state `build` derives from the current one. Requests on a channel run
    * one at a time, in order; `build` sees the state as it is when its turn comes.
    */
-  update(id: Bytes32, build: Op['build'], attachment?: Attachment): Promise<SignedState> {
+  async update(id: Bytes32, build: Op['build'], attachment?: Attachment): Promise<SignedState> {
+    this.#assertLive();
     const rt = this.#runtime(id);
-    if (this.#haltedBy) return Promise.reject(this.#haltedBy);
     return new Promise<SignedState>((resolve, reject) => {
       const op: Op = {
         build,
@@ -790,7 +802,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (msg.cumulative > (rt.rec.voucher?.cumulative ?? 0n)) throw new InvalidAllocationError('acknowledges more than was paid');
     if (msg.cumulative <= rt.voucherAcked) return;
     rt.voucherAcked = msg.cumulative;
-    const unacked = this.streamUnacked(rt.rec.id);
+    const unacked = this.#unacked(rt);
     rt.windowWaiters = rt.windowWaiters.filter((w) => {
       if (unacked > w.maxUnacked) return true;
       w.resolve();
@@ -807,9 +819,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (rt.windowRetry || this.#stopped) return;
     rt.windowRetry = setTimeout(() => {
       rt.windowRetry = null;
-      const voucher = rt.rec.voucher;
+      const voucher = voucherMessage(rt.rec);
       if (rt.windowWaiters.length === 0 || !voucher) return;
-      this.#send(rt.rec.peer, { type: MessageType.Voucher, alias: aliasOf(rt.rec.id), cumulative: voucher.cumulative, sig: voucher.sig });
+      this.#send(rt.rec.peer, voucher);
       this.#armWindowRetry(rt, Math.min(backoff * 2, this.#timing.maxRetransmitMs));
     }, backoff);
     rt.windowRetry.unref();
@@ -838,13 +850,14 @@ export class Agent extends EventEmitter<AgentEvents> {
     } catch {
       // receiveUpdate below answers: a repeat of the accepted state, or a typed refusal.
     }
-    if (proposed && before.virtual && !this.isFunded(before.id) && kindRule(before, proposed, true)) {
-      rt.awaitingFunds = msg;
-      this.#log.debug({ channel: before.id, version: msg.version }, 'proposal waits until this side has locked the funds');
-      return;
-    }
     if (proposed) {
-      const decision = kindRule(before, proposed, !before.virtual || this.isFunded(before.id)) && (await this.#policy.acceptUpdate({ channel: before, current: before.current.state, proposed, attachment }));
+      const allowed = kindRule(before, proposed);
+      if (allowed && before.virtual && !this.isFunded(before.id)) {
+        rt.awaitingFunds = msg;
+        this.#log.debug({ channel: before.id, version: msg.version }, 'proposal waits until this side has locked the funds');
+        return;
+      }
+      const decision = allowed && (await this.#policy.acceptUpdate({ channel: before, current: before.current.state, proposed, attachment }));
       if (rt.rec !== before) return attempts > 0 ? this.#onUpdate(rt, msg, attachment, attempts - 1) : undefined;
       // A copy of this proposal may have been held while the policy ran: keep that one.
       if (rt.held && rt.held.msg.version === msg.version) return this.#onUpdate(rt, msg, attachment, 0);

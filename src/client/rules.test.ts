@@ -28,14 +28,13 @@ describe('client rules', () => {
     );
   });
 
-  it('a stream payee signs only the final state, paying it at least its highest voucher; a virtual channel nothing until funded', () => {
+  it('a stream payee signs only the final state, paying it at least its highest voucher', () => {
     const payee = record(1, ChannelKind.Stream, [100n, 0n], { voucher: { cumulative: 30n, sig: new Uint8Array(65) }, virtual: { gateway: '0x00', parent: '0x00' } } as Partial<ChannelRecord>);
-    expect(kindRule(payee, state([70n, 30n], true), true)).toBe(true);
-    expect(kindRule(payee, state([71n, 29n], true), true)).toBe(false);
-    expect(kindRule(payee, state([70n, 30n]), true)).toBe(false);
-    expect(kindRule(payee, state([70n, 30n], true), false)).toBe(false);
-    expect(kindRule(record(0, ChannelKind.Stream, [100n, 0n]), state([70n, 30n], true), true)).toBe(false);
-    expect(kindRule(record(0, ChannelKind.Virtual, [5n, 5n]), state([9n, 1n]), true)).toBe(true);
+    expect(kindRule(payee, state([70n, 30n], true))).toBe(true);
+    expect(kindRule(payee, state([71n, 29n], true))).toBe(false);
+    expect(kindRule(payee, state([70n, 30n]))).toBe(false);
+    expect(kindRule(record(0, ChannelKind.Stream, [100n, 0n]), state([70n, 30n], true))).toBe(false);
+    expect(kindRule(record(0, ChannelKind.Virtual, [5n, 5n]), state([9n, 1n]))).toBe(true);
   });
 
   it('a countersignature must be stored durably when the state pays this side more, or ends the channel', () => {

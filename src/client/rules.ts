@@ -19,13 +19,11 @@ export function withAttachment(update: Update, attachment?: Attachment): Update 
 }
 
 /**
- * Rules of the channel kind, before any policy: nothing is paid in a virtual channel
- * this side's ledger channel does not back yet (checked by the caller through `funded`),
- * and in a stream only the payer proposes, only the final state, and it must pay the
- * payee at least what the highest voucher says.
+ * Rules of the channel kind, before any policy: in a stream only the payer proposes, only
+ * the final state, and it must pay the payee at least what the highest voucher says.
+ * (Whether this side's ledger channel backs a virtual channel yet is the agent's to wait for.)
  */
-export function kindRule(rec: ChannelRecord, proposed: State, funded: boolean): boolean {
-  if (rec.virtual && !funded) return false;
+export function kindRule(rec: ChannelRecord, proposed: State): boolean {
   if (rec.params.kind !== ChannelKind.Stream) return true;
   if (rec.idx !== 1 || !proposed.isFinal) return false;
   const [, y] = rec.current.state.outcome.balances[0]!;

@@ -10,7 +10,10 @@ import type { Balances, OpenPropose } from '../wire/messages.ts';
 // What the Agent's users see: its options, the owner's policy, its events.
 
 export interface Timing {
-  /** First retransmission of an unanswered proposal; doubles up to maxRetransmitMs. */
+  /**
+   * First retransmission of an unanswered proposal, and first retry of a refused
+   * settlement or of a voucher a waiting payer sends again; each doubles up to maxRetransmitMs.
+   */
   retransmitMs: number;
   maxRetransmitMs: number;
   /** How long open() and update() wait for the peer before failing. */
