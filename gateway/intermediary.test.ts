@@ -168,7 +168,7 @@ describe('virtual channels through a gateway', () => {
     expect(balancesOf(a, la)).toEqual([100n, 100n]);
   });
 
-  it('gateway neutrality: whatever A and B sign, G gets back what it locked (faults included)', async () => {
+  it('gateway neutrality: whatever A and B sign, G gets back what it locked plus its fees (faults included)', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: 1, max: 1_000_000 }),
@@ -176,18 +176,19 @@ describe('virtual channels through a gateway', () => {
         fc.bigInt({ min: 0n, max: 40n }),
         fc.array(fc.record({ fromA: fc.boolean(), amount: fc.bigInt({ min: 1n, max: 5n }) }), { maxLength: 6 }),
         fc.double({ min: 0, max: 0.2, noNaN: true }),
-        async (seed, x, y, pays, drop) => {
-          const { a, b, g, la, lb } = await network3({ drop, duplicate: drop, reorder: drop }, seed);
+        fc.bigInt({ min: 0n, max: 3n }),
+        async (seed, x, y, pays, drop, fee) => {
+          const { a, b, g, la, lb } = await network3({ drop, duplicate: drop, reorder: drop }, seed, 3000, { gateway: fee, devices: fee });
           const before = gatewayTotal(g, la, lb);
           const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, balances: [[x, y]] });
           await until(() => b.agent.channels().some((c) => c.id === vc.id) && b.agent.isFunded(vc.id));
           for (const p of pays) await (p.fromA ? a : b).agent.pay(vc.id, p.amount).catch(() => undefined);
           await a.agent.settleVirtual(vc.id);
           expect(await until(() => b.agent.isSettled(vc.id))).toBe(true);
-          expect(gatewayTotal(g, la, lb)).toBe(before);
+          expect(gatewayTotal(g, la, lb)).toBe(before + 2n * fee);
           const [fa, fb] = a.agent.channel(vc.id).current.state.outcome.balances[0]!;
-          expect(balancesOf(a, la)[0]).toBe(100n - x + fa);
-          expect(balancesOf(b, lb)[0]).toBe(50n - y + fb);
+          expect(balancesOf(a, la)[0]).toBe(100n - x + fa - fee);
+          expect(balancesOf(b, lb)[0]).toBe(50n - y + fb - fee);
           for (const p of live.splice(0)) {
             p.agent.stop();
             p.store.close();
