@@ -32,7 +32,6 @@ function callSignal(signal: AbortSignal | undefined): AbortSignal {
 
 const holdingsFn = AbiFunction.from('function holdings(bytes32 channelId, address asset) view returns (uint256)');
 
-
 async function rpc(url: string, method: string, params: unknown[], signal: AbortSignal | undefined): Promise<unknown> {
   let body: { result?: unknown; error?: { message?: string } };
   try {

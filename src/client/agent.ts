@@ -496,7 +496,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       .catch((err) => {
         this.#log.warn({ channel: id, err: String(err), retryInMs: backoff }, 'settling the virtual channel failed');
         const retry = setTimeout(() => {
-          if (vc.rec.phase === 'final' && this.isFunded(id)) this.#settleParent(vc, Math.min(backoff * 2, this.#timing.maxRetransmitMs));
+          if (vc.rec.phase === 'final' && this.isFunded(id)) this.#settleParent(vc, this.#doubled(backoff));
         }, (0.5 + Math.random()) * backoff);
         retry.unref();
       })
@@ -595,7 +595,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         rt.backoff = this.#timing.retransmitMs;
         return;
       }
-      rt.backoff = Math.min(rt.backoff * 2, this.#timing.maxRetransmitMs);
+      rt.backoff = this.#doubled(rt.backoff);
       if (rt.rec.phase === 'opening') {
         // The proposer may have given up on this channel: stop answering after a while.
         if (this.#abandoned(rt)) return;
@@ -610,6 +610,11 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.#armRetransmit(rt);
     }, rt.backoff);
     rt.retransmit.unref();
+  }
+
+  /** The next wait of every retry here: twice the last, at most maxRetransmitMs. */
+  #doubled(ms: number): number {
+    return Math.min(ms * 2, this.#timing.maxRetransmitMs);
   }
 
   #clearRetransmit(rt: Runtime): void {
@@ -636,7 +641,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         this.#send(pending.context.participants[1], pending.message);
         w.timer = setTimeout(attempt, w.backoff);
         w.timer.unref();
-        w.backoff = Math.min(w.backoff * 2, this.#timing.maxRetransmitMs);
+        w.backoff = this.#doubled(w.backoff);
       };
       attempt();
     });
@@ -822,7 +827,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       const voucher = voucherMessage(rt.rec);
       if (rt.windowWaiters.length === 0 || !voucher) return;
       this.#send(rt.rec.peer, voucher);
-      this.#armWindowRetry(rt, Math.min(backoff * 2, this.#timing.maxRetransmitMs));
+      this.#armWindowRetry(rt, this.#doubled(backoff));
     }, backoff);
     rt.windowRetry.unref();
   }
