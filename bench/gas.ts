@@ -81,7 +81,7 @@ async function virtualDispute(devnet: Devnet, siblings: number): Promise<number>
   const gbLocked = [subAlloc(vc, [locked], [0, 1]), ...others([0, 1])];
   const gbState = makeState(gb, 11n, ethOutcome(ONE - locked - siblingTotal, ONE, gbLocked));
   txs.push(await register(G.client, { params: gb, signed: signedBy(gb, gbState, G, B) }));
-  txs.push(await registerVoucher(G.client, { params: vc, cumulative: paid, signature: signVoucher(vc, paid, A), registered: null }));
+  txs.push(await registerVoucher(G.client, { params: vc, cumulative: paid, signature: signVoucher(vc, paid, A) }));
   await devnet.increaseTime(gb.challengeDuration);
   txs.push(await conclude(G.client, { params: gb, outcome: gbState.outcome }));
   txs.push(await concludeVirtual(G.client, { parent: gb, parentOutcome: gbState.outcome, virtual: vc }));

@@ -7,12 +7,14 @@ pragma solidity ^0.8.28;
 /// inside ledger channels as locked sub-allocations committed by a Merkle root; each one
 /// is registered on its own and released into each concluded parent with a Merkle proof,
 /// so its siblings never appear on-chain.
-/// @dev Storage is kept to what an open dispute or a concluded channel must remember, as
-/// hashes; callers pass the committed values back as calldata.
-/// - `records[id]`: hash of a registration (version, timeout, outcome).
+/// @dev Storage is kept to what an open dispute or a concluded channel must remember:
+/// - `records[id]`: the registration: version, timeout and a stream's amount in one slot,
+///   a ledger or virtual channel's outcome hash in a second. Version and amount are stored,
+///   not only hashed, so a newer state or a higher voucher always lands whatever was
+///   registered before it in the same block; a stream needs one fresh slot, not two.
 /// - `holdings[id][asset]`: the deposits, below 2^255. Concluding sets bit 255 on every
-///   funded asset, so no deposit is accepted and nothing is paid twice; the slot of the
-///   outcome's first asset then commits to the Settled values (what is kept for locked
+///   asset of the outcome, so no deposit is accepted and nothing is paid twice; the slot of
+///   the outcome's first asset then commits to the Settled values (what is kept for locked
 ///   sub-allocations). Reusing that already-written slot instead of a fresh one saves
 ///   ~20k gas per close and makes a close cost the same with or without open siblings.
 contract Adjudicator {
@@ -50,12 +52,21 @@ contract Adjudicator {
         uint8 v;
     }
 
-    /// What a registration committed to, as emitted in `Registered`. `outcome` is the
-    /// outcome hash, or for stream channels the cumulative amount paid.
+    /// A registration, as `dispute` returns it and `Registered` emits it. `outcome` is the
+    /// outcome hash, or for stream channels the cumulative amount paid. Unregistered: timeout 0.
     struct Dispute {
         uint64 version;
         uint64 timeout;
         bytes32 outcome;
+    }
+
+    /// A registration as stored. `cumulative` is a stream's voucher amount, capped at 2^128 - 1
+    /// (a payout is capped at the locked total anyway); `outcomeHash` is zero for streams.
+    struct Record {
+        uint64 version;
+        uint64 timeout;
+        uint128 cumulative;
+        bytes32 outcomeHash;
     }
 
     /// What a concluded ledger channel keeps for its still-locked sub-allocations, as
@@ -77,12 +88,14 @@ contract Adjudicator {
     error ValueMismatch();
     error LengthMismatch();
     error TransferFailed();
-    error HoldingsOverflow();
+    error UnsupportedToken(address asset);
+    error DepositRefused(bytes32 channelId, address asset);
+    error InvalidOutcome();
+    error InvalidRecipient();
     error WrongKind(uint8 kind);
     error InvalidSignature(uint256 participant);
     error ChannelConcluded(bytes32 channelId);
-    error AlreadyRegistered(bytes32 channelId);
-    error DisputeMismatch(bytes32 channelId);
+    error NotRegistered(bytes32 channelId);
     error ChallengePeriodOver(bytes32 channelId);
     error ChallengePeriodRunning(bytes32 channelId, uint64 timeout);
     error VersionNotNewer(uint64 registered, uint64 submitted);
@@ -101,15 +114,26 @@ contract Adjudicator {
     event Concluded(bytes32 indexed channelId, bytes32 lockedRoot, uint256[] held);
     event Released(bytes32 indexed parentId, bytes32 indexed subId, bytes32 lockedRoot, uint256[] held);
     event Credited(address indexed account, address indexed asset, uint256 amount);
+    /// A `depositMany` entry that was not taken (concluded channel, holdings full); refunded.
+    event DepositSkipped(bytes32 indexed channelId, address indexed asset, uint256 amount);
 
     // ---------------------------------------------------------------- storage
 
     /// holdings[channelId][asset], see the contract's @dev note.
     mapping(bytes32 => mapping(address => uint256)) public holdings;
-    /// Registration hash per channel, see the contract's @dev note.
-    mapping(bytes32 => bytes32) public records;
+    /// Registration per channel, see the contract's @dev note and `dispute`.
+    mapping(bytes32 => Record) internal records;
     /// Payouts whose push failed (reverting receiver, refusing token), for `withdraw`.
     mapping(address => mapping(address => uint256)) public credits;
+
+    /// Bounds of the challenge period. A channel's own duration is clamped into them, so no
+    /// duration can overflow a timeout, end a dispute before anyone can answer, or freeze
+    /// funds for longer than a month. One hour leaves time to answer across an outage of the
+    /// RPC node or the watcher; four weeks is the longest anchors use (Lightning: 2016 blocks).
+    uint64 public constant MIN_CHALLENGE_DURATION = 1 hours;
+    uint64 public constant MAX_CHALLENGE_DURATION = 4 weeks;
+    /// Assets per outcome: bounds every loop over an outcome (release is assets²).
+    uint256 public constant MAX_ASSETS = 8;
 
     uint256 private constant CONCLUDED = 1 << 255;
     /// A released sub-allocation's leaf becomes zero (no keccak preimage), so it cannot be proven again.
@@ -136,55 +160,70 @@ contract Adjudicator {
 
     // ---------------------------------------------------------------- deposits
 
+    /// Funds a channel. Refused once the channel has concluded: it pays nothing more out.
     function deposit(bytes32 channelId_, address asset, uint256 amount) external payable {
         _pull(asset, amount);
-        _credit(channelId_, asset, amount);
+        if (!_credit(channelId_, asset, amount)) revert DepositRefused(channelId_, asset);
     }
 
-    /// Funds many channels in one transaction, with one token transfer.
+    /// Funds many channels in one transaction, with one token transfer. An entry that cannot
+    /// be taken (concluded channel, holdings full) is skipped and refunded to the sender, so
+    /// that no channel in a batch can make the whole batch fail.
     function depositMany(bytes32[] calldata channelIds, address asset, uint256[] calldata amounts) external payable {
         if (channelIds.length != amounts.length) revert LengthMismatch();
         uint256 total;
         for (uint256 i; i < amounts.length; ++i) total += amounts[i];
         _pull(asset, total);
-        for (uint256 i; i < channelIds.length; ++i) _credit(channelIds[i], asset, amounts[i]);
+        uint256 refund;
+        for (uint256 i; i < channelIds.length; ++i) {
+            if (!_credit(channelIds[i], asset, amounts[i])) {
+                refund += amounts[i];
+                emit DepositSkipped(channelIds[i], asset, amounts[i]);
+            }
+        }
+        _pay(msg.sender, asset, refund);
     }
 
     // ---------------------------------------------------------------- states: register, refute, conclude
 
-    /// Registers a state signed by both participants. A final state concludes at once; a
-    /// ledger channel's final state is the cooperative close and pays out in this
-    /// transaction, even while an older state is registered.
+    /// Registers a state signed by both participants, or replaces the registered one with a
+    /// newer one while the challenge period runs (the refutation; its timeout stays, so a
+    /// refutation cannot prolong the dispute). A final state resolves at once; a ledger
+    /// channel's final state is the cooperative close and pays out in this transaction,
+    /// even while an older state is registered.
     function register(Params calldata p, State calldata s, Signature[2] calldata sigs) external {
+        if (p.kind > VIRTUAL) revert WrongKind(p.kind);
+        _requireValidOutcome(s.outcome);
         bytes32 id = channelId(p);
-        bool closes = s.isFinal && p.kind == LEDGER;
-        if (!closes) {
-            if (records[id] != 0) revert AlreadyRegistered(id);
-            if (p.kind == LEDGER) _requireOpen(id, s.outcome.assets);
-        }
-        _accept(id, p, s, sigs, uint64(block.timestamp) + p.challengeDuration, false);
-    }
-
-    /// Replaces the registered state with a newer one before the challenge period ends.
-    /// The timeout stays: a refutation cannot prolong the dispute.
-    function refute(Params calldata p, Dispute calldata registered, State calldata s, Signature[2] calldata sigs)
-        external
-    {
-        bytes32 id = channelId(p);
-        _requireChallengeOpen(id, registered);
-        if (s.version <= registered.version) revert VersionNotNewer(registered.version, s.version);
-        // A dispute left behind by a cooperative close must not look alive again.
         if (p.kind == LEDGER) _requireOpen(id, s.outcome.assets);
-        _accept(id, p, s, sigs, registered.timeout, true);
+        bytes32 oh = outcomeHash(s.outcome);
+        bytes32 digest = _stateDigest(id, s.version, oh, s.isFinal);
+        _requireSigner(digest, sigs[0], p.participants[0], 0);
+        _requireSigner(digest, sigs[1], p.participants[1], 1);
+        Record storage r = records[id];
+        uint64 timeout = r.timeout;
+        if (s.isFinal && p.kind == LEDGER) {
+            if (timeout != 0) delete records[id];
+            _concludeAndPay(id, p, s.outcome);
+            return;
+        }
+        if (timeout == 0) {
+            timeout = uint64(block.timestamp) + challengePeriod(p.challengeDuration);
+        } else {
+            if (block.timestamp >= timeout) revert ChallengePeriodOver(id);
+            if (s.version <= r.version) revert VersionNotNewer(r.version, s.version);
+        }
+        if (s.isFinal) timeout = uint64(block.timestamp);
+        records[id] = Record(s.version, timeout, 0, oh);
+        emit Registered(id, s.version, timeout, oh);
     }
 
     /// After the challenge period, pays out a ledger channel's registered outcome and keeps
     /// its locked sub-allocations for `release`.
-    function conclude(Params calldata p, Dispute calldata registered, Outcome calldata outcome) external {
+    function conclude(Params calldata p, Outcome calldata outcome) external {
         if (p.kind != LEDGER) revert WrongKind(p.kind);
         bytes32 id = channelId(p);
-        _requireResolved(id, registered);
-        if (outcomeHash(outcome) != registered.outcome) revert OutcomeMismatch();
+        if (outcomeHash(outcome) != _requireResolved(id).outcomeHash) revert OutcomeMismatch();
         delete records[id];
         _concludeAndPay(id, p, outcome);
     }
@@ -193,25 +232,27 @@ contract Adjudicator {
 
     /// Registers a stream channel's voucher, or a higher one while the challenge period runs.
     /// Only a higher voucher can follow, so the payer cannot refute; when the payee submits,
-    /// it takes what it has and the channel resolves at once. A zero amount needs no signature.
-    function registerVoucher(Params calldata vc, Dispute calldata registered, uint256 cumulative, Signature calldata sig)
-        external
-    {
+    /// it takes what it has and the channel resolves at once (restating the registered
+    /// amount is enough, should someone else have submitted the payee's voucher first). A
+    /// zero amount needs no signature.
+    function registerVoucher(Params calldata vc, uint256 cumulative, Signature calldata sig) external {
         if (vc.kind != STREAM) revert WrongKind(vc.kind);
         bytes32 id = channelId(vc);
-        uint64 timeout;
-        if (records[id] == 0) {
-            timeout = uint64(block.timestamp) + vc.challengeDuration;
+        Record storage r = records[id];
+        uint64 timeout = r.timeout;
+        bool byPayee = msg.sender == vc.participants[1];
+        uint128 capped = cumulative > type(uint128).max ? type(uint128).max : uint128(cumulative);
+        if (timeout == 0) {
+            timeout = uint64(block.timestamp) + challengePeriod(vc.challengeDuration);
         } else {
-            _requireChallengeOpen(id, registered);
-            if (cumulative <= uint256(registered.outcome)) {
-                revert VoucherNotHigher(uint256(registered.outcome), cumulative);
-            }
-            timeout = registered.timeout;
+            if (block.timestamp >= timeout) revert ChallengePeriodOver(id);
+            uint128 registered = r.cumulative;
+            if (capped < registered || (capped == registered && !byPayee)) revert VoucherNotHigher(registered, cumulative);
         }
         if (cumulative != 0) _requireSigner(voucherDigest(id, cumulative), sig, vc.participants[0], 0);
-        if (msg.sender == vc.participants[1]) timeout = uint64(block.timestamp);
-        _storeRegistration(id, 0, timeout, bytes32(cumulative));
+        if (byPayee) timeout = uint64(block.timestamp);
+        records[id] = Record(0, timeout, capped, 0);
+        emit Registered(id, 0, timeout, bytes32(uint256(capped)));
     }
 
     /// Releases a resolved virtual channel's sub-allocation from a concluded parent to the
@@ -220,14 +261,13 @@ contract Adjudicator {
     /// same resolution splits every parent the same way, and the intermediary, mapped to
     /// opposite sides in its two parents, gets back exactly what it locked.
     /// @param settled the parent's values from its latest `Concluded` or `Released` event
-    /// @param vcOutcome the registered outcome of a virtual channel; empty for a stream channel
+    /// @param vcOutcome the registered outcome of a virtual channel; ignored for a stream channel
     function release(
         Params calldata parent,
         Settled calldata settled,
         SubAlloc calldata sub,
         bytes32[] calldata proof,
         Params calldata vc,
-        Dispute calldata vcDispute,
         Outcome calldata vcOutcome
     ) external {
         bytes32 parentId = channelId(parent);
@@ -239,9 +279,9 @@ contract Adjudicator {
         if (sub.id != vcId || sub.balances.length != n) revert SubAllocMismatch();
         if (sub.indexMap[0] > 1 || sub.indexMap[1] > 1) revert InvalidIndexMap();
         if (_merkleRoot(lockedLeaf(sub), proof) != settled.lockedRoot) revert InvalidProof();
-        _requireResolved(vcId, vcDispute);
+        Record storage resolved = _requireResolved(vcId);
         if (vc.kind == VIRTUAL) {
-            if (outcomeHash(vcOutcome) != vcDispute.outcome) revert OutcomeMismatch();
+            if (outcomeHash(vcOutcome) != resolved.outcomeHash) revert OutcomeMismatch();
         } else if (vc.kind != STREAM) {
             revert WrongKind(vc.kind);
         }
@@ -250,7 +290,7 @@ contract Adjudicator {
         uint256[] memory held = new uint256[](n);
         for (uint256 i; i < n; ++i) {
             uint256 total = sub.balances[i];
-            uint256 toPayee = _min(_payeeAmount(vc.kind, vcDispute.outcome, vcOutcome, settled.assets, i), total);
+            uint256 toPayee = _min(_payeeAmount(vc.kind, resolved.cumulative, vcOutcome, settled.assets, i), total);
             (pays[i], held[i]) = _split(settled.held[i], total - toPayee, toPayee);
         }
         bytes32 newRoot = _merkleRoot(RELEASED_LEAF, proof);
@@ -267,15 +307,31 @@ contract Adjudicator {
 
     // ---------------------------------------------------------------- withdrawals
 
-    /// Pays the caller what failed to reach it by push.
-    function withdraw(address asset) external {
+    /// Pays what failed to reach the caller by push to `to`: an account that cannot take the
+    /// asset itself (a contract with no receive, an address a token blocks) names another.
+    function withdraw(address asset, address to) external {
+        if (to == address(0)) revert InvalidRecipient();
         uint256 amount = credits[msg.sender][asset];
         if (amount == 0) revert NothingToWithdraw();
         credits[msg.sender][asset] = 0;
-        if (!_transfer(msg.sender, asset, amount, gasleft())) revert TransferFailed();
+        if (!_transfer(to, asset, amount, gasleft())) revert TransferFailed();
     }
 
     // ---------------------------------------------------------------- hashing (shared with src/model)
+
+    /// The challenge period a channel gets: its duration clamped into the contract's bounds.
+    function challengePeriod(uint64 duration) public pure returns (uint64) {
+        if (duration < MIN_CHALLENGE_DURATION) return MIN_CHALLENGE_DURATION;
+        if (duration > MAX_CHALLENGE_DURATION) return MAX_CHALLENGE_DURATION;
+        return duration;
+    }
+
+    /// The channel's registration, as emitted in its latest `Registered` (timeout 0: none).
+    function dispute(bytes32 channelId_) external view returns (Dispute memory) {
+        Record storage r = records[channelId_];
+        bytes32 outcome = r.outcomeHash == 0 ? bytes32(uint256(r.cumulative)) : r.outcomeHash;
+        return Dispute(r.version, r.timeout, outcome);
+    }
 
     function channelId(Params calldata p) public view returns (bytes32) {
         return keccak256(abi.encode(block.chainid, address(this), p.participants, p.challengeDuration, p.nonce, p.kind));
@@ -303,47 +359,34 @@ contract Adjudicator {
 
     // ---------------------------------------------------------------- internals
 
-    function _accept(
-        bytes32 id,
-        Params calldata p,
-        State calldata s,
-        Signature[2] calldata sigs,
-        uint64 timeout,
-        bool wasRegistered
-    ) private {
-        if (p.kind > VIRTUAL) revert WrongKind(p.kind);
-        bytes32 oh = outcomeHash(s.outcome);
-        bytes32 digest = _stateDigest(id, s.version, oh, s.isFinal);
-        _requireSigner(digest, sigs[0], p.participants[0], 0);
-        _requireSigner(digest, sigs[1], p.participants[1], 1);
-        if (s.isFinal && p.kind == LEDGER) {
-            if (wasRegistered) delete records[id];
-            _concludeAndPay(id, p, s.outcome);
-        } else {
-            _storeRegistration(id, s.version, s.isFinal ? uint64(block.timestamp) : timeout, oh);
+    /// What two signers can sign must never block a close, a conclusion or a release, so an
+    /// outcome's shape is checked where it enters: 1 to MAX_ASSETS distinct assets and one
+    /// balance pair per asset. (Amounts need no check: payouts are capped by holdings.)
+    function _requireValidOutcome(Outcome calldata o) private pure {
+        uint256 n = o.assets.length;
+        if (n == 0 || n > MAX_ASSETS || o.balances.length != n) revert InvalidOutcome();
+        for (uint256 i = 1; i < n; ++i) {
+            for (uint256 j; j < i; ++j) {
+                if (o.assets[i] == o.assets[j]) revert InvalidOutcome();
+            }
         }
     }
 
-    function _storeRegistration(bytes32 id, uint64 version, uint64 timeout, bytes32 outcome) private {
-        records[id] = keccak256(abi.encode(version, timeout, outcome));
-        emit Registered(id, version, timeout, outcome);
-    }
-
     /// Pays the free balances (capped by holdings, participant 0 first), keeps the rest for
-    /// the locked sub-allocations and marks every funded asset concluded. Storage is settled
-    /// before any external call.
+    /// the locked sub-allocations and marks every asset of the outcome concluded, funded or
+    /// not, so none takes deposits or registrations again. The outcome was validated when it
+    /// entered. Storage is settled before any external call.
     function _concludeAndPay(bytes32 id, Params calldata p, Outcome calldata o) private {
         uint256 n = o.assets.length;
-        if (n == 0 || o.balances.length != n) revert LengthMismatch();
         uint256[2][] memory pays = new uint256[2][](n);
         uint256[] memory held = new uint256[](n);
+        mapping(address => uint256) storage slot = holdings[id];
         for (uint256 i; i < n; ++i) {
-            mapping(address => uint256) storage slot = holdings[id];
             uint256 deposited = slot[o.assets[i]];
             if (deposited >= CONCLUDED) revert ChannelConcluded(id);
             (pays[i], held[i]) = _split(deposited, o.balances[i][0], o.balances[i][1]);
-            // Marking each asset also stops a repeated asset from being paid twice.
-            if (deposited != 0 || i == 0) slot[o.assets[i]] = CONCLUDED;
+            // The first asset's slot gets the Settled commitment below.
+            if (i != 0) slot[o.assets[i]] = CONCLUDED;
         }
         holdings[id][o.assets[0]] = _settledCommitment(o.assets, o.lockedRoot, held);
         emit Concluded(id, o.lockedRoot, held);
@@ -378,35 +421,33 @@ contract Adjudicator {
     /// the registered outcome, matched by asset address.
     function _payeeAmount(
         uint8 kind,
-        bytes32 registered,
+        uint256 cumulative,
         Outcome calldata vcOutcome,
         address[] calldata parentAssets,
         uint256 i
     ) private pure returns (uint256) {
-        if (kind == STREAM) return i == 0 ? uint256(registered) : 0;
+        if (kind == STREAM) return i == 0 ? cumulative : 0;
         for (uint256 j; j < vcOutcome.assets.length; ++j) {
             if (vcOutcome.assets[j] == parentAssets[i]) return vcOutcome.balances[j][1];
         }
         return 0;
     }
 
+    /// A ledger state may enter only while none of its assets has concluded: an old state
+    /// can never conclude a channel a second time.
     function _requireOpen(bytes32 id, address[] calldata assets) private view {
-        if (assets.length == 0) revert LengthMismatch();
-        if (holdings[id][assets[0]] >= CONCLUDED) revert ChannelConcluded(id);
+        mapping(address => uint256) storage slot = holdings[id];
+        for (uint256 i; i < assets.length; ++i) {
+            if (slot[assets[i]] >= CONCLUDED) revert ChannelConcluded(id);
+        }
     }
 
-    function _requireChallengeOpen(bytes32 id, Dispute calldata d) private view {
-        if (records[id] != _registrationHash(d)) revert DisputeMismatch(id);
-        if (block.timestamp >= d.timeout) revert ChallengePeriodOver(id);
-    }
-
-    function _requireResolved(bytes32 id, Dispute calldata d) private view {
-        if (records[id] != _registrationHash(d)) revert DisputeMismatch(id);
-        if (block.timestamp < d.timeout) revert ChallengePeriodRunning(id, d.timeout);
-    }
-
-    function _registrationHash(Dispute calldata d) private pure returns (bytes32) {
-        return keccak256(abi.encode(d.version, d.timeout, d.outcome));
+    /// The registration of a channel whose challenge period is over.
+    function _requireResolved(bytes32 id) private view returns (Record storage r) {
+        r = records[id];
+        uint64 timeout = r.timeout;
+        if (timeout == 0) revert NotRegistered(id);
+        if (block.timestamp < timeout) revert ChallengePeriodRunning(id, timeout);
     }
 
     /// Sorted-pair Merkle fold, as src/model/locked.ts builds the tree.
@@ -447,14 +488,16 @@ contract Adjudicator {
         if (signer == address(0) || signer != expected) revert InvalidSignature(index);
     }
 
-    function _credit(bytes32 id, address asset, uint256 amount) private {
+    /// Adds a deposit and returns true, or changes nothing and returns false when the channel
+    /// has concluded (it pays nothing more out, so the deposit would be stuck) or its holdings
+    /// would reach 2^255.
+    function _credit(bytes32 id, address asset, uint256 amount) private returns (bool) {
         uint256 held = holdings[id][asset];
-        // A concluded channel pays nothing more out, so a late deposit would be stuck.
-        if (held >= CONCLUDED) revert ChannelConcluded(id);
+        if (held >= CONCLUDED || amount >= CONCLUDED - held) return false;
         held += amount;
-        if (held >= CONCLUDED) revert HoldingsOverflow();
         holdings[id][asset] = held;
         emit Deposited(id, asset, held);
+        return true;
     }
 
     function _pull(address asset, uint256 amount) private {
@@ -463,6 +506,10 @@ contract Adjudicator {
             return;
         }
         if (msg.value != 0) revert ValueMismatch();
+        if (amount == 0) return;
+        // Holdings must be backed by what arrived: a token that takes a fee on transfer, or
+        // re-enters to move this contract's balance, is refused.
+        uint256 before = _balanceOf(asset);
         bool ok;
         assembly ("memory-safe") {
             let m := mload(0x40)
@@ -474,6 +521,20 @@ contract Adjudicator {
             ok := and(ok, or(and(eq(returndatasize(), 0), gt(extcodesize(asset), 0)), and(gt(returndatasize(), 31), eq(mload(0x00), 1))))
         }
         if (!ok) revert TransferFailed();
+        if (_balanceOf(asset) != before + amount) revert UnsupportedToken(asset);
+    }
+
+    /// This contract's balance of a token; a token that cannot answer is not supported.
+    function _balanceOf(address asset) private view returns (uint256 held) {
+        bool ok;
+        assembly ("memory-safe") {
+            mstore(0x00, 0x70a0823100000000000000000000000000000000000000000000000000000000) // balanceOf
+            mstore(0x04, address())
+            ok := staticcall(gas(), asset, 0x00, 0x24, 0x00, 0x20)
+            ok := and(ok, gt(returndatasize(), 31))
+            held := mload(0x00)
+        }
+        if (!ok) revert UnsupportedToken(asset);
     }
 
     /// Pushes a payout; if the receiver or token refuses, credits it for `withdraw` instead,

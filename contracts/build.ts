@@ -11,7 +11,7 @@ const contractsDir = dirname(fileURLToPath(import.meta.url));
 const root = resolve(contractsDir, '..');
 
 /** Contracts that get artifacts, in output order. */
-const CONTRACTS = ['Adjudicator', 'TestToken'] as const;
+const CONTRACTS = ['Adjudicator', 'TestToken', 'HostileToken', 'HostileReceiver'] as const;
 
 export const compilerSettings = {
   // via-IR with many optimizer runs: deployment is once, calls are many.

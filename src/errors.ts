@@ -73,6 +73,11 @@ export class InvalidAllocationError extends ProtocolError {
   readonly code = 'INVALID_ALLOCATION';
 }
 
+/** Channel terms outside what the contract or this party accepts (e.g. the challenge duration). */
+export class InvalidTermsError extends ProtocolError {
+  readonly code = 'INVALID_TERMS';
+}
+
 export class FinalStateError extends ProtocolError {
   readonly code = 'CHANNEL_FINAL';
 }

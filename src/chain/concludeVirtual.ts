@@ -1,10 +1,10 @@
 import { channelId } from '../model/channelId.ts';
 import { ChannelKind, type Allocation, type Params } from '../model/types.ts';
 import { writeAdjudicator, type ChainClient, type TxResult } from './client.ts';
-import { toContractOutcome, toContractParams, toContractSubAlloc, type Dispute } from './encode.ts';
+import { toContractOutcome, toContractParams, toContractSubAlloc } from './encode.ts';
 import { NotRegisteredError, WrongChannelKindError } from './errors.ts';
 import { currentLockedProof, currentLockedRoot } from './lockedTree.ts';
-import { readDispute, readReleased, readSettled, type LogRange, type Settled } from './read.ts';
+import { readReleased, readSettled, type LogRange, type Settled } from './read.ts';
 
 export interface ConcludeVirtualArgs extends LogRange {
   /** A concluded ledger channel that locks the virtual channel. */
@@ -17,8 +17,6 @@ export interface ConcludeVirtualArgs extends LogRange {
   /** The parent's current settled values and released ids; read from events when omitted. */
   settled?: Settled;
   released?: ReadonlySet<string>;
-  /** The virtual channel's registration; read from events when omitted. */
-  virtualDispute?: Dispute;
 }
 
 const EMPTY_OUTCOME: Allocation = { assets: [], balances: [], locked: [] };
@@ -38,15 +36,12 @@ export async function concludeVirtual(client: ChainClient, args: ConcludeVirtual
   const settled = args.settled ?? (await readSettled(client, parentId, args));
   if (!settled) throw new NotRegisteredError(`parent ${parentId} has not concluded`);
   const released = args.released ?? (await readReleased(client, parentId, args));
-  const vcDispute = args.virtualDispute ?? (await readDispute(client, vcId, args));
-  if (!vcDispute) throw new NotRegisteredError(`virtual channel ${vcId} is not registered`);
   return writeAdjudicator(client, 'release', [
     toContractParams(args.parent, client),
     { assets: args.parentOutcome.assets, lockedRoot: currentLockedRoot(locked, released), held: settled.held },
     toContractSubAlloc(locked[index]!),
     currentLockedProof(locked, index, released),
     toContractParams(args.virtual, client),
-    vcDispute,
     toContractOutcome(args.virtualOutcome ?? EMPTY_OUTCOME),
   ]);
 }

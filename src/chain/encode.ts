@@ -36,15 +36,13 @@ export interface ContractSubAlloc {
   indexMap: readonly [number, number];
 }
 
-/** What a registration committed to; read back from the `Registered` event. */
+/** A registration, as the contract stores it and emits it in `Registered`. */
 export interface Dispute {
   version: bigint;
   timeout: bigint;
   /** The outcome hash, or for a stream channel the cumulative amount as bytes32. */
   outcome: Hex;
 }
-
-export const NO_DISPUTE: Dispute = { version: 0n, timeout: 0n, outcome: `0x${'00'.repeat(32)}` };
 
 export interface Deployment {
   chainId: bigint;

@@ -13,7 +13,6 @@ export * from './encode.ts';
 export * from './errors.ts';
 export * from './lockedTree.ts';
 export * from './read.ts';
-export * from './refute.ts';
 export * from './register.ts';
 export * from './registerVirtual.ts';
 export * from './sender.ts';

@@ -10,7 +10,6 @@ export interface LogRange {
   fromBlock?: bigint;
 }
 
-
 /** The channel's deposits in `asset`, at `blockNumber` (default: the latest block). */
 export async function readHoldings(client: ChainClient, channelId: Bytes32, asset: Address, blockNumber?: bigint): Promise<Holdings> {
   const raw = await client.publicClient.readContract({ address: client.adjudicator, abi: adjudicatorAbi, functionName: 'holdings', args: [channelId, asset], blockNumber });
@@ -40,14 +39,13 @@ export async function readSettled(client: ChainClient, channelId: Bytes32, range
 }
 
 /**
- * The channel's latest registration, or null if it was never registered. After a ledger
- * channel concludes this is stale: check `readHoldings(...).concluded`.
+ * The channel's registration as the contract stores it, at `blockNumber` (default: the
+ * latest block), or null if there is none (never registered, or a ledger channel that has
+ * concluded: check `readHoldings(...).concluded`).
  */
-export async function readDispute(client: ChainClient, channelId: Bytes32, range: LogRange = {}): Promise<Dispute | null> {
-  const logs = await client.publicClient.getContractEvents({ ...eventQuery(client, range), eventName: 'Registered', args: { channelId } });
-  const last = logs.at(-1);
-  if (!last) return null;
-  return { version: last.args.version, timeout: last.args.timeout, outcome: last.args.outcome };
+export async function readDispute(client: ChainClient, channelId: Bytes32, blockNumber?: bigint): Promise<Dispute | null> {
+  const d = await client.publicClient.readContract({ address: client.adjudicator, abi: adjudicatorAbi, functionName: 'dispute', args: [channelId], blockNumber });
+  return d.timeout === 0n ? null : d;
 }
 
 /** Ids of the sub-allocations already released from a concluded parent. */

@@ -3,11 +3,9 @@
 // payee) appears on-chain, it submits the newer one before the challenge period ends.
 // A device can run it itself, or a watchtower that is not its counterparty can.
 import type { Bytes32, Params, SignedState } from '../model/types.ts';
-import { ChannelKind } from '../model/types.ts';
 import type { ChainClient, TxResult } from './client.ts';
 import type { Dispute } from './encode.ts';
 import { AdjudicatorRevertError } from './errors.ts';
-import { refute } from './refute.ts';
 import { register } from './register.ts';
 import { registerVoucher } from './registerVirtual.ts';
 import { watchAdjudicator, type Watcher } from './watcher.ts';
@@ -51,8 +49,8 @@ export function startWatchtower(client: ChainClient, opts: WatchtowerOptions): P
         const tx = await answer(client, latest, registered);
         if (tx) opts.onResponse?.({ channelId, answered: registered, tx });
       } catch (err) {
-        // A later registration already replaced this one: its own event follows.
-        if (err instanceof AdjudicatorRevertError && err.errorName === 'DisputeMismatch') return;
+        // What is registered by now is already as new as ours (its own event follows).
+        if (err instanceof AdjudicatorRevertError && (err.errorName === 'VersionNotNewer' || err.errorName === 'VoucherNotHigher')) return;
         opts.onError?.(err as Error);
       }
     },
@@ -63,11 +61,9 @@ export function startWatchtower(client: ChainClient, opts: WatchtowerOptions): P
 async function answer(client: ChainClient, latest: Latest, registered: Dispute): Promise<TxResult | null> {
   if ('voucher' in latest) {
     if (latest.voucher.cumulative <= BigInt(registered.outcome)) return null;
-    return registerVoucher(client, { params: latest.params, registered, ...latest.voucher });
+    return registerVoucher(client, { params: latest.params, ...latest.voucher });
   }
-  const { state } = latest.signed;
-  if (state.version <= registered.version) return null;
-  // A final ledger state closes the channel even during a dispute.
-  if (state.isFinal && latest.params.kind === ChannelKind.Ledger) return register(client, latest);
-  return refute(client, { params: latest.params, registered, signed: latest.signed });
+  if (latest.signed.state.version <= registered.version) return null;
+  // Refutes; a final ledger state closes the channel even during a dispute.
+  return register(client, latest);
 }

@@ -7,7 +7,7 @@ export function readCredit(client: ChainClient, account: Address, asset: Address
   return client.publicClient.readContract({ address: client.adjudicator, abi: adjudicatorAbi, functionName: 'credits', args: [account, asset] });
 }
 
-/** Pays the caller its credited payouts of `asset`. */
-export async function withdraw(client: ChainClient, asset: Address): Promise<TxResult> {
-  return writeAdjudicator(client, 'withdraw', [asset]);
+/** Pays the caller's credited payouts of `asset` to `to` (default: the caller). */
+export async function withdraw(client: ChainClient, asset: Address, to: Address = client.account): Promise<TxResult> {
+  return writeAdjudicator(client, 'withdraw', [asset, to]);
 }

@@ -4,6 +4,7 @@ import { addressOf } from '../crypto/keys.ts';
 import { recoverPublicKey, verifyDigest } from '../crypto/verify.ts';
 import { InvalidAllocationError, InvalidSignatureError, WrongPeerError } from '../errors.ts';
 import { assertWellFormed } from '../model/allocation.ts';
+import { assertChallengeDuration } from '../model/duration.ts';
 import { channelId, nonceFromShares } from '../model/channelId.ts';
 import { domainSeparator, openDigest, toHex } from '../model/hash.ts';
 import { type Address, type Allocation, ChannelKind, type Params, type SignedState, type State } from '../model/types.ts';
@@ -57,10 +58,12 @@ function outcomeOf(m: Pick<OpenPropose, 'assets' | 'balances'>): Allocation {
 }
 
 /**
- * A stream pays in one asset, and the payee starts with nothing: on-chain a stream
- * resolves from the locked total and the voucher alone.
+ * Terms either side refuses before signing: a challenge duration the contract would not
+ * enforce as written, a malformed outcome, and for a stream anything but one asset with
+ * the payee at zero (on-chain a stream resolves from the locked total and the voucher alone).
  */
-function assertKindTerms(kind: ChannelKind, outcome: Allocation): void {
+function assertTerms(kind: ChannelKind, challengeDuration: bigint, outcome: Allocation): void {
+  assertChallengeDuration(challengeDuration);
   assertWellFormed(outcome);
   if (kind === ChannelKind.Stream && (outcome.assets.length !== 1 || outcome.balances[0]![1] !== 0n)) {
     throw new InvalidAllocationError('a stream channel holds one asset and the payee starts at zero');
@@ -79,7 +82,7 @@ export function proposeOpen(signer: Signer, terms: OpenTerms, share: Uint8Array 
     sig: new Uint8Array(65),
     gateway: terms.gateway ?? null,
   };
-  assertKindTerms(terms.kind, outcomeOf(unsigned));
+  assertTerms(terms.kind, terms.challengeDuration, outcomeOf(unsigned));
   return { message: { ...unsigned, sig: signer.sign(openDigestOf(context, unsigned)) }, context };
 }
 
@@ -138,7 +141,7 @@ export function acceptOpen(
 ): { record: ChannelRecord; reply: OpenAccept } {
   if (from === signer.address) throw new WrongPeerError('a channel needs two different participants');
   const ctx: OpenContext = { chain, participants: [from, signer.address] };
-  assertKindTerms(m.kind, outcomeOf(m));
+  assertTerms(m.kind, m.challengeDuration, outcomeOf(m));
   const peerKey = recoverPublicKey(m.sig, openDigestOf(ctx, m));
   if (!peerKey || addressOf(peerKey) !== from) throw new InvalidSignatureError('proposal not signed by its sender for this chain');
   const params = paramsOf(ctx, m, shareB);

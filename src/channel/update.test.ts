@@ -23,7 +23,7 @@ function openChannel(): { a: ChannelRecord; b: ChannelRecord; sa: Signer; sb: Si
     peer: sb.address,
     chainId: 31337n,
     adjudicator: '0x5fbdb2315678afecb367f032d93f642f64180aa3',
-    challengeDuration: 60n,
+    challengeDuration: 3600n,
     kind: ChannelKind.Ledger,
     assets: [ZERO],
     balances: [[100n, 100n]],

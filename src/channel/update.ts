@@ -7,6 +7,7 @@ import {
   InsufficientFundsError,
   InvalidAllocationError,
   InvalidSignatureError,
+  InvalidTermsError,
   NegativeBalanceError,
   type ProtocolError,
   StaleVersionError,
@@ -91,7 +92,7 @@ export function reasonOf(err: ProtocolError): RejectReason {
   if (err instanceof FinalStateError) return RejectReason.ChannelFinal;
   if (err instanceof NegativeBalanceError || err instanceof InvalidAllocationError) return RejectReason.InvalidAllocation;
   if (err instanceof UpdateConflictError || err instanceof UpdateInProgressError) return RejectReason.Conflict;
-  if (err instanceof UnknownChannelError || err instanceof WrongPeerError || err instanceof InsufficientFundsError) return RejectReason.InvalidTerms;
+  if (err instanceof UnknownChannelError || err instanceof WrongPeerError || err instanceof InsufficientFundsError || err instanceof InvalidTermsError) return RejectReason.InvalidTerms;
   return RejectReason.Policy;
 }
 

@@ -10,6 +10,7 @@ import {
 } from '../errors.ts';
 import { assertWellFormed, transfer } from '../model/allocation.ts';
 import { channelId } from '../model/channelId.ts';
+import { assertChallengeDuration } from '../model/duration.ts';
 import { voucherDigest } from '../model/hash.ts';
 import { type Address, type Allocation, type Bytes32, ChannelKind, type Params, type State, type SubAlloc } from '../model/types.ts';
 import { type Balances, MessageType, type StateBody, type VirtualTerms, type Voucher } from '../wire/messages.ts';
@@ -75,10 +76,13 @@ export function unlockOutcome(parent: Allocation, vcId: Bytes32, finalBalances: 
   return { assets: parent.assets, balances, locked: parent.locked.filter((l) => l !== entry) };
 }
 
-/** A virtual channel's params from the terms its participants agreed on. */
-/** A virtual channel's params from the terms `sender` sent about it. */
+/**
+ * A virtual channel's params from the terms `sender` sent about it; refused if they are
+ * not a virtual channel's, or their challenge duration is out of the contract's bounds.
+ */
 export function virtualParams(sender: Address, terms: Omit<VirtualTerms, 'sig' | 'balances'>, chain: { chainId: bigint; adjudicator: Address }): Params {
   if (terms.kind === ChannelKind.Ledger) throw new InvalidAllocationError('not a virtual channel');
+  assertChallengeDuration(terms.challengeDuration);
   const participants = terms.index === 0 ? ([sender, terms.peer] as const) : ([terms.peer, sender] as const);
   return { ...chain, participants, challengeDuration: terms.challengeDuration, nonce: terms.nonce, kind: terms.kind };
 }

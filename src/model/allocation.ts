@@ -9,9 +9,16 @@ const UINT256_MAX = (1n << 256n) - 1n;
  */
 export const MAX_LOCKED = 32;
 
-/** Shape and range checks: one balance pair and one locked entry per asset, 0 ≤ x < 2^256. */
+/** Assets per allocation; the adjudicator refuses outcomes with more (its MAX_ASSETS). */
+export const MAX_ASSETS = 8;
+
+/**
+ * Shape and range checks, the adjudicator's and more: 1 to MAX_ASSETS distinct assets, one
+ * balance pair and one locked entry per asset, 0 ≤ x < 2^256.
+ */
 export function assertWellFormed(a: Allocation): void {
   if (a.assets.length === 0) throw new InvalidAllocationError('allocation has no assets');
+  if (a.assets.length > MAX_ASSETS) throw new InvalidAllocationError(`more than ${MAX_ASSETS} assets`);
   if (new Set(a.assets).size !== a.assets.length) throw new InvalidAllocationError('duplicate asset');
   if (a.balances.length !== a.assets.length) throw new InvalidAllocationError('one balance pair per asset required');
   const checkAmount = (x: bigint): void => {

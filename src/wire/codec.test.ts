@@ -2,9 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MessageTooLargeError, PicopayError, UnsupportedVersionError, WireError } from '../errors.ts';
 import { decodeMessage, encodeMessage } from './codec.ts';
-import { MAX_LOCKED } from '../model/allocation.ts';
+import { MAX_ASSETS, MAX_LOCKED } from '../model/allocation.ts';
 import { MAX_MESSAGE_BYTES, type Message, MessageType, RejectReason } from './messages.ts';
-import { MAX_ASSETS } from './schema.ts';
 
 const bytesN = (n: number) => fc.uint8Array({ minLength: n, maxLength: n });
 const hex = (n: number) => bytesN(n).map((b) => `0x${Buffer.from(b).toString('hex')}` as `0x${string}`);

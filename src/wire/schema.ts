@@ -1,5 +1,5 @@
 import { SchemaError } from '../errors.ts';
-import { MAX_LOCKED } from '../model/allocation.ts';
+import { MAX_ASSETS, MAX_LOCKED } from '../model/allocation.ts';
 import { toHex } from '../model/hash.ts';
 import type { Address, SubAlloc } from '../model/types.ts';
 import type { Balances, StateBody } from './messages.ts';
@@ -7,7 +7,6 @@ import type { Balances, StateBody } from './messages.ts';
 // Checks on decoded CBOR values. Each returns the typed value or throws SchemaError naming
 // the field, so a rejection says exactly what was wrong.
 
-export const MAX_ASSETS = 8;
 const UINT64_MAX = (1n << 64n) - 1n;
 const UINT256_MAX = (1n << 256n) - 1n;
 

@@ -1,5 +1,7 @@
 // Example tests for ledger channels: deposits (ETH, ERC20, batched), cooperative close,
 // dispute (register, refute, conclude), failed pushes, and the typed revert errors.
+// Attacks on these paths (front-running, arbitrary inputs, hostile tokens) are in
+// hostile.test.ts and fuzz.test.ts.
 import { parseEther } from 'viem';
 import { describe, expect, it } from 'vitest';
 import { adjudicatorAbi, testTokenAbi } from '../../src/chain/abi.generated.ts';
@@ -9,7 +11,6 @@ import { approveDeposits, deposit, depositMany } from '../../src/chain/deposit.t
 import type { Devnet } from '../../src/chain/devnet.ts';
 import { AdjudicatorRevertError, ChainMismatchError, decodeChainError, isAdjudicatorRevert } from '../../src/chain/errors.ts';
 import { readDispute, readHoldings } from '../../src/chain/read.ts';
-import { refute } from '../../src/chain/refute.ts';
 import { register } from '../../src/chain/register.ts';
 import { readCredit, withdraw } from '../../src/chain/withdraw.ts';
 import { FinalStateError } from '../../src/errors.ts';
@@ -109,7 +110,7 @@ describe('cooperative close', () => {
     expect(await tokenBalance(d, a.address)).toBe(600n);
     expect(await tokenBalance(d, b.address)).toBe(tokenB + 400n);
     await rejects(cooperativeClose(a.client, { params, signed }), 'ChannelConcluded');
-    await rejects(deposit(b.client, { channelId: id, asset: NATIVE_ASSET, amount: 1n }), 'ChannelConcluded');
+    await rejects(deposit(b.client, { channelId: id, asset: NATIVE_ASSET, amount: 1n }), 'DepositRefused');
     const old = signedBy(params, makeState(params, 8n, outcome), a, b);
     await rejects(register(a.client, { params, signed: old }), 'ChannelConcluded');
   });
@@ -144,25 +145,26 @@ describe('dispute', () => {
     const id = idOf(params);
     const v5 = signedBy(params, makeState(params, 5n, ethOutcome(parseEther('1.5'), parseEther('0.5'))), a, b);
     const v6 = signedBy(params, makeState(params, 6n, ethOutcome(parseEther('0.2'), parseEther('1.8'))), a, b);
+    await rejects(conclude(a.client, { params, outcome: v5.state.outcome }), 'NotRegistered');
     await register(a.client, { params, signed: v5 });
     const first = await readDispute(a.client, id);
     expect(first?.version).toBe(5n);
-    await rejects(register(b.client, { params, signed: v6 }), 'AlreadyRegistered');
-    await rejects(refute(b.client, { params, registered: first!, signed: v5 }), 'VersionNotNewer');
-    await refute(b.client, { params, registered: first!, signed: v6 });
+    await rejects(register(b.client, { params, signed: v5 }), 'VersionNotNewer');
+    await register(b.client, { params, signed: v6 });
     const second = await readDispute(a.client, id);
     expect(second).toMatchObject({ version: 6n, timeout: first!.timeout });
-    await rejects(conclude(a.client, { params, registered: second!, outcome: v6.state.outcome }), 'ChallengePeriodRunning');
+    await rejects(conclude(a.client, { params, outcome: v6.state.outcome }), 'ChallengePeriodRunning');
     await d.increaseTime(params.challengeDuration);
-    await rejects(refute(a.client, { params, registered: second!, signed: signedBy(params, makeState(params, 7n, ethOutcome(ONE, ONE)), a, b) }), 'ChallengePeriodOver');
-    await rejects(conclude(a.client, { params, registered: second!, outcome: v5.state.outcome }), 'OutcomeMismatch');
-    await rejects(conclude(a.client, { params, registered: first!, outcome: v5.state.outcome }), 'DisputeMismatch');
+    await rejects(register(a.client, { params, signed: signedBy(params, makeState(params, 7n, ethOutcome(ONE, ONE)), a, b) }), 'ChallengePeriodOver');
+    await rejects(conclude(a.client, { params, outcome: v5.state.outcome }), 'OutcomeMismatch');
     const [balA, balB] = [await ethBalance(d, a.address), await ethBalance(d, b.address)];
     const submitter = party(d, 7);
-    await conclude(submitter.client, { params, registered: second!, outcome: v6.state.outcome });
+    await conclude(submitter.client, { params, outcome: v6.state.outcome });
     expect(await ethBalance(d, a.address)).toBe(balA + parseEther('0.2'));
     expect(await ethBalance(d, b.address)).toBe(balB + parseEther('1.8'));
-    await rejects(conclude(a.client, { params, registered: second!, outcome: v6.state.outcome }), 'DisputeMismatch');
+    expect(await readDispute(a.client, id)).toBeNull();
+    await rejects(conclude(a.client, { params, outcome: v6.state.outcome }), 'NotRegistered');
+    await rejects(register(a.client, { params, signed: v5 }), 'ChannelConcluded');
   });
 
   it('a final state concludes at once, even during a dispute', async () => {
@@ -173,11 +175,10 @@ describe('dispute', () => {
     const balB = await ethBalance(d, b.address);
     await register(a.client, { params, signed: signedBy(params, makeState(params, 3n, ethOutcome(0n, 2n * ONE), true), a, b) });
     expect(await ethBalance(d, b.address)).toBe(balB + 2n * ONE);
-    const registered = await readDispute(a.client, idOf(params));
     const newer = signedBy(params, makeState(params, 4n, ethOutcome(ONE, ONE)), a, b);
-    await rejects(refute(a.client, { params, registered: registered!, signed: newer }), 'ChannelConcluded');
+    await rejects(register(a.client, { params, signed: newer }), 'ChannelConcluded');
     await d.increaseTime(params.challengeDuration);
-    await rejects(conclude(a.client, { params, registered: registered!, outcome: ethOutcome(ONE, ONE) }), 'ChannelConcluded');
+    await rejects(conclude(a.client, { params, outcome: ethOutcome(ONE, ONE) }), 'NotRegistered');
   });
 
   it('never pays more than the channel holds', async () => {
@@ -208,9 +209,13 @@ describe('refused payouts', () => {
     expect(await tokenBalance(d, a.address)).toBe(20n);
     expect(await readCredit(b.client, b.address, d.token)).toBe(30n);
     await rejects(withdraw(b.client, d.token), 'TransferFailed');
+    await rejects(withdraw(b.client, d.token, NATIVE_ASSET), 'InvalidRecipient');
+    // Still blocked, b names another account of its own.
+    const other = party(d, 0).address;
+    const before = await tokenBalance(d, other);
+    await withdraw(b.client, d.token, other);
+    expect(await tokenBalance(d, other)).toBe(before + 30n);
     await block(false);
-    await withdraw(b.client, d.token);
-    expect(await tokenBalance(d, b.address)).toBe(30n);
     await rejects(withdraw(b.client, d.token), 'NothingToWithdraw');
   });
 });

@@ -11,17 +11,17 @@ import { deposit } from '../../src/chain/deposit.ts';
 import { toContractParams, toContractSignatures, toContractState, type ContractSignature } from '../../src/chain/encode.ts';
 import { AdjudicatorRevertError } from '../../src/chain/errors.ts';
 import { readDispute, readHoldings } from '../../src/chain/read.ts';
-import { refute } from '../../src/chain/refute.ts';
 import { register } from '../../src/chain/register.ts';
 import { registerVoucher } from '../../src/chain/registerVirtual.ts';
 import { Signer } from '../../src/crypto/keys.ts';
+import { MIN_CHALLENGE_DURATION } from '../../src/model/duration.ts';
 import { domainSeparator, outcomeHash, voucherDigest } from '../../src/model/hash.ts';
 import { ChannelKind, NATIVE_ASSET, type Address, type Allocation, type Params, type SubAlloc } from '../../src/model/types.ts';
 import type { Devnet } from '../../src/chain/devnet.ts';
 import { ethBalance, ethOutcome, idOf, makeState, signState, subAlloc, useDevnet } from './fixture.ts';
 
 const devnet = useDevnet({ accounts: 3 });
-const DURATION = 100n;
+const DURATION = MIN_CHALLENGE_DURATION;
 let nonce = 1_000_000n;
 
 function params(d: Devnet, a: Signer, b: Signer, kind: ChannelKind = ChannelKind.Ledger): Params {
@@ -57,7 +57,7 @@ describe('no channel pays out more than was deposited into it', () => {
   const action = fc.oneof(
     fc.record({ t: fc.constant('deposit' as const), ch: fc.nat(1), amount }),
     fc.record({
-      t: fc.constantFrom('register' as const, 'refute' as const),
+      t: fc.constant('register' as const),
       ch: fc.nat(1),
       version: fc.bigInt({ min: 1n, max: 6n }),
       balances: fc.tuple(amount, amount),
@@ -65,7 +65,7 @@ describe('no channel pays out more than was deposited into it', () => {
       isFinal: fc.boolean(),
     }),
     fc.record({ t: fc.constant('conclude' as const), ch: fc.nat(1) }),
-    fc.record({ t: fc.constant('time' as const), seconds: fc.integer({ min: 1, max: 150 }) }),
+    fc.record({ t: fc.constant('time' as const), seconds: fc.integer({ min: 1, max: (3 * Number(DURATION)) / 2 }) }),
     fc.record({ t: fc.constant('vcRegister' as const), vc: fc.nat(1), x: amount, y: amount, isFinal: fc.boolean() }),
     fc.record({ t: fc.constant('release' as const), vc: fc.nat(1), ch: fc.nat(1) }),
   );
@@ -105,24 +105,19 @@ describe('no channel pays out more than was deposited into it', () => {
           if (a.t === 'deposit') {
             const ok = await attempt(() => deposit(submitter, { channelId: idOf(ledgers[a.ch]!), asset: NATIVE_ASSET, amount: a.amount }));
             if (ok) deposited[a.ch]! += a.amount;
-          } else if (a.t === 'register' || a.t === 'refute') {
+          } else if (a.t === 'register') {
             const p = ledgers[a.ch]!;
             const locked: SubAlloc[] = [];
             for (const l of a.locked) if (!locked.some((s) => s.id === idOf(vcs[l.vc]!))) locked.push(subAlloc(vcs[l.vc]!, [l.amount], l.indexMap));
             const outcome = ethOutcome(a.balances[0], a.balances[1], locked);
             const signed = signState(p, makeState(p, a.version, outcome, a.isFinal), signers(p, people));
-            const ok = await payoutBy(a.ch, async () => {
-              if (a.t === 'register') return register(submitter, { params: p, signed });
-              const registered = await readDispute(submitter, idOf(p));
-              return registered ? refute(submitter, { params: p, registered, signed }) : Promise.reject(new AdjudicatorRevertError('DisputeMismatch', [idOf(p)]));
-            });
+            const ok = await payoutBy(a.ch, () => register(submitter, { params: p, signed }));
             if (ok) (a.isFinal ? concludedOutcome : registeredOutcome).set(idOf(p), outcome);
           } else if (a.t === 'conclude') {
             const p = ledgers[a.ch]!;
             const outcome = registeredOutcome.get(idOf(p));
-            const registered = await readDispute(submitter, idOf(p));
-            if (!outcome || !registered) continue;
-            if (await payoutBy(a.ch, () => conclude(submitter, { params: p, registered, outcome }))) concludedOutcome.set(idOf(p), outcome);
+            if (!outcome) continue;
+            if (await payoutBy(a.ch, () => conclude(submitter, { params: p, outcome }))) concludedOutcome.set(idOf(p), outcome);
           } else if (a.t === 'time') {
             await d.increaseTime(a.seconds);
           } else if (a.t === 'vcRegister') {
@@ -195,9 +190,7 @@ describe('an honest party that submits its latest fully signed state in time get
         });
         const latest = history.at(-1)!;
         const cheat = async (i: number): Promise<void> => {
-          const signed = history[i % history.length]!;
-          const registered = await readDispute(submitter, idOf(p));
-          await attempt(() => (registered ? refute(submitter, { params: p, registered, signed }) : register(submitter, { params: p, signed })));
+          await attempt(() => register(submitter, { params: p, signed: history[i % history.length]! }));
         };
         const honestAddress = people[sc.honest].address;
         const before = await ethBalance(d, honestAddress);
@@ -208,15 +201,11 @@ describe('an honest party that submits its latest fully signed state in time get
         // registers or refutes with its latest state, unless that is what is registered.
         if (!(await readHoldings(submitter, idOf(p), NATIVE_ASSET)).concluded) {
           const registered = await readDispute(submitter, idOf(p));
-          if (latest.state.isFinal || !registered) await register(submitter, { params: p, signed: latest });
-          else if (registered.version < latest.state.version) await refute(submitter, { params: p, registered, signed: latest });
+          if (latest.state.isFinal || !registered || registered.version < latest.state.version) await register(submitter, { params: p, signed: latest });
         }
         for (const i of sc.cheatsAfter) await cheat(i);
         await d.increaseTime(DURATION);
-        if (!latest.state.isFinal) {
-          const registered = await readDispute(submitter, idOf(p));
-          await conclude(submitter, { params: p, registered: registered!, outcome: latest.state.outcome });
-        }
+        if (!latest.state.isFinal) await conclude(submitter, { params: p, outcome: latest.state.outcome });
 
         const owed = latest.state.outcome.balances[0]![sc.honest]!;
         expect((await ethBalance(d, honestAddress)) - before).toBeGreaterThanOrEqual(owed);
@@ -305,7 +294,7 @@ describe('replay protection', () => {
           await expectRevert(writeAdjudicator(submitter, 'register', [toContractParams(here, submitter), toContractState(state), toContractSignatures(signed)]), 'InvalidSignature');
           const stream = { ...here, kind: ChannelKind.Stream };
           const voucher = a.sign(voucherDigestFor({ ...stream, chainId: signedFor.chainId, adjudicator: signedFor.adjudicator }, sc.cumulative));
-          await expectRevert(registerVoucher(submitter, { params: stream, cumulative: sc.cumulative, signature: voucher, registered: null }), 'InvalidSignature');
+          await expectRevert(registerVoucher(submitter, { params: stream, cumulative: sc.cumulative, signature: voucher }), 'InvalidSignature');
         }
         // The same signers' signatures for this chain and deployment are accepted.
         await register(submitter, { params: here, signed: signState(here, makeState(here, sc.version, outcome, sc.isFinal), [a, b]) });

@@ -9,12 +9,13 @@ import { testTokenAbi } from '../../src/chain/abi.generated.ts';
 import { approveDeposits, deposit } from '../../src/chain/deposit.ts';
 import type { Devnet } from '../../src/chain/devnet.ts';
 import { writeAdjudicator } from '../../src/chain/client.ts';
-import { cumulativeOf, NO_DISPUTE, toContractOutcome, toContractParams, toContractSignatures, toContractState, toContractSubAlloc } from '../../src/chain/encode.ts';
+import { cumulativeOf, toContractOutcome, toContractParams, toContractSignatures, toContractState, toContractSubAlloc } from '../../src/chain/encode.ts';
 import { lockedRoot } from '../../src/model/locked.ts';
 import { AdjudicatorRevertError } from '../../src/chain/errors.ts';
 import { readDispute, readSettled } from '../../src/chain/read.ts';
 import { register } from '../../src/chain/register.ts';
 import { registerVirtual, registerVoucher } from '../../src/chain/registerVirtual.ts';
+import { MIN_CHALLENGE_DURATION } from '../../src/model/duration.ts';
 import { ChannelKind, NATIVE_ASSET, type Address, type Allocation, type Params, type SubAlloc } from '../../src/model/types.ts';
 import { ethBalance, ethOutcome, idOf, makeParams, makeState, party, signedBy, signVoucher, subAlloc, useDevnet, type Party } from './fixture.ts';
 
@@ -38,7 +39,7 @@ interface Network {
   vc: Params;
 }
 
-async function network(d: Devnet, kind: ChannelKind, challengeDuration = 600n): Promise<Network> {
+async function network(d: Devnet, kind: ChannelKind, challengeDuration = MIN_CHALLENGE_DURATION): Promise<Network> {
   const [A, G, B, submitter] = [party(d, 1), party(d, 2), party(d, 3), party(d, 7)];
   const ag = makeParams(d, A, G);
   const gb = makeParams(d, G, B);
@@ -94,8 +95,7 @@ describe('bidirectional virtual channel', () => {
     // The parent concludes by dispute and keeps the locked funds.
     await register(n.G.client, { params: n.ag, signed: signedBy(n.ag, agState, n.A, n.G) });
     await d.increaseTime(n.ag.challengeDuration);
-    const registered = await readDispute(n.G.client, idOf(n.ag));
-    await conclude(n.G.client, { params: n.ag, registered: registered!, outcome: agState.outcome });
+    await conclude(n.G.client, { params: n.ag, outcome: agState.outcome });
     expect((await readSettled(n.G.client, idOf(n.ag)))?.held).toEqual([T]);
     const before = await balances(d, n);
     await concludeVirtual(n.submitter.client, { parent: n.ag, parentOutcome: agState.outcome, virtual: n.vc, virtualOutcome: vcOutcome });
@@ -140,7 +140,7 @@ describe('siblings', () => {
   it('each sibling releases on its own with a proof over the updated root', async () => {
     const d = devnet();
     const n = await network(d, ChannelKind.Stream);
-    const vcs = [n.vc, makeParams(d, n.A, n.B, ChannelKind.Stream, 600n), makeParams(d, n.A, n.B, ChannelKind.Stream, 600n)];
+    const vcs = [n.vc, makeParams(d, n.A, n.B, ChannelKind.Stream), makeParams(d, n.A, n.B, ChannelKind.Stream)];
     const amount = parseEther('0.1');
     const gbOutcome = await closeKeepingLocked(n, n.gb, vcs.map((vc) => subAlloc(vc, [amount], [0, 1])));
     for (const [i, vc] of [vcs[2]!, vcs[0]!, vcs[1]!].entries()) {
@@ -208,8 +208,8 @@ describe('refusals', () => {
     const n = await network(d, ChannelKind.Stream);
     const streamState = signedBy(n.vc, makeState(n.vc, 1n, ethOutcome(T, 0n)), n.A, n.B);
     await rejects(writeAdjudicator(n.A.client, 'register', [toContractParams(n.vc, n.A.client), toContractState(streamState.state), toContractSignatures(streamState)]), 'WrongKind');
-    await rejects(writeAdjudicator(n.A.client, 'conclude', [toContractParams(n.vc, n.A.client), NO_DISPUTE, toContractOutcome(ethOutcome(T, 0n))]), 'WrongKind');
-    await rejects(writeAdjudicator(n.A.client, 'registerVoucher', [toContractParams(n.ag, n.A.client), NO_DISPUTE, 0n, { r: NO_DISPUTE.outcome, s: NO_DISPUTE.outcome, v: 0 }]), 'WrongKind');
+    await rejects(writeAdjudicator(n.A.client, 'conclude', [toContractParams(n.vc, n.A.client), toContractOutcome(ethOutcome(T, 0n))]), 'WrongKind');
+    await rejects(writeAdjudicator(n.A.client, 'registerVoucher', [toContractParams(n.ag, n.A.client), 0n, { r: idOf(n.ag), s: idOf(n.ag), v: 0 }]), 'WrongKind');
     await rejects(writeAdjudicator(n.A.client, 'depositMany', [[idOf(n.ag)], NATIVE_ASSET, [1n, 2n]]), 'LengthMismatch');
 
     const other = makeParams(d, n.A, n.B, ChannelKind.Stream);
@@ -218,9 +218,8 @@ describe('refusals', () => {
     // The parent locks n.vc, not `other`; and a forged sub-allocation does not match the root.
     await expect(concludeVirtual(n.submitter.client, { parent: n.gb, parentOutcome: gbOutcome, virtual: other })).rejects.toBeInstanceOf(RangeError);
     const settled = { assets: gbOutcome.assets, lockedRoot: lockedRoot(gbOutcome.locked), held: [T] };
-    const vcDispute = (await readDispute(n.B.client, idOf(n.vc)))!;
     const releaseWith = (sub: SubAlloc) =>
-      writeAdjudicator(n.submitter.client, 'release', [toContractParams(n.gb, n.A.client), settled, toContractSubAlloc(sub), [], toContractParams(n.vc, n.A.client), vcDispute, toContractOutcome(ethOutcome(0n, 0n))]);
+      writeAdjudicator(n.submitter.client, 'release', [toContractParams(n.gb, n.A.client), settled, toContractSubAlloc(sub), [], toContractParams(n.vc, n.A.client), toContractOutcome(ethOutcome(0n, 0n))]);
     await rejects(releaseWith(subAlloc(n.vc, [2n * T], [0, 1])), 'InvalidProof');
     await rejects(releaseWith(subAlloc(n.vc, [T], [0, 2] as unknown as [number, number])), 'InvalidIndexMap');
     await rejects(releaseWith(subAlloc(other, [T], [0, 1])), 'SubAllocMismatch');
