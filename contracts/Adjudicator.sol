@@ -87,6 +87,7 @@ contract Adjudicator {
 
     error ValueMismatch();
     error LengthMismatch();
+    error AmountOverflow();
     error TransferFailed();
     error UnsupportedToken(address asset);
     error DepositRefused(bytes32 channelId, address asset);
@@ -172,7 +173,10 @@ contract Adjudicator {
     function depositMany(bytes32[] calldata channelIds, address asset, uint256[] calldata amounts) external payable {
         if (channelIds.length != amounts.length) revert LengthMismatch();
         uint256 total;
-        for (uint256 i; i < amounts.length; ++i) total += amounts[i];
+        for (uint256 i; i < amounts.length; ++i) {
+            if (amounts[i] > type(uint256).max - total) revert AmountOverflow();
+            total += amounts[i];
+        }
         _pull(asset, total);
         uint256 refund;
         for (uint256 i; i < channelIds.length; ++i) {

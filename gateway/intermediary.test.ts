@@ -2,18 +2,23 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ChannelKind, type Bytes32 } from '../src/model/types.ts';
 import { type MemoryFaults, MemoryNetwork } from '../src/transport/memory.ts';
-import { CHAIN, makeParty, type Party, sleep, stoppedAfterEach, tempDir, until } from '../test/helpers/agents.ts';
+import { CHAIN, makeParty, type Party, RecordingSigner, sleep, stoppedAfterEach, tempDir, until } from '../test/helpers/agents.ts';
+import { Signer } from '../src/crypto/keys.ts';
 import { silentLogger } from '../src/log.ts';
 import { InvalidAllocationError, OpenRejectedError } from '../src/errors.ts';
 import { MAX_LOCKED } from '../src/model/allocation.ts';
 import { aliasOf } from '../src/channel/record.ts';
-import { encodeMessage } from '../src/wire/codec.ts';
-import { MessageType } from '../src/wire/messages.ts';
+import { decodeMessage, encodeMessage } from '../src/wire/codec.ts';
+import { type Message, MessageType, RejectReason } from '../src/wire/messages.ts';
+import { proposeOpen } from '../src/channel/open.ts';
+import { domainSeparator, openDigest, toHex } from '../src/model/hash.ts';
+import { MAX_CHALLENGE_DURATION, MIN_CHALLENGE_DURATION } from '../src/model/duration.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { Intermediary } from './intermediary.ts';
 import { join } from 'node:path';
 
 const live = stoppedAfterEach();
+const ETH = '0x0000000000000000000000000000000000000000' as const;
 
 /** A and B each hold a ledger channel with gateway G: [device's, gateway's] funds. */
 async function network3(faults: MemoryFaults = {}, seed = 1, holdTimeoutMs = 3000, fees = { gateway: 0n, devices: 0n }) {
@@ -197,6 +202,28 @@ describe('virtual channels through a gateway', () => {
       ),
       { numRuns: 12 },
     );
+  });
+});
+
+describe('ledger terms the gateway refuses', () => {
+  it('a proposal whose challenge duration lies outside the contract bounds gets InvalidTerms; the gateway signs and opens nothing', async () => {
+    const { network, g } = await network3();
+    const mallory = new RecordingSigner(Signer.random().exportPrivateKey());
+    const endpoint = network.endpoint(mallory.address);
+    const replies: Message[] = [];
+    endpoint.setHandler({ message: (_from, frame) => replies.push(decodeMessage(frame)), connected: () => undefined });
+    const channelsBefore = g.agent.channels().length;
+    const signedBefore = g.signer.signed.length;
+    for (const challengeDuration of [0n, MIN_CHALLENGE_DURATION - 1n, MAX_CHALLENGE_DURATION + 1n, (1n << 64n) - 1n]) {
+      // Signed like proposeOpen, past its own check: what a hostile device sends.
+      const { message, context } = proposeOpen(mallory, { peer: g.signer.address, ...CHAIN, challengeDuration: MIN_CHALLENGE_DURATION, kind: ChannelKind.Ledger, assets: [ETH], balances: [[0n, 100n]] });
+      const digest = openDigest(domainSeparator(CHAIN), { share: toHex(message.share), participants: context.participants, challengeDuration, kind: message.kind, outcome: { assets: message.assets, balances: message.balances, locked: [] } });
+      await endpoint.send(g.signer.address, encodeMessage({ ...message, challengeDuration, sig: mallory.sign(digest) }));
+    }
+    expect(await until(() => replies.length === 4)).toBe(true);
+    expect(replies.every((m) => m.type === MessageType.OpenReject && m.reason === RejectReason.InvalidTerms)).toBe(true);
+    expect(g.agent.channels()).toHaveLength(channelsBefore);
+    expect(g.signer.signed).toHaveLength(signedBefore);
   });
 });
 
