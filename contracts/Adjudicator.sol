@@ -128,9 +128,9 @@ contract Adjudicator {
     mapping(address => mapping(address => uint256)) public credits;
 
     /// Bounds of the challenge period. A channel's own duration is clamped into them, so no
-    /// duration can overflow a timeout, end a dispute before anyone can answer, or freeze
-    /// funds for longer than a month. One hour leaves time to answer across an outage of the
-    /// RPC node or the watcher; four weeks is the longest anchors use (Lightning: 2016 blocks).
+    /// duration can overflow a timeout, end a dispute before anyone can answer, or hold funds
+    /// for longer than four weeks. One hour leaves time to answer across an outage of the
+    /// RPC node or the watcher; four weeks is twice Lightning's usual largest delay (2016 blocks).
     uint64 public constant MIN_CHALLENGE_DURATION = 1 hours;
     uint64 public constant MAX_CHALLENGE_DURATION = 4 weeks;
     /// Assets per outcome: bounds every loop over an outcome (release is assets²).
@@ -204,13 +204,14 @@ contract Adjudicator {
         bytes32 digest = _stateDigest(id, s.version, oh, s.isFinal);
         _requireSigner(digest, sigs[0], p.participants[0], 0);
         _requireSigner(digest, sigs[1], p.participants[1], 1);
-        Record storage r = records[id];
-        uint64 timeout = r.timeout;
         if (s.isFinal && p.kind == LEDGER) {
-            if (timeout != 0) delete records[id];
+            // A dispute this close ends stays behind as a record that can do nothing: every
+            // asset is concluded. Not clearing it keeps the cooperative close cheap.
             _concludeAndPay(id, p, s.outcome);
             return;
         }
+        Record storage r = records[id];
+        uint64 timeout = r.timeout;
         if (timeout == 0) {
             timeout = uint64(block.timestamp) + challengePeriod(p.challengeDuration);
         } else {

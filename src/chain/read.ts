@@ -40,8 +40,8 @@ export async function readSettled(client: ChainClient, channelId: Bytes32, range
 
 /**
  * The channel's registration as the contract stores it, at `blockNumber` (default: the
- * latest block), or null if there is none (never registered, or a ledger channel that has
- * concluded: check `readHoldings(...).concluded`).
+ * latest block), or null if there is none. A ledger channel's is cleared when it concludes
+ * by dispute, but one a cooperative close ended stays: check `readHoldings(...).concluded`.
  */
 export async function readDispute(client: ChainClient, channelId: Bytes32, blockNumber?: bigint): Promise<Dispute | null> {
   const d = await client.publicClient.readContract({ address: client.adjudicator, abi: adjudicatorAbi, functionName: 'dispute', args: [channelId], blockNumber });

@@ -177,8 +177,9 @@ describe('dispute', () => {
     expect(await ethBalance(d, b.address)).toBe(balB + 2n * ONE);
     const newer = signedBy(params, makeState(params, 4n, ethOutcome(ONE, ONE)), a, b);
     await rejects(register(a.client, { params, signed: newer }), 'ChannelConcluded');
+    // The dispute the close ended can no longer conclude anything.
     await d.increaseTime(params.challengeDuration);
-    await rejects(conclude(a.client, { params, outcome: ethOutcome(ONE, ONE) }), 'NotRegistered');
+    await rejects(conclude(a.client, { params, outcome: ethOutcome(ONE, ONE) }), 'ChannelConcluded');
   });
 
   it('never pays more than the channel holds', async () => {
