@@ -2,7 +2,8 @@
 // any uint64 durations and versions, any outcome shapes (no rows, extra rows, repeated and
 // unfunded assets, nine assets), locked entries of any shape, amounts up to 2^256 - 1,
 // forged signatures, an ERC20 that switches between honest, returning false, charging a fee,
-// re-entering and burning gas, and participants whose code reverts or burns gas.
+// re-entering and burning gas and blocks receivers, and participants whose code reverts or
+// burns gas.
 //
 // Invariants:
 // - solvency: after every call, the contract holds, per asset, at least what it still owes:
@@ -77,6 +78,7 @@ const action = fc.oneof(
   { weight: 2, arbitrary: fc.record({ t: fc.constant('release' as const), parent: fc.nat(1), sub: fc.nat(1) }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('time' as const), seconds: fc.oneof(fc.bigInt({ min: 1n, max: 600n }), fc.constantFrom(MIN_CHALLENGE_DURATION, MAX_CHALLENGE_DURATION)) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('tokenMode' as const), mode: fc.constantFrom(...Object.values(TokenMode)) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('block' as const), who: fc.nat(2), blocked: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('withdraw' as const), asset: assetIndex, to: fc.nat(2) }) },
 );
 type Action = typeof action extends fc.Arbitrary<infer T> ? T : never;
@@ -132,7 +134,7 @@ async function attempt(call: () => Promise<unknown>, gasBurner = false): Promise
 }
 
 describe('adjudicator under arbitrary inputs', () => {
-  it('stays solvent, never panics, and every channel can still close, resolve and release', async () => {
+  it('stays solvent, never panics, and every channel can still close, resolve and release', { timeout: 300_000 }, async () => {
     const d = devnet();
     const submitter = d.clients[1]!;
     const token: HostileToken = await deployHostileToken(submitter);
@@ -262,6 +264,9 @@ describe('adjudicator under arbitrary inputs', () => {
             case 'tokenMode':
               mode = a.mode;
               await token.setMode(a.mode);
+              return true;
+            case 'block':
+              await token.setBlocked(accounts[a.who]!, a.blocked);
               return true;
             case 'withdraw':
               return attempt(() => withdraw(payee, assets[a.asset]!, accounts[a.to]!));

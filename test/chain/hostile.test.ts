@@ -6,6 +6,7 @@ import { encodeFunctionData, parseEther } from 'viem';
 import { describe, expect, it } from 'vitest';
 import { adjudicatorAbi } from '../../src/chain/abi.generated.ts';
 import { writeAdjudicator } from '../../src/chain/client.ts';
+import { conclude } from '../../src/chain/conclude.ts';
 import { concludeVirtual } from '../../src/chain/concludeVirtual.ts';
 import { cooperativeClose } from '../../src/chain/cooperativeClose.ts';
 import { deposit, depositMany } from '../../src/chain/deposit.ts';
@@ -146,6 +147,43 @@ describe('outcomes are validated where they enter', () => {
     }
     await cooperativeClose(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 6n, ethOutcome(3n, 7n), true), a, b) });
     expect(await ethBalance(d, b.address)).toBe(7n);
+  });
+});
+
+describe('the largest outcome the contract accepts', () => {
+  it('eight assets in the parents and in the virtual outcome: it registers, concludes and releases in both parents', async () => {
+    const d = devnet();
+    const [A, G, B] = [Signer.random(), Signer.random(), Signer.random()];
+    const tokens = [];
+    for (let i = 0; i < 7; i++) {
+      const token = await deployHostileToken(d.clients[1]!);
+      await token.fund(d.clients[1]!, 1000n);
+      tokens.push(token);
+    }
+    const assets: Address[] = [NATIVE_ASSET, ...tokens.map((t) => t.address)];
+    const T = 100n;
+    const vc = channel(d, A, B, ChannelKind.Virtual);
+    const parentOutcome: Allocation = { assets, balances: assets.map(() => [5n, 5n] as const), locked: [subAlloc(vc, assets.map(() => T), [0, 1])] };
+    const [ag, gb] = [channel(d, A, G), channel(d, G, B)];
+    for (const p of [ag, gb]) for (const asset of assets) await deposit(d.clients[1]!, { channelId: idOf(p), asset, amount: T + 10n });
+    // G–B by dispute (register, then conclude), A–G cooperatively.
+    await register(d.clients[1]!, { params: gb, signed: sign(gb, makeState(gb, 1n, parentOutcome), G, B) });
+    await cooperativeClose(d.clients[1]!, { params: ag, signed: sign(ag, makeState(ag, 1n, parentOutcome, true), A, G) });
+    // The virtual outcome lists the assets in reverse: every pair is compared once per release.
+    const reversed = [...assets].reverse();
+    const vcOutcome: Allocation = { assets: reversed, balances: reversed.map((_, i) => [T - BigInt(i), BigInt(i)] as const), locked: [] };
+    await register(d.clients[1]!, { params: vc, signed: sign(vc, makeState(vc, 2n, vcOutcome, true), A, B) });
+    await d.increaseTime(MIN_CHALLENGE_DURATION);
+    await conclude(d.clients[1]!, { params: gb, outcome: parentOutcome });
+    const gasUsed: bigint[] = [];
+    for (const parent of [ag, gb]) gasUsed.push((await concludeVirtual(d.clients[1]!, { parent, parentOutcome, virtual: vc, virtualOutcome: vcOutcome })).gasUsed);
+    expect(Math.max(...gasUsed.map(Number))).toBeLessThan(1_000_000);
+    // G got back exactly T of each asset; B got its share of each, matched by address.
+    for (const [i, token] of tokens.entries()) {
+      expect(await token.balanceOf(G.address)).toBe(10n + T);
+      expect(await token.balanceOf(B.address)).toBe(5n + BigInt(6 - i));
+    }
+    expect(await ethBalance(d, G.address)).toBe(10n + T);
   });
 });
 
