@@ -14,15 +14,13 @@
 //   that has not concluded, every virtual and stream channel resolves and releases into
 //   both parents, and the gateway gets back exactly what it locked (received plus credited).
 import fc from 'fast-check';
-import { createTestClient, createWalletClient, encodeFunctionData, http, parseEther } from 'viem';
+import { createTestClient, createWalletClient, http, parseEther } from 'viem';
 import { describe, expect, it } from 'vitest';
-import { adjudicatorAbi } from '../../src/chain/abi.generated.ts';
 import type { ChainClient } from '../../src/chain/client.ts';
 import { conclude } from '../../src/chain/conclude.ts';
 import { concludeVirtual } from '../../src/chain/concludeVirtual.ts';
 import { deposit, depositMany } from '../../src/chain/deposit.ts';
 import type { Devnet } from '../../src/chain/devnet.ts';
-import { toContractParams, toContractSignatures, toContractState } from '../../src/chain/encode.ts';
 import { AdjudicatorRevertError, ChainTransactionError } from '../../src/chain/errors.ts';
 import { readDispute, readHoldings, readSettled } from '../../src/chain/read.ts';
 import { register } from '../../src/chain/register.ts';
@@ -33,7 +31,7 @@ import { MAX_CHALLENGE_DURATION, MIN_CHALLENGE_DURATION } from '../../src/model/
 import { domainSeparator, outcomeHash, stateDigest, voucherDigest } from '../../src/model/hash.ts';
 import { ChannelKind, NATIVE_ASSET, type Address, type Allocation, type Bytes32, type Params, type SignedState, type State, type SubAlloc } from '../../src/model/types.ts';
 import { ethBalance, idOf, useDevnet } from './fixture.ts';
-import { deployHostileToken, placeReceiver, ReceiverMode, TokenMode, type HostileToken } from './hostile.ts';
+import { fundedToken, placeReceiver, ReceiverMode, registerCalldata, TokenMode, type HostileToken } from './hostile.ts';
 
 const devnet = useDevnet();
 const UINT64_MAX = (1n << 64n) - 1n;
@@ -113,7 +111,7 @@ async function impersonate(d: Devnet, address: Address): Promise<ChainClient> {
   return { ...d.deployer, account: address, walletClient: walletClient as unknown as ChainClient['walletClient'] };
 }
 
-/** Calls that went through, per kind: printed with FUZZ_DEBUG to see what the inputs reach. */
+/** Calls that went through, per kind: printed with PICOPAY_FUZZ_REPORT=1 to see what the inputs reach. */
 const succeeded = new Map<string, number>();
 
 /** A typed refusal of the contract is an expected outcome; a panic or anything else is a bug. */
@@ -137,8 +135,7 @@ describe('adjudicator under arbitrary inputs', () => {
   it('stays solvent, never panics, and every channel can still close, resolve and release', { timeout: 300_000 }, async () => {
     const d = devnet();
     const submitter = d.clients[1]!;
-    const token: HostileToken = await deployHostileToken(submitter);
-    await token.fund(submitter, UINT256_MAX);
+    const token: HostileToken = await fundedToken(submitter, UINT256_MAX);
     const assets: Address[] = [NATIVE_ASSET, token.address, NO_CODE];
     const bystander = idOf({ chainId: d.deployer.chainId, adjudicator: d.deployer.adjudicator, participants: [NO_CODE, NO_CODE], challengeDuration: 0n, nonce: 0n, kind: ChannelKind.Ledger });
     await deposit(submitter, { channelId: bystander, asset: NATIVE_ASSET, amount: parseEther('50') });
@@ -220,7 +217,7 @@ describe('adjudicator under arbitrary inputs', () => {
 
         // A re-entering token tries to close G–B in the middle of whatever moves the token.
         const reentryClose = sign(gb, { channelId: idOf(gb), version: 1n, outcome: { assets: [NATIVE_ASSET], balances: [[1n, 1n]], locked: [] }, isFinal: true }, [G, B]);
-        await token.setReentry(d.deployer.adjudicator, encodeFunctionData({ abi: adjudicatorAbi, functionName: 'register', args: [toContractParams(gb, submitter), toContractState(reentryClose.state), toContractSignatures(reentryClose)] }));
+        await token.setReentry(d.deployer.adjudicator, registerCalldata(submitter, gb, reentryClose));
 
         /** Runs one action; true if its call went through. */
         const run = async (a: Action): Promise<boolean> => {
@@ -330,6 +327,6 @@ describe('adjudicator under arbitrary inputs', () => {
       }),
       { numRuns: Number(process.env.PICOPAY_FUZZ_RUNS ?? 25) },
     );
-    if (process.env.FUZZ_DEBUG) console.log('calls that went through:', Object.fromEntries(succeeded));
+    if (process.env.PICOPAY_FUZZ_REPORT) console.log('calls that went through:', Object.fromEntries(succeeded));
   });
 });

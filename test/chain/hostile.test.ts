@@ -2,9 +2,8 @@
 // dispute at once, outcomes shaped to make a release revert, assets left unfunded at the
 // close, batch deposits one channel could make fail, hostile tokens and receivers.
 // (Front-running is in frontrun.test.ts, arbitrary call sequences in fuzz.test.ts.)
-import { encodeFunctionData, parseEther } from 'viem';
+import { parseEther } from 'viem';
 import { describe, expect, it } from 'vitest';
-import { adjudicatorAbi } from '../../src/chain/abi.generated.ts';
 import { writeAdjudicator } from '../../src/chain/client.ts';
 import { conclude } from '../../src/chain/conclude.ts';
 import { concludeVirtual } from '../../src/chain/concludeVirtual.ts';
@@ -23,7 +22,7 @@ import { domainSeparator, stateDigest, voucherDigest } from '../../src/model/has
 import { lockedRoot } from '../../src/model/locked.ts';
 import { ChannelKind, NATIVE_ASSET, type Address, type Allocation, type Params, type SignedState, type State } from '../../src/model/types.ts';
 import { ethBalance, ethOutcome, idOf, makeState, subAlloc, useDevnet } from './fixture.ts';
-import { deployHostileToken, placeReceiver, ReceiverMode, TokenMode } from './hostile.ts';
+import { fundedToken, placeReceiver, ReceiverMode, registerCalldata, TokenMode } from './hostile.ts';
 
 const devnet = useDevnet();
 const ONE = parseEther('1');
@@ -156,8 +155,7 @@ describe('the largest outcome the contract accepts', () => {
     const [A, G, B] = [Signer.random(), Signer.random(), Signer.random()];
     const tokens = [];
     for (let i = 0; i < 7; i++) {
-      const token = await deployHostileToken(d.clients[1]!);
-      await token.fund(d.clients[1]!, 1000n);
+      const token = await fundedToken(d.clients[1]!, 1000n);
       tokens.push(token);
     }
     const assets: Address[] = [NATIVE_ASSET, ...tokens.map((t) => t.address)];
@@ -191,8 +189,7 @@ describe('a concluded channel is closed in every asset it lists', () => {
   it('an asset never funded takes no late deposit, and an old state cannot conclude the channel again', async () => {
     const d = devnet();
     const [a, b] = [Signer.random(), Signer.random()];
-    const token = await deployHostileToken(d.clients[1]!);
-    await token.fund(d.clients[1]!, 1000n);
+    const token = await fundedToken(d.clients[1]!, 1000n);
     const p = channel(d, a, b);
     const outcome: Allocation = { assets: [NATIVE_ASSET, token.address], balances: [[5n, 5n], [0n, 0n]], locked: [] };
     await deposit(d.clients[1]!, { channelId: idOf(p), asset: NATIVE_ASSET, amount: 10n });
@@ -223,9 +220,8 @@ describe('a concluded channel is closed in every asset it lists', () => {
   it('holdings stop short of 2^255: a deposit that would reach it is refused, in a batch skipped', async () => {
     const d = devnet();
     const [a, b] = [Signer.random(), Signer.random()];
-    const token = await deployHostileToken(d.clients[1]!);
+    const token = await fundedToken(d.clients[1]!, (1n << 256n) - 1n);
     const huge = (1n << 255n) - 1n;
-    await token.fund(d.clients[1]!, (1n << 256n) - 1n);
     const p = channel(d, a, b);
     await deposit(d.clients[1]!, { channelId: idOf(p), asset: token.address, amount: huge });
     await rejects(deposit(d.clients[1]!, { channelId: idOf(p), asset: token.address, amount: 1n }), 'DepositRefused');
@@ -243,8 +239,7 @@ describe('a concluded channel is closed in every asset it lists', () => {
 describe('hostile tokens', () => {
   it('a fee-on-transfer token and one that returns false are refused at deposit', async () => {
     const d = devnet();
-    const token = await deployHostileToken(d.clients[1]!);
-    await token.fund(d.clients[1]!, 1000n);
+    const token = await fundedToken(d.clients[1]!, 1000n);
     const id = idOf(channel(d, Signer.random(), Signer.random()));
     await token.setMode(TokenMode.FeeOnTransfer);
     await rejects(deposit(d.clients[1]!, { channelId: id, asset: token.address, amount: 100n }), 'UnsupportedToken');
@@ -259,8 +254,7 @@ describe('hostile tokens', () => {
     const d = devnet();
     for (const mode of [TokenMode.ReturnFalse, TokenMode.BurnGas, TokenMode.FeeOnTransfer]) {
       const [a, b] = [Signer.random(), Signer.random()];
-      const token = await deployHostileToken(d.clients[1]!);
-      await token.fund(d.clients[1]!, 1000n);
+      const token = await fundedToken(d.clients[1]!, 1000n);
       const p = channel(d, a, b);
       await deposit(d.clients[1]!, { channelId: idOf(p), asset: token.address, amount: 1000n });
       await deposit(d.clients[1]!, { channelId: idOf(p), asset: NATIVE_ASSET, amount: 10n });
@@ -281,13 +275,11 @@ describe('hostile tokens', () => {
   it('a token that re-enters at payout to close the channel again gets nothing twice', async () => {
     const d = devnet();
     const [a, b] = [Signer.random(), Signer.random()];
-    const token = await deployHostileToken(d.clients[1]!);
-    await token.fund(d.clients[1]!, 1000n);
+    const token = await fundedToken(d.clients[1]!, 1000n);
     const p = channel(d, a, b);
     await deposit(d.clients[1]!, { channelId: idOf(p), asset: token.address, amount: 100n });
     const final = sign(p, makeState(p, 1n, { assets: [token.address], balances: [[60n, 40n]], locked: [] }, true), a, b);
-    const again = encodeFunctionData({ abi: adjudicatorAbi, functionName: 'register', args: [toContractParams(p, d.clients[1]!), { version: 1n, outcome: { assets: [token.address], balances: [[60n, 40n]], lockedRoot: lockedRoot([]) }, isFinal: true }, toContractSignatures(final)] });
-    await token.setReentry(d.deployer.adjudicator, again);
+    await token.setReentry(d.deployer.adjudicator, registerCalldata(d.clients[1]!, p, final));
     await token.setMode(TokenMode.Reenter);
     await cooperativeClose(d.clients[1]!, { params: p, signed: final });
     expect([await token.balanceOf(a.address), await token.balanceOf(b.address)]).toEqual([60n, 40n]);
@@ -304,8 +296,7 @@ describe('hostile receivers', () => {
       await deposit(d.clients[1]!, { channelId: idOf(p), asset: NATIVE_ASSET, amount: 10n });
       const final = sign(p, makeState(p, 1n, ethOutcome(4n, 6n), true), a, b);
       // The re-entering receiver tries the same close again from inside its payout.
-      const again = encodeFunctionData({ abi: adjudicatorAbi, functionName: 'register', args: [toContractParams(p, d.clients[1]!), { version: 1n, outcome: { assets: [NATIVE_ASSET], balances: [[4n, 6n]], lockedRoot: lockedRoot([]) }, isFinal: true }, toContractSignatures(final)] });
-      await placeReceiver(d, a.address, mode, { target: d.deployer.adjudicator, data: again });
+      await placeReceiver(d, a.address, mode, { target: d.deployer.adjudicator, data: registerCalldata(d.clients[1]!, p, final) });
       await cooperativeClose(d.clients[1]!, { params: p, signed: final });
       expect(await ethBalance(d, b.address)).toBe(6n);
       const credited = await readCredit(d.clients[1]!, a.address, NATIVE_ASSET);

@@ -2,9 +2,11 @@
 // honest and hostile behaviour, and receiver code placed at a participant's address.
 import { createTestClient, encodeFunctionData, http, type Hex } from 'viem';
 import { hostileReceiverAbi, hostileReceiverBytecode, hostileTokenAbi, hostileTokenBytecode } from '../../src/chain/abi.generated.ts';
+import { adjudicatorAbi } from '../../src/chain/abi.generated.ts';
 import type { ChainClient } from '../../src/chain/client.ts';
 import type { Devnet } from '../../src/chain/devnet.ts';
-import type { Address } from '../../src/model/types.ts';
+import { toContractParams, toContractSignatures, toContractState } from '../../src/chain/encode.ts';
+import type { Address, Params, SignedState } from '../../src/model/types.ts';
 
 export const TokenMode = { Honest: 0, ReturnFalse: 1, FeeOnTransfer: 2, Reenter: 3, BurnGas: 4, NoReturnValue: 5 } as const;
 export type TokenMode = (typeof TokenMode)[keyof typeof TokenMode];
@@ -61,4 +63,16 @@ export async function placeReceiver(d: Devnet, at: Address, mode: ReceiverMode, 
     const data = encodeFunctionData({ abi: hostileReceiverAbi, functionName: 'setReentry', args: [reentry.target, reentry.data] });
     await mined(d.deployer, await d.deployer.walletClient.sendTransaction({ to: at, data }));
   }
+}
+
+/** A token deployed by `client`, which holds `amount` of it and lets the adjudicator pull it. */
+export async function fundedToken(client: ChainClient, amount: bigint): Promise<HostileToken> {
+  const token = await deployHostileToken(client);
+  await token.fund(client, amount);
+  return token;
+}
+
+/** Calldata of `register(signed)`: what a re-entering token or receiver calls. */
+export function registerCalldata(client: ChainClient, params: Params, signed: SignedState): Hex {
+  return encodeFunctionData({ abi: adjudicatorAbi, functionName: 'register', args: [toContractParams(params, client), toContractState(signed.state), toContractSignatures(signed)] });
 }
