@@ -48,6 +48,23 @@ describe('signatures', () => {
     expect(recoverAddress(new Uint8Array(65), digest)).toBe(null);
   });
 
+  it('refuses the high-s twin of every signature, in verify and in recover (the contract refuses it too)', () => {
+    const n = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+    const s = Signer.random();
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), (digest) => {
+        const sig = s.sign(digest);
+        const high = BigInt(`0x${Buffer.from(sig.subarray(32, 64)).toString('hex')}`);
+        const twin = sig.slice();
+        twin.set(Buffer.from((n - high).toString(16).padStart(64, '0'), 'hex'), 32);
+        twin[64] = sig[64] === 27 ? 28 : 27;
+        expect(verifyDigest(twin, digest, s.publicKey)).toBe(false);
+        expect(recoverAddress(twin, digest)).toBe(null);
+      }),
+      { numRuns: 30 },
+    );
+  });
+
   it('address of compressed and uncompressed keys agree', async () => {
     const { secp256k1 } = await import('@noble/curves/secp256k1.js');
     const s = Signer.random();

@@ -33,12 +33,18 @@ export function recoverAddress(sig: Uint8Array, digest: Uint8Array): Address | n
   return pub && addressOf(pub);
 }
 
-/** The 65-byte uncompressed public key that signed `digest`, or null. */
+/**
+ * The 65-byte uncompressed public key that signed `digest`, or null. The high-s twin of a
+ * signature recovers the same key but is refused here too: the contract refuses it, so a
+ * party that stored one for use on-chain would hold nothing.
+ */
 export function recoverPublicKey(sig: Uint8Array, digest: Uint8Array): Uint8Array | null {
   const rec = toRecovered(sig);
   if (!rec) return null;
   try {
-    return secp256k1.Signature.fromBytes(rec, 'recovered').recoverPublicKey(digest).toBytes(false);
+    const signature = secp256k1.Signature.fromBytes(rec, 'recovered');
+    if (signature.hasHighS()) return null;
+    return signature.recoverPublicKey(digest).toBytes(false);
   } catch {
     return null;
   }
