@@ -15,6 +15,12 @@ import { domainSeparator, openDigest, toHex } from '../src/model/hash.ts';
 import { MAX_CHALLENGE_DURATION, MIN_CHALLENGE_DURATION } from '../src/model/duration.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { Intermediary } from './intermediary.ts';
+import type { Agent } from '../src/client/agent.ts';
+import type { UpdateContext } from '../src/client/types.ts';
+import type { ChannelRecord } from '../src/channel/record.ts';
+import { lockOutcome } from '../src/channel/virtual.ts';
+import { channelId } from '../src/model/channelId.ts';
+import type { Address } from '../src/model/types.ts';
 import { join } from 'node:path';
 
 const live = stoppedAfterEach();
@@ -257,5 +263,64 @@ describe('virtual-channel terms the gateway refuses', () => {
     const { a, b, g, la } = await network3();
     await expect(a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, balances: [[150n, 0n]] })).rejects.toThrow();
     expect(balancesOf(a, la)).toEqual([100n, 100n]);
+  });
+});
+
+describe('a colluding pair against the gateway', () => {
+  /**
+   * The Intermediary alone, fed the held funding requests two devices send: each proposes
+   * on its ledger channel with G the lock its own terms describe. Returns G's answers.
+   */
+  function fundingRequests(termsA: [[bigint, bigint]], termsB: [[bigint, bigint]]) {
+    const [A, B, G] = [Signer.random(), Signer.random(), Signer.random()];
+    const ledger = (device: Signer): ChannelRecord => {
+      const params = { ...CHAIN, participants: [device.address, G.address] as const, challengeDuration: MIN_CHALLENGE_DURATION, nonce: 1n, kind: ChannelKind.Ledger };
+      const id = channelId(params);
+      const state = { channelId: id, version: 3n, outcome: { assets: [ETH], balances: [[500n, 500n]] as const, locked: [] }, isFinal: false };
+      return { id, params, idx: 1, peer: device.address, peerKey: device.publicKey, phase: 'open', current: { state, sigs: [null, null] }, staged: null, highestSigned: 3n, shares: { a: new Uint8Array(32), b: new Uint8Array(32) } };
+    };
+    const [la, lb] = [ledger(A), ledger(B)];
+    const answers = new Map<Bytes32, boolean>();
+    const listeners: ((ctx: UpdateContext) => void)[] = [];
+    const agent = {
+      on: (_event: 'held', fn: (ctx: UpdateContext) => void) => listeners.push(fn),
+      channels: () => [la, lb],
+      release: (id: Bytes32, _version: bigint, accept: boolean) => answers.set(id, accept),
+    };
+    const dir = tempDir();
+    const intermediary = new Intermediary({ store: new ChannelStore(join(dir, 'g.db'), { durability: 'normal' }), chain: CHAIN, holdTimeoutMs: 60_000, logger: silentLogger });
+    intermediary.attach(agent as unknown as Agent);
+    const vc = { ...CHAIN, participants: [A.address, B.address] as const, challengeDuration: MIN_CHALLENGE_DURATION, nonce: 7n, kind: ChannelKind.Stream };
+    const vcId = channelId(vc);
+    const request = (parent: ChannelRecord, index: 0 | 1, peer: Address, balances: [[bigint, bigint]]): UpdateContext => {
+      const locked = lockOutcome(parent.current.state.outcome, parent.params.participants, { id: vcId, participants: vc.participants, balances });
+      const proposed = { channelId: parent.id, version: 4n, outcome: locked, isFinal: false };
+      const fund = { peer, index, challengeDuration: vc.challengeDuration, nonce: vc.nonce, kind: vc.kind, balances, sig: null };
+      return { channel: parent, current: parent.current.state, proposed, attachment: { fund } };
+    };
+    return {
+      async send(): Promise<void> {
+        for (const fn of listeners) fn(request(la, 0, B.address, termsA));
+        for (const fn of listeners) fn(request(lb, 1, A.address, termsB));
+        await until(() => answers.size === 2);
+      },
+      answers: () => [answers.get(la.id), answers.get(lb.id)],
+      funded: () => intermediary.virtualChannels(),
+    };
+  }
+
+  it('requests that describe different initial states are both refused: nothing locked in either parent', async () => {
+    // A's request locks 100 of A's in A–G; B's describes 50, so G would lock 50 in G–B: the parents would not mirror each other.
+    const g = fundingRequests([[100n, 0n]], [[50n, 0n]]);
+    await g.send();
+    expect(g.answers()).toEqual([false, false]);
+    expect(g.funded()).toEqual([]);
+  });
+
+  it('requests that describe the same initial state are both signed', async () => {
+    const g = fundingRequests([[100n, 0n]], [[100n, 0n]]);
+    await g.send();
+    expect(g.answers()).toEqual([true, true]);
+    expect(g.funded()).toHaveLength(1);
   });
 });

@@ -54,7 +54,7 @@ interface Pending {
   kind: 'fund' | 'settle';
   sides: Map<Address, Side>;
   sigs: Map<Address, Signature | null>;
-  /** Settle: the final version and balances each side asked for must agree. */
+  /** What both sides must describe alike: the initial outcome (fund), or the final version and balances (settle). */
   outcome?: string;
   timer: NodeJS.Timeout;
 }
@@ -122,14 +122,24 @@ export class Intermediary {
     if (this.#o.isFunded && !(await this.#o.isFunded(ctx.channel.id))) throw new InsufficientFundsError('ledger channel not funded on-chain');
     // The read took a while: the other side may have closed meanwhile.
     if (!this.#ledgerWith(other)) throw new UnknownChannelError('no open ledger channel with the other participant');
-    const pending = this.#hold(`fund:${vcId}`, 'fund', ctx, device);
+    const key = `fund:${vcId}`;
+    const pending = this.#hold(key, 'fund', ctx, device);
+    // The id covers neither balances nor assets: two colluding devices could describe
+    // different initial states, and the gateway would lock different amounts in the two
+    // parents. Both requests must describe the same one (go-perun's matchFundingProposal).
+    const initial = outcomeHash(v0.outcome);
+    if (pending.outcome !== undefined && pending.outcome !== initial) {
+      this.#o.logger.warn({ vc: vcId }, 'virtual-channel requests describe different initial states');
+      return this.#complete(key, false);
+    }
+    pending.outcome = initial;
     pending.sigs.set(device, terms.sig);
     if (pending.sides.size < 2) return;
     const [p0, p1] = params.participants;
     const [s0, s1] = [pending.sigs.get(p0) ?? null, pending.sigs.get(p1) ?? null];
     this.#funded.set(vcId, { id: vcId, params, assets: ctx.current.outcome.assets, balances: terms.balances, sigs: s0 && s1 ? [s0, s1] : null });
     this.#o.store.saveVirtual(vcId, this.#funded.get(vcId));
-    this.#complete(`fund:${vcId}`, true);
+    this.#complete(key, true);
     this.#o.logger.info({ vc: vcId, participants: params.participants }, 'virtual channel funded');
   }
 
