@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { Signer } from '../crypto/keys.ts';
-import { InvalidSignatureError } from '../errors.ts';
+import { InvalidAllocationError, InvalidSignatureError } from '../errors.ts';
 import { transfer } from '../model/allocation.ts';
 import { type Address, ChannelKind, type State } from '../model/types.ts';
 import { MessageType, RejectReason, type Update, type UpdateAccept } from '../wire/messages.ts';
 import { acceptOpen, completeOpen, proposeOpen } from './open.ts';
-import type { ChannelRecord } from './record.ts';
+import { type ChannelRecord, digestOf, stateFromBody } from './record.ts';
 import { makeSync, receiveSync } from './sync.ts';
 import { prepare, propose, receiveAccept, receiveReject, receiveUpdate, releasePrepared } from './update.ts';
 
@@ -150,5 +150,32 @@ describe('pipelined updates', () => {
     const { a, b, sb, first } = pipelined();
     const released = releasePrepared(a, answer(b, sb, first).reply)!;
     expect(makeSync(released.record)?.staged?.version).toBe(2n);
+  });
+});
+
+describe('final states', () => {
+  /** A and B's channel after B agreed to lock 30 of A's for a virtual channel. */
+  function withLock() {
+    const { a, b, sa, sb } = openChannel();
+    const entry = { id: `0x${'ab'.repeat(32)}` as const, balances: [30n], indexMap: [0, 1] as const };
+    const first = propose(a, sa, { balances: [[70n, 100n]], locked: [entry], isFinal: false });
+    const accepted = answer(b, sb, first.message);
+    const done = receiveAccept(first.record, accepted.reply)!;
+    return { a: done.record, b: accepted.record, sa, sb, entry };
+  }
+
+  it('neither side signs a final state that still locks a virtual channel', () => {
+    const { a, b, sa, sb, entry } = withLock();
+    expect(() => propose(a, sa, { balances: [[70n, 100n]], locked: [entry], isFinal: true })).toThrow(InvalidAllocationError);
+    // The peer signs one anyway and sends it, as a hostile peer would: refused, unsigned.
+    const body = { version: b.current.state.version + 1n, balances: [[70n, 100n]] as const, locked: [entry], isFinal: true };
+    const result = receiveUpdate(a, sa, { ...body, sig: sb.sign(digestOf(a, stateFromBody(a, body))) });
+    expect(result.kind).toBe('rejected');
+    expect(result.kind === 'rejected' && result.reply.reason).toBe(RejectReason.InvalidAllocation);
+  });
+
+  it('once the lock is released, the final state is signed', () => {
+    const { a, sa } = withLock();
+    expect(propose(a, sa, { balances: [[100n, 100n]], locked: [], isFinal: true }).state.isFinal).toBe(true);
   });
 });

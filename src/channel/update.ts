@@ -40,9 +40,19 @@ export function checkProposal(rec: ChannelRecord, body: StateBody): State {
   const floor = rec.current.state.version > rec.highestSigned ? rec.current.state.version : rec.highestSigned;
   if (body.version <= floor) throw new StaleVersionError(body.version, floor);
   const next = stateFromBody(rec, body);
-  assertWellFormed(next.outcome);
-  assertConserved(rec.current.state.outcome, next.outcome);
+  assertSuccessor(rec.current.state, next);
   return next;
+}
+
+/**
+ * What any next state must be: well formed, conserving every asset, and if final, locking
+ * nothing: a final ledger state that still locks a virtual channel would let the parent
+ * close with the virtual channel unsettled, leaving the other device's side to a dispute.
+ */
+function assertSuccessor(prev: State, next: State): void {
+  assertWellFormed(next.outcome);
+  assertConserved(prev.outcome, next.outcome);
+  if (next.isFinal && next.outcome.locked.length > 0) throw new InvalidAllocationError('a final state cannot lock a virtual channel: settle it first');
 }
 
 export interface Proposal {
@@ -75,8 +85,7 @@ export function prepare(rec: ChannelRecord, signer: Signer, body: Omit<StateBody
   if (!base || rec.prepared || base.attachment) throw new UpdateInProgressError('nothing to prepare on');
   if (base.state.isFinal) throw new FinalStateError('nothing follows a final state');
   const state: State = { ...stateFromBody(rec, { ...body, version: rec.highestSigned + 1n }) };
-  assertWellFormed(state.outcome);
-  assertConserved(base.state.outcome, state.outcome);
+  assertSuccessor(base.state, state);
   return { ...rec, prepared: { state, sig: signer.sign(digestOf(rec, state)) }, highestSigned: state.version };
 }
 
