@@ -137,6 +137,7 @@ contract Adjudicator {
     uint256 public constant MAX_ASSETS = 8;
 
     uint256 private constant CONCLUDED = 1 << 255;
+    address private constant NATIVE = address(0);
     /// A released sub-allocation's leaf becomes zero (no keccak preimage), so it cannot be proven again.
     bytes32 private constant RELEASED_LEAF = bytes32(0);
 
@@ -386,14 +387,23 @@ contract Adjudicator {
         uint256[2][] memory pays = new uint256[2][](n);
         uint256[] memory held = new uint256[](n);
         mapping(address => uint256) storage slot = holdings[id];
+        bool listsNative;
         for (uint256 i; i < n; ++i) {
-            uint256 deposited = slot[o.assets[i]];
+            address asset = o.assets[i];
+            uint256 deposited = slot[asset];
             if (deposited >= CONCLUDED) revert ChannelConcluded(id);
             (pays[i], held[i]) = _split(deposited, o.balances[i][0], o.balances[i][1]);
             // The first asset's slot gets the Settled commitment below.
-            if (i != 0) slot[o.assets[i]] = CONCLUDED;
+            if (i != 0) slot[asset] = CONCLUDED;
+            if (asset == NATIVE) listsNative = true;
         }
-        holdings[id][o.assets[0]] = _settledCommitment(o.assets, o.lockedRoot, held);
+        // The ETH slot is the channel's flag: concluded whatever the outcome lists, so no
+        // state with other assets can conclude the channel again.
+        if (!listsNative) {
+            if (slot[NATIVE] >= CONCLUDED) revert ChannelConcluded(id);
+            slot[NATIVE] = CONCLUDED;
+        }
+        slot[o.assets[0]] = _settledCommitment(o.assets, o.lockedRoot, held);
         emit Concluded(id, o.lockedRoot, held);
         for (uint256 i; i < n; ++i) {
             _pay(p.participants[0], o.assets[i], pays[i][0]);
@@ -438,13 +448,16 @@ contract Adjudicator {
         return 0;
     }
 
-    /// A ledger state may enter only while none of its assets has concluded: an old state
-    /// can never conclude a channel a second time.
+    /// A ledger state may enter only while the channel (its ETH slot, see _concludeAndPay)
+    /// and none of its assets has concluded: an old state never concludes a channel again.
     function _requireOpen(bytes32 id, address[] calldata assets) private view {
         mapping(address => uint256) storage slot = holdings[id];
+        bool listsNative;
         for (uint256 i; i < assets.length; ++i) {
             if (slot[assets[i]] >= CONCLUDED) revert ChannelConcluded(id);
+            if (assets[i] == NATIVE) listsNative = true;
         }
+        if (!listsNative && slot[NATIVE] >= CONCLUDED) revert ChannelConcluded(id);
     }
 
     /// The registration of a channel whose challenge period is over.
@@ -506,7 +519,7 @@ contract Adjudicator {
     }
 
     function _pull(address asset, uint256 amount) private {
-        if (asset == address(0)) {
+        if (asset == NATIVE) {
             if (msg.value != amount) revert ValueMismatch();
             return;
         }
@@ -546,7 +559,7 @@ contract Adjudicator {
     /// so one party cannot block the other's payout.
     function _pay(address to, address asset, uint256 amount) private {
         if (amount == 0) return;
-        uint256 gasLimit = asset == address(0) ? ETH_PAYOUT_GAS : TOKEN_PAYOUT_GAS;
+        uint256 gasLimit = asset == NATIVE ? ETH_PAYOUT_GAS : TOKEN_PAYOUT_GAS;
         if (!_transfer(to, asset, amount, gasLimit)) {
             credits[to][asset] += amount;
             emit Credited(to, asset, amount);

@@ -325,7 +325,7 @@ describe('adjudicator under arbitrary inputs', () => {
           if (w.finalMode !== TokenMode.FeeOnTransfer) expect(got[1], 'gateway neutrality in the token').toBe(expected[1]);
         }
       }),
-      { numRuns: Number(process.env.PICOPAY_FUZZ_RUNS ?? 25) },
+      { numRuns: Number(process.env.PICOPAY_FUZZ_RUNS ?? 25), seed: process.env.PICOPAY_FUZZ_SEED ? Number(process.env.PICOPAY_FUZZ_SEED) : undefined },
     );
     if (process.env.PICOPAY_FUZZ_REPORT) console.log('calls that went through:', Object.fromEntries(succeeded));
   });

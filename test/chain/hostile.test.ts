@@ -202,6 +202,37 @@ describe('a concluded channel is closed in every asset it lists', () => {
     await rejects(cooperativeClose(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 1n, old, true), a, b) }), 'ChannelConcluded');
   });
 
+  it('nor does a state that lists none of the assets the channel concluded with', async () => {
+    const d = devnet();
+    const [a, b] = [Signer.random(), Signer.random()];
+    const [token, other] = [await fundedToken(d.clients[1]!, 1000n), await fundedToken(d.clients[1]!, 1000n)];
+    // A token-only channel: its ETH slot is marked all the same, as the channel's flag.
+    const p = channel(d, a, b);
+    await deposit(d.clients[1]!, { channelId: idOf(p), asset: token.address, amount: 10n });
+    await cooperativeClose(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 3n, { assets: [token.address], balances: [[5n, 5n]], locked: [] }, true), a, b) });
+    expect(await readHoldings(d.clients[1]!, idOf(p), NATIVE_ASSET)).toEqual({ amount: 0n, concluded: true });
+    await rejects(deposit(d.clients[1]!, { channelId: idOf(p), asset: NATIVE_ASSET, amount: 1n }), 'DepositRefused');
+    for (const assets of [[NATIVE_ASSET], [other.address]]) {
+      const disjoint: Allocation = { assets, balances: [[1n, 0n]], locked: [] };
+      await rejects(register(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 9n, disjoint), a, b) }), 'ChannelConcluded');
+      await rejects(cooperativeClose(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 9n, disjoint, true), a, b) }), 'ChannelConcluded');
+    }
+  });
+
+  it('a dispute registered before a cooperative close with other assets cannot conclude afterwards', async () => {
+    const d = devnet();
+    const [a, b] = [Signer.random(), Signer.random()];
+    const token = await fundedToken(d.clients[1]!, 1000n);
+    const p = channel(d, a, b);
+    await deposit(d.clients[1]!, { channelId: idOf(p), asset: token.address, amount: 10n });
+    await deposit(d.clients[1]!, { channelId: idOf(p), asset: NATIVE_ASSET, amount: 10n });
+    const registered: Allocation = { assets: [token.address], balances: [[0n, 10n]], locked: [] };
+    await register(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 1n, registered), a, b) });
+    await cooperativeClose(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 2n, ethOutcome(5n, 5n), true), a, b) });
+    await d.increaseTime(MIN_CHALLENGE_DURATION);
+    await rejects(conclude(d.clients[1]!, { params: p, outcome: registered }), 'ChannelConcluded');
+  });
+
   it('depositMany skips a concluded channel and refunds it; the rest of the batch is funded', async () => {
     const d = devnet();
     const [a, b, g] = [Signer.random(), Signer.random(), Signer.random()];
