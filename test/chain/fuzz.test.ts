@@ -38,6 +38,7 @@ const UINT64_MAX = (1n << 64n) - 1n;
 const UINT256_MAX = (1n << 256n) - 1n;
 const NO_CODE: Address = '0x00000000000000000000000000000000000c0de0';
 let nonce = 9_000_000n;
+const RUNS = Number(process.env.PICOPAY_FUZZ_RUNS ?? 25);
 
 // ---------------------------------------------------------------- arbitrary inputs
 
@@ -132,7 +133,7 @@ async function attempt(call: () => Promise<unknown>, gasBurner = false): Promise
 }
 
 describe('adjudicator under arbitrary inputs', () => {
-  it('stays solvent, never panics, and every channel can still close, resolve and release', { timeout: 300_000 }, async () => {
+  it('stays solvent, never panics, and every channel can still close, resolve and release', { timeout: 60_000 + RUNS * 3_000 }, async () => {
     const d = devnet();
     const submitter = d.clients[1]!;
     const token: HostileToken = await fundedToken(submitter, UINT256_MAX);
@@ -325,7 +326,7 @@ describe('adjudicator under arbitrary inputs', () => {
           if (w.finalMode !== TokenMode.FeeOnTransfer) expect(got[1], 'gateway neutrality in the token').toBe(expected[1]);
         }
       }),
-      { numRuns: Number(process.env.PICOPAY_FUZZ_RUNS ?? 25), seed: process.env.PICOPAY_FUZZ_SEED ? Number(process.env.PICOPAY_FUZZ_SEED) : undefined },
+      { numRuns: RUNS, seed: process.env.PICOPAY_FUZZ_SEED ? Number(process.env.PICOPAY_FUZZ_SEED) : undefined },
     );
     if (process.env.PICOPAY_FUZZ_REPORT) console.log('calls that went through:', Object.fromEntries(succeeded));
   });
