@@ -11,6 +11,7 @@ import { aliasOf } from '../src/channel/record.ts';
 import { decodeMessage, encodeMessage } from '../src/wire/codec.ts';
 import { type Message, MessageType, RejectReason } from '../src/wire/messages.ts';
 import { proposeOpen } from '../src/channel/open.ts';
+import { closeRequest, openReject, openRejectedBy, updateReject } from '../src/channel/control.ts';
 import { domainSeparator, openDigest, toHex } from '../src/model/hash.ts';
 import { MAX_CHALLENGE_DURATION, MIN_CHALLENGE_DURATION } from '../src/model/duration.ts';
 import { ChannelStore } from '../src/store/store.ts';
@@ -212,7 +213,7 @@ describe('virtual channels through a gateway', () => {
 });
 
 describe('ledger terms the gateway refuses', () => {
-  it('a proposal whose challenge duration lies outside the contract bounds gets InvalidTerms; the gateway signs and opens nothing', async () => {
+  it('a proposal whose challenge duration lies outside the contract bounds gets InvalidTerms; the gateway opens nothing and signs only its refusal', async () => {
     const { network, g } = await network3();
     const mallory = new RecordingSigner(Signer.random().exportPrivateKey());
     const endpoint = network.endpoint(mallory.address);
@@ -229,7 +230,9 @@ describe('ledger terms the gateway refuses', () => {
     expect(await until(() => replies.length === 4)).toBe(true);
     expect(replies.every((m) => m.type === MessageType.OpenReject && m.reason === RejectReason.InvalidTerms)).toBe(true);
     expect(g.agent.channels()).toHaveLength(channelsBefore);
-    expect(g.signer.signed).toHaveLength(signedBefore);
+    // Its only signatures are on the refusals.
+    expect(g.signer.signed).toHaveLength(signedBefore + replies.length);
+    expect(replies.every((m) => m.type === MessageType.OpenReject && openRejectedBy(m, g.signer.address))).toBe(true);
   });
 });
 
@@ -322,5 +325,58 @@ describe('a colluding pair against the gateway', () => {
     await g.send();
     expect(g.answers()).toEqual([true, true]);
     expect(g.funded()).toHaveLength(1);
+  });
+});
+
+describe('an outsider who can publish under any name', () => {
+  /** Runs `forge(m)` when `p` sends a message of type `type`, before it leaves. */
+  function onSend(p: Party, type: MessageType, forge: (m: Message) => void): void {
+    const send = p.transport.send.bind(p.transport);
+    p.transport.send = async (to, frame) => {
+      const m = decodeMessage(frame);
+      if (m.type === type) forge(m);
+      return send(to, frame);
+    };
+  }
+  const outsider = Signer.random();
+
+  it("a forged close request, with the channel's alias and the payee's name, does not make the payer settle", async () => {
+    const { network, a, b, g } = await network3();
+    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 0n]] });
+    await until(() => b.agent.channels().some((c) => c.id === vc.id) && b.agent.isFunded(vc.id));
+    a.agent.payStream(vc.id, 2n);
+    const forged = closeRequest(a.agent.channel(vc.id), outsider);
+    network.forge(b.signer.address, a.signer.address, encodeMessage(forged));
+    // Signed by the payer itself, as a replay of something it sent would be: refused too.
+    network.forge(b.signer.address, a.signer.address, encodeMessage(closeRequest(a.agent.channel(vc.id), a.signer)));
+    await network.idle();
+    expect(a.agent.channel(vc.id).phase).toBe('open');
+    a.agent.payStream(vc.id, 2n);
+    expect(await until(() => b.agent.channel(vc.id).voucher?.cumulative === 4n)).toBe(true);
+    // The payee's own request still settles it.
+    await b.agent.settleVirtual(vc.id);
+    expect(await until(() => a.agent.isSettled(vc.id))).toBe(true);
+  });
+
+  it("a forged refusal posing as the gateway does not make a payer give up the funding the gateway accepts", async () => {
+    const { network, a, b, g, la } = await network3();
+    onSend(a, MessageType.FundRequest, (m) => {
+      const rec = a.agent.channel(la);
+      const version = (m as { version: bigint }).version;
+      network.forge(g.signer.address, a.signer.address, encodeMessage(updateReject(rec, outsider, version, RejectReason.Policy)));
+    });
+    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 0n]] });
+    expect(await until(() => a.agent.isFunded(vc.id) && b.agent.isFunded(vc.id))).toBe(true);
+    expect(balancesOf(a, la)).toEqual([70n, 100n]);
+  });
+
+  it('a forged refusal of an open proposal does not make the proposer give up', async () => {
+    const { network, a, g } = await network3();
+    onSend(a, MessageType.OpenPropose, (m) => {
+      const share = (m as { share: Uint8Array }).share;
+      network.forge(g.signer.address, a.signer.address, encodeMessage(openReject(outsider, share, RejectReason.Policy)));
+    });
+    const ch = await a.agent.open(g.signer.address, { balances: [[10n, 0n]] });
+    expect(ch.phase).toBe('open');
   });
 });

@@ -6,6 +6,7 @@ import { type Address, ChannelKind, type State } from '../model/types.ts';
 import { MessageType, RejectReason, type Update, type UpdateAccept } from '../wire/messages.ts';
 import { acceptOpen, completeOpen, proposeOpen } from './open.ts';
 import { type ChannelRecord, digestOf, stateFromBody } from './record.ts';
+import { updateReject } from './control.ts';
 import { makeSync, receiveSync } from './sync.ts';
 import { prepare, propose, receiveAccept, receiveReject, receiveUpdate, releasePrepared } from './update.ts';
 
@@ -95,9 +96,9 @@ describe('pipelined updates', () => {
   });
 
   it('a refusal of the staged proposal waits for the answer to the sent one, which decides for both', () => {
-    const { a, sa, first } = pipelined();
+    const { a, b, sa, sb, first } = pipelined();
     const released = releasePrepared(a, { type: MessageType.UpdateAccept, alias: first.alias, version: 1n, sig: new Uint8Array(65) })!;
-    const refuse = (version: bigint) => ({ type: MessageType.UpdateReject, alias: first.alias, version, reason: RejectReason.Policy }) as const;
+    const refuse = (version: bigint) => updateReject(b, sb, version, RejectReason.Policy);
     expect(receiveReject(released.record, sa, refuse(1n))).toBeNull();
     const result = receiveReject(released.record, sa, refuse(2n))!;
     expect(result.kind).toBe('failed');
@@ -109,9 +110,9 @@ describe('pipelined updates', () => {
   });
 
   it('a crossed refusal of the sent proposal re-proposes the staged change at a fresh version', () => {
-    const { a, sa, first } = pipelined();
+    const { a, b, sa, sb, first } = pipelined();
     const released = releasePrepared(a, { type: MessageType.UpdateAccept, alias: first.alias, version: 1n, sig: new Uint8Array(65) })!;
-    const result = receiveReject(released.record, sa, { type: MessageType.UpdateReject, alias: first.alias, version: 2n, reason: RejectReason.Conflict })!;
+    const result = receiveReject(released.record, sa, updateReject(b, sb, 2n, RejectReason.Conflict))!;
     expect(result.kind).toBe('retry');
     if (result.kind !== 'retry') return;
     expect(result.proposal.state.version).toBe(3n);

@@ -27,6 +27,7 @@ import {
   type UpdateAccept,
   type UpdateReject,
 } from '../wire/messages.ts';
+import { updateReject, signedByPeer } from './control.ts';
 import { aliasOf, type ChannelRecord, digestOf, isFullySigned, proposalMessage, sameState, stagedMessage, stateFromBody, withSig } from './record.ts';
 
 // The update protocol of a two-party channel as pure functions: each takes a record and
@@ -105,8 +106,8 @@ export function reasonOf(err: ProtocolError): RejectReason {
   return RejectReason.Policy;
 }
 
-function reject(rec: ChannelRecord, version: bigint, error: ProtocolError): UpdateResult {
-  return { kind: 'rejected', reply: { type: MessageType.UpdateReject, alias: aliasOf(rec.id), version, reason: reasonOf(error) }, error };
+function reject(rec: ChannelRecord, signer: Signer, version: bigint, error: ProtocolError): UpdateResult {
+  return { kind: 'rejected', reply: updateReject(rec, signer, version, reasonOf(error)), error };
 }
 
 /**
@@ -124,10 +125,10 @@ export function receiveUpdate(rec: ChannelRecord, signer: Signer, msg: StateBody
     if (rec.staged) throw new UpdateConflictError('both sides proposed at once');
     state = checkProposal(rec, msg);
   } catch (err) {
-    return reject(rec, msg.version, err as ProtocolError);
+    return reject(rec, signer, msg.version, err as ProtocolError);
   }
   const digest = digestOf(rec, state);
-  if (!verifyDigest(msg.sig, digest, rec.peerKey)) return reject(rec, msg.version, new InvalidSignatureError('proposal not signed by the peer'));
+  if (!verifyDigest(msg.sig, digest, rec.peerKey)) return reject(rec, signer, msg.version, new InvalidSignatureError('proposal not signed by the peer'));
   const mine = signer.sign(digest);
   const sigs = withSig(withSig([null, null], rec.idx, mine), rec.idx === 0 ? 1 : 0, msg.sig);
   const signed: SignedState = { state, sigs };
@@ -193,6 +194,8 @@ export function receiveReject(rec: ChannelRecord, signer: Signer, msg: UpdateRej
   // Once the prepared proposal is out, the peer's answer to it decides for both.
   const answered = rec.prepared?.sent ? rec.prepared : rec.staged;
   if (!rec.staged || answered?.state.version !== msg.version) return null;
+  // A refusal not signed by the peer changes nothing (anyone can publish one under its name).
+  if (!signedByPeer(rec, msg)) return null;
   const crossed = msg.reason === RejectReason.Conflict || msg.reason === RejectReason.StaleVersion;
   if (crossed && rec.idx === 0) {
     const state = { ...rec.staged.state, version: rec.highestSigned + 1n };

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { acceptOpen, completeOpen, openAcceptOf, type PendingOpen, proposeOpen } from '../channel/open.ts';
+import { closeRequest, openReject, openRejectedBy, signedByPeer, updateReject } from '../channel/control.ts';
 import { aliasKey, aliasOf, type Attachment, type ChannelRecord, sameState, stagedMessage, stateFromBody } from '../channel/record.ts';
 import { lockBody, receiveVoucher, signVoucher, streamFinalBody, unlockBody, voucherMessage } from '../channel/virtual.ts';
 import { makeSync, receiveSync } from '../channel/sync.ts';
@@ -297,7 +298,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (rt.rec.phase !== 'final') {
       if (rt.rec.params.kind === ChannelKind.Stream) {
         if (rt.rec.idx === 0) await this.update(id, () => streamFinalBody(rt.rec, rt.rec.voucher?.cumulative ?? 0n));
-        else this.#send(rt.rec.peer, { type: MessageType.CloseRequest, alias: aliasOf(id) });
+        else this.#send(rt.rec.peer, closeRequest(rt.rec, this.#o.signer));
       } else {
         await this.finalize(id);
       }
@@ -312,7 +313,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (!held || held.msg.version !== version) return;
     rt.held = null;
     if (accept) return this.#answer(rt, held.msg);
-    this.#send(rt.rec.peer, { type: MessageType.UpdateReject, alias: held.msg.alias, version, reason });
+    this.#send(rt.rec.peer, updateReject(rt.rec, this.#o.signer, version, reason));
   }
 
   /** Pays `amount` of asset `asset` to the peer; resolves with the state both signed. */
@@ -475,7 +476,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         // A peer's proposal waiting for these funds will not get them: refuse it now.
         const waiting = vc.awaitingFunds;
         vc.awaitingFunds = null;
-        if (waiting) this.#send(vc.rec.peer, { type: MessageType.UpdateReject, alias: waiting.alias, version: waiting.version, reason: RejectReason.Policy });
+        if (waiting) this.#send(vc.rec.peer, updateReject(vc.rec, this.#o.signer, waiting.version, RejectReason.Policy));
       })
       .finally(() => this.#funding.delete(vc.rec.id));
   }
@@ -656,7 +657,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (rt) this.#send(from, openAcceptOf(rt.rec));
       return;
     }
-    const reply = (reason: RejectReason): void => this.#send(from, { type: MessageType.OpenReject, shareA: m.share, reason });
+    const reply = (reason: RejectReason): void => this.#send(from, openReject(this.#o.signer, m.share, reason));
     if (!(await this.#policy.acceptOpen(m, from))) return reply(RejectReason.Policy);
     if (this.#o.store.acceptedOpen(shareA)) return; // answered while the policy ran
     let virtual: ChannelRecord['virtual'];
@@ -716,7 +717,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   #onOpenReject(from: Address, m: OpenReject): void {
     const key = toHex(m.shareA);
     const w = this.#opens.get(key);
-    if (!w || w.pending.context.participants[1] !== from) return;
+    const peer = w?.pending.context.participants[1];
+    if (!w || peer !== from || !openRejectedBy(m, peer)) return;
     if (w.timer) clearTimeout(w.timer);
     this.#opens.delete(key);
     this.#o.store.deletePendingOpen(key);
@@ -765,7 +767,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       case MessageType.VoucherAck:
         return this.#onVoucherAck(rt, msg);
       case MessageType.CloseRequest:
-        if (rt.rec.params.kind === ChannelKind.Stream && rt.rec.idx === 0 && rt.rec.phase === 'open') await this.settleVirtual(rt.rec.id);
+        if (rt.rec.params.kind === ChannelKind.Stream && rt.rec.idx === 0 && rt.rec.phase === 'open' && signedByPeer(rt.rec, msg)) await this.settleVirtual(rt.rec.id);
         return;
     }
   }
@@ -872,7 +874,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         return;
       }
       if (!decision) {
-        this.#send(rt.rec.peer, { type: MessageType.UpdateReject, alias: msg.alias, version: msg.version, reason: RejectReason.Policy });
+        this.#send(rt.rec.peer, updateReject(rt.rec, this.#o.signer, msg.version, RejectReason.Policy));
         return;
       }
     }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ChannelRecord } from '../channel/record.ts';
+import { updateReject } from '../channel/control.ts';
 import { makeSync } from '../channel/sync.ts';
 import { receiveUpdate } from '../channel/update.ts';
 import { Signer } from '../crypto/keys.ts';
@@ -65,7 +66,7 @@ describe('pipelined updates with a misbehaving peer', () => {
     await until(() => a.agent.channels()[0]?.phase === 'open');
     // B signs A's proposal of version 1 but answers "conflict", then offers it in a resync.
     replaceAcceptance(b, 1n, (m) => [
-      { type: MessageType.UpdateReject, alias: m.alias, version: 1n, reason: RejectReason.Conflict },
+      updateReject(b.agent.channel(ch.id), b.signer, 1n, RejectReason.Conflict),
       makeSync(b.agent.channel(ch.id))!,
     ]);
     const paid = await a.agent.pay(ch.id, 10n);
@@ -96,7 +97,7 @@ describe('pipelined updates with a misbehaving peer', () => {
         }
         // Like the default policy, B never signs a state that pays it less than the one it holds.
         if (m.balances[0]![0] < bRec.current.state.outcome.balances[0]![0]) {
-          return toA({ type: MessageType.UpdateReject, alias: m.alias, version: m.version, reason: RejectReason.Policy });
+          return toA(updateReject(bRec, b.signer, m.version, RejectReason.Policy));
         }
         const signed = receiveUpdate(bRec, b.signer, m);
         if (signed.kind === 'accepted') bRec = signed.record;
@@ -104,7 +105,7 @@ describe('pipelined updates with a misbehaving peer', () => {
           await sleep(20); // A prepares version 2 meanwhile
           toA({ ...signed.reply, sig: forgedSig() } as UpdateAccept);
         } else if (m.version === 2n) {
-          toA({ type: MessageType.UpdateReject, alias: m.alias, version: 2n, reason: RejectReason.Conflict });
+          toA(updateReject(bRec, b.signer, 2n, RejectReason.Conflict));
         } else {
           toA(signed.reply);
         }

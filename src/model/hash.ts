@@ -1,6 +1,6 @@
 import { keccak_256 } from '@noble/hashes/sha3.js';
 import { bytesToHex, hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
-import { AbiParameters, domainAbi, openStructAbi, outcomeAbi, stateStructAbi, voucherStructAbi } from './abi.ts';
+import { AbiParameters, controlStructAbi, domainAbi, openStructAbi, outcomeAbi, stateStructAbi, voucherStructAbi } from './abi.ts';
 import { lockedRoot } from './locked.ts';
 import type { Allocation, Address, Bytes32, Hex, State } from './types.ts';
 
@@ -32,6 +32,7 @@ const typeHash = (s: string): Bytes32 => toHex(keccak_256(utf8ToBytes(s)));
 export const DOMAIN_TYPEHASH = typeHash('EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)');
 export const STATE_TYPEHASH = typeHash('State(bytes32 channelId,uint64 version,bytes32 outcomeHash,bool isFinal)');
 export const VOUCHER_TYPEHASH = typeHash('Voucher(bytes32 channelId,uint256 cumulative)');
+export const CONTROL_TYPEHASH = typeHash('Control(bytes32 subject,uint64 version,uint8 messageType,uint8 reason)');
 
 export interface Domain {
   chainId: bigint;
@@ -108,5 +109,23 @@ export function openDigest(separator: Uint8Array, terms: OpenTerms): Uint8Array 
     terms.kind,
     outcomeHash(terms.outcome),
   ]);
+  return typedDataDigest(separator, keccak(fromHex(encoded)));
+}
+
+/**
+ * A message that makes its receiver stop or act without carrying a state (a refusal, a
+ * close request): `subject` is the channel id, or an open proposal's share; `version` the
+ * refused proposal's (0 where none applies). Off-chain only; the type hash keeps it apart
+ * from every kind the contract accepts.
+ */
+export interface Control {
+  subject: Bytes32;
+  version: bigint;
+  messageType: number;
+  reason: number;
+}
+
+export function controlDigest(separator: Uint8Array, c: Control): Uint8Array {
+  const encoded = AbiParameters.encode(controlStructAbi, [CONTROL_TYPEHASH, c.subject, c.version, c.messageType, c.reason]);
   return typedDataDigest(separator, keccak(fromHex(encoded)));
 }

@@ -130,6 +130,15 @@ export class MemoryNetwork {
     this.disconnected.delete(peer);
   }
 
+  /**
+   * Delivers `frame` to `to` as if `from` had sent it: what an outsider who can publish on
+   * an open broker under any name does. For tests of forged and replayed messages.
+   */
+  forge(from: Address, to: Address, frame: Uint8Array): void {
+    this.stats.sent++;
+    this.schedule({ from: normalize(from), to: normalize(to), frame: frame.slice() }, 0);
+  }
+
   /** @internal Called by MemoryTransport.send. */
   route(sender: MemoryTransport, to: Address, frame: Uint8Array): void {
     this.stats.sent++;

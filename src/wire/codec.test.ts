@@ -38,10 +38,10 @@ export const arbitraryMessage: fc.Arbitrary<Message> = fc.oneof(
     gateway: fc.option(hex(20), { nil: null }),
   }),
   fc.record({ type: fc.constant(MessageType.OpenAccept), shareA: bytesN(32), shareB: bytesN(32), sig: bytesN(65) }),
-  fc.record({ type: fc.constant(MessageType.OpenReject), shareA: bytesN(32), reason }),
+  fc.record({ type: fc.constant(MessageType.OpenReject), shareA: bytesN(32), reason, sig: bytesN(65) }),
   body.chain((b) => fc.record({ type: fc.constant(MessageType.Update), alias: bytesN(8), sig: bytesN(65) }).map((m) => ({ ...b, ...m }))),
   fc.record({ type: fc.constant(MessageType.UpdateAccept), alias: bytesN(8), version: u64, sig: bytesN(65) }),
-  fc.record({ type: fc.constant(MessageType.UpdateReject), alias: bytesN(8), version: u64, reason }),
+  fc.record({ type: fc.constant(MessageType.UpdateReject), alias: bytesN(8), version: u64, reason, sig: bytesN(65) }),
   fc.record({
     type: fc.constant(MessageType.Sync),
     alias: bytesN(8),
@@ -78,7 +78,7 @@ export const arbitraryMessage: fc.Arbitrary<Message> = fc.oneof(
   ),
   fc.record({ type: fc.constant(MessageType.Voucher), alias: bytesN(8), cumulative: amount, sig: bytesN(65) }),
   fc.record({ type: fc.constant(MessageType.VoucherAck), alias: bytesN(8), cumulative: amount }),
-  fc.record({ type: fc.constant(MessageType.CloseRequest), alias: bytesN(8) }),
+  fc.record({ type: fc.constant(MessageType.CloseRequest), alias: bytesN(8), sig: bytesN(65) }),
 ) as fc.Arbitrary<Message>;
 
 function expectTypedOrDecoded(frame: Uint8Array): void {
@@ -144,9 +144,9 @@ describe('wire codec', () => {
 
   it('checks the size before decoding and the protocol version in every envelope', () => {
     expect(() => decodeMessage(new Uint8Array(MAX_MESSAGE_BYTES + 1))).toThrow(MessageTooLargeError);
-    const m: Message = { type: MessageType.UpdateReject, alias: new Uint8Array(8), version: 1n, reason: 1 };
+    const m: Message = { type: MessageType.UpdateReject, alias: new Uint8Array(8), version: 1n, reason: 1, sig: new Uint8Array(65) };
     const frame = encodeMessage(m).slice();
-    frame[1] = 2; // [version=2, ...]
+    frame[1] = 1; // [version=1, ...]: the protocol before control messages were signed
     expect(() => decodeMessage(frame)).toThrow(UnsupportedVersionError);
   });
 

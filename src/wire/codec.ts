@@ -52,13 +52,13 @@ function toArray(m: Message): unknown[] {
     case MessageType.OpenAccept:
       return [m.shareA, m.shareB, m.sig];
     case MessageType.OpenReject:
-      return [m.shareA, m.reason];
+      return [m.shareA, m.reason, m.sig];
     case MessageType.Update:
       return [m.alias, ...bodyOut(m), m.sig];
     case MessageType.UpdateAccept:
       return [m.alias, int(m.version), m.sig];
     case MessageType.UpdateReject:
-      return [m.alias, int(m.version), m.reason];
+      return [m.alias, int(m.version), m.reason, m.sig];
     case MessageType.Sync:
       return [
         m.alias,
@@ -87,7 +87,7 @@ function toArray(m: Message): unknown[] {
     case MessageType.VoucherAck:
       return [m.alias, int(m.cumulative)];
     case MessageType.CloseRequest:
-      return [m.alias];
+      return [m.alias, m.sig];
   }
 }
 
@@ -127,8 +127,8 @@ function fromArray(type: unknown, f: unknown[]): Message {
       fields(3);
       return { type, shareA: bytes(f[0], 'shareA', 32), shareB: bytes(f[1], 'shareB', 32), sig: sig(f[2], 'sig') };
     case MessageType.OpenReject:
-      fields(2);
-      return { type, shareA: bytes(f[0], 'shareA', 32), reason: small(f[1], 'reason', reasons) as RejectReason };
+      fields(3);
+      return { type, shareA: bytes(f[0], 'shareA', 32), reason: small(f[1], 'reason', reasons) as RejectReason, sig: sig(f[2], 'sig') };
     case MessageType.Update:
       fields(6);
       return { type, ...updateFields(f) };
@@ -136,12 +136,13 @@ function fromArray(type: unknown, f: unknown[]): Message {
       fields(3);
       return { type, alias: alias(f[0]), version: uint64(f[1], 'version'), sig: sig(f[2], 'sig') };
     case MessageType.UpdateReject:
-      fields(3);
+      fields(4);
       return {
         type,
         alias: alias(f[0]),
         version: uint64(f[1], 'version'),
         reason: small(f[2], 'reason', reasons) as RejectReason,
+        sig: sig(f[3], 'sig'),
       };
     case MessageType.Sync: {
       fields(3);
@@ -192,8 +193,8 @@ function fromArray(type: unknown, f: unknown[]): Message {
       fields(2);
       return { type, alias: alias(f[0]), cumulative: uint256(f[1], 'cumulative') };
     case MessageType.CloseRequest:
-      fields(1);
-      return { type, alias: alias(f[0]) };
+      fields(2);
+      return { type, alias: alias(f[0]), sig: sig(f[1], 'sig') };
     default:
       throw new UnknownMessageTypeError(type);
   }

@@ -1,7 +1,7 @@
 import type { Address, ChannelKind, Signature, SubAlloc } from '../model/types.ts';
 
 /** Every envelope starts with this; a peer speaking another version is refused. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /**
  * Default size limit, checked before any decoding. The largest message the schema allows
@@ -80,6 +80,8 @@ export interface OpenReject {
   type: typeof MessageType.OpenReject;
   shareA: Uint8Array;
   reason: RejectReason;
+  /** The refuser's signature over controlDigest (subject: the share). */
+  sig: Signature;
 }
 
 /** The parts of a state that change; the rest is known from the channel. */
@@ -108,6 +110,8 @@ export interface UpdateReject {
   alias: Alias;
   version: bigint;
   reason: RejectReason;
+  /** The refuser's signature over controlDigest (subject: the channel id). */
+  sig: Signature;
 }
 
 /**
@@ -172,8 +176,10 @@ export interface Voucher {
 
 /**
  * Stream channels: the payee has received and verified vouchers up to `cumulative`. It
- * paces the payer (see Agent.streamWindow) and carries no signature: it moves no money,
- * and the topic it arrives on names its sender.
+ * paces the payer (see Agent.streamWindow) and carries no signature, because a forged one
+ * cannot change what the payer owes or holds: one above what was paid is refused, and one
+ * at or below it can only let the payer send its next vouchers sooner, which it would pay
+ * anyway for what it receives.
  */
 export interface VoucherAck {
   type: typeof MessageType.VoucherAck;
@@ -185,6 +191,8 @@ export interface VoucherAck {
 export interface CloseRequest {
   type: typeof MessageType.CloseRequest;
   alias: Alias;
+  /** The payee's signature over controlDigest (subject: the channel id). */
+  sig: Signature;
 }
 
 export type Message =
