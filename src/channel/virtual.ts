@@ -163,6 +163,21 @@ export function receiveVoucher(rec: ChannelRecord, msg: Voucher): ChannelRecord 
   return { ...rec, voucher: { cumulative: msg.cumulative, sig: msg.sig } };
 }
 
+/**
+ * Stream payer: a voucher the payee shows back on a resync, taken if it is higher than the
+ * one this side holds and bears this side's own signature. The payer sends a voucher
+ * before its record of it is fsynced, so after a power loss the record may trail what it
+ * signed; this brings it back (a lower final state would be refused by the payee).
+ */
+export function adoptOwnVoucher(rec: ChannelRecord, ownKey: Uint8Array, msg: Voucher): ChannelRecord | null {
+  if (rec.params.kind !== ChannelKind.Stream || rec.idx !== 0) throw new WrongPeerError('only the payer of a stream channel takes back its vouchers');
+  if (rec.phase !== 'open') return null;
+  if (msg.cumulative <= (rec.voucher?.cumulative ?? 0n)) return null;
+  if (msg.cumulative > streamCap(rec)) throw new InsufficientFundsError('voucher above what the payer locked');
+  if (!verifyDigest(msg.sig, voucherDigestOf(rec, msg.cumulative), ownKey)) throw new InvalidSignatureError('voucher not signed by this side');
+  return { ...rec, voucher: { cumulative: msg.cumulative, sig: msg.sig } };
+}
+
 /** The final state of a stream channel: what the latest voucher says, moved to the payee. */
 export function streamFinalBody(rec: ChannelRecord, cumulative: bigint): Omit<StateBody, 'version'> {
   const [x, y] = rec.current.state.outcome.balances[0]!;

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { acceptOpen, completeOpen, openAcceptOf, type PendingOpen, proposeOpen } from '../channel/open.ts';
 import { closeRequest, openReject, openRejectedBy, signedByPeer, updateReject } from '../channel/control.ts';
 import { aliasKey, aliasOf, type Attachment, type ChannelRecord, sameState, stagedMessage, stateFromBody } from '../channel/record.ts';
-import { lockBody, receiveVoucher, signVoucher, streamFinalBody, unlockBody, voucherMessage } from '../channel/virtual.ts';
+import { adoptOwnVoucher, lockBody, receiveVoucher, signVoucher, streamFinalBody, unlockBody, voucherMessage } from '../channel/virtual.ts';
 import { makeSync, receiveSync } from '../channel/sync.ts';
 import { type AcceptResult, checkProposal, prepare, propose, reasonOf, receiveAccept, receiveReject, receiveUpdate, releasePrepared } from '../channel/update.ts';
 import {
@@ -773,6 +773,12 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   #onVoucher(rt: Runtime, msg: Voucher): void {
+    if (rt.rec.idx === 0 && rt.rec.params.kind === ChannelKind.Stream) {
+      // The payee shows back the highest voucher it holds (see #onSync).
+      const adopted = adoptOwnVoucher(rt.rec, this.#o.signer.publicKey, msg);
+      if (adopted) this.#commit(rt, adopted, false);
+      return;
+    }
     const record = receiveVoucher(rt.rec, msg);
     this.#ackVouchers(rt);
     if (!record) return;
@@ -1012,6 +1018,10 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (!rt.rec.staged) this.#clearRetransmit(rt);
     }
     for (const reply of result.replies) this.#send(rt.rec.peer, reply);
+    // A stream's resync carries each side's highest voucher: the payer's, for a payee whose
+    // store lost the last ones; the payee's, for a payer whose record trails what it signed.
+    const voucher = rt.rec.params.kind === ChannelKind.Stream && rt.rec.phase === 'open' ? voucherMessage(rt.rec) : null;
+    if (voucher) this.#send(rt.rec.peer, voucher);
     if (result.peerProposal) await this.#onUpdate(rt, result.peerProposal);
     this.#pump(rt);
   }
