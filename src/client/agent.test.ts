@@ -70,10 +70,14 @@ describe('Agent', () => {
     expect(b.agent.channels()).toEqual([]);
   });
 
-  it('simultaneous proposals: tie-break lets both complete, no version signed twice', async () => {
+  it('simultaneous proposals: tie-break lets both complete, no version signed twice, no caller sees a conflict', async () => {
     const { a, b, network } = pair();
     const ch = await a.agent.open(b.signer.address, { balances: [[1000n, 1000n]] });
     await until(() => b.agent.channels()[0]?.phase === 'open');
+    // Every message takes 3 ms: both sides' first proposals are in flight at once and cross.
+    network.setFaults({ delayMs: 3 });
+    const refused: string[] = [];
+    for (const p of [a, b]) p.agent.on('rejected', (e) => refused.push(e.error.code));
     const results = await Promise.all(
       Array.from({ length: 20 }, (_, i) => (i % 2 ? a.agent.pay(ch.id, 1n) : b.agent.pay(ch.id, 2n))),
     );
@@ -85,6 +89,7 @@ describe('Agent', () => {
     expect(ra.state.outcome.balances).toEqual(rb.state.outcome.balances);
     const aIdx = a.agent.channel(ch.id).idx;
     expect(ra.state.outcome.balances[0]![aIdx]).toBe(1000n - 10n + 20n);
+    expect(refused).toContain('UPDATE_CONFLICT');
   });
 
   it('survives garbage and forged messages from a peer without changing state', async () => {

@@ -52,7 +52,6 @@ interface Op {
   resolve: (s: SignedState) => void;
   reject: (e: unknown) => void;
   deadline: NodeJS.Timeout;
-  conflicts: number;
   /**
    * Every state this side sent the peer that carries this request's change. One may turn
    * up fully signed after the request went back to the queue (a peer that refused it and
@@ -343,7 +342,6 @@ export class Agent extends EventEmitter<AgentEvents> {
         attachment,
         resolve,
         reject,
-        conflicts: 0,
         carriedBy: [],
         deadline: setTimeout(() => this.#expire(rt, op), this.#timing.requestTimeoutMs),
       };
@@ -572,10 +570,10 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /**
    * A request that lost a tie-break goes back to the head of the queue, and this side
-   * holds its proposals for a moment so that the winner's goes through first.
+   * holds its proposals for a moment so that the winner's goes through first. It is
+   * retried until its deadline: the winner makes progress every time.
    */
-  #retryLater(rt: Runtime, op: Op, err: unknown): void {
-    if (++op.conflicts > this.#timing.conflictRetries) return this.#fail(op, err);
+  #retryLater(rt: Runtime, op: Op): void {
     rt.queue.unshift(op);
     if (rt.paused) clearTimeout(rt.paused);
     rt.paused = setTimeout(() => this.#resume(rt), (0.5 + Math.random()) * this.#timing.retransmitMs);
@@ -987,7 +985,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#clearRetransmit(rt);
     const op = rt.inflight;
     rt.inflight = null;
-    if (op && result.error instanceof UpdateConflictError) this.#retryLater(rt, op, result.error);
+    if (op && result.error instanceof UpdateConflictError) this.#retryLater(rt, op);
     else if (op) this.#fail(op, result.error);
     this.#pump(rt);
   }
@@ -1009,7 +1007,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         const op = rt.inflight;
         if (result.staged === 'superseded' && op) {
           rt.inflight = null;
-          this.#retryLater(rt, op, new UpdateConflictError('superseded by a newer state'));
+          this.#retryLater(rt, op);
         }
       }
       // Before anything is built on the adopted state: what it already carries is done.

@@ -16,13 +16,14 @@ export interface Timing {
    */
   retransmitMs: number;
   maxRetransmitMs: number;
-  /** How long open() and update() wait for the peer before failing. */
+  /**
+   * How long open() and update() wait for the peer before failing. A request that lost a
+   * tie-break is retried until then: a caller never sees a tie-break, only this timeout.
+   */
   requestTimeoutMs: number;
-  /** How often a request that lost a tie-break is retried. */
-  conflictRetries: number;
 }
 
-export const DEFAULT_TIMING: Timing = { retransmitMs: 500, maxRetransmitMs: 8000, requestTimeoutMs: 15_000, conflictRetries: 8 };
+export const DEFAULT_TIMING: Timing = { retransmitMs: 500, maxRetransmitMs: 8000, requestTimeoutMs: 15_000 };
 
 export interface UpdateContext {
   channel: ChannelRecord;

@@ -9,7 +9,7 @@ import { ChannelStore } from '../../src/store/store.ts';
 import { MemoryNetwork, type MemoryTransport } from '../../src/transport/memory.ts';
 
 export const CHAIN = { chainId: 31337n, adjudicator: '0x5fbdb2315678afecb367f032d93f642f64180aa3' as Address };
-export const FAST = { retransmitMs: 10, maxRetransmitMs: 80, requestTimeoutMs: 3000, conflictRetries: 50 };
+export const FAST = { retransmitMs: 10, maxRetransmitMs: 80, requestTimeoutMs: 3000 };
 
 const made: string[] = [];
 
@@ -72,12 +72,16 @@ export function makeParty(
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Waits until `cond` holds, checking every few ms, for at most `ms`. */
-export async function until(cond: () => boolean, ms = 5000): Promise<boolean> {
+/**
+ * Waits until `cond` holds, checking every few ms; throws if it still does not after `ms`,
+ * so that a wait that times out fails the test even where its result goes unchecked.
+ */
+export async function until(cond: () => boolean, ms = 5000): Promise<true> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
     if (cond()) return true;
     await sleep(5);
   }
-  return cond();
+  if (cond()) return true;
+  throw new Error(`condition not met within ${ms} ms: ${cond.toString().slice(0, 200)}`);
 }
