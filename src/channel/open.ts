@@ -128,6 +128,19 @@ export function openAcceptOf(rec: ChannelRecord): OpenAccept {
 }
 
 /**
+ * Checks that a proposal to `self` is signed by its sender `from` for this chain, and
+ * that its terms are ones either side accepts; returns the proposer's public key. Done
+ * before any policy runs, so that no policy ever sees a forged proposal.
+ */
+export function verifyProposal(self: Address, m: OpenPropose, from: Address, chain: OpenContext['chain']): Uint8Array {
+  if (from === self) throw new WrongPeerError('a channel needs two different participants');
+  assertTerms(m.kind, m.challengeDuration, outcomeOf(m));
+  const peerKey = recoverPublicKey(m.sig, openDigestOf({ chain, participants: [from, self] }, m));
+  if (!peerKey || addressOf(peerKey) !== from) throw new InvalidSignatureError('proposal not signed by its sender for this chain');
+  return peerKey;
+}
+
+/**
  * Checks a proposal addressed to this side and, if it holds, returns the channel record
  * (to persist) and the acceptance (to send after). Terms the agent does not accept
  * (chain, amounts) are its policy, checked before this.
@@ -139,11 +152,8 @@ export function acceptOpen(
   chain: OpenContext['chain'],
   shareB: Uint8Array = randomBytes(32),
 ): { record: ChannelRecord; reply: OpenAccept } {
-  if (from === signer.address) throw new WrongPeerError('a channel needs two different participants');
+  const peerKey = verifyProposal(signer.address, m, from, chain);
   const ctx: OpenContext = { chain, participants: [from, signer.address] };
-  assertTerms(m.kind, m.challengeDuration, outcomeOf(m));
-  const peerKey = recoverPublicKey(m.sig, openDigestOf(ctx, m));
-  if (!peerKey || addressOf(peerKey) !== from) throw new InvalidSignatureError('proposal not signed by its sender for this chain');
   const params = paramsOf(ctx, m, shareB);
   const state = initialState(params, m);
   const base = { id: state.channelId, params };

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { acceptOpen, completeOpen, openAcceptOf, type PendingOpen, proposeOpen } from '../channel/open.ts';
+import { acceptOpen, completeOpen, openAcceptOf, type PendingOpen, proposeOpen, verifyProposal } from '../channel/open.ts';
 import { closeRequest, openReject, openRejectedBy, signedByPeer, updateReject } from '../channel/control.ts';
 import { aliasKey, aliasOf, type Attachment, type ChannelRecord, sameState, stagedMessage, stateFromBody } from '../channel/record.ts';
 import { adoptOwnVoucher, lockBody, receiveVoucher, signVoucher, streamFinalBody, unlockBody, voucherMessage } from '../channel/virtual.ts';
@@ -218,7 +218,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       balances: options.balances,
       gateway: options.gateway?.toLowerCase() as Address | undefined,
     });
-    this.#o.store.savePendingOpen(toHex(pending.message.share), pending);
+    const failed = this.#persist(() => this.#o.store.savePendingOpen(toHex(pending.message.share), pending));
+    if (failed) throw failed;
     return this.#resumeOpen(pending);
   }
 
@@ -634,7 +635,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         if (!this.#opens.has(key) || this.#stopped) return;
         if (Date.now() > deadline) {
           this.#opens.delete(key);
-          this.#o.store.deletePendingOpen(key);
+          if (this.#persist(() => this.#o.store.deletePendingOpen(key))) return;
           return reject(new ProtocolTimeoutError(`no answer to the channel proposal from ${pending.context.participants[1]}`));
         }
         this.#send(pending.context.participants[1], pending.message);
@@ -656,6 +657,13 @@ export class Agent extends EventEmitter<AgentEvents> {
       return;
     }
     const reply = (reason: RejectReason): void => this.#send(from, openReject(this.#o.signer, m.share, reason));
+    try {
+      verifyProposal(this.address, m, from, this.#o.chain);
+    } catch (err) {
+      // The reason, a bad signature included: a proposal signed for another chain looks forged.
+      if (err instanceof ProtocolError) reply(reasonOf(err));
+      throw err;
+    }
     if (!(await this.#policy.acceptOpen(m, from))) return reply(RejectReason.Policy);
     if (this.#o.store.acceptedOpen(shareA)) return; // answered while the policy ran
     let virtual: ChannelRecord['virtual'];
@@ -665,20 +673,17 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (!parent || this.#fundingLoad(parent) >= MAX_LOCKED) return reply(RejectReason.InvalidTerms);
       virtual = { gateway: m.gateway!, parent: parent.rec.id };
     }
-    let accepted;
-    try {
-      accepted = acceptOpen(this.#o.signer, m, from, this.#o.chain);
-    } catch (err) {
-      if (err instanceof ProtocolError) reply(reasonOf(err));
-      throw err;
-    }
+    const accepted = acceptOpen(this.#o.signer, m, from, this.#o.chain);
     const record: ChannelRecord = virtual ? { ...accepted.record, virtual } : accepted.record;
     const accept = accepted.reply;
     if (this.#byAlias.has(aliasKey(aliasOf(record.id)))) return reply(RejectReason.InvalidTerms);
-    this.#o.store.atomically(() => {
-      this.#o.store.saveChannel(record);
-      this.#o.store.saveAcceptedOpen({ shareA, channelId: record.id });
-    });
+    const failed = this.#persist(() =>
+      this.#o.store.atomically(() => {
+        this.#o.store.saveChannel(record);
+        this.#o.store.saveAcceptedOpen({ shareA, channelId: record.id });
+      }),
+    );
+    if (failed) return;
     const rt = this.#track(record);
     this.#send(from, accept);
     this.#armRetransmit(rt);
@@ -700,10 +705,13 @@ export class Agent extends EventEmitter<AgentEvents> {
     const record: ChannelRecord = gateway ? { ...completed.record, virtual: { gateway, parent: this.#parentFor(gateway).rec.id } } : completed.record;
     const reply = completed.reply;
     if (this.#byAlias.has(aliasKey(aliasOf(record.id)))) throw new AliasCollisionError('channel alias collides with a live channel');
-    this.#o.store.atomically(() => {
-      this.#o.store.saveChannel(record);
-      this.#o.store.deletePendingOpen(key);
-    });
+    const failed = this.#persist(() =>
+      this.#o.store.atomically(() => {
+        this.#o.store.saveChannel(record);
+        this.#o.store.deletePendingOpen(key);
+      }),
+    );
+    if (failed) return;
     if (w.timer) clearTimeout(w.timer);
     this.#opens.delete(key);
     const rt = this.#track(record);
@@ -719,13 +727,15 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (!w || peer !== from || !openRejectedBy(m, peer)) return;
     if (w.timer) clearTimeout(w.timer);
     this.#opens.delete(key);
-    this.#o.store.deletePendingOpen(key);
+    if (this.#persist(() => this.#o.store.deletePendingOpen(key))) return;
     w.reject(new OpenRejectedError(Object.entries(RejectReason).find(([, v]) => v === m.reason)?.[0] ?? String(m.reason)));
   }
 
   // ---- incoming channel messages ----
 
   #receive(from: Address, frame: Uint8Array): void {
+    // A stopped agent acts on nothing: its memory may be ahead of its store.
+    if (this.#stopped) return;
     let msg: Message;
     try {
       msg = decodeMessage(frame, this.#o.maxMessageBytes);
@@ -1087,17 +1097,34 @@ export class Agent extends EventEmitter<AgentEvents> {
         writes.some((w) => w.durable),
       );
     } catch (err) {
-      // Nothing that depends on these records may leave this process, and memory is now
-      // ahead of the store: the only safe state is the stored one. Stop; a restart resumes
-      // from the store and resynchronises.
-      const failure = new StoreError('store write failed: agent stopped', { cause: err });
-      this.#log.error({ err: String(err) }, 'store write failed; messages withheld, agent stopped');
-      for (const op of batch.resolving) op.reject(failure);
-      this.#halt(failure);
-      this.emit('failed', failure);
+      this.#storeFailed(err, batch.resolving);
       return;
     }
     for (const fn of batch.after) fn();
+  }
+
+  /**
+   * Nothing that depends on a failed write may leave this process, and memory is now
+   * ahead of the store: the only safe state is the stored one. Stop; a restart resumes
+   * from the store and resynchronises.
+   */
+  #storeFailed(err: unknown, waiting: readonly { reject(e: unknown): void }[] = []): StoreError {
+    const failure = new StoreError('store write failed: agent stopped', { cause: err });
+    this.#log.error({ err: String(err) }, 'store write failed; messages withheld, agent stopped');
+    for (const op of waiting) op.reject(failure);
+    this.#halt(failure);
+    this.emit('failed', failure);
+    return failure;
+  }
+
+  /** A store write outside the group commit (the open protocol): the failure, or null once it landed. */
+  #persist(write: () => void): StoreError | null {
+    try {
+      write();
+      return null;
+    } catch (err) {
+      return this.#storeFailed(err);
+    }
   }
 
   /** Runs `fn` once everything committed so far is stored (at once when nothing waits). */

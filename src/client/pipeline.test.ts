@@ -9,7 +9,9 @@ import { ChannelStore } from '../store/store.ts';
 import { MemoryNetwork } from '../transport/memory.ts';
 import { decodeMessage, encodeMessage } from '../wire/codec.ts';
 import { type Message, MessageType, RejectReason, type UpdateAccept } from '../wire/messages.ts';
-import { FAST, makeParty, type Party, sleep, stoppedAfterEach, tempDir, until } from '../../test/helpers/agents.ts';
+import { CHAIN, FAST, makeParty, type Party, sleep, stoppedAfterEach, tempDir, until } from '../../test/helpers/agents.ts';
+import { proposeOpen } from '../channel/open.ts';
+import { ChannelKind, NATIVE_ASSET } from '../model/types.ts';
 
 // Pipelined updates against peers that misbehave: the next proposal leaves when an
 // acceptance arrives, before it is verified, so every answer a peer can give afterwards
@@ -176,5 +178,70 @@ describe('pipelined updates with a misbehaving peer', () => {
     // B never saw a proposal: A signed one, but could not store it.
     expect(b.agent.channel(ch.id).current.state.version).toBe(0n);
     await expect(a.agent.pay(ch.id, 1n)).rejects.toThrow();
+  });
+});
+
+describe('opens with a full disk or a forged proposal', () => {
+  class FullDisk extends ChannelStore {
+    full = false;
+    #check(): void {
+      if (this.full) throw new Error('SQLITE_FULL: database or disk is full');
+    }
+    override savePendingOpen(...args: Parameters<ChannelStore['savePendingOpen']>): void {
+      this.#check();
+      super.savePendingOpen(...args);
+    }
+    override saveAcceptedOpen(...args: Parameters<ChannelStore['saveAcceptedOpen']>): void {
+      this.#check();
+      super.saveAcceptedOpen(...args);
+    }
+  }
+
+  it('a proposer whose store refuses the proposal stops: open() fails with StoreError, nothing is sent', async () => {
+    const network = new MemoryNetwork();
+    const dir = tempDir();
+    const store = new FullDisk(`${dir}/a.db`, { durability: 'normal' });
+    const a = makeParty(network, dir, 'a', {}, undefined, store);
+    const b = makeParty(network, dir, 'b');
+    parties.push(a, b);
+    const failed: StoreError[] = [];
+    a.agent.on('failed', (e) => failed.push(e));
+    store.full = true;
+    await expect(a.agent.open(b.signer.address, { balances: [[1n, 1n]] })).rejects.toBeInstanceOf(StoreError);
+    expect(failed).toHaveLength(1);
+    await network.idle();
+    expect(b.agent.channels()).toEqual([]);
+    await expect(a.agent.open(b.signer.address, { balances: [[1n, 1n]] })).rejects.toBeInstanceOf(StoreError);
+  });
+
+  it('an accepter whose store refuses the channel stops and never sends its acceptance', async () => {
+    const network = new MemoryNetwork();
+    const dir = tempDir();
+    const store = new FullDisk(`${dir}/b.db`, { durability: 'normal' });
+    const a = makeParty(network, dir, 'a', { timing: { ...FAST, requestTimeoutMs: 300 } });
+    const b = makeParty(network, dir, 'b', {}, undefined, store);
+    parties.push(a, b);
+    const failed: StoreError[] = [];
+    b.agent.on('failed', (e) => failed.push(e));
+    store.full = true;
+    await expect(a.agent.open(b.signer.address, { balances: [[1n, 1n]] })).rejects.toThrow();
+    expect(failed).toHaveLength(1);
+    expect(a.agent.channels()).toEqual([]);
+  });
+
+  it('no policy ever sees a forged proposal: it is refused before the policy runs', async () => {
+    const network = new MemoryNetwork();
+    const dir = tempDir();
+    let asked = 0;
+    const b = makeParty(network, dir, 'b', { policy: { acceptOpen: () => (asked++, true) } });
+    parties.push(b);
+    const victim = Signer.random();
+    const mallory = Signer.random();
+    // Signed by Mallory, sent under the victim's name.
+    const { message } = proposeOpen(mallory, { peer: b.signer.address, ...CHAIN, challengeDuration: 3600n, kind: ChannelKind.Ledger, assets: [NATIVE_ASSET], balances: [[1n, 1n]] });
+    network.forge(victim.address, b.signer.address, encodeMessage(message));
+    await network.idle();
+    expect(asked).toBe(0);
+    expect(b.agent.channels()).toEqual([]);
   });
 });
