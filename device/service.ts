@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Agent, type Policy, type Timing } from '../src/client/agent.ts';
+import { Agent, type AgentOptions, type Policy, type Timing } from '../src/client/agent.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
 import { loadOrCreateKeystore } from '../src/crypto/keystore.ts';
 import type { Signer } from '../src/crypto/keys.ts';
@@ -30,6 +30,8 @@ export interface DeviceConfig {
   voucherDurableEvery?: bigint;
   /** What the gateway charges per virtual channel this device's ledger channel funds (asset 0). */
   virtualFee?: bigint;
+  /** Per-peer limit and minimum lock for the virtual channels others open with this device. */
+  virtualLimits?: AgentOptions['virtualLimits'];
   mqttLogin?: Pick<MqttTransportOptions, 'username' | 'password' | 'tls'>;
   timing?: Partial<Timing>;
   /** Where the device learns that its ledger channel is funded on-chain; none: it does not check. */
@@ -65,6 +67,7 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
     timing: cfg.timing,
     voucherDurableEvery: cfg.voucherDurableEvery,
     virtualFee: cfg.virtualFee,
+    virtualLimits: cfg.virtualLimits,
     policy: {
       // Virtual channels only, through our gateway (the signature already binds our chain).
       acceptOpen: (p) => funded && p.kind !== ChannelKind.Ledger && p.gateway === cfg.gateway,

@@ -17,6 +17,7 @@ import { MAX_CHALLENGE_DURATION, MIN_CHALLENGE_DURATION } from '../src/model/dur
 import { ChannelStore } from '../src/store/store.ts';
 import { Intermediary } from './intermediary.ts';
 import type { Agent } from '../src/client/agent.ts';
+import type { AgentOptions } from '../src/client/types.ts';
 import type { UpdateContext } from '../src/client/types.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
 import { lockOutcome } from '../src/channel/virtual.ts';
@@ -28,15 +29,15 @@ const live = stoppedAfterEach();
 const ETH = '0x0000000000000000000000000000000000000000' as const;
 
 /** A and B each hold a ledger channel with gateway G: [device's, gateway's] funds. */
-async function network3(faults: MemoryFaults = {}, seed = 1, holdTimeoutMs = 3000, fees = { gateway: 0n, devices: 0n }) {
+async function network3(faults: MemoryFaults = {}, seed = 1, holdTimeoutMs = 3000, fees = { gateway: 0n, devices: 0n }, devices: Partial<AgentOptions> = {}) {
   const network = new MemoryNetwork({ seed });
   const dir = tempDir();
   const gStore = new ChannelStore(join(dir, 'g.db'), { durability: 'normal' });
   const intermediary = new Intermediary({ store: gStore, chain: CHAIN, holdTimeoutMs, fee: fees.gateway, logger: silentLogger });
   const g = makeParty(network, dir, 'g', { policy: { acceptUpdate: intermediary.decide } }, undefined, gStore);
   intermediary.attach(g.agent);
-  const a = makeParty(network, dir, 'a', { virtualFee: fees.devices });
-  const b = makeParty(network, dir, 'b', { virtualFee: fees.devices });
+  const a = makeParty(network, dir, 'a', { virtualFee: fees.devices, ...devices });
+  const b = makeParty(network, dir, 'b', { virtualFee: fees.devices, ...devices });
   live.push(a, b, g);
   const la = await a.agent.open(g.signer.address, { balances: [[100n, 100n]] });
   const lb = await b.agent.open(g.signer.address, { balances: [[50n, 100n]] });
@@ -244,7 +245,7 @@ describe('virtual-channel terms the gateway refuses', () => {
   });
 
   it(`a ledger channel funds at most ${MAX_LOCKED} virtual channels: the next open is refused up front, by either device`, async () => {
-    const { a, b, g, la, network } = await network3();
+    const { a, b, g, la, network } = await network3({}, 1, 3000, undefined, { virtualLimits: { perPeer: MAX_LOCKED } });
     const opts = { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[1n, 0n]] as [[bigint, bigint]] };
     for (let i = 0; i < MAX_LOCKED - 1; i++) await a.agent.openVirtual(b.signer.address, opts);
     // Two opens at once for the last place: one gets it, the other is refused before anything is sent.
@@ -260,6 +261,24 @@ describe('virtual-channel terms the gateway refuses', () => {
     await until(() => g.agent.channels().filter((ch) => ch.phase === 'open').length === 3);
     await expect(c.agent.openVirtual(b.signer.address, opts)).rejects.toBeInstanceOf(OpenRejectedError);
     expect(b.agent.channels().filter((ch) => ch.params.kind === ChannelKind.Stream)).toHaveLength(MAX_LOCKED);
+  });
+
+  it('one payer cannot fill a payee: past its per-peer limit it is refused, and another payer still opens', async () => {
+    const { a, b, g, network } = await network3();
+    const opts = { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[1n, 0n]] as [[bigint, bigint]] };
+    for (let i = 0; i < 4; i++) await a.agent.openVirtual(b.signer.address, opts);
+    await expect(a.agent.openVirtual(b.signer.address, opts)).rejects.toBeInstanceOf(OpenRejectedError);
+    const c = makeParty(network, tempDir(), 'c');
+    live.push(c);
+    await c.agent.open(g.signer.address, { balances: [[10n, 10n]] });
+    await until(() => g.agent.channels().filter((ch) => ch.phase === 'open').length === 3);
+    expect((await c.agent.openVirtual(b.signer.address, opts)).phase).toBe('open');
+  });
+
+  it('a lock below the payee\'s minimum is refused', async () => {
+    const { a, b, g } = await network3({}, 1, 3000, undefined, { virtualLimits: { minLock: 5n } });
+    await expect(a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[4n, 0n]] })).rejects.toBeInstanceOf(OpenRejectedError);
+    expect((await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[5n, 0n]] })).phase).toBe('open');
   });
 
   it('a lock larger than the ledger balance is refused by the device itself', async () => {

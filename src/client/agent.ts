@@ -111,7 +111,7 @@ interface OpenWaiter {
  */
 export class Agent extends EventEmitter<AgentEvents> {
   readonly address: Address;
-  readonly #o: Required<Pick<AgentOptions, 'signer' | 'transport' | 'store' | 'chain' | 'challengeDuration' | 'maxMessageBytes' | 'voucherDurableEvery' | 'virtualFee'>>;
+  readonly #o: Required<Pick<AgentOptions, 'signer' | 'transport' | 'store' | 'chain' | 'challengeDuration' | 'maxMessageBytes' | 'voucherDurableEvery' | 'virtualFee' | 'virtualLimits'>>;
   readonly #policy: Policy;
   readonly #timing: Timing;
   readonly #log: Logger;
@@ -138,7 +138,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   constructor(options: AgentOptions) {
     super();
-    this.#o = { challengeDuration: 3600n, maxMessageBytes: MAX_MESSAGE_BYTES, voucherDurableEvery: 0n, virtualFee: 0n, ...options };
+    this.#o = { challengeDuration: 3600n, maxMessageBytes: MAX_MESSAGE_BYTES, voucherDurableEvery: 0n, virtualFee: 0n, virtualLimits: {}, ...options };
     this.address = options.signer.address;
     this.#policy = {
       acceptOpen: () => true,
@@ -671,6 +671,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       // A virtual channel is funded by our ledger channel with the gateway it names.
       const parent = m.gateway && [...this.#channels.values()].find((r) => r.rec.peer === m.gateway && r.rec.params.kind === ChannelKind.Ledger && r.rec.phase === 'open');
       if (!parent || this.#fundingLoad(parent) >= MAX_LOCKED) return reply(RejectReason.InvalidTerms);
+      if (!this.#withinVirtualLimits(from, m)) return reply(RejectReason.Policy);
       virtual = { gateway: m.gateway!, parent: parent.rec.id };
     }
     const accepted = acceptOpen(this.#o.signer, m, from, this.#o.chain);
@@ -1150,6 +1151,21 @@ export class Agent extends EventEmitter<AgentEvents> {
    * funded, those accepted and not open yet, and those this side is proposing. One whose
    * funding failed does not count: it will not be locked.
    */
+  /** Whether `from` may open one more virtual channel with this side, with the lock it proposes. */
+  #withinVirtualLimits(from: Address, m: OpenPropose): boolean {
+    const { perPeer = 4, minLock = 0n } = this.#o.virtualLimits;
+    const [x, y] = m.balances[0]!;
+    if (x + y < minLock) return false;
+    let live = 0;
+    for (const rt of this.#channels.values()) {
+      const rec = rt.rec;
+      if (rec.peer !== from || rec.params.kind === ChannelKind.Ledger || rec.phase === 'final') continue;
+      if (rec.phase === 'opening' && this.#abandoned(rt)) continue;
+      live++;
+    }
+    return live < perPeer;
+  }
+
   #fundingLoad(parent: Runtime): number {
     const counted = new Set(parent.rec.current.state.outcome.locked.map((l) => l.id));
     for (const [id, rt] of this.#channels) {

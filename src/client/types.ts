@@ -69,6 +69,12 @@ export interface AgentOptions {
    * funding update itself. Default 0.
    */
   virtualFee?: bigint;
+  /**
+   * Virtual channels other devices open with this one: at most `perPeer` live at once from
+   * one peer (default 4), each locking at least `minLock` of asset 0 in total (default 0),
+   * so that no one peer can fill the slots of this side's ledger channel (MAX_LOCKED).
+   */
+  virtualLimits?: { perPeer?: number; minLock?: bigint };
 }
 
 export interface OpenOptions {
