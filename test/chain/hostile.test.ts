@@ -4,13 +4,16 @@
 // (Front-running is in frontrun.test.ts, arbitrary call sequences in fuzz.test.ts.)
 import { parseEther } from 'viem';
 import { describe, expect, it } from 'vitest';
-import { writeAdjudicator } from '../../src/chain/client.ts';
+import { createChainClient, writeAdjudicator } from '../../src/chain/client.ts';
 import { conclude } from '../../src/chain/conclude.ts';
 import { concludeVirtual } from '../../src/chain/concludeVirtual.ts';
 import { cooperativeClose } from '../../src/chain/cooperativeClose.ts';
 import { deposit, depositMany } from '../../src/chain/deposit.ts';
 import type { Devnet } from '../../src/chain/devnet.ts';
-import { toContractParams, toContractSignatures, type ContractOutcome } from '../../src/chain/encode.ts';
+import { toContractParams, toContractSignatures, toContractState, type ContractOutcome } from '../../src/chain/encode.ts';
+import { startDevnet } from '../../src/chain/devnet.ts';
+import { adjudicatorAbi } from '../../src/chain/abi.generated.ts';
+import { createTestClient, http } from 'viem';
 import { AdjudicatorRevertError } from '../../src/chain/errors.ts';
 import { readDispute, readHoldings } from '../../src/chain/read.ts';
 import { register } from '../../src/chain/register.ts';
@@ -18,7 +21,7 @@ import { registerVoucher } from '../../src/chain/registerVirtual.ts';
 import { readCredit } from '../../src/chain/withdraw.ts';
 import { Signer } from '../../src/crypto/keys.ts';
 import { MAX_CHALLENGE_DURATION, MIN_CHALLENGE_DURATION } from '../../src/model/duration.ts';
-import { domainSeparator, stateDigest, voucherDigest } from '../../src/model/hash.ts';
+import { domainSeparator, stateDigest, toHex, voucherDigest } from '../../src/model/hash.ts';
 import { lockedRoot } from '../../src/model/locked.ts';
 import { ChannelKind, NATIVE_ASSET, type Address, type Allocation, type Params, type SignedState, type State } from '../../src/model/types.ts';
 import { ethBalance, ethOutcome, idOf, makeState, subAlloc, useDevnet } from './fixture.ts';
@@ -219,6 +222,18 @@ describe('a concluded channel is closed in every asset it lists', () => {
     }
   });
 
+  it('a state listing a concluded asset anywhere, not only first, is refused', async () => {
+    const d = devnet();
+    const [a, b] = [Signer.random(), Signer.random()];
+    const [token, unused] = [await fundedToken(d.clients[1]!, 1000n), await fundedToken(d.clients[1]!, 1000n)];
+    const p = channel(d, a, b);
+    await deposit(d.clients[1]!, { channelId: idOf(p), asset: token.address, amount: 10n });
+    await cooperativeClose(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 3n, { assets: [NATIVE_ASSET, token.address], balances: [[0n, 0n], [5n, 5n]], locked: [] }, true), a, b) });
+    const old: Allocation = { assets: [unused.address, token.address], balances: [[0n, 0n], [10n, 0n]], locked: [] };
+    await rejects(register(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 1n, old), a, b) }), 'ChannelConcluded');
+    await rejects(cooperativeClose(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 1n, old, true), a, b) }), 'ChannelConcluded');
+  });
+
   it('a dispute registered before a cooperative close with other assets cannot conclude afterwards', async () => {
     const d = devnet();
     const [a, b] = [Signer.random(), Signer.random()];
@@ -264,6 +279,60 @@ describe('a concluded channel is closed in every asset it lists', () => {
     await cooperativeClose(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 1n, { assets: [token.address], balances: [[(1n << 256n) - 1n, 5n]], locked: [] }, true), a, b) });
     expect(await token.balanceOf(a.address)).toBe(huge);
     expect(await token.balanceOf(b.address)).toBe(0n);
+  });
+});
+
+describe('signatures and kinds the contract refuses', () => {
+  it('a zero participant: a signature that recovers to address 0 is refused', async () => {
+    const d = devnet();
+    const a = Signer.random();
+    const p = { ...channel(d, a, a), participants: [a.address, NATIVE_ASSET] as const };
+    const state = makeState(p, 1n, ethOutcome(0n, 0n), true);
+    const digest = stateDigest(domainSeparator(p), state);
+    // r = 0 makes ecrecover return 0; s low, v = 27.
+    const zero = new Uint8Array(65);
+    zero[63] = 1;
+    zero[64] = 27;
+    const err = await register(d.clients[1]!, { params: p, signed: { state, sigs: [a.sign(digest), zero] } }).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(AdjudicatorRevertError);
+    expect((err as AdjudicatorRevertError<'InvalidSignature'>).args[0]).toBe(1n);
+  });
+
+  it('a parent leaf naming a ledger channel cannot be released with an outcome of the caller\'s choosing', async () => {
+    const d = devnet();
+    const [A, G, B] = [Signer.random(), Signer.random(), Signer.random()];
+    const T = 100n;
+    const ledgerAsSub = channel(d, A, B);
+    const gb = channel(d, G, B);
+    const parentOutcome = ethOutcome(5n, 5n, [subAlloc(ledgerAsSub, [T], [0, 1])]);
+    await deposit(d.clients[1]!, { channelId: idOf(gb), asset: NATIVE_ASSET, amount: T + 10n });
+    await cooperativeClose(d.clients[1]!, { params: gb, signed: sign(gb, makeState(gb, 1n, parentOutcome, true), G, B) });
+    await register(d.clients[1]!, { params: ledgerAsSub, signed: sign(ledgerAsSub, makeState(ledgerAsSub, 1n, ethOutcome(0n, 0n)), A, B) });
+    await d.increaseTime(MIN_CHALLENGE_DURATION);
+    // The client refuses this up front; sent anyway, with an outcome paying B all of T:
+    const settled = { assets: parentOutcome.assets, lockedRoot: lockedRoot(parentOutcome.locked), held: [T] };
+    const anyOutcome = { assets: [NATIVE_ASSET], balances: [[0n, T]] as const, lockedRoot: lockedRoot([]) };
+    const leaf = { id: idOf(ledgerAsSub), balances: [T], indexMap: [0, 1] as const };
+    await rejects(writeAdjudicator(d.clients[1]!, 'release', [toContractParams(gb, d.clients[1]!), settled, leaf, [], toContractParams(ledgerAsSub, d.clients[1]!), anyOutcome]), 'WrongKind');
+  });
+
+  it('after a chain-id change the domain follows the chain: states signed for the new id register, for the old one not', async () => {
+    const d = await startDevnet();
+    try {
+      const [a, b] = [Signer.random(), Signer.random()];
+      const test = createTestClient({ mode: 'anvil', transport: http(d.anvil.rpcUrl) });
+      await test.request({ method: 'anvil_setChainId', params: [4242] } as never);
+      const client = createChainClient({ rpcUrl: d.anvil.rpcUrl, chainId: 4242, privateKey: d.anvil.accounts[1]!.privateKey, adjudicator: d.deployer.adjudicator, pollingInterval: 20 });
+      const before = channel(d, a, b);
+      const after = { ...before, chainId: 4242n };
+      const separator = await client.publicClient.readContract({ address: client.adjudicator, abi: adjudicatorAbi, functionName: 'domainSeparator' });
+      expect(separator).toBe(toHex(domainSeparator(after)));
+      const old = sign(before, makeState(before, 1n, ethOutcome(0n, 0n)), a, b);
+      await rejects(writeAdjudicator(client, 'register', [toContractParams(after, client), toContractState(old.state), toContractSignatures(old)]), 'InvalidSignature');
+      await register(client, { params: after, signed: sign(after, makeState(after, 1n, ethOutcome(0n, 0n)), a, b) });
+    } finally {
+      await d.stop();
+    }
   });
 });
 

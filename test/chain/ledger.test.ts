@@ -190,6 +190,15 @@ describe('dispute', () => {
     await register(a.client, { params, signed: signedBy(params, makeState(params, 1n, ethOutcome(0n, 5n * ONE), true), a, b) });
     expect(await ethBalance(d, b.address)).toBe(before + ONE);
   });
+
+  it('an under-funded channel pays participant 0 first, then participant 1 what is left', async () => {
+    const d = devnet();
+    const [a, b] = [party(d, 1), party(d, 2)];
+    const params = await funded(d, a, b, [5n, 0n]);
+    const [balA, balB] = [await ethBalance(d, a.address), await ethBalance(d, b.address)];
+    await register(party(d, 7).client, { params, signed: signedBy(params, makeState(params, 1n, ethOutcome(4n, 4n), true), a, b) });
+    expect([(await ethBalance(d, a.address)) - balA, (await ethBalance(d, b.address)) - balB]).toEqual([4n, 1n]);
+  });
 });
 
 describe('refused payouts', () => {

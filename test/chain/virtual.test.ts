@@ -113,6 +113,8 @@ describe('stream channel', () => {
     const paid = parseEther('0.3');
     await registerVoucher(n.G.client, { params: n.vc, cumulative: parseEther('0.1'), signature: signVoucher(n.vc, parseEther('0.1'), n.A) });
     await rejects(registerVoucher(n.A.client, { params: n.vc, cumulative: parseEther('0.05'), signature: signVoucher(n.vc, parseEther('0.05'), n.A) }), 'VoucherNotHigher');
+    // Only the payee may restate the registered amount (to resolve at once); anyone else must raise it.
+    await rejects(registerVoucher(n.submitter.client, { params: n.vc, cumulative: parseEther('0.1'), signature: signVoucher(n.vc, parseEther('0.1'), n.A) }), 'VoucherNotHigher');
     await rejects(registerVoucher(n.G.client, { params: n.vc, cumulative: paid, signature: signVoucher(n.vc, paid, n.B) }), 'InvalidSignature');
     await registerVoucher(n.B.client, { params: n.vc, cumulative: paid, signature: signVoucher(n.vc, paid, n.A) });
     expect(cumulativeOf((await readDispute(n.B.client, idOf(n.vc)))!)).toBe(paid);
@@ -129,6 +131,21 @@ describe('stream channel', () => {
     const n = await network(d, ChannelKind.Stream);
     const agOutcome = await closeKeepingLocked(n, n.ag, [subAlloc(n.vc, [T], [0, 1])]);
     await registerVoucher(n.B.client, { params: n.vc, cumulative: 5n * T, signature: signVoucher(n.vc, 5n * T, n.A) });
+    const before = await balances(d, n);
+    await concludeVirtual(n.submitter.client, { parent: n.ag, parentOutcome: agOutcome, virtual: n.vc });
+    const after = await balances(d, n);
+    expect([after[0]! - before[0]!, after[1]! - before[1]!]).toEqual([0n, T]);
+  });
+
+  it('a voucher of 2^128 or more is stored as 2^128 - 1 and still pays the payee the whole lock', async () => {
+    const d = devnet();
+    const n = await network(d, ChannelKind.Stream);
+    const agOutcome = await closeKeepingLocked(n, n.ag, [subAlloc(n.vc, [T], [0, 1])]);
+    await registerVoucher(n.G.client, { params: n.vc, cumulative: 1n << 128n, signature: signVoucher(n.vc, 1n << 128n, n.A) });
+    expect(cumulativeOf((await readDispute(n.B.client, idOf(n.vc)))!)).toBe((1n << 128n) - 1n);
+    // Beyond the cap, higher amounts are all equal: only the payee's restatement resolves.
+    await rejects(registerVoucher(n.G.client, { params: n.vc, cumulative: (1n << 256n) - 1n, signature: signVoucher(n.vc, (1n << 256n) - 1n, n.A) }), 'VoucherNotHigher');
+    await registerVoucher(n.B.client, { params: n.vc, cumulative: (1n << 256n) - 1n, signature: signVoucher(n.vc, (1n << 256n) - 1n, n.A) });
     const before = await balances(d, n);
     await concludeVirtual(n.submitter.client, { parent: n.ag, parentOutcome: agOutcome, virtual: n.vc });
     const after = await balances(d, n);
@@ -223,6 +240,7 @@ describe('refusals', () => {
     await rejects(releaseWith(subAlloc(n.vc, [2n * T], [0, 1])), 'InvalidProof');
     await rejects(releaseWith(subAlloc(n.vc, [T], [0, 2] as unknown as [number, number])), 'InvalidIndexMap');
     await rejects(releaseWith(subAlloc(other, [T], [0, 1])), 'SubAllocMismatch');
+    await rejects(releaseWith(subAlloc(n.vc, [T, T], [0, 1])), 'SubAllocMismatch');
     await concludeVirtual(n.submitter.client, { parent: n.gb, parentOutcome: gbOutcome, virtual: n.vc });
   });
 });
