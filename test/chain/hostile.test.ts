@@ -51,6 +51,12 @@ async function rejects(promise: Promise<unknown>, name: string): Promise<void> {
   expect((err as AdjudicatorRevertError).errorName).toBe(name);
 }
 
+/** A concluded channel takes `outcome` neither as a registration nor as a cooperative close. */
+async function refusedAfterClose(d: Devnet, p: Params, outcome: Allocation, a: Signer, b: Signer): Promise<void> {
+  await rejects(register(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 9n, outcome), a, b) }), 'ChannelConcluded');
+  await rejects(cooperativeClose(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 9n, outcome, true), a, b) }), 'ChannelConcluded');
+}
+
 /** Registers a raw outcome (any shape) signed by both, bypassing the model's own checks. */
 function registerRaw(d: Devnet, p: Params, version: bigint, outcome: ContractOutcome, isFinal: boolean, a: Signer, b: Signer) {
   // The digest hashes the contract outcome exactly as given.
@@ -200,9 +206,7 @@ describe('a concluded channel is closed in every asset it lists', () => {
     expect(await readHoldings(d.clients[1]!, idOf(p), token.address)).toEqual({ amount: 0n, concluded: true });
     await rejects(deposit(d.clients[1]!, { channelId: idOf(p), asset: token.address, amount: 100n }), 'DepositRefused');
     // An old state listing the token first (its slot was unfunded at the close) is refused too.
-    const old: Allocation = { assets: [token.address, NATIVE_ASSET], balances: [[0n, 0n], [10n, 0n]], locked: [] };
-    await rejects(register(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 1n, old), a, b) }), 'ChannelConcluded');
-    await rejects(cooperativeClose(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 1n, old, true), a, b) }), 'ChannelConcluded');
+    await refusedAfterClose(d, p, { assets: [token.address, NATIVE_ASSET], balances: [[0n, 0n], [10n, 0n]], locked: [] }, a, b);
   });
 
   it('nor does a state that lists none of the assets the channel concluded with', async () => {
@@ -215,11 +219,7 @@ describe('a concluded channel is closed in every asset it lists', () => {
     await cooperativeClose(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 3n, { assets: [token.address], balances: [[5n, 5n]], locked: [] }, true), a, b) });
     expect(await readHoldings(d.clients[1]!, idOf(p), NATIVE_ASSET)).toEqual({ amount: 0n, concluded: true });
     await rejects(deposit(d.clients[1]!, { channelId: idOf(p), asset: NATIVE_ASSET, amount: 1n }), 'DepositRefused');
-    for (const assets of [[NATIVE_ASSET], [other.address]]) {
-      const disjoint: Allocation = { assets, balances: [[1n, 0n]], locked: [] };
-      await rejects(register(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 9n, disjoint), a, b) }), 'ChannelConcluded');
-      await rejects(cooperativeClose(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 9n, disjoint, true), a, b) }), 'ChannelConcluded');
-    }
+    for (const assets of [[NATIVE_ASSET], [other.address]]) await refusedAfterClose(d, p, { assets, balances: [[1n, 0n]], locked: [] }, a, b);
   });
 
   it('a state listing a concluded asset anywhere, not only first, is refused', async () => {
@@ -229,9 +229,7 @@ describe('a concluded channel is closed in every asset it lists', () => {
     const p = channel(d, a, b);
     await deposit(d.clients[1]!, { channelId: idOf(p), asset: token.address, amount: 10n });
     await cooperativeClose(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 3n, { assets: [NATIVE_ASSET, token.address], balances: [[0n, 0n], [5n, 5n]], locked: [] }, true), a, b) });
-    const old: Allocation = { assets: [unused.address, token.address], balances: [[0n, 0n], [10n, 0n]], locked: [] };
-    await rejects(register(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 1n, old), a, b) }), 'ChannelConcluded');
-    await rejects(cooperativeClose(d.clients[1]!, { params: p, signed: sign(p, makeState(p, 1n, old, true), a, b) }), 'ChannelConcluded');
+    await refusedAfterClose(d, p, { assets: [unused.address, token.address], balances: [[0n, 0n], [10n, 0n]], locked: [] }, a, b);
   });
 
   it('a dispute registered before a cooperative close with other assets cannot conclude afterwards', async () => {
