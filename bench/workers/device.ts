@@ -1,3 +1,4 @@
+import { MAX_LOCKED } from '../../src/model/allocation.ts';
 import { Agent } from '../../src/client/agent.ts';
 import { Signer } from '../../src/crypto/keys.ts';
 import type { Bytes32 } from '../../src/model/types.ts';
@@ -55,7 +56,8 @@ async function start(args: StartArgs): Promise<Commands['start'][1]> {
   const store = new ChannelStore(args.storePath);
   const mqtt = new MqttTransport({ url: args.brokerUrl, self: signer.address });
   const transport = new CountingTransport(mqtt);
-  const agent = new Agent({ signer, transport, store, chain: BENCH_CHAIN, voucherDurableEvery: args.voucherDurableEvery });
+  // The bench opens many virtual channels between one pair: no per-peer limit below the slot count.
+  const agent = new Agent({ signer, transport, store, chain: BENCH_CHAIN, voucherDurableEvery: args.voucherDurableEvery, virtualLimits: { perPeer: MAX_LOCKED } });
   agent.on('voucher', ({ channel, cumulative }) => onVoucher(channel.id, cumulative));
   // The handler must be set before connecting: the broker may deliver kept messages at once.
   agent.start();

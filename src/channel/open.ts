@@ -141,18 +141,18 @@ export function verifyProposal(self: Address, m: OpenPropose, from: Address, cha
 }
 
 /**
- * Checks a proposal addressed to this side and, if it holds, returns the channel record
- * (to persist) and the acceptance (to send after). Terms the agent does not accept
- * (chain, amounts) are its policy, checked before this.
+ * Accepts a proposal to this side: returns the channel record (to persist) and the
+ * acceptance (to send after). `peerKey` is what verifyProposal returned for it; terms the
+ * agent does not accept (amounts, limits) are its policy, checked in between.
  */
 export function acceptOpen(
   signer: Signer,
   m: OpenPropose,
   from: Address,
   chain: OpenContext['chain'],
+  peerKey: Uint8Array = verifyProposal(signer.address, m, from, chain),
   shareB: Uint8Array = randomBytes(32),
 ): { record: ChannelRecord; reply: OpenAccept } {
-  const peerKey = verifyProposal(signer.address, m, from, chain);
   const ctx: OpenContext = { chain, participants: [from, signer.address] };
   const params = paramsOf(ctx, m, shareB);
   const state = initialState(params, m);

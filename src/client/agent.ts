@@ -657,8 +657,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       return;
     }
     const reply = (reason: RejectReason): void => this.#send(from, openReject(this.#o.signer, m.share, reason));
+    let peerKey: Uint8Array;
     try {
-      verifyProposal(this.address, m, from, this.#o.chain);
+      peerKey = verifyProposal(this.address, m, from, this.#o.chain);
     } catch (err) {
       // The reason, a bad signature included: a proposal signed for another chain looks forged.
       if (err instanceof ProtocolError) reply(reasonOf(err));
@@ -674,7 +675,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (!this.#withinVirtualLimits(from, m)) return reply(RejectReason.Policy);
       virtual = { gateway: m.gateway!, parent: parent.rec.id };
     }
-    const accepted = acceptOpen(this.#o.signer, m, from, this.#o.chain);
+    const accepted = acceptOpen(this.#o.signer, m, from, this.#o.chain, peerKey);
     const record: ChannelRecord = virtual ? { ...accepted.record, virtual } : accepted.record;
     const accept = accepted.reply;
     if (this.#byAlias.has(aliasKey(aliasOf(record.id)))) return reply(RejectReason.InvalidTerms);
