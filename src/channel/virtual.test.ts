@@ -5,7 +5,7 @@ import { MIN_CHALLENGE_DURATION } from '../model/duration.ts';
 import { type Address, ChannelKind } from '../model/types.ts';
 import { acceptOpen, completeOpen, proposeOpen } from './open.ts';
 import { receiveAccept } from './update.ts';
-import { adoptOwnVoucher, receiveVoucher, signVoucher } from './virtual.ts';
+import { receiveVoucher, signVoucher } from './virtual.ts';
 
 const CHAIN = { chainId: 31337n, adjudicator: '0x5fbdb2315678afecb367f032d93f642f64180aa3' as Address };
 
@@ -23,18 +23,18 @@ describe('a stream payer taking back its own voucher', () => {
     const { a, b, sa, sb } = stream();
     // A paid 20, the payee holds it; A's record lost it.
     const sent = signVoucher(a, sa, 20n).message;
-    const held = receiveVoucher(b, sent)!;
-    expect(adoptOwnVoucher(a, sa.publicKey, sent)?.voucher?.cumulative).toBe(20n);
+    const held = receiveVoucher(b, sent, sb.publicKey)!;
+    expect(receiveVoucher(a, sent, sa.publicKey)?.voucher?.cumulative).toBe(20n);
     // A payee that claims more than A signed: refused, whoever signed it.
-    expect(() => adoptOwnVoucher(a, sa.publicKey, { ...sent, cumulative: 30n })).toThrow(InvalidSignatureError);
+    expect(() => receiveVoucher(a, { ...sent, cumulative: 30n }, sa.publicKey)).toThrow(InvalidSignatureError);
     const bySelf = signVoucher({ ...a, idx: 0, peerKey: sb.publicKey }, sb, 30n).message;
-    expect(() => adoptOwnVoucher(a, sa.publicKey, bySelf)).toThrow(InvalidSignatureError);
-    expect(() => adoptOwnVoucher(a, sa.publicKey, signVoucher(a, sa, 60n).message)).not.toThrow();
+    expect(() => receiveVoucher(a, bySelf, sa.publicKey)).toThrow(InvalidSignatureError);
+    expect(() => receiveVoucher(a, signVoucher(a, sa, 60n).message, sa.publicKey)).not.toThrow();
     // Above what A locked: refused even with A's signature (A never signs one).
-    expect(() => adoptOwnVoucher({ ...a, current: { ...a.current, state: { ...a.current.state, outcome: { ...a.current.state.outcome, balances: [[10n, 0n]] } } } }, sa.publicKey, sent)).toThrow(InsufficientFundsError);
+    expect(() => receiveVoucher({ ...a, current: { ...a.current, state: { ...a.current.state, outcome: { ...a.current.state.outcome, balances: [[10n, 0n]] } } } }, sent, sa.publicKey)).toThrow(InsufficientFundsError);
     // Not higher than what A holds: nothing to take.
     const paid = signVoucher(a, sa, 25n).record;
-    expect(adoptOwnVoucher(paid, sa.publicKey, sent)).toBeNull();
+    expect(receiveVoucher(paid, sent, sa.publicKey)).toBeNull();
     expect(held.voucher?.cumulative).toBe(20n);
   });
 });

@@ -151,32 +151,22 @@ export function voucherMessage(rec: ChannelRecord): Voucher | null {
 }
 
 /**
- * The payee checks a voucher: signed by the payer, above the highest it holds, not above
- * what the payer locked. Returns the new record, or null for a voucher that adds nothing.
+ * A voucher of this stream, kept if it is higher than the one this side holds, within what
+ * the payer locked, and signed by the payer: the payee receives the payer's vouchers; the
+ * payer takes back its own that the payee shows on a resync (it sends a voucher before its
+ * record of it is fsynced, so after a power loss that record may trail what it signed, and
+ * the payee would refuse a lower final state). Returns null for one not higher.
  */
-export function receiveVoucher(rec: ChannelRecord, msg: Voucher): ChannelRecord | null {
-  if (rec.params.kind !== ChannelKind.Stream || rec.idx !== 1) throw new WrongPeerError('vouchers go to the payee of a stream channel');
+export function receiveVoucher(rec: ChannelRecord, msg: Voucher, ownKey: Uint8Array): ChannelRecord | null {
+  if (rec.params.kind !== ChannelKind.Stream) throw new WrongPeerError('vouchers belong to stream channels');
   if (rec.phase !== 'open') return null;
   if (msg.cumulative <= (rec.voucher?.cumulative ?? 0n)) return null;
   if (msg.cumulative > streamCap(rec)) throw new InsufficientFundsError('voucher above what the payer locked');
-  if (!verifyDigest(msg.sig, voucherDigestOf(rec, msg.cumulative), rec.peerKey)) throw new InvalidSignatureError('voucher not signed by the payer');
+  const payerKey = rec.idx === 0 ? ownKey : rec.peerKey;
+  if (!verifyDigest(msg.sig, voucherDigestOf(rec, msg.cumulative), payerKey)) throw new InvalidSignatureError('voucher not signed by the payer');
   return { ...rec, voucher: { cumulative: msg.cumulative, sig: msg.sig } };
 }
 
-/**
- * Stream payer: a voucher the payee shows back on a resync, taken if it is higher than the
- * one this side holds and bears this side's own signature. The payer sends a voucher
- * before its record of it is fsynced, so after a power loss the record may trail what it
- * signed; this brings it back (a lower final state would be refused by the payee).
- */
-export function adoptOwnVoucher(rec: ChannelRecord, ownKey: Uint8Array, msg: Voucher): ChannelRecord | null {
-  if (rec.params.kind !== ChannelKind.Stream || rec.idx !== 0) throw new WrongPeerError('only the payer of a stream channel takes back its vouchers');
-  if (rec.phase !== 'open') return null;
-  if (msg.cumulative <= (rec.voucher?.cumulative ?? 0n)) return null;
-  if (msg.cumulative > streamCap(rec)) throw new InsufficientFundsError('voucher above what the payer locked');
-  if (!verifyDigest(msg.sig, voucherDigestOf(rec, msg.cumulative), ownKey)) throw new InvalidSignatureError('voucher not signed by this side');
-  return { ...rec, voucher: { cumulative: msg.cumulative, sig: msg.sig } };
-}
 
 /** The final state of a stream channel: what the latest voucher says, moved to the payee. */
 export function streamFinalBody(rec: ChannelRecord, cumulative: bigint): Omit<StateBody, 'version'> {

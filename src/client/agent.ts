@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { acceptOpen, completeOpen, openAcceptOf, type PendingOpen, proposeOpen, verifyProposal } from '../channel/open.ts';
 import { closeRequest, openReject, openRejectedBy, signedByPeer, updateReject } from '../channel/control.ts';
 import { aliasKey, aliasOf, type Attachment, type ChannelRecord, sameState, stagedMessage, stateFromBody } from '../channel/record.ts';
-import { adoptOwnVoucher, lockBody, receiveVoucher, signVoucher, streamFinalBody, unlockBody, voucherMessage } from '../channel/virtual.ts';
+import { lockBody, receiveVoucher, signVoucher, streamFinalBody, unlockBody, voucherMessage } from '../channel/virtual.ts';
 import { makeSync, receiveSync } from '../channel/sync.ts';
 import { type AcceptResult, checkProposal, prepare, propose, reasonOf, receiveAccept, receiveReject, receiveUpdate, releasePrepared } from '../channel/update.ts';
 import {
@@ -783,13 +783,13 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   #onVoucher(rt: Runtime, msg: Voucher): void {
-    if (rt.rec.idx === 0 && rt.rec.params.kind === ChannelKind.Stream) {
-      // The payee shows back the highest voucher it holds (see #onSync).
-      const adopted = adoptOwnVoucher(rt.rec, this.#o.signer.publicKey, msg);
-      if (adopted) this.#commit(rt, adopted, false);
+    const record = receiveVoucher(rt.rec, msg, this.#o.signer.publicKey);
+    if (rt.rec.idx === 0) {
+      // The payer takes back its own voucher, which the payee shows on a resync (see #onSync):
+      // losing it again only makes this side pay less, so no fsync.
+      if (record) this.#commit(rt, record, false);
       return;
     }
-    const record = receiveVoucher(rt.rec, msg);
     this.#ackVouchers(rt);
     if (!record) return;
     const cumulative = record.voucher!.cumulative;

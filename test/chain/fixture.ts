@@ -53,8 +53,9 @@ export function signedBy(params: Params, state: State, a: Party, b: Party): Sign
   return signState(params, state, [a.signer, b.signer]);
 }
 
-export function signVoucher(params: Params, cumulative: bigint, payer: Party): Uint8Array {
-  return payer.signer.sign(voucherDigest(domainSeparator({ chainId: params.chainId, adjudicator: params.adjudicator }), channelId(params), cumulative));
+export function signVoucher(params: Params, cumulative: bigint, payer: Party | Signer): Uint8Array {
+  const signer = payer instanceof Signer ? payer : payer.signer;
+  return signer.sign(voucherDigest(domainSeparator({ chainId: params.chainId, adjudicator: params.adjudicator }), channelId(params), cumulative));
 }
 
 export function subAlloc(vc: Params, balances: readonly bigint[], indexMap: readonly [number, number]): SubAlloc {

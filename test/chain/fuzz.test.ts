@@ -29,9 +29,9 @@ import { registerVoucher } from '../../src/chain/registerVirtual.ts';
 import { readCredit, withdraw } from '../../src/chain/withdraw.ts';
 import { Signer } from '../../src/crypto/keys.ts';
 import { MAX_CHALLENGE_DURATION, MIN_CHALLENGE_DURATION } from '../../src/model/duration.ts';
-import { domainSeparator, outcomeHash, stateDigest, voucherDigest } from '../../src/model/hash.ts';
-import { ChannelKind, NATIVE_ASSET, type Address, type Allocation, type Bytes32, type Params, type SignedState, type State, type SubAlloc } from '../../src/model/types.ts';
-import { ethBalance, idOf, useDevnet } from './fixture.ts';
+import { outcomeHash } from '../../src/model/hash.ts';
+import { ChannelKind, NATIVE_ASSET, type Address, type Allocation, type Bytes32, type Params, type State, type SubAlloc } from '../../src/model/types.ts';
+import { ethBalance, idOf, signState, signVoucher, useDevnet } from './fixture.ts';
 import { fundedToken, placeReceiver, ReceiverMode, registerCalldata, TokenMode, type HostileToken } from './hostile.ts';
 
 const devnet = useDevnet();
@@ -95,14 +95,6 @@ const world = fc.record({
 
 // ---------------------------------------------------------------- helpers
 
-function sign(p: Params, state: State, signers: readonly [Signer, Signer]): SignedState {
-  const digest = stateDigest(domainSeparator(p), state);
-  return { state, sigs: [signers[0].sign(digest), signers[1].sign(digest)] };
-}
-
-function voucherSig(p: Params, cumulative: bigint, payer: Signer): Uint8Array {
-  return payer.sign(voucherDigest(domainSeparator(p), idOf(p), cumulative));
-}
 
 /** A client that sends as `address` (anvil impersonation), for a payee that submits itself. */
 async function impersonate(d: Devnet, address: Address): Promise<ChainClient> {
@@ -179,7 +171,7 @@ describe('adjudicator under arbitrary inputs', () => {
 
         const registerState = async (p: Params, state: State, forged = false): Promise<boolean> => {
           const [x, y] = signersOf.get(idOf(p))!;
-          const signed = sign(p, state, forged ? [x, Signer.random()] : [x, y]);
+          const signed = signState(p, state, forged ? [x, Signer.random()] : [x, y]);
           const ok = await attempt(() => register(submitter, { params: p, signed }));
           if (ok) {
             outcomes.set(outcomeHash(state.outcome), state.outcome);
@@ -216,7 +208,7 @@ describe('adjudicator under arbitrary inputs', () => {
         };
 
         // A re-entering token tries to close G–B in the middle of whatever moves the token.
-        const reentryClose = sign(gb, { channelId: idOf(gb), version: 1n, outcome: { assets: [NATIVE_ASSET], balances: [[1n, 1n]], locked: [] }, isFinal: true }, [G, B]);
+        const reentryClose = signState(gb, { channelId: idOf(gb), version: 1n, outcome: { assets: [NATIVE_ASSET], balances: [[1n, 1n]], locked: [] }, isFinal: true }, [G, B]);
         await token.setReentry(d.deployer.adjudicator, registerCalldata(submitter, gb, reentryClose));
 
         /**
@@ -251,7 +243,7 @@ describe('adjudicator under arbitrary inputs', () => {
               return registerState(p, { channelId: idOf(p), version: a.version, outcome: toAllocation(a.outcome), isFinal: a.isFinal }, a.forged);
             }
             case 'voucher': {
-              const signature = voucherSig(stream, a.cumulative, a.forged ? B : A);
+              const signature = signVoucher(stream, a.cumulative, a.forged ? B : A);
               return attempt(() => registerVoucher(a.byPayee ? payee : submitter, { params: stream, cumulative: a.cumulative, signature }));
             }
             case 'conclude': {
@@ -322,7 +314,7 @@ describe('adjudicator under arbitrary inputs', () => {
         // Resolve both virtual channels, whatever was registered for them before.
         const vcFinal: Allocation = { assets: [NATIVE_ASSET, token.address], balances: [[w.resolution[0], w.resolution[1]], [w.resolution[1], w.resolution[0]]], locked: [] };
         if (!(await readDispute(submitter, idOf(vc)))) await registerState(vc, { channelId: idOf(vc), version: 1n, outcome: vcFinal, isFinal: true });
-        if (!(await readDispute(submitter, idOf(stream)))) await registerVoucher(submitter, { params: stream, cumulative: w.resolution[0], signature: voucherSig(stream, w.resolution[0], A) });
+        if (!(await readDispute(submitter, idOf(stream)))) await registerVoucher(submitter, { params: stream, cumulative: w.resolution[0], signature: signVoucher(stream, w.resolution[0], A) });
         await d.increaseTime(MAX_CHALLENGE_DURATION + 1n);
         const vcRegistered = (await readDispute(submitter, idOf(vc)))!;
         for (const parent of closedNow) {

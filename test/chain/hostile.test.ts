@@ -21,10 +21,10 @@ import { registerVoucher } from '../../src/chain/registerVirtual.ts';
 import { readCredit } from '../../src/chain/withdraw.ts';
 import { Signer } from '../../src/crypto/keys.ts';
 import { MAX_CHALLENGE_DURATION, MIN_CHALLENGE_DURATION } from '../../src/model/duration.ts';
-import { domainSeparator, stateDigest, toHex, voucherDigest } from '../../src/model/hash.ts';
+import { domainSeparator, stateDigest, toHex } from '../../src/model/hash.ts';
 import { lockedRoot } from '../../src/model/locked.ts';
 import { ChannelKind, NATIVE_ASSET, type Address, type Allocation, type Params, type SignedState, type State } from '../../src/model/types.ts';
-import { ethBalance, ethOutcome, idOf, makeState, subAlloc, useDevnet } from './fixture.ts';
+import { ethBalance, ethOutcome, idOf, makeState, signState, signVoucher, subAlloc, useDevnet } from './fixture.ts';
 import { fundedToken, placeReceiver, ReceiverMode, registerCalldata, TokenMode } from './hostile.ts';
 
 const devnet = useDevnet();
@@ -36,14 +36,7 @@ function channel(d: Devnet, a: Signer, b: Signer, kind: ChannelKind = ChannelKin
   return { chainId: d.deployer.chainId, adjudicator: d.deployer.adjudicator, participants: [a.address, b.address], challengeDuration, nonce: nonce++, kind };
 }
 
-function sign(p: Params, state: State, a: Signer, b: Signer): SignedState {
-  const digest = stateDigest(domainSeparator(p), state);
-  return { state, sigs: [a.sign(digest), b.sign(digest)] };
-}
-
-function voucher(p: Params, cumulative: bigint, payer: Signer): Uint8Array {
-  return payer.sign(voucherDigest(domainSeparator(p), idOf(p), cumulative));
-}
+const sign = (p: Params, state: State, a: Signer, b: Signer): SignedState => signState(p, state, [a, b]);
 
 async function rejects(promise: Promise<unknown>, name: string): Promise<void> {
   const err = await promise.then(() => null, (e: unknown) => e);
@@ -101,7 +94,7 @@ describe('challenge durations are clamped into the contract bounds', () => {
     const stream = channel(d, payer, payee, ChannelKind.Stream, 0n);
     await registerVoucher(d.clients[1]!, { params: stream, cumulative: 0n, signature: null });
     await d.increaseTime(MIN_CHALLENGE_DURATION - 10n);
-    await registerVoucher(d.clients[2]!, { params: stream, cumulative: 500n, signature: voucher(stream, 500n, payer) });
+    await registerVoucher(d.clients[2]!, { params: stream, cumulative: 500n, signature: signVoucher(stream, 500n, payer) });
     expect(BigInt((await readDispute(d.clients[1]!, idOf(stream)))!.outcome)).toBe(500n);
   });
 });
