@@ -18,8 +18,8 @@ export class StreamPaymentsIn extends EventEmitter<{ paid: Parameters<PaidListen
 
   credited(client: string): bigint {
     let sum = 0n;
-    for (const c of this.agent.channels()) {
-      if (c.peer === client && c.params.kind === ChannelKind.Stream && c.idx === 1 && this.agent.isFunded(c.id)) sum += c.voucher?.cumulative ?? 0n;
+    for (const c of this.agent.channelsWith(client as `0x${string}`)) {
+      if (c.params.kind === ChannelKind.Stream && c.idx === 1 && this.agent.isFunded(c.id)) sum += c.voucher?.cumulative ?? 0n;
     }
     return sum;
   }

@@ -77,7 +77,7 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
   agent.start();
   await transport.connect();
   transport.watchPeer(cfg.gateway);
-  const existing = agent.channels().find((c) => c.peer === cfg.gateway && c.params.kind === ChannelKind.Ledger && c.phase !== 'final');
+  const existing = agent.channelsWith(cfg.gateway).find((c) => c.params.kind === ChannelKind.Ledger && c.phase !== 'final');
   const ledger = existing ?? (await agent.open(cfg.gateway, { balances: [[cfg.deposit, cfg.gatewayDeposit]] }));
   cfg.logger.info({ channel: ledger.id, resumed: !!existing }, 'ledger channel with the gateway');
   return {

@@ -37,6 +37,7 @@ export class GatewayChain {
     this.#o = options;
     options.agent.on('opened', (rec) => this.#serial(() => this.#depositOwnSide(rec)));
     options.agent.on('final', (rec) => this.#serial(() => this.#close(rec)));
+    options.agent.on('retired', (rec) => this.#forget(rec.id));
   }
 
   /**
@@ -48,7 +49,7 @@ export class GatewayChain {
     this.#watchtower = await startWatchtower(this.#o.client, {
       confirmations: this.#o.confirmations ?? 1,
       latest: (id) => {
-        const rec = this.#ledgerChannels().find((c) => c.id === id);
+        const rec = this.#ledger(id);
         return rec && isFullySigned(rec.current) ? { params: rec.params, signed: rec.current } : null;
       },
       onResponse: (r) => this.#o.logger.warn({ channel: r.channelId, version: r.answered.version.toString() }, 'refuted an old registration'),
@@ -87,13 +88,27 @@ export class GatewayChain {
     return this.#o.agent.channels().filter((c) => c.params.kind === ChannelKind.Ledger);
   }
 
+  /** One of the gateway's ledger channels, live or retired. */
+  #ledger(id: Bytes32): ChannelRecord | undefined {
+    const rec = this.#o.store.loadChannel(id);
+    return rec?.params.kind === ChannelKind.Ledger ? rec : undefined;
+  }
+
+  /** A retired channel needs no duty any more: what was kept for it goes. */
+  #forget(id: Bytes32): void {
+    this.#funded.delete(id);
+    this.#checks.delete(id);
+    this.#o.store.deleteFact(`deposit:${id}`);
+    this.#o.store.deleteFact(`closed:${id}`);
+  }
+
   /**
    * Like isFunded, but reads the chain now when the last poll has not seen the deposits
    * yet: a device that watched them arrive itself may ask before the next poll.
    */
   checkFunded = async (id: Bytes32, maxAgeMs = 0): Promise<boolean> => {
     if (this.#funded.has(id)) return true;
-    const rec = this.#ledgerChannels().find((c) => c.id === id);
+    const rec = this.#ledger(id);
     if (rec) await this.#check(rec, maxAgeMs);
     return this.#funded.has(id);
   };
@@ -157,6 +172,8 @@ export class GatewayChain {
     try {
       const tx = await cooperativeClose(this.#o.client, { params: rec.params, signed: rec.current });
       this.#o.logger.info({ channel: rec.id, gasUsed: tx.gasUsed?.toString() }, 'ledger channel closed on-chain');
+      // Its money is out of the contract: the channel is done.
+      this.#o.agent.retire(rec.id);
     } catch (err) {
       this.#o.store.setFact(`closed:${rec.id}`, false);
       this.#o.logger.error({ channel: rec.id, err: String(err) }, 'cooperative close failed');

@@ -306,7 +306,7 @@ describe('a colluding pair against the gateway', () => {
     const listeners: ((ctx: UpdateContext) => void)[] = [];
     const agent = {
       on: (_event: 'held', fn: (ctx: UpdateContext) => void) => listeners.push(fn),
-      channels: () => [la, lb],
+      channelsWith: (peer: Address) => [la, lb].filter((c) => c.peer === peer),
       release: (id: Bytes32, _version: bigint, accept: boolean) => answers.set(id, accept),
     };
     const dir = tempDir();

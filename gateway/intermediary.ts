@@ -189,7 +189,7 @@ export class Intermediary {
   }
 
   #ledgerWith(device: Address): boolean {
-    return this.#agent!.channels().some((c) => c.peer === device && c.params.kind === ChannelKind.Ledger && c.phase === 'open');
+    return this.#agent!.channelsWith(device).some((c) => c.params.kind === ChannelKind.Ledger && c.phase === 'open');
   }
 }
 

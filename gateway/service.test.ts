@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../src/client/agent.ts';
-import { deposit, readDispute, register, startDevnet, withAccount, type Devnet } from '../src/chain/index.ts';
+import { deposit, readDispute, readHoldings, register, startDevnet, withAccount, type Devnet } from '../src/chain/index.ts';
 import { Signer } from '../src/crypto/keys.ts';
 import { toHex } from '../src/model/hash.ts';
 import { NATIVE_ASSET } from '../src/model/types.ts';
@@ -78,6 +78,27 @@ describe('gateway service', () => {
     } finally {
       await a.stop();
       await b.stop();
+    }
+  }, 60_000);
+
+  it('closes a finished ledger channel on-chain, then retires it: gone from its status, its final state still on record', async () => {
+    const d = await device();
+    try {
+      const ledger = await d.agent.open(gateway.address, { balances: [[10n ** 16n, 10n ** 16n]] });
+      await deposit(devnet.clients[4]!, { channelId: ledger.id, asset: NATIVE_ASSET, amount: 10n ** 16n });
+      const source = chainFunding({ rpcUrl: devnet.anvil.rpcUrl, chainId: BigInt(gateway.chainId), adjudicator: gateway.adjudicator, confirmations: 1 });
+      await waitFunded(source, ledger, { timeoutMs: 20_000 });
+      await d.agent.pay(ledger.id, 10n ** 15n);
+      await d.agent.finalize(ledger.id);
+      const listed = async (): Promise<boolean> => ((await (await fetch(`${gateway.httpUrl}/status`)).json()) as { ledgerChannels: { id: string }[] }).ledgerChannels.some((c) => c.id === ledger.id);
+      const end = Date.now() + 20_000;
+      while ((await listed()) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+      expect(await listed()).toBe(false);
+      expect(await readHoldings(devnet.deployer, ledger.id, NATIVE_ASSET)).toEqual({ amount: 0n, concluded: true });
+      const view = (await (await fetch(`${gateway.httpUrl}/channels/${ledger.id}`)).json()) as { phase: string; version: string };
+      expect(view.phase).toBe('final');
+    } finally {
+      await d.stop();
     }
   }, 60_000);
 

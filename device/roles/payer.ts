@@ -27,7 +27,7 @@ export interface PayerOptions {
 export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<void> {
   const { agent } = dev;
   await dev.untilFunded(o.fundTimeoutMs);
-  const reuse = agent.channels().find((c) => c.peer === o.hotspot && c.params.kind === ChannelKind.Stream && c.phase === 'open' && c.idx === 0);
+  const reuse = agent.channelsWith(o.hotspot).find((c) => c.params.kind === ChannelKind.Stream && c.phase === 'open' && c.idx === 0);
   const vc = reuse ?? (await agent.openVirtual(o.hotspot, { gateway: o.gateway, kind: ChannelKind.Stream, balances: [[o.lock, 0n]] }));
   announce('virtual', { channel: vc.id, lock: o.lock });
 

@@ -40,14 +40,15 @@ export interface ChannelRecord {
 /** Evidence sent with a parent update that funds or releases a virtual channel. */
 export type Attachment = { fund: VirtualTerms } | { settle: VirtualFinal };
 
-const separators = new Map<Bytes32, Uint8Array>();
+const separators = new Map<string, Uint8Array>();
 
-/** The EIP-712 domain separator of a channel's chain and adjudicator, computed once. */
-export function separatorOf(rec: Pick<ChannelRecord, 'id' | 'params'>): Uint8Array {
-  let sep = separators.get(rec.id);
+/** The EIP-712 domain separator of a channel's chain and adjudicator, computed once per pair (not per channel: the cache stays small). */
+export function separatorOf(rec: Pick<ChannelRecord, 'params'>): Uint8Array {
+  const key = `${rec.params.chainId}:${rec.params.adjudicator.toLowerCase()}`;
+  let sep = separators.get(key);
   if (!sep) {
     sep = domainSeparator(rec.params);
-    separators.set(rec.id, sep);
+    separators.set(key, sep);
   }
   return sep;
 }

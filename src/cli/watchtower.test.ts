@@ -37,7 +37,7 @@ describe('picopay watchtower', () => {
       const tower = await startWatchtower(withAccount(devnet.deployer, toHex(towerKey.exportPrivateKey())), {
         confirmations: 1,
         pollIntervalMs: 50,
-        latest: (id) => latestFrom(device.store.loadChannels(), id),
+        latest: (id) => latestFrom(device.store.loadChannel(id)),
       });
       try {
         const fundCheat = await devnet.deployer.walletClient.sendTransaction({ to: cheat.signer.address, value: 10n ** 18n });
@@ -63,6 +63,6 @@ describe('picopay watchtower', () => {
   }, 60_000);
 
   it('offers nothing for channels it does not hold or cannot win', () => {
-    expect(latestFrom([], `0x${'00'.repeat(32)}`)).toBeNull();
+    expect(latestFrom(undefined)).toBeNull();
   });
 });

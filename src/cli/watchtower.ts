@@ -3,7 +3,7 @@ import { isFullySigned } from '../channel/record.ts';
 import { createChainClient, type Latest, startWatchtower } from '../chain/index.ts';
 import { readKeystore } from '../crypto/keystore.ts';
 import { toHex } from '../model/hash.ts';
-import { type Bytes32, ChannelKind } from '../model/types.ts';
+import { ChannelKind } from '../model/types.ts';
 import { createLogger } from '../log.ts';
 import { ChannelStore } from '../store/store.ts';
 import { address, announce, integer, parseOptions, required, usage } from './args.ts';
@@ -24,9 +24,8 @@ const SPECS = {
   confirmations: { type: 'string', arg: 'N', help: 'answer registrations this many blocks deep', default: '2' },
 } as const;
 
-/** What the device holds that beats an older registration of channel `id`. */
-export function latestFrom(records: readonly ChannelRecord[], id: Bytes32): Latest | null {
-  const rec = records.find((r) => r.id === id);
+/** What the device holds (`rec`, live or retired) that beats an older registration of its channel. */
+export function latestFrom(rec: ChannelRecord | undefined): Latest | null {
   if (!rec) return null;
   if (rec.params.kind === ChannelKind.Stream) {
     // Only the payee holds vouchers worth submitting.
@@ -53,7 +52,7 @@ export async function main(argv: string[]): Promise<void> {
   const watcher = await startWatchtower(client, {
     confirmations: integer(o.confirmations, 'confirmations')!,
     // Read the store afresh each time: the device keeps updating it.
-    latest: (id) => latestFrom(store.loadChannels(), id),
+    latest: (id) => latestFrom(store.loadChannel(id)),
     onResponse: (r) => announce('answered', { channel: r.channelId, registeredVersion: r.answered.version, tx: r.tx.hash }),
     onError: (err) => log.error({ err: String(err) }, 'watchtower'),
   });

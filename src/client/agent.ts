@@ -117,6 +117,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #log: Logger;
   readonly #channels = new Map<Bytes32, Runtime>();
   readonly #byAlias = new Map<string, Runtime>();
+  /** Live channels by peer: limits and lookups read one peer's channels, never all. */
+  readonly #byPeer = new Map<Address, Set<Runtime>>();
   readonly #opens = new Map<string, OpenWaiter>();
   /** Records written at the end of this turn, and what waits for them (see #flush). */
   #batch: { writes: Map<Bytes32, { rec: ChannelRecord; durable: boolean }>; after: (() => void)[]; resolving: Op[] } | null = null;
@@ -158,7 +160,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       connected: () => this.resync(),
     });
     this.resync();
-    for (const rt of this.#channels.values()) this.#resumeVirtual(rt);
+    for (const rt of [...this.#channels.values()]) this.#resumeVirtual(rt);
     this.#log.info({ channels: this.#channels.size }, 'agent started');
   }
 
@@ -188,12 +190,34 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#opens.clear();
   }
 
+  /** The live channels (retired ones are in the store's archive). */
   channels(): ChannelRecord[] {
     return [...this.#channels.values()].map((rt) => rt.rec);
   }
 
+  /** The live channels with `peer`. */
+  channelsWith(peer: Address): ChannelRecord[] {
+    return [...(this.#byPeer.get(peer.toLowerCase() as Address) ?? [])].map((rt) => rt.rec);
+  }
+
+  /** A channel, live or retired. */
   channel(id: Bytes32): ChannelRecord {
-    return this.#runtime(id).rec;
+    const rec = this.#channels.get(id)?.rec ?? this.#o.store.loadChannel(id);
+    if (!rec) throw new UnknownChannelError(`no channel ${id}`);
+    return rec;
+  }
+
+  /**
+   * Retires a channel that is done: a final one that locks nothing, once what it settles
+   * is on-chain (the gateway calls this after its close lands). It leaves memory and the
+   * resync set; the store archives it, and a peer that resynchronises later still gets
+   * its final state. Virtual channels retire by themselves once settled.
+   */
+  retire(id: Bytes32): void {
+    const rt = this.#runtime(id);
+    const rec = rt.rec;
+    if (rec.phase !== 'final' || rec.staged || rec.current.state.outcome.locked.length > 0) throw new ChannelClosedError(`channel ${id} is not final, or still locks funds`);
+    this.#retire(rt);
   }
 
   /** Sends every channel's latest state to its peer; each side then adopts the newest. */
@@ -239,13 +263,15 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Whether this side's ledger channel locks the virtual channel's funds (it may be used). */
   isFunded(id: Bytes32): boolean {
-    const vc = this.#runtime(id).rec;
-    return !!vc.virtual && this.#runtime(vc.virtual.parent).rec.current.state.outcome.locked.some((l) => l.id === id);
+    const vc = this.#channels.get(id)?.rec;
+    if (!vc) return false; // retired: settled, or never funded
+    const parent = vc.virtual && this.#channels.get(vc.virtual.parent);
+    return !!parent && parent.rec.current.state.outcome.locked.some((l) => l.id === id);
   }
 
   /** Whether a final virtual channel's funds are back in this side's ledger channel. */
   isSettled(id: Bytes32): boolean {
-    const vc = this.#runtime(id).rec;
+    const vc = this.channel(id);
     return vc.phase === 'final' && !this.isFunded(id);
   }
 
@@ -431,8 +457,12 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (waiting) this.#notify(() => void this.#onUpdate(vrt, waiting).catch((err) => this.#refused(vc.peer, err)));
     }
     for (const id of was) {
-      const vc = this.#channels.get(id)?.rec;
-      if (!now.has(id) && vc) this.#notify(() => this.emit('settled', vc));
+      const vrt = this.#channels.get(id);
+      if (now.has(id) || !vrt) continue;
+      const vc = vrt.rec;
+      this.#notify(() => this.emit('settled', vc));
+      // Its funds are back, per a final state both signed: nothing is left to do with it.
+      if (vc.phase === 'final') this.#afterCommit(() => this.#retire(vrt));
     }
   }
 
@@ -510,6 +540,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (!parent || this.#askedInFlight(parent, rt.rec.id)) return;
     if (rt.rec.phase === 'open' && !this.isFunded(rt.rec.id)) this.#fund(rt);
     if (rt.rec.phase === 'final' && this.isFunded(rt.rec.id)) this.#settleParent(rt);
+    // A crash came between settling and retiring it.
+    else if (rt.rec.phase === 'final' && !rt.rec.staged) this.#retire(rt);
   }
 
   /** Whether the parent's proposal in flight is the request to fund or release `vcId`. */
@@ -597,8 +629,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       }
       rt.backoff = this.#doubled(rt.backoff);
       if (rt.rec.phase === 'opening') {
-        // The proposer may have given up on this channel: stop answering after a while.
-        if (this.#abandoned(rt)) return;
+        // The proposer gave up on this channel, or never meant it: it expires. Nothing of
+        // this side's is at stake in it, for nothing is funded before an open completes.
+        if (this.#abandoned(rt)) return this.#retire(rt);
         this.#send(rt.rec.peer, openAcceptOf(rt.rec));
       } else {
         const sync = makeSync(rt.rec);
@@ -670,7 +703,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     let virtual: ChannelRecord['virtual'];
     if (m.kind !== ChannelKind.Ledger) {
       // A virtual channel is funded by our ledger channel with the gateway it names.
-      const parent = m.gateway && [...this.#channels.values()].find((r) => r.rec.peer === m.gateway && r.rec.params.kind === ChannelKind.Ledger && r.rec.phase === 'open');
+      const parent = m.gateway && this.#ledgerWith(m.gateway);
       if (!parent || this.#fundingLoad(parent) >= MAX_LOCKED) return reply(RejectReason.InvalidTerms);
       if (!this.#withinVirtualLimits(from, m)) return reply(RejectReason.Policy);
       virtual = { gateway: m.gateway!, parent: parent.rec.id };
@@ -697,7 +730,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const w = this.#opens.get(key);
     if (!w) {
       // Our countersignature was lost: send it again.
-      const rt = [...this.#channels.values()].find((r) => r.rec.peer === from && r.rec.idx === 0 && Buffer.from(r.rec.shares.a).equals(m.shareA));
+      const rt = [...(this.#byPeer.get(from) ?? [])].find((r) => r.rec.idx === 0 && Buffer.from(r.rec.shares.a).equals(m.shareA));
       if (rt) this.#send(from, { type: MessageType.UpdateAccept, alias: aliasOf(rt.rec.id), version: 0n, sig: rt.rec.current.sigs[0]! });
       return;
     }
@@ -756,6 +789,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       case MessageType.OpenReject:
         return this.#onOpenReject(from, msg);
     }
+    if (msg.type === MessageType.Sync && !this.#byAlias.has(aliasKey(msg.alias))) return this.#onRetiredSync(from, msg);
     const rt = this.#fromPeer(from, msg.alias);
     // Messages of a channel are handled in the order they came, an acceptance checked late included.
     while (rt.verifying) await rt.verifying;
@@ -780,6 +814,18 @@ export class Agent extends EventEmitter<AgentEvents> {
         if (rt.rec.params.kind === ChannelKind.Stream && rt.rec.idx === 0 && rt.rec.phase === 'open' && signedByPeer(rt.rec, msg)) await this.settleVirtual(rt.rec.id);
         return;
     }
+  }
+
+  /**
+   * A peer resynchronising a channel this side retired (it missed the last acceptance):
+   * the final state both signed, from the archive. Nothing else of a retired channel is
+   * answered, and nothing changes here.
+   */
+  #onRetiredSync(from: Address, msg: Sync): void {
+    const rec = this.#o.store.retiredByAlias(aliasKey(msg.alias));
+    if (!rec || rec.peer !== from) throw new UnknownChannelError(`no channel with alias ${aliasKey(msg.alias)}`);
+    const sync = rec.phase === 'final' ? makeSync(rec) : null;
+    if (sync) this.#send(from, sync);
   }
 
   #onVoucher(rt: Runtime, msg: Voucher): void {
@@ -1064,12 +1110,35 @@ export class Agent extends EventEmitter<AgentEvents> {
     };
     this.#channels.set(rec.id, rt);
     this.#byAlias.set(aliasKey(aliasOf(rec.id)), rt);
+    let mine = this.#byPeer.get(rec.peer);
+    if (!mine) this.#byPeer.set(rec.peer, (mine = new Set()));
+    mine.add(rt);
     return rt;
+  }
+
+  /** Archives a channel that is done and forgets it (see retire). */
+  #retire(rt: Runtime): void {
+    const rec = rt.rec;
+    if (this.#channels.get(rec.id) !== rt || this.#stopped) return;
+    if (this.#persist(() => this.#o.store.retireChannel(rec, aliasKey(aliasOf(rec.id))))) return;
+    this.#clearRetransmit(rt);
+    if (rt.paused) clearTimeout(rt.paused);
+    if (rt.windowRetry) clearTimeout(rt.windowRetry);
+    const gone = new ChannelClosedError(`channel ${rec.id} is closed`);
+    for (const op of [...rt.queue, ...(rt.inflight ? [rt.inflight] : []), ...(rt.preparedOp ? [rt.preparedOp] : [])]) this.#fail(op, gone);
+    for (const w of rt.windowWaiters.splice(0)) w.reject(gone);
+    this.#channels.delete(rec.id);
+    this.#byAlias.delete(aliasKey(aliasOf(rec.id)));
+    const mine = this.#byPeer.get(rec.peer)!;
+    mine.delete(rt);
+    if (mine.size === 0) this.#byPeer.delete(rec.peer);
+    this.#log.debug({ channel: rec.id, phase: rec.phase }, 'channel retired');
+    this.#notify(() => this.emit('retired', rec));
   }
 
   #runtime(id: Bytes32): Runtime {
     const rt = this.#channels.get(id);
-    if (!rt) throw new UnknownChannelError(`no channel ${id}`);
+    if (!rt) throw this.#o.store.loadChannel(id) ? new ChannelClosedError(`channel ${id} is closed`) : new UnknownChannelError(`no channel ${id}`);
     return rt;
   }
 
@@ -1147,26 +1216,26 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (before.current !== rec.current) this.#announceLockChanges(before, rec);
   }
 
-  /**
-   * Virtual channels a ledger channel funds or is about to: those it locks, those being
-   * funded, those accepted and not open yet, and those this side is proposing. One whose
-   * funding failed does not count: it will not be locked.
-   */
   /** Whether `from` may open one more virtual channel with this side, with the lock it proposes. */
   #withinVirtualLimits(from: Address, m: OpenPropose): boolean {
     const { perPeer = 4, minLock = 0n } = this.#o.virtualLimits;
     const [x, y] = m.balances[0]!;
     if (x + y < minLock) return false;
     let live = 0;
-    for (const rt of this.#channels.values()) {
+    for (const rt of this.#byPeer.get(from) ?? []) {
       const rec = rt.rec;
-      if (rec.peer !== from || rec.params.kind === ChannelKind.Ledger || rec.phase === 'final') continue;
+      if (rec.params.kind === ChannelKind.Ledger || rec.phase === 'final') continue;
       if (rec.phase === 'opening' && this.#abandoned(rt)) continue;
       live++;
     }
     return live < perPeer;
   }
 
+  /**
+   * Virtual channels a ledger channel funds or is about to: those it locks, those being
+   * funded, those accepted and not open yet, and those this side is proposing. One whose
+   * funding failed does not count: it will not be locked.
+   */
   #fundingLoad(parent: Runtime): number {
     const counted = new Set(parent.rec.current.state.outcome.locked.map((l) => l.id));
     for (const [id, rt] of this.#channels) {
@@ -1185,10 +1254,13 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** This side's open ledger channel with `gateway`, which funds its virtual channels. */
   #parentFor(gateway: Address): Runtime {
-    const g = gateway.toLowerCase();
-    const rt = [...this.#channels.values()].find((r) => r.rec.peer === g && r.rec.params.kind === ChannelKind.Ledger && r.rec.phase === 'open');
-    if (!rt) throw new UnknownChannelError(`no open ledger channel with gateway ${g}`);
+    const rt = this.#ledgerWith(gateway);
+    if (!rt) throw new UnknownChannelError(`no open ledger channel with gateway ${gateway.toLowerCase()}`);
     return rt;
+  }
+
+  #ledgerWith(peer: Address): Runtime | undefined {
+    return [...(this.#byPeer.get(peer.toLowerCase() as Address) ?? [])].find((r) => r.rec.params.kind === ChannelKind.Ledger && r.rec.phase === 'open');
   }
 
   #send(to: Address, msg: Message): void {

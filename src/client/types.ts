@@ -98,6 +98,8 @@ export interface AgentEvents {
   opened: [ChannelRecord];
   updated: [UpdatedEvent];
   final: [ChannelRecord];
+  /** The channel is done and left memory; the store's archive keeps it (see Agent.retire). */
+  retired: [ChannelRecord];
   /** A peer message that was refused; the agent carries on. */
   rejected: [{ peer: Address; error: PicopayError }];
   /** This side's ledger channel locked funds for the virtual channel: it can be used. */

@@ -46,6 +46,31 @@ describe('ChannelStore', () => {
     store.close();
   });
 
+  it('retires a channel into the archive: the live file stays the size of the live channels', () => {
+    const dir = tempDir();
+    const store = new ChannelStore(join(dir, 'c.db'), { durability: 'normal' });
+    const numbered = (n: number): ChannelRecord => ({ ...record(1n), id: `0x${n.toString(16).padStart(64, '0')}` });
+    for (let n = 0; n < 200; n++) store.saveChannel(numbered(n));
+    for (let n = 0; n < 200; n++) store.retireChannel(numbered(n), `alias${n}`);
+    const afterFirst = store.sizeOnDisk();
+    for (let n = 200; n < 2000; n++) {
+      store.saveChannel(numbered(n));
+      store.saveAcceptedOpen({ shareA: `share${n}`, channelId: numbered(n).id });
+      store.retireChannel(numbered(n), `alias${n}`);
+    }
+    expect(store.sizeOnDisk()).toBeLessThanOrEqual(afterFirst + 4096);
+    expect(store.sizeOnDisk('archive')).toBeGreaterThan(afterFirst);
+    expect(store.loadChannels()).toEqual([]);
+    expect(store.loadChannel(numbered(1500).id)).toEqual(numbered(1500));
+    expect(store.retiredByAlias('alias1500')).toEqual(numbered(1500));
+    expect(store.acceptedOpen('share1500')).toEqual({ shareA: 'share1500', channelId: numbered(1500).id });
+    // Retiring twice (a crash between the two transactions) changes nothing.
+    store.saveChannel(numbered(7));
+    store.retireChannel(numbered(7), 'alias7');
+    expect(store.loadChannels()).toEqual([]);
+    store.close();
+  });
+
   it('an atomic step lands whole or not at all', () => {
     const store = new ChannelStore(':memory:');
     expect(() =>

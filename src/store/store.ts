@@ -42,12 +42,31 @@ CREATE TABLE IF NOT EXISTS accepted_opens (
   share_a TEXT PRIMARY KEY,
   channel_id TEXT NOT NULL
 ) STRICT;
+CREATE INDEX IF NOT EXISTS accepted_opens_by_channel ON accepted_opens (channel_id);
+`;
+
+/** The archive: retired channels, kept for audits and for peers that resynchronise late. */
+const ARCHIVE_SCHEMA = `
+CREATE TABLE IF NOT EXISTS archive.channels (
+  id TEXT PRIMARY KEY,
+  alias TEXT NOT NULL,
+  record TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS archive.channels_by_alias ON channels (alias);
+CREATE TABLE IF NOT EXISTS archive.accepted_opens (
+  share_a TEXT PRIMARY KEY,
+  channel_id TEXT NOT NULL
+) STRICT;
 `;
 
 /**
  * Crash-safe channel storage on SQLite (WAL). One row per channel, overwritten at each
  * protocol step, so the file stays the same size over a channel's life. Each step is
  * one transaction: callers group writes with `atomically`.
+ *
+ * A channel that is done (closed, settled, or an open that never completed) is retired:
+ * its row moves to a second file beside this one (`<path>.archive`), so the live file
+ * and what a restart loads stay the size of the live channels however many have closed.
  */
 export class ChannelStore {
   readonly #db: Database.Database;
@@ -56,6 +75,9 @@ export class ChannelStore {
   readonly #deletePending;
   readonly #putAccepted;
   readonly #getAccepted;
+  readonly #getLive;
+  readonly #getArchived;
+  readonly #getArchivedByAlias;
   readonly #durable: boolean;
   readonly #syncOff;
   readonly #syncOn;
@@ -69,11 +91,20 @@ export class ChannelStore {
     this.#syncOff = this.#db.prepare('PRAGMA synchronous = NORMAL');
     this.#syncOn = this.#db.prepare('PRAGMA synchronous = FULL');
     this.#db.exec(SCHEMA);
-    this.#put = this.#db.prepare('INSERT OR REPLACE INTO channels (id, peer, record) VALUES (?, ?, ?)');
+    this.#db.prepare('ATTACH DATABASE ? AS archive').run(path === ':memory:' ? ':memory:' : `${path}.archive`);
+    this.#db.pragma('archive.journal_mode = WAL');
+    this.#db.pragma(`archive.synchronous = ${this.#durable ? 'FULL' : 'NORMAL'}`);
+    this.#db.exec(ARCHIVE_SCHEMA);
+    this.#put = this.#db.prepare('INSERT OR REPLACE INTO main.channels (id, peer, record) VALUES (?, ?, ?)');
     this.#putPending = this.#db.prepare('INSERT OR REPLACE INTO pending_opens (share, proposal) VALUES (?, ?)');
     this.#deletePending = this.#db.prepare('DELETE FROM pending_opens WHERE share = ?');
-    this.#putAccepted = this.#db.prepare('INSERT OR REPLACE INTO accepted_opens (share_a, channel_id) VALUES (?, ?)');
-    this.#getAccepted = this.#db.prepare('SELECT share_a AS shareA, channel_id AS channelId FROM accepted_opens WHERE share_a = ?');
+    this.#putAccepted = this.#db.prepare('INSERT OR REPLACE INTO main.accepted_opens (share_a, channel_id) VALUES (?, ?)');
+    this.#getAccepted = this.#db.prepare(
+      'SELECT share_a AS shareA, channel_id AS channelId FROM main.accepted_opens WHERE share_a = @s UNION ALL SELECT share_a, channel_id FROM archive.accepted_opens WHERE share_a = @s LIMIT 1',
+    );
+    this.#getLive = this.#db.prepare('SELECT record FROM main.channels WHERE id = ?');
+    this.#getArchived = this.#db.prepare('SELECT record FROM archive.channels WHERE id = ?');
+    this.#getArchivedByAlias = this.#db.prepare('SELECT record FROM archive.channels WHERE alias = ?');
   }
 
   /** Runs `fn` as one transaction: all its writes land together or none does. */
@@ -101,11 +132,40 @@ export class ChannelStore {
     }
   }
 
+  /** The live channels: what a restart resumes. */
   loadChannels(): ChannelRecord[] {
     return this.#db
-      .prepare('SELECT record FROM channels ORDER BY id')
+      .prepare('SELECT record FROM main.channels ORDER BY id')
       .all()
       .map((row) => deserializeRecord((row as { record: string }).record));
+  }
+
+  /** One channel, live or retired. */
+  loadChannel(id: Bytes32): ChannelRecord | undefined {
+    const row = (this.#getLive.get(id) ?? this.#getArchived.get(id)) as { record: string } | undefined;
+    return row ? deserializeRecord(row.record) : undefined;
+  }
+
+  /** A retired channel by its wire alias (hex), for a peer that resynchronises after it closed. */
+  retiredByAlias(alias: string): ChannelRecord | undefined {
+    const row = this.#getArchivedByAlias.get(alias) as { record: string } | undefined;
+    return row ? deserializeRecord(row.record) : undefined;
+  }
+
+  /**
+   * Moves a channel, and the record of the proposal that opened it, to the archive. Two
+   * transactions, archive first: WAL makes none atomic across the two files, and a crash
+   * between them leaves the channel in both, which retiring again resolves.
+   */
+  retireChannel(rec: ChannelRecord, alias: string): void {
+    this.atomically(() => {
+      this.#db.prepare('INSERT OR REPLACE INTO archive.channels (id, alias, record) VALUES (?, ?, ?)').run(rec.id, alias, serialize(rec));
+      this.#db.prepare('INSERT OR REPLACE INTO archive.accepted_opens SELECT * FROM main.accepted_opens WHERE channel_id = ?').run(rec.id);
+    });
+    this.atomically(() => {
+      this.#db.prepare('DELETE FROM main.accepted_opens WHERE channel_id = ?').run(rec.id);
+      this.#db.prepare('DELETE FROM main.channels WHERE id = ?').run(rec.id);
+    });
   }
 
   savePendingOpen(shareHex: string, pending: PendingOpen): void {
@@ -128,7 +188,7 @@ export class ChannelStore {
   }
 
   acceptedOpen(shareA: string): AcceptedOpen | undefined {
-    return this.#getAccepted.get(shareA) as AcceptedOpen | undefined;
+    return this.#getAccepted.get({ s: shareA }) as AcceptedOpen | undefined;
   }
 
   /** A small fact a service must remember across restarts (a deposit made, a close sent). */
@@ -169,11 +229,11 @@ export class ChannelStore {
       .map((row) => deserialize<T>((row as { info: string }).info, 'virtual channel'));
   }
 
-  /** Database plus WAL size in bytes, after a checkpoint. */
-  sizeOnDisk(): number {
-    this.#db.pragma('wal_checkpoint(TRUNCATE)');
-    const pages = this.#db.pragma('page_count', { simple: true }) as number;
-    const pageSize = this.#db.pragma('page_size', { simple: true }) as number;
+  /** The live file's size in bytes (`'archive'`: the archive's), after a checkpoint. */
+  sizeOnDisk(schema: 'main' | 'archive' = 'main'): number {
+    this.#db.pragma(`${schema}.wal_checkpoint(TRUNCATE)`);
+    const pages = this.#db.pragma(`${schema}.page_count`, { simple: true }) as number;
+    const pageSize = this.#db.pragma(`${schema}.page_size`, { simple: true }) as number;
     return pages * pageSize;
   }
 

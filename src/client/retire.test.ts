@@ -1,0 +1,123 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Intermediary } from '../../gateway/intermediary.ts';
+import { CHAIN, makeParty, type Party, stoppedAfterEach, tempDir, until } from '../../test/helpers/agents.ts';
+import { ChannelClosedError } from '../errors.ts';
+import { silentLogger } from '../log.ts';
+import { ChannelKind } from '../model/types.ts';
+import { ChannelStore } from '../store/store.ts';
+import { MemoryNetwork } from '../transport/memory.ts';
+import { decodeMessage } from '../wire/codec.ts';
+import { MessageType } from '../wire/messages.ts';
+import { Agent } from './agent.ts';
+
+// A channel that is done leaves memory, the resync set and the live store; the archive
+// keeps it for audits and for a peer that resynchronises late.
+
+const live = stoppedAfterEach();
+
+/** Frames `from` sends are swallowed while `cut()` holds (a peer cut off mid-step). */
+function cutOff(p: Party, cut: (type: MessageType) => boolean): void {
+  const send = p.transport.send.bind(p.transport);
+  p.transport.send = async (to, frame) => {
+    if (!cut(decodeMessage(frame).type)) return send(to, frame);
+  };
+}
+
+describe('retiring channels', () => {
+  it('a settled virtual channel leaves both devices; its final state stays on record, and a restart does not bring it back', async () => {
+    const network = new MemoryNetwork({ seed: 3 });
+    const dir = tempDir();
+    const gStore = new ChannelStore(join(dir, 'g.db'), { durability: 'normal' });
+    const intermediary = new Intermediary({ store: gStore, chain: CHAIN, holdTimeoutMs: 5000, logger: silentLogger });
+    const g = makeParty(network, dir, 'g', { policy: { acceptUpdate: intermediary.decide } }, undefined, gStore);
+    intermediary.attach(g.agent);
+    const [a, b] = [makeParty(network, dir, 'a'), makeParty(network, dir, 'b')];
+    live.push(g, a, b);
+    await a.agent.open(g.signer.address, { balances: [[100n, 100n]] });
+    await b.agent.open(g.signer.address, { balances: [[100n, 100n]] });
+    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[50n, 0n]] });
+    await until(() => b.agent.isFunded(vc.id));
+    a.agent.payStream(vc.id, 20n);
+    await until(() => b.agent.channel(vc.id).voucher?.cumulative === 20n);
+    await a.agent.settleVirtual(vc.id);
+    await until(() => b.agent.isSettled(vc.id));
+
+    for (const p of [a, b]) {
+      await until(() => !p.agent.channels().some((c) => c.id === vc.id));
+      expect(p.store.loadChannels().map((c) => c.id)).not.toContain(vc.id);
+      expect(p.agent.channel(vc.id).phase).toBe('final');
+      expect(p.agent.isSettled(vc.id)).toBe(true);
+      expect(() => p.agent.payStream(vc.id, 1n)).toThrow(ChannelClosedError);
+    }
+    expect(intermediary.virtualChannels()).toEqual([]);
+    // Restarted on its store, the payee resumes its ledger channel only.
+    b.agent.stop();
+    const again = new Agent({ signer: b.signer, transport: b.transport, store: b.store, chain: CHAIN });
+    again.start();
+    try {
+      expect(again.channels().map((c) => c.params.kind)).toEqual([ChannelKind.Ledger]);
+      expect(again.channel(vc.id).current.state.outcome.balances[0]).toEqual([30n, 20n]);
+    } finally {
+      again.stop();
+    }
+  });
+
+  it('a peer that missed the last acceptance gets the final state from the archive after the other side retired the channel', async () => {
+    const network = new MemoryNetwork({ seed: 4 });
+    const dir = tempDir();
+    const [a, b] = [makeParty(network, dir, 'a'), makeParty(network, dir, 'b')];
+    live.push(a, b);
+    const ch = await a.agent.open(b.signer.address, { balances: [[100n, 0n]] });
+    await a.agent.pay(ch.id, 10n);
+    let lost = true;
+    cutOff(b, (type) => lost && type === MessageType.UpdateAccept);
+    const finalized = a.agent.finalize(ch.id);
+    await until(() => b.agent.channel(ch.id).phase === 'final');
+    b.agent.retire(ch.id);
+    expect(b.agent.channels()).toEqual([]);
+    lost = false;
+    // a retransmits its final proposal; b answers from its archive.
+    const state = await finalized;
+    expect(state.state.isFinal).toBe(true);
+    expect(a.agent.channel(ch.id).phase).toBe('final');
+    expect(b.agent.channels()).toEqual([]);
+  });
+
+  it('refuses to retire a channel that is not final', async () => {
+    const network = new MemoryNetwork({ seed: 5 });
+    const dir = tempDir();
+    const [a, b] = [makeParty(network, dir, 'a'), makeParty(network, dir, 'b')];
+    live.push(a, b);
+    const ch = await a.agent.open(b.signer.address, { balances: [[100n, 0n]] });
+    expect(() => a.agent.retire(ch.id)).toThrow(ChannelClosedError);
+    expect(a.agent.channels()).toHaveLength(1);
+  });
+
+  it('an accepted open the proposer never completes expires; a replay of its proposal opens nothing new', async () => {
+    const network = new MemoryNetwork({ seed: 6 });
+    const dir = tempDir();
+    const a = makeParty(network, dir, 'a');
+    const b = makeParty(network, dir, 'b', { timing: { retransmitMs: 10, maxRetransmitMs: 40, requestTimeoutMs: 100 } });
+    live.push(a, b);
+    // The proposer takes the acceptance and never answers it: it proposed to hold b's resources.
+    const proposals: Uint8Array[] = [];
+    const send = a.transport.send.bind(a.transport);
+    a.transport.send = async (to, frame) => {
+      const type = decodeMessage(frame).type;
+      if (type === MessageType.OpenPropose) proposals.push(frame);
+      if (type === MessageType.OpenPropose || type === MessageType.OpenReject) return send(to, frame);
+    };
+    void a.agent.open(b.signer.address, { balances: [[100n, 0n]] }).catch(() => {});
+    await until(() => b.agent.channels().length === 1);
+    const id = b.agent.channels()[0]!.id;
+    await until(() => b.agent.channels().length === 0);
+    expect(b.store.loadChannels()).toEqual([]);
+    expect(b.agent.channel(id).phase).toBe('opening');
+    // The captured proposal, sent again, is recognised (the archive keeps what was accepted).
+    for (const frame of proposals) network.forge(a.signer.address, b.signer.address, frame);
+    await network.idle();
+    expect(b.agent.channels()).toEqual([]);
+    expect(b.store.loadChannels()).toEqual([]);
+  });
+});
