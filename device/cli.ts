@@ -29,6 +29,7 @@ const SPECS = {
   'max-virtual-fee': { type: 'string', arg: 'AMOUNT', help: 'refuse to start if the gateway charges more than this per virtual channel', default: '0.001' },
   'unit-bytes': { type: 'string', arg: 'N', help: 'bytes per paid unit', default: '102400' },
   'channels-per-payer': { type: 'string', arg: 'N', help: 'virtual channels one peer may hold open with this device at once', default: '4' },
+  'idle-settle': { type: 'string', arg: 'SECONDS', help: 'settle a virtual channel nobody has used for this long (a stream: ask its payer to close at the highest voucher)', default: '600' },
   'min-lock': { type: 'string', arg: 'AMOUNT', help: 'refuse virtual channels that lock less than this (default: one unit\'s price)' },
   price: { type: 'string', arg: 'AMOUNT', help: 'price of one unit', default: '0.0001' },
   'proxy-port': { type: 'string', arg: 'N', help: 'hotspot: metered proxy port on 127.0.0.1 (default: a free one)' },
@@ -106,6 +107,8 @@ export async function main(argv: string[]): Promise<void> {
   const fundTimeoutMs = integer(o['fund-timeout-ms'], 'fund-timeout-ms')!;
   const virtualFee = parseAmount(o['virtual-fee'] ?? `${info.virtualFee ?? 0}wei`, 'virtual-fee');
   const maxFee = parseAmount(o['max-virtual-fee']!, 'max-virtual-fee');
+  const idleSeconds = integer(o['idle-settle'], 'idle-settle')!;
+  if (idleSeconds < 1) throw new ConfigError('--idle-settle must be at least 1 second');
   if (virtualFee > maxFee) throw new ConfigError(`the gateway charges ${formatEth(virtualFee)} per virtual channel, above --max-virtual-fee ${formatEth(maxFee)}`);
   const dev = await startDevice({
     dataDir: o['data-dir']!,
@@ -118,7 +121,7 @@ export async function main(argv: string[]): Promise<void> {
     gatewayDeposit: parseAmount(o['gateway-deposit']!, 'gateway-deposit'),
     voucherDurableEvery: 10n * price,
     virtualFee,
-    virtualLimits: { perPeer: integer(o['channels-per-payer'], 'channels-per-payer')!, minLock: o['min-lock'] ? parseAmount(o['min-lock'], 'min-lock') : price },
+    virtualLimits: { perPeer: integer(o['channels-per-payer'], 'channels-per-payer')!, minLock: o['min-lock'] ? parseAmount(o['min-lock'], 'min-lock') : price, idleMs: idleSeconds * 1000 },
     mqttLogin: mqttLogin(o),
     timing: timing(o),
     funding,

@@ -237,6 +237,63 @@ describe('ledger terms the gateway refuses', () => {
   });
 });
 
+describe('idle virtual channels', () => {
+  const idle = { virtualLimits: { idleMs: 100 } };
+
+  it('an idle stream is settled by its payee at the highest voucher: each device gets its due, the gateway what it locked', async () => {
+    const { a, b, g, la, lb } = await network3({}, 1, 3000, undefined, idle);
+    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 0n]] });
+    await until(() => b.agent.isFunded(vc.id));
+    a.agent.payStream(vc.id, 12n);
+    // Nobody calls settleVirtual: the payee asks once the channel has been idle.
+    await until(() => a.agent.isSettled(vc.id) && b.agent.isSettled(vc.id));
+    expect(balancesOf(a, la)).toEqual([88n, 112n]);
+    expect(balancesOf(b, lb)).toEqual([62n, 88n]);
+    expect(gatewayTotal(g, la, lb)).toBe(200n);
+  });
+
+  it('an idle virtual channel is finalized at its latest balances and settled into both parents', async () => {
+    const { a, b, g, la, lb } = await network3({}, 1, 3000, undefined, idle);
+    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, balances: [[30n, 0n]] });
+    await until(() => b.agent.isFunded(vc.id));
+    await a.agent.pay(vc.id, 7n);
+    await until(() => a.agent.isSettled(vc.id) && b.agent.isSettled(vc.id));
+    expect(balancesOf(a, la)).toEqual([93n, 107n]);
+    expect(balancesOf(b, lb)).toEqual([57n, 93n]);
+    expect(gatewayTotal(g, la, lb)).toBe(200n);
+  });
+
+  it('a payer that goes quiet with its slots full blocks only itself, and its channels settle once it answers again', async () => {
+    // Idle time long enough for the four opens to finish before any of them is asked to close.
+    const { a, b, g, network } = await network3({}, 1, 3000, undefined, { virtualLimits: { idleMs: 1000 } });
+    const opts = { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[1n, 0n]] as [[bigint, bigint]] };
+    const held: ChannelRecord[] = [];
+    for (let i = 0; i < 4; i++) held.push(await a.agent.openVirtual(b.signer.address, opts));
+    const asked: number[] = [];
+    countCloseRequests(b, a, asked);
+    network.disconnect(a.signer.address);
+    const c = makeParty(network, tempDir(), 'c');
+    live.push(c);
+    await c.agent.open(g.signer.address, { balances: [[10n, 10n]] });
+    await until(() => g.agent.channels().filter((ch) => ch.phase === 'open').length === 3);
+    expect((await c.agent.openVirtual(b.signer.address, opts)).phase).toBe('open');
+    // B keeps asking the silent payer to close.
+    await until(() => asked.length >= 8, 10_000);
+    network.reconnect(a.signer.address);
+    await until(() => held.every((vc) => b.agent.isSettled(vc.id)));
+    expect(b.agent.channelsWith(a.signer.address).filter((ch) => ch.params.kind === ChannelKind.Stream)).toEqual([]);
+  });
+});
+
+/** Counts the close requests `from` sends to `to`. */
+function countCloseRequests(from: Party, to: Party, asked: number[]): void {
+  const send = from.transport.send.bind(from.transport);
+  from.transport.send = (peer, frame) => {
+    if (peer === to.signer.address && decodeMessage(frame).type === MessageType.CloseRequest) asked.push(asked.length);
+    return send(peer, frame);
+  };
+}
+
 describe('virtual-channel terms the gateway refuses', () => {
   it('a stream whose payee starts above zero is refused at the open, nothing locked', async () => {
     const { a, b, g, la } = await network3();

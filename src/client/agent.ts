@@ -70,6 +70,8 @@ interface Runtime {
   paused: NodeJS.Timeout | null;
   /** When this process started tracking the channel. */
   since: number;
+  /** When the channel last moved (an update landed, a voucher came or went): idle virtual channels are settled. */
+  active: number;
   /** The peer's proposal the policy holds. */
   held: { msg: Update; attachment?: Attachment } | null;
   /**
@@ -128,6 +130,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #settling = new Set<Bytes32>();
   /** Why the agent stopped, once it has: what every later request fails with. */
   #haltedBy: PicopayError | null = null;
+  /** Looks for idle virtual channels now and then (see virtualLimits.idleMs). */
+  #idleSweep: NodeJS.Timeout | null = null;
 
   get #stopped(): boolean {
     return this.#haltedBy !== null;
@@ -161,6 +165,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     });
     this.resync();
     for (const rt of [...this.#channels.values()]) this.#resumeVirtual(rt);
+    const idleMs = this.#idleMs();
+    this.#idleSweep = setInterval(() => this.#settleIdle(), Math.max(10, Math.min(idleMs / 4, 30_000)));
+    this.#idleSweep.unref();
     this.#log.info({ channels: this.#channels.size }, 'agent started');
   }
 
@@ -173,6 +180,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Stops everything; every request still open fails with `reason`. */
   #halt(reason: PicopayError): void {
     this.#haltedBy = reason;
+    if (this.#idleSweep) clearInterval(this.#idleSweep);
     for (const rt of this.#channels.values()) {
       this.#clearRetransmit(rt);
       if (rt.paused) clearTimeout(rt.paused);
@@ -281,6 +289,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const rt = this.#runtime(id);
     if (!this.isFunded(id)) throw new ChannelClosedError('virtual channel is not funded yet');
     const { record, message } = signVoucher(rt.rec, this.#o.signer, (rt.rec.voucher?.cumulative ?? 0n) + amount);
+    rt.active = Date.now();
     // Losing a voucher can only make this side pay less: no fsync needed before sending.
     this.#commit(rt, record, false);
     this.#send(rt.rec.peer, message);
@@ -428,6 +437,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   #settle(rt: Runtime, state: SignedState, direction: 'in' | 'out'): void {
+    rt.active = Date.now();
     if (direction === 'out') {
       const op = rt.inflight;
       rt.inflight = null;
@@ -542,6 +552,30 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (rt.rec.phase === 'final' && this.isFunded(rt.rec.id)) this.#settleParent(rt);
     // A crash came between settling and retiring it.
     else if (rt.rec.phase === 'final' && !rt.rec.staged) this.#retire(rt);
+  }
+
+  #idleMs(): number {
+    return this.#o.virtualLimits.idleMs ?? 600_000;
+  }
+
+  /**
+   * Settles every funded virtual channel idle for idleMs, so that a peer that stops using
+   * one does not keep its funds, or this side's slot, for ever. Asked again at each sweep
+   * while the peer does not answer. (A peer gone for good is the watcher's to settle on-chain.)
+   */
+  #settleIdle(): void {
+    const now = Date.now();
+    for (const rt of this.#channels.values()) {
+      const rec = rt.rec;
+      if (!rec.virtual || rec.phase !== 'open' || now - rt.active < this.#idleMs() || !this.isFunded(rec.id)) continue;
+      if (rec.params.kind === ChannelKind.Stream) {
+        // Only the payer proposes in a stream: the payee asks it to.
+        if (rec.idx === 1) this.#send(rec.peer, closeRequest(rec, this.#o.signer));
+      } else if (!rt.inflight && rt.queue.length === 0) {
+        this.finalize(rec.id).catch((err) => this.#log.debug({ channel: rec.id, err: String(err) }, 'closing an idle virtual channel failed'));
+      }
+      this.#log.info({ channel: rec.id, peer: rec.peer, idleMs: now - rt.active }, 'settling an idle virtual channel');
+    }
   }
 
   /** Whether the parent's proposal in flight is the request to fund or release `vcId`. */
@@ -839,6 +873,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#ackVouchers(rt);
     if (!record) return;
     const cumulative = record.voucher!.cumulative;
+    rt.active = Date.now();
     // Group commit: a voucher is written (and fsynced) once the amount since the last
     // written one reaches voucherDurableEvery; a crash loses less than that, never more.
     if (cumulative - rt.durableVoucher >= this.#o.voucherDurableEvery) {
@@ -1096,6 +1131,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       backoff: this.#timing.retransmitMs,
       paused: null,
       since: Date.now(),
+      active: Date.now(),
       held: null,
       awaitingFunds: null,
       durableVoucher: rec.voucher?.cumulative ?? 0n,

@@ -73,8 +73,12 @@ export interface AgentOptions {
    * Virtual channels other devices open with this one: at most `perPeer` live at once from
    * one peer (default 4), each locking at least `minLock` of asset 0 in total (default 0),
    * so that no one peer can fill the slots of this side's ledger channel (MAX_LOCKED).
+   * A virtual channel idle for `idleMs` (no update, no voucher; default 10 minutes) is
+   * settled by this side: a stream's payee asks the payer to close it at the highest
+   * voucher, and asks again until it does; either side of another virtual channel
+   * finalizes it at its latest balances.
    */
-  virtualLimits?: { perPeer?: number; minLock?: bigint };
+  virtualLimits?: { perPeer?: number; minLock?: bigint; idleMs?: number };
 }
 
 export interface OpenOptions {
