@@ -45,6 +45,24 @@ export function checkProposal(rec: ChannelRecord, body: StateBody): State {
   return next;
 }
 
+/** A proposal that passes checkProposal and bears the peer's signature: only such a one reaches a policy. */
+export function verifiedProposal(rec: ChannelRecord, msg: StateBody & { sig: Uint8Array }): State {
+  const state = checkProposal(rec, msg);
+  if (!verifyDigest(msg.sig, digestOf(rec, state), rec.peerKey)) throw new InvalidSignatureError('proposal not signed by the peer');
+  return state;
+}
+
+/**
+ * This side refuses the peer's (verified) proposal at `version`, and from then on signs
+ * nothing at that version: the peer's signature on it stays valid, and a replay of it,
+ * or its retransmission, must not get signed after the peer was told no and let it go.
+ * Store the record before the refusal leaves.
+ */
+export function refuse(rec: ChannelRecord, signer: Signer, version: bigint, reason: RejectReason): { record: ChannelRecord; reply: UpdateReject } {
+  const highestSigned = version > rec.highestSigned ? version : rec.highestSigned;
+  return { record: { ...rec, highestSigned }, reply: updateReject(rec, signer, version, reason) };
+}
+
 /**
  * What any next state must be: well formed, conserving every asset, and if final, locking
  * nothing: a final ledger state that still locks a virtual channel would let the parent
@@ -123,13 +141,11 @@ export function receiveUpdate(rec: ChannelRecord, signer: Signer, msg: StateBody
   let state: State;
   try {
     if (rec.staged) throw new UpdateConflictError('both sides proposed at once');
-    state = checkProposal(rec, msg);
+    state = verifiedProposal(rec, msg);
   } catch (err) {
     return reject(rec, signer, msg.version, err as ProtocolError);
   }
-  const digest = digestOf(rec, state);
-  if (!verifyDigest(msg.sig, digest, rec.peerKey)) return reject(rec, signer, msg.version, new InvalidSignatureError('proposal not signed by the peer'));
-  const mine = signer.sign(digest);
+  const mine = signer.sign(digestOf(rec, state));
   const sigs = withSig(withSig([null, null], rec.idx, mine), rec.idx === 0 ? 1 : 0, msg.sig);
   const signed: SignedState = { state, sigs };
   return {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FinalStateError, NegativeBalanceError, OpenRejectedError, UpdateRejectedError } from '../errors.ts';
 import { MemoryNetwork } from '../transport/memory.ts';
-import { encodeMessage } from '../wire/codec.ts';
+import { decodeMessage, encodeMessage } from '../wire/codec.ts';
 import { MAX_MESSAGE_BYTES, MessageType } from '../wire/messages.ts';
 import { aliasOf } from '../channel/record.ts';
 import { ChannelStore } from '../store/store.ts';
@@ -58,6 +58,50 @@ describe('Agent', () => {
     // The refused proposal is dropped; the next payment goes through at a higher version.
     const s = await a.agent.pay(ch.id, 1n);
     expect(s.state.outcome.balances[0]![idx]).toBe(9n);
+  });
+
+  it('a proposal it refused is never signed later: not when replayed, not when its policy has changed since', async () => {
+    const network = new MemoryNetwork();
+    const dir = tempDir();
+    let willing = false;
+    const a = makeParty(network, dir, 'a');
+    const b = makeParty(network, dir, 'b', { policy: { acceptUpdate: () => willing } });
+    parties.push(a, b);
+    const proposals: Uint8Array[] = [];
+    const send = a.transport.send.bind(a.transport);
+    a.transport.send = (to, frame) => {
+      if (decodeMessage(frame).type === MessageType.Update) proposals.push(frame);
+      return send(to, frame);
+    };
+    const ch = await a.agent.open(b.signer.address, { balances: [[10n, 10n]] });
+    await expect(a.agent.pay(ch.id, 5n)).rejects.toBeInstanceOf(UpdateRejectedError);
+    willing = true;
+    for (const frame of proposals) network.forge(a.signer.address, b.signer.address, frame);
+    await network.idle();
+    expect(b.agent.channel(ch.id).current.state.version).toBe(0n);
+    expect(b.store.loadChannel(ch.id)!.highestSigned).toBe(1n);
+    // The next payment goes at a version neither signed before.
+    const s = await a.agent.pay(ch.id, 1n);
+    expect(s.state.version).toBe(2n);
+    expect(b.agent.channel(ch.id).current.state).toEqual(s.state);
+  });
+
+  it('a proposal that does not bear the peer\'s signature never reaches the policy', async () => {
+    const network = new MemoryNetwork();
+    const dir = tempDir();
+    let asked = 0;
+    const a = makeParty(network, dir, 'a');
+    const b = makeParty(network, dir, 'b', { policy: { acceptUpdate: () => (asked++, 'hold') } });
+    parties.push(a, b);
+    const ch = await a.agent.open(b.signer.address, { balances: [[10n, 10n]] });
+    const held: unknown[] = [];
+    b.agent.on('held', (ctx) => held.push(ctx));
+    const forged = { type: MessageType.Update, alias: aliasOf(ch.id), version: 1n, balances: [[5n, 15n]] as const, locked: [], isFinal: false, sig: new Uint8Array(65).fill(7) };
+    network.forge(a.signer.address, b.signer.address, encodeMessage(forged));
+    await network.idle();
+    expect(asked).toBe(0);
+    expect(held).toEqual([]);
+    expect(b.agent.channel(ch.id).current.state.version).toBe(0n);
   });
 
   it('rejects a proposal for another chain', async () => {

@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events';
 import { acceptOpen, completeOpen, openAcceptOf, type PendingOpen, proposeOpen, verifyProposal } from '../channel/open.ts';
-import { closeRequest, openReject, openRejectedBy, signedByPeer, updateReject } from '../channel/control.ts';
+import { closeRequest, openReject, openRejectedBy, signedByPeer } from '../channel/control.ts';
 import { aliasKey, aliasOf, type Attachment, type ChannelRecord, sameState, stagedMessage, stateFromBody } from '../channel/record.ts';
 import { lockBody, receiveVoucher, signVoucher, streamFinalBody, unlockBody, voucherMessage } from '../channel/virtual.ts';
 import { makeSync, receiveSync } from '../channel/sync.ts';
-import { type AcceptResult, checkProposal, prepare, propose, reasonOf, receiveAccept, receiveReject, receiveUpdate, releasePrepared } from '../channel/update.ts';
+import { type AcceptResult, prepare, propose, reasonOf, receiveAccept, receiveReject, receiveUpdate, refuse, releasePrepared, verifiedProposal } from '../channel/update.ts';
 import {
   AliasCollisionError,
   ChannelClosedError,
@@ -348,7 +348,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (!held || held.msg.version !== version) return;
     rt.held = null;
     if (accept) return this.#answer(rt, held.msg);
-    this.#send(rt.rec.peer, updateReject(rt.rec, this.#o.signer, version, reason));
+    this.#refuse(rt, version, reason);
   }
 
   /** Pays `amount` of asset `asset` to the peer; resolves with the state both signed. */
@@ -515,7 +515,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         // A peer's proposal waiting for these funds will not get them: refuse it now.
         const waiting = vc.awaitingFunds;
         vc.awaitingFunds = null;
-        if (waiting) this.#send(vc.rec.peer, updateReject(vc.rec, this.#o.signer, waiting.version, RejectReason.Policy));
+        if (waiting) this.#refuse(vc, waiting.version, RejectReason.Policy);
       })
       .finally(() => this.#funding.delete(vc.rec.id));
   }
@@ -950,7 +950,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     let proposed: State | null = null;
     try {
-      if (!before.staged) proposed = checkProposal(before, msg);
+      // Verified before any policy sees it: a forged proposal is never held or matched.
+      if (!before.staged) proposed = verifiedProposal(before, msg);
     } catch {
       // receiveUpdate below answers: a repeat of the accepted state, or a typed refusal.
     }
@@ -971,11 +972,18 @@ export class Agent extends EventEmitter<AgentEvents> {
         return;
       }
       if (!decision) {
-        this.#send(rt.rec.peer, updateReject(rt.rec, this.#o.signer, msg.version, RejectReason.Policy));
+        this.#refuse(rt, msg.version, RejectReason.Policy);
         return;
       }
     }
     this.#answer(rt, msg);
+  }
+
+  /** Refuses the peer's verified proposal, never to sign that version after (see refuse). */
+  #refuse(rt: Runtime, version: bigint, reason: RejectReason): void {
+    const { record, reply } = refuse(rt.rec, this.#o.signer, version, reason);
+    this.#commit(rt, record);
+    this.#send(rt.rec.peer, reply);
   }
 
   #emitHeld(rt: Runtime, msg: Update, attachment?: Attachment): void {

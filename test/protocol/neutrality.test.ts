@@ -14,7 +14,7 @@ import { domainSeparator, stateDigest } from '../../src/model/hash.ts';
 import { type Bytes32, ChannelKind, NATIVE_ASSET, type Params, type State } from '../../src/model/types.ts';
 import { MemoryNetwork } from '../../src/transport/memory.ts';
 import { decodeMessage, encodeMessage } from '../../src/wire/codec.ts';
-import { type Balances, MessageType, RejectReason } from '../../src/wire/messages.ts';
+import { type Balances, type Message, MessageType, RejectReason } from '../../src/wire/messages.ts';
 import { CHAIN, makeParty, type Party, tempDir, until } from '../helpers/agents.ts';
 import { PowerLossStore } from '../helpers/powerLossStore.ts';
 
@@ -112,6 +112,7 @@ const orSame = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<T | null> => fc.oneof(fc.
 const pair = fc.record({ version: fc.bigInt({ min: 1n, max: 4n }), payer: fc.bigInt({ min: 0n, max: 1000n }) });
 
 describe('gateway neutrality against a colluding pair', () => {
+
   it('whatever they claim, sign, replay or forge, and however the gateway crashes, G holds what it locked plus its fees', async () => {
     await fc.assert(
       fc.asyncProperty(
@@ -125,85 +126,105 @@ describe('gateway neutrality against a colluding pair', () => {
         fc.option(fc.integer({ min: 0, max: 3 }), { nil: null }),
         fc.boolean(),
         async (seed, claimA, claimB, rounds, fee, crashAt, forge) => {
-          const network = new MemoryNetwork({ seed });
-          const dir = tempDir('picopay-neutral-');
-          const gs = Signer.random();
-          const funded = new Set<Bytes32>();
-          const gPath = join(dir, 'g.db');
-          let g = bootGateway(network, gs, gPath, fee, funded);
-          const [a, b] = [makeParty(network, dir, 'a', { timing: TIMING }), makeParty(network, dir, 'b', { timing: TIMING })];
-          running.push(() => [a, b].forEach((p) => (p.agent.stop(), p.store.close())));
-          const la = (await a.agent.open(gs.address, { balances: [[FUNDS, FUNDS]] })).id;
-          const lb = (await b.agent.open(gs.address, { balances: [[FUNDS, FUNDS]] })).id;
-          await until(() => g.agent.channels().filter((c) => c.phase === 'open').length === 2);
-          const start = gatewayValue(g.agent.channel(la), g.agent.channel(lb));
-
-          // Every request the pair sends G, for the replays.
-          const sent: { from: Party; frame: Uint8Array }[] = [];
-          for (const p of [a, b]) {
-            const send = p.transport.send.bind(p.transport);
-            p.transport.send = (to, frame) => {
-              const t = decodeMessage(frame).type;
-              if (to === gs.address && (t === MessageType.FundRequest || t === MessageType.SettleRequest || t === MessageType.Update)) sent.push({ from: p, frame });
-              return send(to, frame);
-            };
+          try {
+            await attack({ seed, claimA, claimB, rounds, fee, crashAt, forge });
+          } finally {
+            for (const stop of running.splice(0)) stop();
           }
-          const crash = async (step: number): Promise<void> => {
-            if (crashAt !== step) return;
-            g.agent.stop();
-            network.detach(gs.address);
-            g.store.powerLoss();
-            g = bootGateway(network, gs, gPath, fee, funded);
-          };
-          const mallory = Signer.random();
-          const forgeAll = (): void => {
-            if (!forge) return;
-            for (const [from, to, rec] of [[a, gs, g.agent.channel(la)], [b, gs, g.agent.channel(lb)]] as const) {
-              const version = rec.current.state.version + 1n;
-              const fakeRec = { ...rec, params: rec.params };
-              network.forge(from.signer.address, to.address, encodeMessage(updateReject(fakeRec, mallory, version, RejectReason.Policy)));
-              network.forge(from.signer.address, to.address, encodeMessage(closeRequest(fakeRec, mallory)));
-              network.forge(gs.address, from.signer.address, encodeMessage({ type: MessageType.UpdateReject, alias: aliasOf(rec.id), version, reason: RejectReason.Policy, sig: mallory.sign(new Uint8Array(32)) }));
-            }
-          };
-
-          const vc: Params = { ...CHAIN, participants: [a.signer.address, b.signer.address], challengeDuration: MIN_CHALLENGE_DURATION, nonce: BigInt(seed), kind: ChannelKind.Virtual };
-          const claimed = (c: { x: bigint; y: bigint }): Balances => [[c.x, c.y]];
-          await crash(0);
-          forgeAll();
-          await Promise.all([fund(a, la, vc, claimed(claimA), fee), fund(b, lb, vc, claimed(claimB ?? claimA), fee)]);
-          await crash(1);
-          const total = claimA.x + claimA.y;
-          for (const [i, r] of rounds.entries()) {
-            const split = (p: { version: bigint; payer: bigint }): Balances => {
-              const x = total === 0n ? 0n : p.payer % (total + 1n);
-              return [[x, total - x]];
-            };
-            const finalB = r.b ?? r.a;
-            forgeAll();
-            await Promise.all([
-              settle(a, la, vc, [a.signer, b.signer], r.a.version, split(r.a)),
-              settle(b, lb, vc, [a.signer, b.signer], finalB.version, split(finalB)),
-            ]);
-            await crash(2 + i);
-          }
-          // Replays of everything they sent.
-          for (const { from, frame } of sent) network.forge(from.signer.address, gs.address, frame);
-          await until(() => quiet(a, g, la) && quiet(b, g, lb), 10_000);
-          await network.idle();
-
-          const ga = g.agent.channel(la);
-          const gb = g.agent.channel(lb);
-          expect(gatewayValue(ga, gb)).toBe(start + 2n * fee * BigInt(funded.size));
-          // G funded only what both described alike.
-          if (claimB && (claimB.x !== claimA.x || claimB.y !== claimA.y)) expect(funded.size).toBe(0);
-          // Devices and gateway hold the same ledger states.
-          expect(a.agent.channel(la).current.state).toEqual(ga.current.state);
-          expect(b.agent.channel(lb).current.state).toEqual(gb.current.state);
-          for (const stop of running.splice(0)) stop();
         },
       ),
       { numRuns: Number(process.env.PICOPAY_NEUTRALITY_RUNS ?? 15) },
     );
   }, 240_000);
 });
+
+interface Attack {
+  seed: number;
+  claimA: { x: bigint; y: bigint };
+  claimB: { x: bigint; y: bigint } | null;
+  rounds: { a: { version: bigint; payer: bigint }; b: { version: bigint; payer: bigint } | null }[];
+  fee: bigint;
+  crashAt: number | null;
+  forge: boolean;
+}
+
+async function attack({ seed, claimA, claimB, rounds, fee, crashAt, forge }: Attack): Promise<void> {
+  const network = new MemoryNetwork({ seed });
+  const dir = tempDir('picopay-neutral-');
+  const gs = Signer.random();
+  const funded = new Set<Bytes32>();
+  const gPath = join(dir, 'g.db');
+  let g = bootGateway(network, gs, gPath, fee, funded);
+  const [a, b] = [makeParty(network, dir, 'a', { timing: TIMING }), makeParty(network, dir, 'b', { timing: TIMING })];
+  running.push(() => [a, b].forEach((p) => (p.agent.stop(), p.store.close())));
+  const la = (await a.agent.open(gs.address, { balances: [[FUNDS, FUNDS]] })).id;
+  const lb = (await b.agent.open(gs.address, { balances: [[FUNDS, FUNDS]] })).id;
+  await until(() => g.agent.channels().filter((c) => c.phase === 'open').length === 2);
+  const start = gatewayValue(g.agent.channel(la), g.agent.channel(lb));
+
+  // Every request the pair sends G, for the replays.
+  const sent: { from: Party; frame: Uint8Array }[] = [];
+  for (const p of [a, b]) {
+    const send = p.transport.send.bind(p.transport);
+    p.transport.send = (to, frame) => {
+      const t = decodeMessage(frame).type;
+      if (to === gs.address && (t === MessageType.FundRequest || t === MessageType.SettleRequest || t === MessageType.Update)) sent.push({ from: p, frame });
+      return send(to, frame);
+    };
+  }
+  const crash = (step: number): void => {
+    if (crashAt !== step) return;
+    g.agent.stop();
+    network.detach(gs.address);
+    g.store.powerLoss();
+    g = bootGateway(network, gs, gPath, fee, funded);
+  };
+  const mallory = Signer.random();
+  const forgeAll = (): void => {
+    if (!forge) return;
+    for (const [from, to, rec] of [[a, gs, g.agent.channel(la)], [b, gs, g.agent.channel(lb)]] as const) {
+      const version = rec.current.state.version + 1n;
+      network.forge(from.signer.address, to.address, encodeMessage(updateReject(rec, mallory, version, RejectReason.Policy)));
+      network.forge(from.signer.address, to.address, encodeMessage(closeRequest(rec, mallory)));
+      network.forge(gs.address, from.signer.address, encodeMessage({ type: MessageType.UpdateReject, alias: aliasOf(rec.id), version, reason: RejectReason.Policy, sig: mallory.sign(new Uint8Array(32)) }));
+    }
+  };
+
+  const vc: Params = { ...CHAIN, participants: [a.signer.address, b.signer.address], challengeDuration: MIN_CHALLENGE_DURATION, nonce: BigInt(seed), kind: ChannelKind.Virtual };
+  const claimed = (c: { x: bigint; y: bigint }): Balances => [[c.x, c.y]];
+  crash(0);
+  forgeAll();
+  await Promise.all([fund(a, la, vc, claimed(claimA), fee), fund(b, lb, vc, claimed(claimB ?? claimA), fee)]);
+  crash(1);
+  const total = claimA.x + claimA.y;
+  for (const [i, r] of rounds.entries()) {
+    const split = (p: { version: bigint; payer: bigint }): Balances => {
+      const x = total === 0n ? 0n : p.payer % (total + 1n);
+      return [[x, total - x]];
+    };
+    const finalB = r.b ?? r.a;
+    forgeAll();
+    await Promise.all([
+      settle(a, la, vc, [a.signer, b.signer], r.a.version, split(r.a)),
+      settle(b, lb, vc, [a.signer, b.signer], finalB.version, split(finalB)),
+    ]);
+    crash(2 + i);
+  }
+  // Replays of everything they sent, and copies an outsider signed in their place.
+  for (const { from, frame } of sent) {
+    network.forge(from.signer.address, gs.address, frame);
+    const m = decodeMessage(frame) as { sig: Uint8Array };
+    if (forge) network.forge(from.signer.address, gs.address, encodeMessage({ ...decodeMessage(frame), sig: mallory.sign(m.sig.subarray(0, 32)) } as Message));
+  }
+  await until(() => quiet(a, g, la) && quiet(b, g, lb), 10_000);
+  await network.idle();
+
+  const ga = g.agent.channel(la);
+  const gb = g.agent.channel(lb);
+  expect(gatewayValue(ga, gb)).toBe(start + 2n * fee * BigInt(funded.size));
+  // G funded only what both described alike.
+  if (claimB && (claimB.x !== claimA.x || claimB.y !== claimA.y)) expect(funded.size).toBe(0);
+  // Devices and gateway hold the same ledger states.
+  expect(a.agent.channel(la).current.state).toEqual(ga.current.state);
+  expect(b.agent.channel(lb).current.state).toEqual(gb.current.state);
+}
