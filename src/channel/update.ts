@@ -133,7 +133,7 @@ function reject(rec: ChannelRecord, signer: Signer, version: bigint, error: Prot
  * acceptance again (the first one may have been lost); a proposal that crosses this
  * side's own is refused as a conflict (see onReject for who retries).
  */
-export function receiveUpdate(rec: ChannelRecord, signer: Signer, msg: StateBody & { sig: Uint8Array }): UpdateResult {
+export function receiveUpdate(rec: ChannelRecord, signer: Signer, msg: StateBody & { sig: Uint8Array }, verified?: State): UpdateResult {
   const cur = rec.current;
   if (msg.version === cur.state.version && isFullySigned(cur) && sameState(cur.state, stateFromBody(rec, msg))) {
     return { kind: 'duplicate', reply: { type: MessageType.UpdateAccept, alias: aliasOf(rec.id), version: msg.version, sig: cur.sigs[rec.idx] } };
@@ -141,7 +141,8 @@ export function receiveUpdate(rec: ChannelRecord, signer: Signer, msg: StateBody
   let state: State;
   try {
     if (rec.staged) throw new UpdateConflictError('both sides proposed at once');
-    state = verifiedProposal(rec, msg);
+    // `verified`: what verifiedProposal returned for this very record (one verification, not two).
+    state = verified ?? verifiedProposal(rec, msg);
   } catch (err) {
     return reject(rec, signer, msg.version, err as ProtocolError);
   }

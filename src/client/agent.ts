@@ -73,7 +73,7 @@ interface Runtime {
   /** When the channel last moved (an update landed, a voucher came or went): idle virtual channels are settled. */
   active: number;
   /** The peer's proposal the policy holds. */
-  held: { msg: Update; attachment?: Attachment } | null;
+  held: { msg: Update; attachment?: Attachment; verified?: Verified } | null;
   /**
    * Virtual channels: the peer's proposal that came before this side's ledger channel
    * locked the funds (the gateway answers the two devices one after the other); it is
@@ -95,6 +95,12 @@ interface Runtime {
   windowRetry: NodeJS.Timeout | null;
   /** Stream payee: an acknowledgement is due at the end of this turn. */
   ackDue: boolean;
+}
+
+/** A peer's proposal as verifiedProposal returned it, and the record it was checked against. */
+interface Verified {
+  on: ChannelRecord;
+  state: State;
 }
 
 interface OpenWaiter {
@@ -347,7 +353,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const held = rt.held;
     if (!held || held.msg.version !== version) return;
     rt.held = null;
-    if (accept) return this.#answer(rt, held.msg);
+    if (accept) return this.#answer(rt, held.msg, held.verified);
     this.#refuse(rt, version, reason);
   }
 
@@ -967,7 +973,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       // A copy of this proposal may have been held while the policy ran: keep that one.
       if (rt.held && rt.held.msg.version === msg.version) return this.#onUpdate(rt, msg, attachment, 0);
       if (decision === 'hold') {
-        rt.held = { msg, attachment };
+        rt.held = { msg, attachment, verified: { on: before, state: proposed } };
         this.#emitHeld(rt, msg, attachment);
         return;
       }
@@ -976,7 +982,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         return;
       }
     }
-    this.#answer(rt, msg);
+    this.#answer(rt, msg, proposed ? { on: before, state: proposed } : undefined);
   }
 
   /** Refuses the peer's verified proposal, never to sign that version after (see refuse). */
@@ -993,8 +999,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   /** Signs and persists the peer's proposal (or answers a repeat, or refuses it with a typed reason). */
-  #answer(rt: Runtime, msg: Update): void {
-    const result = receiveUpdate(rt.rec, this.#o.signer, msg);
+  #answer(rt: Runtime, msg: Update, verified?: Verified): void {
+    const result = receiveUpdate(rt.rec, this.#o.signer, msg, verified?.on === rt.rec ? verified.state : undefined);
     if (result.kind === 'accepted') {
       this.#commit(rt, result.record);
       this.#send(rt.rec.peer, result.reply);
