@@ -167,16 +167,23 @@ export class GatewayChain {
   }
 
   async #close(rec: ChannelRecord): Promise<void> {
-    if (rec.params.kind !== ChannelKind.Ledger || !isFullySigned(rec.current) || this.#o.store.fact(`closed:${rec.id}`)) return;
+    if (rec.params.kind !== ChannelKind.Ledger || !isFullySigned(rec.current)) return;
+    // Sent before a restart (the journal has resumed whatever was in flight by now), or
+    // concluded by someone else: retire it once its money is out, else send the close.
+    const concluded = async (): Promise<boolean> => (await readHoldings(this.#o.client, rec.id, rec.current.state.outcome.assets[0]!)).concluded;
+    if (this.#o.store.fact(`closed:${rec.id}`) && (await concluded())) return this.#o.agent.retire(rec.id);
     this.#o.store.setFact(`closed:${rec.id}`, true);
     try {
       const tx = await cooperativeClose(this.#o.client, { params: rec.params, signed: rec.current });
       this.#o.logger.info({ channel: rec.id, gasUsed: tx.gasUsed?.toString() }, 'ledger channel closed on-chain');
-      // Its money is out of the contract: the channel is done.
-      this.#o.agent.retire(rec.id);
     } catch (err) {
-      this.#o.store.setFact(`closed:${rec.id}`, false);
-      this.#o.logger.error({ channel: rec.id, err: String(err) }, 'cooperative close failed');
+      if (!(await concluded().catch(() => false))) {
+        this.#o.store.setFact(`closed:${rec.id}`, false);
+        this.#o.logger.error({ channel: rec.id, err: String(err) }, 'cooperative close failed');
+        return;
+      }
     }
+    // Its outcome is concluded on-chain: no state of it can be registered any more.
+    this.#o.agent.retire(rec.id);
   }
 }

@@ -64,6 +64,8 @@ export class Intermediary {
   #agent: Agent | null = null;
   readonly #funded = new Map<Bytes32, FundedVirtual>();
   readonly #pending = new Map<string, Pending>();
+  /** Held lock changes that came without evidence (a Sync carries none), refused if none follows in time. */
+  readonly #bare = new Map<string, NodeJS.Timeout>();
 
   constructor(options: IntermediaryOptions) {
     this.#o = options;
@@ -92,11 +94,23 @@ export class Intermediary {
   }
 
   async #onHeld(ctx: UpdateContext): Promise<void> {
+    const key = `${ctx.channel.id}:${ctx.proposed.version}`;
+    clearTimeout(this.#bare.get(key));
+    this.#bare.delete(key);
+    if (!ctx.attachment) {
+      // The device resends it with the evidence; one that never does gets a refusal, so its ledger channel is not stuck.
+      const timer = setTimeout(() => {
+        this.#bare.delete(key);
+        this.#agent!.release(ctx.channel.id, ctx.proposed.version, false, RejectReason.InvalidTerms);
+      }, this.#o.holdTimeoutMs);
+      timer.unref();
+      this.#bare.set(key, timer);
+      return;
+    }
     try {
       const { added, removed } = lockDiff(ctx.current, ctx.proposed);
       if (added[0] && ctx.attachment && 'fund' in ctx.attachment) await this.#fundSide(ctx, added[0], ctx.attachment.fund);
       else if (removed[0] && ctx.attachment && 'settle' in ctx.attachment) this.#settleSide(ctx, removed[0], ctx.attachment.settle);
-      // Without evidence the proposal stays held: the device resends it with the evidence.
     } catch (err) {
       // Whatever a device sent, the gateway refuses it and carries on.
       const known = err instanceof ProtocolError;

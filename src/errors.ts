@@ -54,6 +54,14 @@ export class InvalidSignatureError extends ProtocolError {
   readonly code = 'INVALID_SIGNATURE';
 }
 
+/** A proposal far ahead of the next version: no honest party skips more than a few. */
+export class VersionGapError extends ProtocolError {
+  readonly code = 'VERSION_GAP';
+  constructor(readonly got: bigint, readonly floor: bigint) {
+    super(`version ${got} is too far above ${floor}`);
+  }
+}
+
 export class StaleVersionError extends ProtocolError {
   readonly code = 'STALE_VERSION';
   constructor(readonly got: bigint, readonly needAbove: bigint) {

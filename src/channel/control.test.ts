@@ -34,12 +34,13 @@ describe('control messages', () => {
     expect(signedByPeer(one.a, updateReject(one.a, sa, 5n, RejectReason.Policy))).toBe(false);
   });
 
-  it('a close request binds its channel; a refusal cannot pass for one', () => {
+  it('a close request binds its channel and the voucher it names; a refusal cannot pass for one', () => {
     const close = closeRequest(one.b, sb);
     expect(signedByPeer(one.a, close)).toBe(true);
     expect(signedByPeer(two.a, close)).toBe(false);
+    expect(signedByPeer(one.a, { ...close, cumulative: close.cumulative + 1n })).toBe(false);
     const refusal = updateReject(one.b, sb, 0n, 0 as RejectReason);
-    expect(signedByPeer(one.a, { type: close.type, alias: close.alias, sig: refusal.sig })).toBe(false);
+    expect(signedByPeer(one.a, { ...close, sig: refusal.sig })).toBe(false);
   });
 
   it('an open refusal binds the proposal share and the reason', () => {

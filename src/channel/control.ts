@@ -20,15 +20,16 @@ export function updateReject(rec: ChannelRecord, signer: Signer, version: bigint
   return { type: MessageType.UpdateReject, alias: aliasOf(rec.id), version, reason, sig };
 }
 
-/** The stream payee asks the payer to propose the final state. */
+/** The stream payee asks the payer to propose the final state, naming the highest voucher it holds. */
 export function closeRequest(rec: ChannelRecord, signer: Signer): CloseRequest {
-  const sig = signer.sign(controlDigest(separatorOf(rec), control(rec, MessageType.CloseRequest, 0n, 0)));
-  return { type: MessageType.CloseRequest, alias: aliasOf(rec.id), sig };
+  const cumulative = rec.voucher?.cumulative ?? 0n;
+  const sig = signer.sign(controlDigest(separatorOf(rec), control(rec, MessageType.CloseRequest, cumulative, 0)));
+  return { type: MessageType.CloseRequest, alias: aliasOf(rec.id), cumulative, sig };
 }
 
 /** Whether a refusal or close request on `rec` is signed by the peer. */
 export function signedByPeer(rec: ChannelRecord, msg: UpdateReject | CloseRequest): boolean {
-  const c = msg.type === MessageType.UpdateReject ? control(rec, msg.type, msg.version, msg.reason) : control(rec, msg.type, 0n, 0);
+  const c = msg.type === MessageType.UpdateReject ? control(rec, msg.type, msg.version, msg.reason) : control(rec, msg.type, msg.cumulative, 0);
   return verifyDigest(msg.sig, controlDigest(separatorOf(rec), c), rec.peerKey);
 }
 

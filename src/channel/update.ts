@@ -15,6 +15,7 @@ import {
   UpdateConflictError,
   UpdateInProgressError,
   UpdateRejectedError,
+  VersionGapError,
   WrongPeerError,
 } from '../errors.ts';
 import { assertConserved, assertWellFormed } from '../model/allocation.ts';
@@ -35,11 +36,20 @@ import { aliasOf, type ChannelRecord, digestOf, isFullySigned, proposalMessage, 
 // send. No I/O, no clocks.
 
 /** A proposal of the other side that this side would sign: the checks that come before any policy. */
+/**
+ * How far above the last version a proposal may go: a proposer skips versions only for
+ * prepared proposals it dropped, one per refusal.
+ */
+export const MAX_VERSION_GAP = 64n;
+
 export function checkProposal(rec: ChannelRecord, body: StateBody): State {
   if (rec.phase === 'opening') throw new ChannelClosedError('channel is not open yet');
   if (rec.phase === 'final') throw new FinalStateError('channel is final: nothing follows a final state');
   const floor = rec.current.state.version > rec.highestSigned ? rec.current.state.version : rec.highestSigned;
   if (body.version <= floor) throw new StaleVersionError(body.version, floor);
+  // A refused proposal's version counts as signed (see refuse): without a bound, one
+  // refused proposal at 2^64 - 1 would leave the channel no version to go on with.
+  if (body.version > floor + MAX_VERSION_GAP) throw new VersionGapError(body.version, floor);
   const next = stateFromBody(rec, body);
   assertSuccessor(rec.current.state, next);
   return next;

@@ -230,7 +230,9 @@ export class Agent extends EventEmitter<AgentEvents> {
   retire(id: Bytes32): void {
     const rt = this.#runtime(id);
     const rec = rt.rec;
-    if (rec.phase !== 'final' || rec.staged || rec.current.state.outcome.locked.length > 0) throw new ChannelClosedError(`channel ${id} is not final, or still locks funds`);
+    if (rec.phase !== 'final' || rec.staged || rec.current.state.outcome.locked.length > 0 || this.isFunded(id)) {
+      throw new ChannelClosedError(`channel ${id} is not final, or its funds are still locked`);
+    }
     this.#retire(rt);
   }
 
@@ -523,7 +525,22 @@ export class Agent extends EventEmitter<AgentEvents> {
         vc.awaitingFunds = null;
         if (waiting) this.#refuse(vc, waiting.version, RejectReason.Policy);
       })
-      .finally(() => this.#funding.delete(vc.rec.id));
+      .finally(() => {
+        this.#funding.delete(vc.rec.id);
+        this.#dropUnfunded(vc.rec.id);
+      });
+  }
+
+  /**
+   * A virtual channel whose funding failed, with no lock in its parent and none asked for
+   * any more, will never be funded: it is retired, so that it holds no slot and a restart
+   * does not fund what the caller was told had failed.
+   */
+  #dropUnfunded(vcId: Bytes32): void {
+    const vc = this.#channels.get(vcId);
+    const parent = vc?.rec.virtual && this.#channels.get(vc.rec.virtual.parent);
+    if (!vc || !parent || vc.rec.phase !== 'open' || this.isFunded(vcId) || this.#funding.has(vcId) || this.#askedInFlight(parent, vcId)) return;
+    this.#afterCommit(() => this.#retire(vc));
   }
 
   /**
@@ -568,12 +585,18 @@ export class Agent extends EventEmitter<AgentEvents> {
    * Settles every funded virtual channel idle for idleMs, so that a peer that stops using
    * one does not keep its funds, or this side's slot, for ever. Asked again at each sweep
    * while the peer does not answer. (A peer gone for good is the watcher's to settle on-chain.)
+   * One whose funding failed, with nothing locked or being locked, is retired.
    */
   #settleIdle(): void {
     const now = Date.now();
-    for (const rt of this.#channels.values()) {
+    for (const rt of [...this.#channels.values()]) {
       const rec = rt.rec;
-      if (!rec.virtual || rec.phase !== 'open' || now - rt.active < this.#idleMs() || !this.isFunded(rec.id)) continue;
+      if (!rec.virtual || rec.phase !== 'open') continue;
+      if (!this.isFunded(rec.id)) {
+        if (this.#neverFunded(rt)) this.#retire(rt);
+        continue;
+      }
+      if (now - rt.active < this.#idleMs()) continue;
       if (rec.params.kind === ChannelKind.Stream) {
         // Only the payer proposes in a stream: the payee asks it to.
         if (rec.idx === 1) this.#send(rec.peer, closeRequest(rec, this.#o.signer));
@@ -582,6 +605,12 @@ export class Agent extends EventEmitter<AgentEvents> {
       }
       this.#log.info({ channel: rec.id, peer: rec.peer, idleMs: now - rt.active }, 'settling an idle virtual channel');
     }
+  }
+
+  /** An open virtual channel that nothing funds, nor will: no lock in the parent, none asked for, and time enough gone by. */
+  #neverFunded(rt: Runtime): boolean {
+    const parent = this.#channels.get(rt.rec.virtual!.parent);
+    return this.#abandoned(rt) && !this.#funding.has(rt.rec.id) && !(parent && this.#askedInFlight(parent, rt.rec.id));
   }
 
   /** Whether the parent's proposal in flight is the request to fund or release `vcId`. */
@@ -851,7 +880,10 @@ export class Agent extends EventEmitter<AgentEvents> {
       case MessageType.VoucherAck:
         return this.#onVoucherAck(rt, msg);
       case MessageType.CloseRequest:
-        if (rt.rec.params.kind === ChannelKind.Stream && rt.rec.idx === 0 && rt.rec.phase === 'open' && signedByPeer(rt.rec, msg)) await this.settleVirtual(rt.rec.id);
+        // Once: repeats (the payee asks at each sweep, or a flood of replays) find the close under way.
+        if (rt.rec.params.kind !== ChannelKind.Stream || rt.rec.idx !== 0 || rt.rec.phase !== 'open' || rt.inflight || rt.queue.length > 0) return;
+        // A request older than the last voucher (a replay) is spent: the stream went on since.
+        if (msg.cumulative >= (rt.rec.voucher?.cumulative ?? 0n) && signedByPeer(rt.rec, msg)) await this.settleVirtual(rt.rec.id);
         return;
     }
   }
@@ -864,6 +896,16 @@ export class Agent extends EventEmitter<AgentEvents> {
   #onRetiredSync(from: Address, msg: Sync): void {
     const rec = this.#o.store.retiredByAlias(aliasKey(msg.alias));
     if (!rec || rec.peer !== from) throw new UnknownChannelError(`no channel with alias ${aliasKey(msg.alias)}`);
+    if (rec.phase === 'opening') {
+      // The proposer completed the open after this side let it expire (its countersignature
+      // was lost meanwhile): with both signatures on version 0, the channel is live after all.
+      const result = receiveSync(rec, this.#o.signer, msg);
+      if (result.record?.phase !== 'open') return;
+      const rt = this.#track(result.record);
+      this.#commit(rt, result.record);
+      this.#opened(rt);
+      return;
+    }
     const sync = rec.phase === 'final' ? makeSync(rec) : null;
     if (sync) this.#send(from, sync);
   }
@@ -1088,12 +1130,18 @@ export class Agent extends EventEmitter<AgentEvents> {
       rt.inflight?.carriedBy.push(result.proposal.state);
       return;
     }
+    const refused = rt.rec.staged;
     this.#commit(rt, result.record);
     this.#clearRetransmit(rt);
     const op = rt.inflight;
     rt.inflight = null;
     if (op && result.error instanceof UpdateConflictError) this.#retryLater(rt, op);
     else if (op) this.#fail(op, result.error);
+    // A funding request refused after its caller gave up (it timed out): nothing else will fund it.
+    if (refused?.attachment && 'fund' in refused.attachment) {
+      const lock = refused.state.outcome.locked.find((l) => !rt.rec.current.state.outcome.locked.some((c) => c.id === l.id));
+      if (lock) this.#dropUnfunded(lock.id);
+    }
     this.#pump(rt);
   }
 

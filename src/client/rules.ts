@@ -6,9 +6,18 @@ import type { UpdateContext } from './types.ts';
 // The Agent's fixed rules, as pure functions: the default policy, what a channel kind
 // allows before any policy, and when a countersignature must be stored durably.
 
-/** Accepts an update unless it lowers one of this side's balances. */
+/**
+ * Accepts an update unless it lowers one of this side's balances or touches its locks:
+ * funds are locked and released only by this side's own proposals, with evidence, so a
+ * peer cannot drop a lock and keep what it held.
+ */
 export const receiveOnly = ({ channel, current, proposed }: UpdateContext): boolean =>
-  proposed.outcome.balances.every((pair, i) => pair[channel.idx] >= current.outcome.balances[i]![channel.idx]);
+  sameLocks(current, proposed) && proposed.outcome.balances.every((pair, i) => pair[channel.idx] >= current.outcome.balances[i]![channel.idx]);
+
+function sameLocks(current: State, proposed: State): boolean {
+  const [a, b] = [current.outcome.locked, proposed.outcome.locked];
+  return a.length === b.length && a.every((l, i) => l.id === b[i]!.id && l.balances.every((x, j) => x === b[i]!.balances[j]));
+}
 
 /** A parent update that funds or releases a virtual channel travels with its evidence. */
 export function withAttachment(update: Update, attachment?: Attachment): Update | FundRequest | SettleRequest {

@@ -27,7 +27,7 @@ export const stateStructAbi = AbiParameters.from([
 
 export const voucherStructAbi = AbiParameters.from(['bytes32 typeHash', 'bytes32 channelId', 'uint256 cumulative']);
 
-export const controlStructAbi = AbiParameters.from(['bytes32 typeHash', 'bytes32 subject', 'uint64 version', 'uint8 messageType', 'uint8 reason']);
+export const controlStructAbi = AbiParameters.from(['bytes32 typeHash', 'bytes32 subject', 'uint256 version', 'uint8 messageType', 'uint8 reason']);
 
 export const domainAbi = AbiParameters.from([
   'bytes32 typeHash',

@@ -32,7 +32,7 @@ const typeHash = (s: string): Bytes32 => toHex(keccak_256(utf8ToBytes(s)));
 export const DOMAIN_TYPEHASH = typeHash('EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)');
 export const STATE_TYPEHASH = typeHash('State(bytes32 channelId,uint64 version,bytes32 outcomeHash,bool isFinal)');
 export const VOUCHER_TYPEHASH = typeHash('Voucher(bytes32 channelId,uint256 cumulative)');
-export const CONTROL_TYPEHASH = typeHash('Control(bytes32 subject,uint64 version,uint8 messageType,uint8 reason)');
+export const CONTROL_TYPEHASH = typeHash('Control(bytes32 subject,uint256 version,uint8 messageType,uint8 reason)');
 
 export interface Domain {
   chainId: bigint;

@@ -78,7 +78,7 @@ export const arbitraryMessage: fc.Arbitrary<Message> = fc.oneof(
   ),
   fc.record({ type: fc.constant(MessageType.Voucher), alias: bytesN(8), cumulative: amount, sig: bytesN(65) }),
   fc.record({ type: fc.constant(MessageType.VoucherAck), alias: bytesN(8), cumulative: amount }),
-  fc.record({ type: fc.constant(MessageType.CloseRequest), alias: bytesN(8), sig: bytesN(65) }),
+  fc.record({ type: fc.constant(MessageType.CloseRequest), alias: bytesN(8), cumulative: fc.bigInt({ min: 0n, max: (1n << 256n) - 1n }), sig: bytesN(65) }),
 ) as fc.Arbitrary<Message>;
 
 function expectTypedOrDecoded(frame: Uint8Array): void {

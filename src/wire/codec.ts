@@ -87,7 +87,7 @@ function toArray(m: Message): unknown[] {
     case MessageType.VoucherAck:
       return [m.alias, int(m.cumulative)];
     case MessageType.CloseRequest:
-      return [m.alias, m.sig];
+      return [m.alias, int(m.cumulative), m.sig];
   }
 }
 
@@ -193,8 +193,8 @@ function fromArray(type: unknown, f: unknown[]): Message {
       fields(2);
       return { type, alias: alias(f[0]), cumulative: uint256(f[1], 'cumulative') };
     case MessageType.CloseRequest:
-      fields(2);
-      return { type, alias: alias(f[0]), sig: sig(f[1], 'sig') };
+      fields(3);
+      return { type, alias: alias(f[0]), cumulative: uint256(f[1], 'cumulative'), sig: sig(f[2], 'sig') };
     default:
       throw new UnknownMessageTypeError(type);
   }

@@ -191,7 +191,12 @@ export interface VoucherAck {
 export interface CloseRequest {
   type: typeof MessageType.CloseRequest;
   alias: Alias;
-  /** The payee's signature over controlDigest (subject: the channel id). */
+  /**
+   * The highest voucher the payee holds when it asks: the payer closes only on a request
+   * that names at least what it has paid, so an old one, replayed, is spent.
+   */
+  cumulative: bigint;
+  /** The payee's signature over controlDigest (subject: the channel id, version: cumulative). */
   sig: Signature;
 }
 

@@ -1,0 +1,171 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Intermediary } from '../../gateway/intermediary.ts';
+import { Agent } from '../../src/client/agent.ts';
+import type { AgentOptions } from '../../src/client/types.ts';
+import { digestOf, proposalMessage, stateFromBody } from '../../src/channel/record.ts';
+import { MAX_VERSION_GAP } from '../../src/channel/update.ts';
+import { ChannelClosedError, UpdateRejectedError } from '../../src/errors.ts';
+import { silentLogger } from '../../src/log.ts';
+import { ChannelKind } from '../../src/model/types.ts';
+import { ChannelStore } from '../../src/store/store.ts';
+import { MemoryNetwork } from '../../src/transport/memory.ts';
+import { decodeMessage, encodeMessage } from '../../src/wire/codec.ts';
+import { MessageType } from '../../src/wire/messages.ts';
+import { CHAIN, FAST, makeParty, type Party, stoppedAfterEach, tempDir, until } from '../helpers/agents.ts';
+
+// Mallory's attacks on retirement, idle settlement and refusals (found by an adversarial
+// review), each with the defence that now holds. A is a payer, B a payee, G the gateway.
+
+const live = stoppedAfterEach();
+
+async function network3(holdTimeoutMs = 3000, a: Partial<AgentOptions> = {}, b: Partial<AgentOptions> = a) {
+  const network = new MemoryNetwork({ seed: 1 });
+  const dir = tempDir();
+  const gStore = new ChannelStore(join(dir, 'g.db'), { durability: 'normal' });
+  const intermediary = new Intermediary({ store: gStore, chain: CHAIN, holdTimeoutMs, logger: silentLogger });
+  const g = makeParty(network, dir, 'g', { policy: { acceptUpdate: intermediary.decide } }, undefined, gStore);
+  intermediary.attach(g.agent);
+  const pa = makeParty(network, dir, 'a', a);
+  const pb = makeParty(network, dir, 'b', b);
+  live.push(pa, pb, g);
+  const la = (await pa.agent.open(g.signer.address, { balances: [[100n, 100n]] })).id;
+  const lb = (await pb.agent.open(g.signer.address, { balances: [[50n, 100n]] })).id;
+  await until(() => g.agent.channels().filter((c) => c.phase === 'open').length === 2);
+  return { network, a: pa, b: pb, g, la, lb };
+}
+
+/** Frames of `type` that `p` sends go to `into` instead of the network while `hold()` says so. */
+function intercept(p: Party, type: MessageType, into: Uint8Array[], hold: () => boolean = () => true): void {
+  const send = p.transport.send.bind(p.transport);
+  p.transport.send = async (to, frame) => {
+    if (decodeMessage(frame).type !== type) return send(to, frame);
+    into.push(frame.slice());
+    if (!hold()) return send(to, frame);
+  };
+}
+
+describe('mallory against streams', () => {
+  it('a close request captured on the broker and replayed after the stream went on is spent', async () => {
+    const { network, a, b, g } = await network3(3000, {}, { virtualLimits: { idleMs: 100 } });
+    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[50n, 0n]] });
+    await until(() => b.agent.isFunded(vc.id));
+    a.agent.payStream(vc.id, 1n);
+    // B's close requests never reach A; an outsider keeps them.
+    const captured: Uint8Array[] = [];
+    intercept(b, MessageType.CloseRequest, captured);
+    await until(() => captured.length > 0);
+    // The stream goes on; then the outsider replays the old request under B's name.
+    a.agent.payStream(vc.id, 4n);
+    await until(() => b.agent.channel(vc.id).voucher?.cumulative === 5n);
+    network.forge(b.signer.address, a.signer.address, captured[0]!);
+    await network.idle();
+    expect(a.agent.channel(vc.id).phase).toBe('open');
+    expect(a.agent.payStream(vc.id, 1n)).toBe(6n);
+  });
+
+  it('a flood of one valid close request closes the stream once', async () => {
+    const { network, a, b, g } = await network3(3000, {}, { virtualLimits: { idleMs: 100 } });
+    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[50n, 0n]] });
+    await until(() => b.agent.isFunded(vc.id));
+    a.agent.payStream(vc.id, 3n);
+    const captured: Uint8Array[] = [];
+    intercept(b, MessageType.CloseRequest, captured);
+    await until(() => captured.length > 0);
+    const proposals: Uint8Array[] = [];
+    intercept(a, MessageType.Update, proposals, () => false);
+    for (let i = 0; i < 300; i++) network.forge(b.signer.address, a.signer.address, captured[0]!);
+    await until(() => a.agent.isSettled(vc.id) && b.agent.isSettled(vc.id));
+    // One final proposal of the stream, whatever the retransmissions of the parents' updates.
+    const finals = proposals.map((f) => decodeMessage(f)).filter((m) => m.type === MessageType.Update && m.isFinal);
+    expect(finals).toHaveLength(1);
+  });
+
+  it('a payee\'s proposal far ahead of the next version is refused without taking the stream\'s versions', async () => {
+    const { network, a, b, g } = await network3();
+    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 0n]] });
+    await until(() => b.agent.isFunded(vc.id));
+    a.agent.payStream(vc.id, 10n);
+    await until(() => b.agent.channel(vc.id).voucher?.cumulative === 10n);
+    const rec = b.agent.channel(vc.id);
+    for (const version of [2n ** 64n - 1n, MAX_VERSION_GAP + 1n]) {
+      const state = stateFromBody(rec, { version, balances: rec.current.state.outcome.balances, locked: [], isFinal: false });
+      network.forge(b.signer.address, a.signer.address, encodeMessage(proposalMessage(rec, { state, sig: b.signer.sign(digestOf(rec, state)) })));
+    }
+    await network.idle();
+    expect(a.agent.channel(vc.id).highestSigned).toBeLessThan(MAX_VERSION_GAP);
+    await a.agent.settleVirtual(vc.id);
+    await until(() => b.agent.isSettled(vc.id));
+  });
+});
+
+describe('mallory against locks and retirement', () => {
+  it('a gateway that proposes to drop a device\'s lock and keep its funds is refused', async () => {
+    const { a, b, g, la } = await network3();
+    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 0n]] });
+    await until(() => b.agent.isFunded(vc.id));
+    const gi = g.agent.channel(la).idx;
+    const grab = g.agent.update(la, (s) => {
+      const [x, y] = s.outcome.balances[0]!;
+      return { balances: [gi === 1 ? [x, y + 30n] : [x + 30n, y]], locked: [], isFinal: false };
+    });
+    await expect(grab).rejects.toBeInstanceOf(UpdateRejectedError);
+    expect(a.agent.isFunded(vc.id)).toBe(true);
+    expect(a.agent.channel(la).current.state.outcome.locked).toHaveLength(1);
+  });
+
+  it('retire() refuses a final virtual channel whose parent still locks it', async () => {
+    const { a, b, g } = await network3();
+    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, balances: [[30n, 0n]] });
+    await until(() => b.agent.isFunded(vc.id));
+    // G will not release it: the final state is signed, the lock stays for now.
+    g.transport.send = async () => undefined;
+    await a.agent.finalize(vc.id);
+    expect(a.agent.isFunded(vc.id)).toBe(true);
+    expect(() => a.agent.retire(vc.id)).toThrow(ChannelClosedError);
+    expect(a.agent.channels().some((c) => c.id === vc.id)).toBe(true);
+  });
+
+  it('an open the acceptor let expire comes back when the proposer shows it completed', async () => {
+    const network = new MemoryNetwork({ seed: 2 });
+    const dir = tempDir();
+    const timing = { ...FAST, requestTimeoutMs: 150 };
+    const a = makeParty(network, dir, 'a', { timing });
+    const b = makeParty(network, dir, 'b', { timing });
+    live.push(a, b);
+    // A's countersignature on version 0 is lost until B has let the open expire.
+    let lost = true;
+    intercept(a, MessageType.UpdateAccept, [], () => lost);
+    const ch = await a.agent.open(b.signer.address, { balances: [[100n, 0n]] });
+    await until(() => b.agent.channels().length === 0);
+    lost = false;
+    a.agent.resync();
+    await until(() => b.agent.channels().some((c) => c.id === ch.id && c.phase === 'open'));
+    await a.agent.pay(ch.id, 1n);
+    expect(b.agent.channel(ch.id).current.state.outcome.balances).toEqual([[99n, 1n]]);
+  });
+
+  it('virtual channels whose funding never came are retired on both sides, and a restart does not fund them', async () => {
+    const timing = { ...FAST, requestTimeoutMs: 300 };
+    const opts = { timing, virtualLimits: { idleMs: 100 } };
+    const { a, b, g, la, lb } = await network3(200, opts);
+    // A completes the opens but its funding requests never leave.
+    intercept(a, MessageType.FundRequest, []);
+    for (let i = 0; i < 4; i++) {
+      await expect(a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[1n, 0n]] })).rejects.toThrow();
+    }
+    const streams = (p: Party): number => p.agent.channels().filter((c) => c.params.kind === ChannelKind.Stream).length;
+    await until(() => streams(a) === 0 && streams(b) === 0, 10_000);
+    expect(b.store.loadChannels().map((c) => c.id)).toEqual([lb]);
+    // After a restart, nothing comes back to be funded.
+    for (const p of [a, b]) p.agent.stop();
+    const again = [a, b].map((p) => new Agent({ signer: p.signer, transport: p.transport, store: p.store, chain: CHAIN, ...opts }));
+    for (const agent of again) agent.start();
+    try {
+      expect(again.map((agent) => agent.channels().length)).toEqual([1, 1]);
+      expect(again[0]!.channel(la).current.state.outcome.locked).toEqual([]);
+    } finally {
+      for (const agent of again) agent.stop();
+    }
+  });
+});
