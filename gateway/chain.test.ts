@@ -1,0 +1,74 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent } from '../src/client/agent.ts';
+import { cooperativeClose, deposit, readHoldings } from '../src/chain/index.ts';
+import type { Devnet } from '../src/chain/devnet.ts';
+import { startDevnet } from '../src/chain/devnet.ts';
+import { silentLogger } from '../src/log.ts';
+import { type Bytes32, NATIVE_ASSET } from '../src/model/types.ts';
+import { ChannelStore } from '../src/store/store.ts';
+import { MemoryNetwork } from '../src/transport/memory.ts';
+import { FAST, makeParty, RecordingSigner, stoppedAfterEach, tempDir, until } from '../test/helpers/agents.ts';
+import { party } from '../test/chain/fixture.ts';
+import { GatewayChain } from './chain.ts';
+
+// The gateway's chain duties across a crash: a ledger channel closed on-chain (by the
+// gateway before it died, or by anyone) is retired when the gateway comes back, never
+// left live for ever.
+
+describe('gateway chain duties after a restart', () => {
+  let devnet: Devnet;
+  beforeAll(async () => {
+    devnet = await startDevnet();
+  }, 60_000);
+  afterAll(async () => {
+    await devnet?.stop();
+  });
+  const live = stoppedAfterEach();
+
+  it('a final ledger channel already concluded on-chain is retired at start, whether or not the gateway sent the close', async () => {
+    const network = new MemoryNetwork();
+    const dir = tempDir();
+    const gp = party(devnet, 6);
+    const chain = { chainId: devnet.deployer.chainId, adjudicator: devnet.deployer.adjudicator };
+    const gPath = join(dir, 'g.db');
+    const g = makeParty(network, dir, 'g', { chain }, new RecordingSigner(gp.signer.exportPrivateKey()), new ChannelStore(gPath, { durability: 'normal' }));
+    const a = makeParty(network, dir, 'a', { chain });
+    live.push(a);
+    const channels: Bytes32[] = [];
+    for (let i = 0; i < 2; i++) {
+      const ch = await a.agent.open(gp.address, { balances: [[10n ** 15n, 0n]] });
+      await deposit(devnet.clients[7]!, { channelId: ch.id, asset: NATIVE_ASSET, amount: 10n ** 15n });
+      await a.agent.finalize(ch.id);
+      channels.push(ch.id);
+    }
+    await until(() => channels.every((id) => g.agent.channel(id).phase === 'final'));
+    // The gateway dies with both final; one close had gone out before (its fact recorded),
+    // the other the device sent itself.
+    g.agent.stop();
+    g.store.setFact(`closed:${channels[0]}`, true);
+    for (const id of channels) await cooperativeClose(devnet.clients[7]!, { params: g.agent.channel(id).params, signed: g.agent.channel(id).current });
+    g.store.close();
+    network.detach(gp.address);
+
+    const store = new ChannelStore(gPath, { durability: 'normal' });
+    const agent = new Agent({ signer: gp.signer, transport: network.endpoint(gp.address), store, chain, timing: FAST });
+    const duties = new GatewayChain({ client: gp.client, agent, store, logger: silentLogger, pollMs: 60_000 });
+    agent.start();
+    try {
+      await duties.start();
+      await until(() => agent.channels().length === 0);
+      await duties.idle();
+      for (const id of channels) {
+        expect((await readHoldings(gp.client, id, NATIVE_ASSET)).concluded).toBe(true);
+        expect(store.fact(`closed:${id}`)).toBeUndefined();
+        expect(agent.channel(id).phase).toBe('final');
+      }
+      expect(store.loadChannels()).toEqual([]);
+    } finally {
+      await duties.stop();
+      agent.stop();
+      store.close();
+    }
+  }, 60_000);
+});
