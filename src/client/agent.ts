@@ -336,6 +336,8 @@ export class Agent extends EventEmitter<AgentEvents> {
    * the gateway. Resolves once that is done.
    */
   async settleVirtual(id: Bytes32): Promise<ChannelRecord> {
+    // Settled and retired already (the peer asked first): done.
+    if (!this.#channels.has(id) && this.isSettled(id)) return this.channel(id);
     const rt = this.#runtime(id);
     if (!rt.rec.virtual) throw new UnknownChannelError(`${id} is not a virtual channel`);
     if (rt.rec.phase !== 'final') {

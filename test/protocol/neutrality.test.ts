@@ -3,14 +3,15 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Intermediary } from '../../gateway/intermediary.ts';
 import { Agent } from '../../src/client/agent.ts';
-import { aliasOf, type ChannelRecord } from '../../src/channel/record.ts';
+import { aliasOf, type ChannelRecord, digestOf, proposalMessage, stateFromBody } from '../../src/channel/record.ts';
 import { closeRequest, updateReject } from '../../src/channel/control.ts';
 import { initialVirtualState, lockOutcome, unlockOutcome } from '../../src/channel/virtual.ts';
+import { MAX_VERSION_GAP } from '../../src/channel/update.ts';
 import { Signer } from '../../src/crypto/keys.ts';
 import { silentLogger } from '../../src/log.ts';
 import { channelId } from '../../src/model/channelId.ts';
 import { MIN_CHALLENGE_DURATION } from '../../src/model/duration.ts';
-import { domainSeparator, stateDigest } from '../../src/model/hash.ts';
+import { domainSeparator, stateDigest, voucherDigest } from '../../src/model/hash.ts';
 import { type Bytes32, ChannelKind, NATIVE_ASSET, type Params, type State } from '../../src/model/types.ts';
 import { MemoryNetwork } from '../../src/transport/memory.ts';
 import { decodeMessage, encodeMessage } from '../../src/wire/codec.ts';
@@ -227,4 +228,115 @@ async function attack({ seed, claimA, claimB, rounds, fee, crashAt, forge }: Att
   // Devices and gateway hold the same ledger states.
   expect(a.agent.channel(la).current.state).toEqual(ga.current.state);
   expect(b.agent.channel(lb).current.state).toEqual(gb.current.state);
+}
+
+// An honest payer A streams to a payee B that misbehaves: it replays what it received,
+// forges vouchers and far-ahead proposals, asks to close at sums never paid, asks G to
+// settle with a final state A never signed, or vanishes; G may lose power. A must end
+// with exactly what it did not pay (in its ledger channel, or in the lock when B is gone),
+// and G with what it locked plus its fees.
+
+type Misdeed = 'replay' | 'farAhead' | 'closeHigh' | 'fakeVoucher' | 'settleAlone' | 'vanish' | 'gatewayPowerLoss';
+const MISDEEDS: Misdeed[] = ['replay', 'farAhead', 'closeHigh', 'fakeVoucher', 'settleAlone', 'vanish', 'gatewayPowerLoss'];
+
+describe('an honest payer against a misbehaving payee', () => {
+  it('whatever the payee does, the payer keeps what it did not pay and the gateway what it locked plus its fees', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 1 << 30 }),
+        fc.array(fc.bigInt({ min: 1n, max: 5n }), { maxLength: 6 }),
+        fc.array(fc.constantFrom(...MISDEEDS), { maxLength: 4 }),
+        fc.bigInt({ min: 0n, max: 2n }),
+        async (seed, payments, misdeeds, fee) => {
+          try {
+            await payeeAttack(seed, payments, misdeeds, fee);
+          } finally {
+            for (const stop of running.splice(0)) stop();
+          }
+        },
+      ),
+      { numRuns: Number(process.env.PICOPAY_NEUTRALITY_RUNS ?? 15) },
+    );
+  }, 240_000);
+});
+
+async function payeeAttack(seed: number, payments: bigint[], misdeeds: Misdeed[], fee: bigint): Promise<void> {
+  const network = new MemoryNetwork({ seed });
+  const dir = tempDir('picopay-payee-');
+  const gs = Signer.random();
+  const funded = new Set<Bytes32>();
+  const gPath = join(dir, 'g.db');
+  let g = bootGateway(network, gs, gPath, fee, funded);
+  const a = makeParty(network, dir, 'a', { timing: TIMING, virtualFee: fee });
+  const b = makeParty(network, dir, 'b', { timing: TIMING, virtualFee: fee });
+  running.push(() => [a, b].forEach((p) => (p.agent.stop(), p.store.close())));
+  const la = (await a.agent.open(gs.address, { balances: [[FUNDS, FUNDS]] })).id;
+  const lb = (await b.agent.open(gs.address, { balances: [[FUNDS, FUNDS]] })).id;
+  await until(() => g.agent.channels().filter((c) => c.phase === 'open').length === 2);
+  const start = gatewayValue(g.agent.channel(la), g.agent.channel(lb));
+  // What B received, for its replays.
+  const received: Uint8Array[] = [];
+  const receive = b.transport.receive.bind(b.transport);
+  b.transport.receive = (from, frame) => {
+    received.push(frame.slice());
+    receive(from, frame);
+  };
+  const vc = await a.agent.openVirtual(b.signer.address, { gateway: gs.address, kind: ChannelKind.Stream, balances: [[50n, 0n]] });
+  await until(() => b.agent.isFunded(vc.id));
+  let paid = 0n;
+  for (const p of payments) paid = a.agent.payStream(vc.id, p);
+  await network.idle();
+
+  const rec = b.agent.channel(vc.id);
+  let gone = false;
+  for (const m of misdeeds) {
+    if (gone) break;
+    if (m === 'replay') {
+      for (const frame of received) network.forge(b.signer.address, a.signer.address, frame);
+    } else if (m === 'farAhead') {
+      const state = stateFromBody(rec, { version: MAX_VERSION_GAP * 2n, balances: [[0n, 50n]], locked: [], isFinal: true });
+      network.forge(b.signer.address, a.signer.address, encodeMessage(proposalMessage(rec, { state, sig: b.signer.sign(digestOf(rec, state)) })));
+    } else if (m === 'closeHigh') {
+      const asked = closeRequest({ ...rec, voucher: { cumulative: 49n, sig: new Uint8Array(65) } }, b.signer);
+      network.forge(b.signer.address, a.signer.address, encodeMessage(asked));
+    } else if (m === 'fakeVoucher') {
+      const sig = b.signer.sign(voucherDigest(domainSeparator(rec.params), vc.id, 50n));
+      network.forge(b.signer.address, a.signer.address, encodeMessage({ type: MessageType.Voucher, alias: aliasOf(vc.id), cumulative: 50n, sig }));
+    } else if (m === 'settleAlone') {
+      // A final state paying B everything, with B's signature twice: G must see it is not A's.
+      const final: State = { channelId: vc.id, version: 1n, outcome: { assets: [NATIVE_ASSET], balances: [[0n, 50n]], locked: [] }, isFinal: true };
+      const sig = b.signer.sign(stateDigest(domainSeparator(rec.params), final));
+      await b.agent
+        .update(lb, (s) => {
+          const o = unlockOutcome(s.outcome, vc.id, [[0n, 50n]]);
+          return { balances: o.balances, locked: o.locked, isFinal: false };
+        }, { settle: { id: Buffer.from(vc.id.slice(2), 'hex'), version: 1n, balances: [[0n, 50n]], sigs: [sig, sig] } })
+        .catch(() => undefined);
+    } else if (m === 'vanish') {
+      network.disconnect(b.signer.address);
+      gone = true;
+    } else {
+      g.agent.stop();
+      network.detach(gs.address);
+      g.store.powerLoss();
+      g = bootGateway(network, gs, gPath, fee, funded);
+    }
+  }
+  await network.idle();
+  // A closes at what it paid; with B gone the lock stays, for the watcher to resolve by the voucher.
+  if (!gone) {
+    await a.agent.settleVirtual(vc.id);
+    await until(() => b.agent.isSettled(vc.id));
+  }
+  await until(() => quiet(b, g, lb) || gone, 10_000);
+  await until(() => !a.agent.channel(la).staged || gone, 10_000);
+
+  const ga = g.agent.channel(la);
+  expect(gatewayValue(ga, g.agent.channel(lb))).toBe(start + 2n * fee);
+  const parent = a.agent.channel(la).current.state.outcome;
+  const lock = parent.locked.find((l) => l.id === vc.id);
+  // What A holds: its balance, and, while the lock stands, what it keeps of the lock by its voucher.
+  const held = parent.balances[0]![0] + (lock ? lock.balances[0]! - paid : 0n);
+  expect(held).toBe(FUNDS - paid - fee);
+  if (!gone) expect(a.agent.channel(la).current.state).toEqual(ga.current.state);
 }
