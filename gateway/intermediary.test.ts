@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ChannelKind, type Bytes32 } from '../src/model/types.ts';
-import { type MemoryFaults, MemoryNetwork } from '../src/transport/memory.ts';
 import { CHAIN, makeParty, type Party, RecordingSigner, sleep, stoppedAfterEach, tempDir, until } from '../test/helpers/agents.ts';
+import { gatewayNetwork } from '../test/helpers/gateway.ts';
 import { Signer } from '../src/crypto/keys.ts';
 import { silentLogger } from '../src/log.ts';
 import { InvalidAllocationError, OpenRejectedError } from '../src/errors.ts';
@@ -17,7 +17,6 @@ import { MAX_CHALLENGE_DURATION, MIN_CHALLENGE_DURATION } from '../src/model/dur
 import { ChannelStore } from '../src/store/store.ts';
 import { Intermediary } from './intermediary.ts';
 import type { Agent } from '../src/client/agent.ts';
-import type { AgentOptions } from '../src/client/types.ts';
 import type { UpdateContext } from '../src/client/types.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
 import { lockOutcome } from '../src/channel/virtual.ts';
@@ -27,24 +26,6 @@ import { join } from 'node:path';
 
 const live = stoppedAfterEach();
 const ETH = '0x0000000000000000000000000000000000000000' as const;
-
-/** A and B each hold a ledger channel with gateway G: [device's, gateway's] funds. */
-async function network3(faults: MemoryFaults = {}, seed = 1, holdTimeoutMs = 3000, fees = { gateway: 0n, devices: 0n }, devices: Partial<AgentOptions> = {}) {
-  const network = new MemoryNetwork({ seed });
-  const dir = tempDir();
-  const gStore = new ChannelStore(join(dir, 'g.db'), { durability: 'normal' });
-  const intermediary = new Intermediary({ store: gStore, chain: CHAIN, holdTimeoutMs, fee: fees.gateway, logger: silentLogger });
-  const g = makeParty(network, dir, 'g', { policy: { acceptUpdate: intermediary.decide } }, undefined, gStore);
-  intermediary.attach(g.agent);
-  const a = makeParty(network, dir, 'a', { virtualFee: fees.devices, ...devices });
-  const b = makeParty(network, dir, 'b', { virtualFee: fees.devices, ...devices });
-  live.push(a, b, g);
-  const la = await a.agent.open(g.signer.address, { balances: [[100n, 100n]] });
-  const lb = await b.agent.open(g.signer.address, { balances: [[50n, 100n]] });
-  await until(() => g.agent.channels().filter((c) => c.phase === 'open').length === 2);
-  network.setFaults(faults);
-  return { network, a, b, g, la: la.id, lb: lb.id, intermediary };
-}
 
 const balancesOf = (p: Party, id: Bytes32) => p.agent.channel(id).current.state.outcome.balances[0]!;
 const gatewayTotal = (g: Party, la: Bytes32, lb: Bytes32): bigint => {
@@ -58,7 +39,7 @@ const gatewayTotal = (g: Party, la: Bytes32, lb: Bytes32): bigint => {
 
 describe('virtual channels through a gateway', () => {
   it('stream: funded from both parents, paid by vouchers, settled back into both', async () => {
-    const { a, b, g, la, lb } = await network3();
+    const { a, b, g, la, lb } = await gatewayNetwork(live);
     const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 0n]] });
     expect(await until(() => b.agent.channels().some((c) => c.id === vc.id) && b.agent.isFunded(vc.id))).toBe(true);
     expect(balancesOf(a, la)).toEqual([70n, 100n]);
@@ -76,7 +57,7 @@ describe('virtual channels through a gateway', () => {
   });
 
   it('stream flow control: a payer pacing itself by acknowledgements never runs more than its window ahead, even when messages are lost', async () => {
-    const { a, b, g, network } = await network3();
+    const { a, b, g, network } = await gatewayNetwork(live);
     const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[100n, 0n]] });
     await until(() => b.agent.channels().some((c) => c.id === vc.id) && b.agent.isFunded(vc.id));
     network.setFaults({ drop: 0.2, duplicate: 0.1, reorder: 0.2 });
@@ -103,7 +84,7 @@ describe('virtual channels through a gateway', () => {
   });
 
   it('bidirectional: both pay, the gateway stays out, settle puts each parent right', async () => {
-    const { a, b, g, la, lb } = await network3();
+    const { a, b, g, la, lb } = await gatewayNetwork(live);
     const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, balances: [[30n, 10n]] });
     await until(() => b.agent.channels().some((c) => c.id === vc.id) && b.agent.isFunded(vc.id));
     await a.agent.pay(vc.id, 5n);
@@ -117,7 +98,7 @@ describe('virtual channels through a gateway', () => {
   });
 
   it("a payment made as soon as the payer's side is funded waits at the payee until its side is", async () => {
-    const { a, b, g } = await network3();
+    const { a, b, g } = await gatewayNetwork(live);
     // Everything the gateway sends B arrives 100 ms late: A is funded well before B.
     const send = g.transport.send.bind(g.transport);
     g.transport.send = async (to, frame) => {
@@ -133,7 +114,7 @@ describe('virtual channels through a gateway', () => {
   });
 
   it('a settlement refused because one request came after the hold time is asked for again until it goes through', async () => {
-    const { a, b, g, la, lb } = await network3({}, 1, 200);
+    const { a, b, g, la, lb } = await gatewayNetwork(live, { holdTimeoutMs: 200 });
     const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, balances: [[10n, 0n]] });
     await until(() => b.agent.channels().some((c) => c.id === vc.id) && b.agent.isFunded(vc.id));
     // For a while, B's messages to the gateway take longer than the gateway holds A's request.
@@ -152,7 +133,7 @@ describe('virtual channels through a gateway', () => {
   });
 
   it("the gateway's fee: each device pays it in the update that funds its side, and the gateway ends with what it locked plus both fees", async () => {
-    const { a, b, g, la, lb } = await network3({}, 1, 3000, { gateway: 2n, devices: 2n });
+    const { a, b, g, la, lb } = await gatewayNetwork(live, { fees: { gateway: 2n, devices: 2n } });
     const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, balances: [[30n, 10n]] });
     await until(() => b.agent.channels().some((c) => c.id === vc.id) && b.agent.isFunded(vc.id));
     expect(balancesOf(a, la)).toEqual([100n - 30n - 2n, 100n - 10n + 2n]);
@@ -164,14 +145,14 @@ describe('virtual channels through a gateway', () => {
   });
 
   it('a device that does not pay the fee is refused, and nothing stays locked', async () => {
-    const { a, b, g, la } = await network3({}, 1, 500, { gateway: 2n, devices: 0n });
+    const { a, b, g, la } = await gatewayNetwork(live, { holdTimeoutMs: 500, fees: { gateway: 2n, devices: 0n } });
     await expect(a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, balances: [[30n, 0n]] })).rejects.toThrow();
     expect(await until(() => !a.agent.channel(la).staged)).toBe(true);
     expect(balancesOf(a, la)).toEqual([100n, 100n]);
   });
 
   it('refuses to fund when the other device never asks: nothing stays locked', async () => {
-    const { a, b, g, la, network } = await network3({}, 1, 200);
+    const { a, b, g, la, network } = await gatewayNetwork(live, { holdTimeoutMs: 200 });
     // B vanishes right after the open, so only A's funding request reaches G.
     const opened = a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 0n]] });
     await until(() => b.agent.channels().length > 1);
@@ -191,7 +172,7 @@ describe('virtual channels through a gateway', () => {
         fc.double({ min: 0, max: 0.2, noNaN: true }),
         fc.bigInt({ min: 0n, max: 3n }),
         async (seed, x, y, pays, drop, fee) => {
-          const { a, b, g, la, lb } = await network3({ drop, duplicate: drop, reorder: drop }, seed, 3000, { gateway: fee, devices: fee });
+          const { a, b, g, la, lb } = await gatewayNetwork(live, { faults: { drop, duplicate: drop, reorder: drop }, seed, fees: { gateway: fee, devices: fee } });
           const before = gatewayTotal(g, la, lb);
           const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, balances: [[x, y]] });
           await until(() => b.agent.channels().some((c) => c.id === vc.id) && b.agent.isFunded(vc.id));
@@ -215,7 +196,7 @@ describe('virtual channels through a gateway', () => {
 
 describe('ledger terms the gateway refuses', () => {
   it('a proposal whose challenge duration lies outside the contract bounds gets InvalidTerms; the gateway opens nothing and signs only its refusal', async () => {
-    const { network, g } = await network3();
+    const { network, g } = await gatewayNetwork(live);
     const mallory = new RecordingSigner(Signer.random().exportPrivateKey());
     const endpoint = network.endpoint(mallory.address);
     const replies: Message[] = [];
@@ -241,7 +222,7 @@ describe('idle virtual channels', () => {
   const idle = { virtualLimits: { idleMs: 100 } };
 
   it('an idle stream is settled by its payee at the highest voucher: each device gets its due, the gateway what it locked', async () => {
-    const { a, b, g, la, lb } = await network3({}, 1, 3000, undefined, idle);
+    const { a, b, g, la, lb } = await gatewayNetwork(live, { devices: idle });
     const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 0n]] });
     await until(() => b.agent.isFunded(vc.id));
     a.agent.payStream(vc.id, 12n);
@@ -253,7 +234,7 @@ describe('idle virtual channels', () => {
   });
 
   it('an idle virtual channel is finalized at its latest balances and settled into both parents', async () => {
-    const { a, b, g, la, lb } = await network3({}, 1, 3000, undefined, idle);
+    const { a, b, g, la, lb } = await gatewayNetwork(live, { devices: idle });
     const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, balances: [[30n, 0n]] });
     await until(() => b.agent.isFunded(vc.id));
     await a.agent.pay(vc.id, 7n);
@@ -265,7 +246,7 @@ describe('idle virtual channels', () => {
 
   it('a payer that goes quiet with its slots full blocks only itself, and its channels settle once it answers again', async () => {
     // Idle time long enough for the four opens to finish before any of them is asked to close.
-    const { a, b, g, network } = await network3({}, 1, 3000, undefined, { virtualLimits: { idleMs: 1000 } });
+    const { a, b, g, network } = await gatewayNetwork(live, { devices: { virtualLimits: { idleMs: 1000 } } });
     const opts = { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[1n, 0n]] as [[bigint, bigint]] };
     const held: ChannelRecord[] = [];
     for (let i = 0; i < 4; i++) held.push(await a.agent.openVirtual(b.signer.address, opts));
@@ -296,13 +277,13 @@ function countCloseRequests(from: Party, to: Party, asked: number[]): void {
 
 describe('virtual-channel terms the gateway refuses', () => {
   it('a stream whose payee starts above zero is refused at the open, nothing locked', async () => {
-    const { a, b, g, la } = await network3();
+    const { a, b, g, la } = await gatewayNetwork(live);
     await expect(a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 5n]] })).rejects.toThrow();
     expect(balancesOf(a, la)).toEqual([100n, 100n]);
   });
 
   it(`a ledger channel funds at most ${MAX_LOCKED} virtual channels: the next open is refused up front, by either device`, async () => {
-    const { a, b, g, la, network } = await network3({}, 1, 3000, undefined, { virtualLimits: { perPeer: MAX_LOCKED } });
+    const { a, b, g, la, network } = await gatewayNetwork(live, { devices: { virtualLimits: { perPeer: MAX_LOCKED } } });
     const opts = { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[1n, 0n]] as [[bigint, bigint]] };
     for (let i = 0; i < MAX_LOCKED - 1; i++) await a.agent.openVirtual(b.signer.address, opts);
     // Two opens at once for the last place: one gets it, the other is refused before anything is sent.
@@ -321,7 +302,7 @@ describe('virtual-channel terms the gateway refuses', () => {
   });
 
   it('one payer cannot fill a payee: past its per-peer limit it is refused, and another payer still opens', async () => {
-    const { a, b, g, network } = await network3();
+    const { a, b, g, network } = await gatewayNetwork(live);
     const opts = { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[1n, 0n]] as [[bigint, bigint]] };
     for (let i = 0; i < 4; i++) await a.agent.openVirtual(b.signer.address, opts);
     await expect(a.agent.openVirtual(b.signer.address, opts)).rejects.toBeInstanceOf(OpenRejectedError);
@@ -333,13 +314,13 @@ describe('virtual-channel terms the gateway refuses', () => {
   });
 
   it('a lock below the payee\'s minimum is refused', async () => {
-    const { a, b, g } = await network3({}, 1, 3000, undefined, { virtualLimits: { minLock: 5n } });
+    const { a, b, g } = await gatewayNetwork(live, { devices: { virtualLimits: { minLock: 5n } } });
     await expect(a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[4n, 0n]] })).rejects.toBeInstanceOf(OpenRejectedError);
     expect((await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[5n, 0n]] })).phase).toBe('open');
   });
 
   it('a lock larger than the ledger balance is refused by the device itself', async () => {
-    const { a, b, g, la } = await network3();
+    const { a, b, g, la } = await gatewayNetwork(live);
     await expect(a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, balances: [[150n, 0n]] })).rejects.toThrow();
     expect(balancesOf(a, la)).toEqual([100n, 100n]);
   });
@@ -417,7 +398,7 @@ describe('an outsider who can publish under any name', () => {
   const outsider = Signer.random();
 
   it("a forged close request, with the channel's alias and the payee's name, does not make the payer settle", async () => {
-    const { network, a, b, g } = await network3();
+    const { network, a, b, g } = await gatewayNetwork(live);
     const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 0n]] });
     await until(() => b.agent.channels().some((c) => c.id === vc.id) && b.agent.isFunded(vc.id));
     a.agent.payStream(vc.id, 2n);
@@ -435,7 +416,7 @@ describe('an outsider who can publish under any name', () => {
   });
 
   it("a forged refusal posing as the gateway does not make a payer give up the funding the gateway accepts", async () => {
-    const { network, a, b, g, la } = await network3();
+    const { network, a, b, g, la } = await gatewayNetwork(live);
     onSend(a, MessageType.FundRequest, (m) => {
       const rec = a.agent.channel(la);
       const version = (m as { version: bigint }).version;
@@ -447,7 +428,7 @@ describe('an outsider who can publish under any name', () => {
   });
 
   it('a forged refusal of an open proposal does not make the proposer give up', async () => {
-    const { network, a, g } = await network3();
+    const { network, a, g } = await gatewayNetwork(live);
     onSend(a, MessageType.OpenPropose, (m) => {
       const share = (m as { share: Uint8Array }).share;
       network.forge(g.signer.address, a.signer.address, encodeMessage(openReject(outsider, share, RejectReason.Policy)));

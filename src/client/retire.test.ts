@@ -1,11 +1,8 @@
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Intermediary } from '../../gateway/intermediary.ts';
 import { CHAIN, makeParty, type Party, stoppedAfterEach, tempDir, until } from '../../test/helpers/agents.ts';
+import { gatewayNetwork } from '../../test/helpers/gateway.ts';
 import { ChannelClosedError } from '../errors.ts';
-import { silentLogger } from '../log.ts';
 import { ChannelKind } from '../model/types.ts';
-import { ChannelStore } from '../store/store.ts';
 import { MemoryNetwork } from '../transport/memory.ts';
 import { decodeMessage } from '../wire/codec.ts';
 import { MessageType } from '../wire/messages.ts';
@@ -26,16 +23,7 @@ function cutOff(p: Party, cut: (type: MessageType) => boolean): void {
 
 describe('retiring channels', () => {
   it('a settled virtual channel leaves both devices; its final state stays on record, and a restart does not bring it back', async () => {
-    const network = new MemoryNetwork({ seed: 3 });
-    const dir = tempDir();
-    const gStore = new ChannelStore(join(dir, 'g.db'), { durability: 'normal' });
-    const intermediary = new Intermediary({ store: gStore, chain: CHAIN, holdTimeoutMs: 5000, logger: silentLogger });
-    const g = makeParty(network, dir, 'g', { policy: { acceptUpdate: intermediary.decide } }, undefined, gStore);
-    intermediary.attach(g.agent);
-    const [a, b] = [makeParty(network, dir, 'a'), makeParty(network, dir, 'b')];
-    live.push(g, a, b);
-    await a.agent.open(g.signer.address, { balances: [[100n, 100n]] });
-    await b.agent.open(g.signer.address, { balances: [[100n, 100n]] });
+    const { a, b, g, intermediary } = await gatewayNetwork(live, { seed: 3 });
     const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[50n, 0n]] });
     await until(() => b.agent.isFunded(vc.id));
     a.agent.payStream(vc.id, 20n);

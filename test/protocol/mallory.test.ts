@@ -1,39 +1,19 @@
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Intermediary } from '../../gateway/intermediary.ts';
 import { Agent } from '../../src/client/agent.ts';
-import type { AgentOptions } from '../../src/client/types.ts';
 import { digestOf, proposalMessage, stateFromBody } from '../../src/channel/record.ts';
 import { MAX_VERSION_GAP } from '../../src/channel/update.ts';
 import { ChannelClosedError, UpdateRejectedError } from '../../src/errors.ts';
-import { silentLogger } from '../../src/log.ts';
 import { ChannelKind } from '../../src/model/types.ts';
-import { ChannelStore } from '../../src/store/store.ts';
 import { MemoryNetwork } from '../../src/transport/memory.ts';
 import { decodeMessage, encodeMessage } from '../../src/wire/codec.ts';
 import { MessageType } from '../../src/wire/messages.ts';
 import { CHAIN, FAST, makeParty, type Party, stoppedAfterEach, tempDir, until } from '../helpers/agents.ts';
+import { gatewayNetwork } from '../helpers/gateway.ts';
 
 // Mallory's attacks on retirement, idle settlement and refusals (found by an adversarial
 // review), each with the defence that now holds. A is a payer, B a payee, G the gateway.
 
 const live = stoppedAfterEach();
-
-async function network3(holdTimeoutMs = 3000, a: Partial<AgentOptions> = {}, b: Partial<AgentOptions> = a) {
-  const network = new MemoryNetwork({ seed: 1 });
-  const dir = tempDir();
-  const gStore = new ChannelStore(join(dir, 'g.db'), { durability: 'normal' });
-  const intermediary = new Intermediary({ store: gStore, chain: CHAIN, holdTimeoutMs, logger: silentLogger });
-  const g = makeParty(network, dir, 'g', { policy: { acceptUpdate: intermediary.decide } }, undefined, gStore);
-  intermediary.attach(g.agent);
-  const pa = makeParty(network, dir, 'a', a);
-  const pb = makeParty(network, dir, 'b', b);
-  live.push(pa, pb, g);
-  const la = (await pa.agent.open(g.signer.address, { balances: [[100n, 100n]] })).id;
-  const lb = (await pb.agent.open(g.signer.address, { balances: [[50n, 100n]] })).id;
-  await until(() => g.agent.channels().filter((c) => c.phase === 'open').length === 2);
-  return { network, a: pa, b: pb, g, la, lb };
-}
 
 /** Frames of `type` that `p` sends go to `into` instead of the network while `hold()` says so. */
 function intercept(p: Party, type: MessageType, into: Uint8Array[], hold: () => boolean = () => true): void {
@@ -47,7 +27,7 @@ function intercept(p: Party, type: MessageType, into: Uint8Array[], hold: () => 
 
 describe('mallory against streams', () => {
   it('a close request captured on the broker and replayed after the stream went on is spent', async () => {
-    const { network, a, b, g } = await network3(3000, {}, { virtualLimits: { idleMs: 100 } });
+    const { network, a, b, g } = await gatewayNetwork(live, { payee: { virtualLimits: { idleMs: 100 } } });
     const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[50n, 0n]] });
     await until(() => b.agent.isFunded(vc.id));
     a.agent.payStream(vc.id, 1n);
@@ -65,7 +45,7 @@ describe('mallory against streams', () => {
   });
 
   it('a flood of one valid close request closes the stream once', async () => {
-    const { network, a, b, g } = await network3(3000, {}, { virtualLimits: { idleMs: 100 } });
+    const { network, a, b, g } = await gatewayNetwork(live, { payee: { virtualLimits: { idleMs: 100 } } });
     const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[50n, 0n]] });
     await until(() => b.agent.isFunded(vc.id));
     a.agent.payStream(vc.id, 3n);
@@ -82,7 +62,7 @@ describe('mallory against streams', () => {
   });
 
   it('a payee\'s proposal far ahead of the next version is refused without taking the stream\'s versions', async () => {
-    const { network, a, b, g } = await network3();
+    const { network, a, b, g } = await gatewayNetwork(live);
     const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 0n]] });
     await until(() => b.agent.isFunded(vc.id));
     a.agent.payStream(vc.id, 10n);
@@ -101,7 +81,7 @@ describe('mallory against streams', () => {
 
 describe('mallory against locks and retirement', () => {
   it('a gateway that proposes to drop a device\'s lock and keep its funds is refused', async () => {
-    const { a, b, g, la } = await network3();
+    const { a, b, g, la } = await gatewayNetwork(live);
     const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 0n]] });
     await until(() => b.agent.isFunded(vc.id));
     const gi = g.agent.channel(la).idx;
@@ -115,7 +95,7 @@ describe('mallory against locks and retirement', () => {
   });
 
   it('retire() refuses a final virtual channel whose parent still locks it', async () => {
-    const { a, b, g } = await network3();
+    const { a, b, g } = await gatewayNetwork(live);
     const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, balances: [[30n, 0n]] });
     await until(() => b.agent.isFunded(vc.id));
     // G will not release it: the final state is signed, the lock stays for now.
@@ -148,7 +128,7 @@ describe('mallory against locks and retirement', () => {
   it('virtual channels whose funding never came are retired on both sides, and a restart does not fund them', async () => {
     const timing = { ...FAST, requestTimeoutMs: 300 };
     const opts = { timing, virtualLimits: { idleMs: 100 } };
-    const { a, b, g, la, lb } = await network3(200, opts);
+    const { a, b, g, la, lb } = await gatewayNetwork(live, { holdTimeoutMs: 200, devices: opts });
     // A completes the opens but its funding requests never leave.
     intercept(a, MessageType.FundRequest, []);
     for (let i = 0; i < 4; i++) {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Intermediary } from '../../gateway/intermediary.ts';
 import { Agent } from '../../src/client/agent.ts';
+import type { AgentOptions } from '../../src/client/types.ts';
 import { aliasOf, type ChannelRecord, digestOf, proposalMessage, stateFromBody } from '../../src/channel/record.ts';
 import { closeRequest, updateReject } from '../../src/channel/control.ts';
 import { initialVirtualState, lockOutcome, unlockOutcome } from '../../src/channel/virtual.ts';
@@ -149,19 +150,32 @@ interface Attack {
   forge: boolean;
 }
 
-async function attack({ seed, claimA, claimB, rounds, fee, crashAt, forge }: Attack): Promise<void> {
+/** G and two devices, each with a ledger channel with G; `powerLoss()` cuts G's power and boots it again. */
+async function network3(seed: number, fee: bigint, devices: Partial<AgentOptions> = {}) {
   const network = new MemoryNetwork({ seed });
   const dir = tempDir('picopay-neutral-');
   const gs = Signer.random();
   const funded = new Set<Bytes32>();
   const gPath = join(dir, 'g.db');
-  let g = bootGateway(network, gs, gPath, fee, funded);
-  const [a, b] = [makeParty(network, dir, 'a', { timing: TIMING }), makeParty(network, dir, 'b', { timing: TIMING })];
+  const net = { network, gs, funded, g: bootGateway(network, gs, gPath, fee, funded) };
+  const [a, b] = [makeParty(network, dir, 'a', { timing: TIMING, ...devices }), makeParty(network, dir, 'b', { timing: TIMING, ...devices })];
   running.push(() => [a, b].forEach((p) => (p.agent.stop(), p.store.close())));
   const la = (await a.agent.open(gs.address, { balances: [[FUNDS, FUNDS]] })).id;
   const lb = (await b.agent.open(gs.address, { balances: [[FUNDS, FUNDS]] })).id;
-  await until(() => g.agent.channels().filter((c) => c.phase === 'open').length === 2);
-  const start = gatewayValue(g.agent.channel(la), g.agent.channel(lb));
+  await until(() => net.g.agent.channels().filter((c) => c.phase === 'open').length === 2);
+  const powerLoss = (): void => {
+    net.g.agent.stop();
+    network.detach(gs.address);
+    net.g.store.powerLoss();
+    net.g = bootGateway(network, gs, gPath, fee, funded);
+  };
+  const start = gatewayValue(net.g.agent.channel(la), net.g.agent.channel(lb));
+  return { network, gs, funded, get g() { return net.g; }, a, b, la, lb, start, powerLoss };
+}
+
+async function attack({ seed, claimA, claimB, rounds, fee, crashAt, forge }: Attack): Promise<void> {
+  const net = await network3(seed, fee);
+  const { network, gs, funded, a, b, la, lb, start } = net;
 
   // Every request the pair sends G, for the replays.
   const sent: { from: Party; frame: Uint8Array }[] = [];
@@ -174,16 +188,12 @@ async function attack({ seed, claimA, claimB, rounds, fee, crashAt, forge }: Att
     };
   }
   const crash = (step: number): void => {
-    if (crashAt !== step) return;
-    g.agent.stop();
-    network.detach(gs.address);
-    g.store.powerLoss();
-    g = bootGateway(network, gs, gPath, fee, funded);
+    if (crashAt === step) net.powerLoss();
   };
   const mallory = Signer.random();
   const forgeAll = (): void => {
     if (!forge) return;
-    for (const [from, to, rec] of [[a, gs, g.agent.channel(la)], [b, gs, g.agent.channel(lb)]] as const) {
+    for (const [from, to, rec] of [[a, gs, net.g.agent.channel(la)], [b, gs, net.g.agent.channel(lb)]] as const) {
       const version = rec.current.state.version + 1n;
       network.forge(from.signer.address, to.address, encodeMessage(updateReject(rec, mallory, version, RejectReason.Policy)));
       network.forge(from.signer.address, to.address, encodeMessage(closeRequest(rec, mallory)));
@@ -217,11 +227,11 @@ async function attack({ seed, claimA, claimB, rounds, fee, crashAt, forge }: Att
     const m = decodeMessage(frame) as { sig: Uint8Array };
     if (forge) network.forge(from.signer.address, gs.address, encodeMessage({ ...decodeMessage(frame), sig: mallory.sign(m.sig.subarray(0, 32)) } as Message));
   }
-  await until(() => quiet(a, g, la) && quiet(b, g, lb), 10_000);
+  await until(() => quiet(a, net.g, la) && quiet(b, net.g, lb), 10_000);
   await network.idle();
 
-  const ga = g.agent.channel(la);
-  const gb = g.agent.channel(lb);
+  const ga = net.g.agent.channel(la);
+  const gb = net.g.agent.channel(lb);
   expect(gatewayValue(ga, gb)).toBe(start + 2n * fee * BigInt(funded.size));
   // G funded only what both described alike.
   if (claimB && (claimB.x !== claimA.x || claimB.y !== claimA.y)) expect(funded.size).toBe(0);
@@ -261,19 +271,8 @@ describe('an honest payer against a misbehaving payee', () => {
 });
 
 async function payeeAttack(seed: number, payments: bigint[], misdeeds: Misdeed[], fee: bigint): Promise<void> {
-  const network = new MemoryNetwork({ seed });
-  const dir = tempDir('picopay-payee-');
-  const gs = Signer.random();
-  const funded = new Set<Bytes32>();
-  const gPath = join(dir, 'g.db');
-  let g = bootGateway(network, gs, gPath, fee, funded);
-  const a = makeParty(network, dir, 'a', { timing: TIMING, virtualFee: fee });
-  const b = makeParty(network, dir, 'b', { timing: TIMING, virtualFee: fee });
-  running.push(() => [a, b].forEach((p) => (p.agent.stop(), p.store.close())));
-  const la = (await a.agent.open(gs.address, { balances: [[FUNDS, FUNDS]] })).id;
-  const lb = (await b.agent.open(gs.address, { balances: [[FUNDS, FUNDS]] })).id;
-  await until(() => g.agent.channels().filter((c) => c.phase === 'open').length === 2);
-  const start = gatewayValue(g.agent.channel(la), g.agent.channel(lb));
+  const net = await network3(seed, fee, { virtualFee: fee });
+  const { network, gs, a, b, la, lb, start } = net;
   // What B received, for its replays.
   const received: Uint8Array[] = [];
   const receive = b.transport.receive.bind(b.transport);
@@ -316,10 +315,7 @@ async function payeeAttack(seed: number, payments: bigint[], misdeeds: Misdeed[]
       network.disconnect(b.signer.address);
       gone = true;
     } else {
-      g.agent.stop();
-      network.detach(gs.address);
-      g.store.powerLoss();
-      g = bootGateway(network, gs, gPath, fee, funded);
+      net.powerLoss();
     }
   }
   await network.idle();
@@ -328,11 +324,11 @@ async function payeeAttack(seed: number, payments: bigint[], misdeeds: Misdeed[]
     await a.agent.settleVirtual(vc.id);
     await until(() => b.agent.isSettled(vc.id));
   }
-  await until(() => quiet(b, g, lb) || gone, 10_000);
+  await until(() => quiet(b, net.g, lb) || gone, 10_000);
   await until(() => !a.agent.channel(la).staged || gone, 10_000);
 
-  const ga = g.agent.channel(la);
-  expect(gatewayValue(ga, g.agent.channel(lb))).toBe(start + 2n * fee);
+  const ga = net.g.agent.channel(la);
+  expect(gatewayValue(ga, net.g.agent.channel(lb))).toBe(start + 2n * fee);
   const parent = a.agent.channel(la).current.state.outcome;
   const lock = parent.locked.find((l) => l.id === vc.id);
   // What A holds: its balance, and, while the lock stands, what it keeps of the lock by its voucher.
