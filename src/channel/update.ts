@@ -90,10 +90,15 @@ export interface Proposal {
   state: State;
 }
 
-/** This side proposes the next state: it signs it and stages it. */
-export function propose(rec: ChannelRecord, signer: Signer, body: Omit<StateBody, 'version'>): Proposal {
+/**
+ * This side proposes the next state: it signs it and stages it, above every version it
+ * signed and above `peerSigned`, the highest the peer was seen to propose (after a tie,
+ * a version the peer already used would only be refused as stale).
+ */
+export function propose(rec: ChannelRecord, signer: Signer, body: Omit<StateBody, 'version'>, peerSigned = -1n): Proposal {
   if (rec.staged) throw new UpdateInProgressError('an update is already in flight on this channel');
-  const floor = rec.current.state.version > rec.highestSigned ? rec.current.state.version : rec.highestSigned;
+  const mine = rec.current.state.version > rec.highestSigned ? rec.current.state.version : rec.highestSigned;
+  const floor = peerSigned > mine ? peerSigned : mine;
   const state = checkProposal(rec, { ...body, version: floor + 1n });
   return stage(rec, signer, state);
 }
@@ -217,7 +222,7 @@ export type RejectResult =
  * the peer has never signed; participant 1 drops its proposal and its caller retries
  * later. Nobody ever signs two different states with one version.
  */
-export function receiveReject(rec: ChannelRecord, signer: Signer, msg: UpdateReject): RejectResult {
+export function receiveReject(rec: ChannelRecord, signer: Signer, msg: UpdateReject, peerSigned = -1n): RejectResult {
   // Once the prepared proposal is out, the peer's answer to it decides for both.
   const answered = rec.prepared?.sent ? rec.prepared : rec.staged;
   if (!rec.staged || answered?.state.version !== msg.version) return null;
@@ -225,7 +230,7 @@ export function receiveReject(rec: ChannelRecord, signer: Signer, msg: UpdateRej
   if (!signedByPeer(rec, msg)) return null;
   const crossed = msg.reason === RejectReason.Conflict || msg.reason === RejectReason.StaleVersion;
   if (crossed && rec.idx === 0) {
-    const state = { ...rec.staged.state, version: rec.highestSigned + 1n };
+    const state = { ...rec.staged.state, version: (peerSigned > rec.highestSigned ? peerSigned : rec.highestSigned) + 1n };
     return { kind: 'retry', proposal: stage({ ...rec, staged: null, prepared: null }, signer, state) };
   }
   const error = crossed

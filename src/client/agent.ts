@@ -68,6 +68,18 @@ interface Runtime {
   backoff: number;
   /** Set after losing a tie-break: no proposals until it fires or the peer's update lands. */
   paused: NodeJS.Timeout | null;
+  /**
+   * Set after winning a tie-break: once the winning proposal lands, this side pauses so
+   * that the loser's goes next. Without it, a side with a queue wins every tie and the
+   * other starves.
+   */
+  yielding: boolean;
+  /**
+   * After a tie, until this side's next proposal lands: the highest version the peer was
+   * seen to propose (this side proposes above it), and no proposals prepared ahead (each
+   * would take a version the peer never sees, and the tie would repeat).
+   */
+  contended: { peerSigned: bigint } | null;
   /** When this process started tracking the channel. */
   since: number;
   /** When the channel last moved (an update landed, a voucher came or went): idle virtual channels are settled. */
@@ -228,6 +240,7 @@ export class Agent extends EventEmitter<AgentEvents> {
    * its final state. Virtual channels retire by themselves once settled.
    */
   retire(id: Bytes32): void {
+    if (!this.#channels.has(id) && this.#o.store.loadChannel(id)) return; // retired already
     const rt = this.#runtime(id);
     const rec = rt.rec;
     if (rec.phase !== 'final' || rec.staged || rec.current.state.outcome.locked.length > 0 || this.isFunded(id)) {
@@ -403,7 +416,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       const op = rt.queue.shift()!;
       let proposal;
       try {
-        proposal = propose(rt.rec, this.#o.signer, op.build(rt.rec.current.state));
+        proposal = propose(rt.rec, this.#o.signer, op.build(rt.rec.current.state), rt.contended?.peerSigned);
       } catch (err) {
         this.#fail(op, err);
         continue;
@@ -427,7 +440,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   #prepareNext(rt: Runtime): void {
     const staged = rt.rec.staged;
     const op = rt.queue[0];
-    if (this.#stopped || rt.paused || !rt.inflight || rt.preparedOp || !staged || staged.attachment || rt.rec.prepared || !op || op.attachment) return;
+    if (this.#stopped || rt.paused || rt.contended || !rt.inflight || rt.preparedOp || !staged || staged.attachment || rt.rec.prepared || !op || op.attachment) return;
     let record;
     try {
       record = prepare(rt.rec, this.#o.signer, op.build(staged.state));
@@ -452,6 +465,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       const op = rt.inflight;
       rt.inflight = null;
       if (op) this.#resolve(op, state);
+      if (rt.yielding) this.#pauseFor(rt, 2 * this.#timing.retransmitMs);
+      rt.yielding = false;
+      rt.contended = null;
     } else if (rt.paused) {
       this.#resume(rt);
     }
@@ -679,8 +695,13 @@ export class Agent extends EventEmitter<AgentEvents> {
    */
   #retryLater(rt: Runtime, op: Op): void {
     rt.queue.unshift(op);
+    this.#pauseFor(rt, (0.5 + Math.random()) * this.#timing.retransmitMs);
+  }
+
+  /** No proposals from this side for `ms`, or until the peer's next update lands. */
+  #pauseFor(rt: Runtime, ms: number): void {
     if (rt.paused) clearTimeout(rt.paused);
-    rt.paused = setTimeout(() => this.#resume(rt), (0.5 + Math.random()) * this.#timing.retransmitMs);
+    rt.paused = setTimeout(() => this.#resume(rt), ms);
     rt.paused.unref();
   }
 
@@ -1029,6 +1050,18 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#answer(rt, msg, proposed ? { on: before, state: proposed } : undefined);
   }
 
+  /** The peer proposed while this side's proposal was out: a tie. Its version counts once its signature does. */
+  #noteTie(rt: Runtime, msg: Update): void {
+    const seen = rt.contended?.peerSigned ?? -1n;
+    let peerSigned = seen;
+    try {
+      if (msg.version > seen && verifiedProposal({ ...rt.rec, staged: null, highestSigned: rt.rec.current.state.version }, msg)) peerSigned = msg.version;
+    } catch {
+      // not the peer's: no hint
+    }
+    rt.contended = { peerSigned };
+  }
+
   /** Refuses the peer's verified proposal, never to sign that version after (see refuse). */
   #refuse(rt: Runtime, version: bigint, reason: RejectReason): void {
     const { record, reply } = refuse(rt.rec, this.#o.signer, version, reason);
@@ -1052,6 +1085,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     } else {
       this.#send(rt.rec.peer, result.reply);
       if (result.kind === 'rejected') this.#refused(rt.rec.peer, result.error);
+      if (result.kind === 'rejected' && result.error instanceof UpdateConflictError) this.#noteTie(rt, msg);
     }
   }
 
@@ -1123,10 +1157,11 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   #onReject(rt: Runtime, msg: UpdateReject): void {
-    const result = receiveReject(rt.rec, this.#o.signer, msg);
+    const result = receiveReject(rt.rec, this.#o.signer, msg, rt.contended?.peerSigned);
     if (!result) return;
     this.#unprepare(rt);
     if (result.kind === 'retry') {
+      rt.yielding = true;
       this.#commit(rt, result.proposal.record);
       this.#send(rt.rec.peer, result.proposal.message);
       rt.inflight?.carriedBy.push(result.proposal.state);
@@ -1194,6 +1229,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       retransmit: null,
       backoff: this.#timing.retransmitMs,
       paused: null,
+      yielding: false,
+      contended: null,
       since: Date.now(),
       active: Date.now(),
       held: null,
