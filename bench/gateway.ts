@@ -7,7 +7,7 @@ import { silentLogger } from '../src/log.ts';
 import { type Address, type Bytes32, ChannelKind } from '../src/model/types.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { MemoryNetwork, type MemoryTransport } from '../src/transport/memory.ts';
-import { Intermediary } from '../gateway/intermediary.ts';
+import { Intermediary } from '../src/client/intermediary.ts';
 import { SigningClock } from './signing.ts';
 import { median, printTable, writeResults } from './table.ts';
 import { BENCH_CHAIN } from './workers/protocol.ts';

@@ -11,7 +11,7 @@ import { type EmbeddedBroker, startEmbeddedBroker } from '../src/transport/broke
 import { MqttTransport } from '../src/transport/mqtt.ts';
 import { encodeMessage } from '../src/wire/codec.ts';
 import { MessageType } from '../src/wire/messages.ts';
-import { Intermediary } from '../gateway/intermediary.ts';
+import { Intermediary } from '../src/client/intermediary.ts';
 import { SigningClock } from './signing.ts';
 import { median, printTable, writeResults } from './table.ts';
 import { CountingTransport, emptyTrace } from './workers/counting.ts';

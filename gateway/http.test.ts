@@ -7,7 +7,7 @@ import { ChannelStore } from '../src/store/store.ts';
 import { MemoryNetwork } from '../src/transport/memory.ts';
 import { CHAIN, makeParty, stoppedAfterEach, tempDir, until } from '../test/helpers/agents.ts';
 import { startStatusServer } from './http.ts';
-import { Intermediary } from './intermediary.ts';
+import { Intermediary } from '../src/client/intermediary.ts';
 
 // The operator's HTTP view over a gateway agent with two devices: the dashboard page,
 // JSON status, one channel (read from the chain on demand), metrics, and bad requests.

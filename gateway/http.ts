@@ -4,7 +4,7 @@ import type { ChannelRecord } from '../src/channel/record.ts';
 import type { Agent } from '../src/client/agent.ts';
 import { ChannelKind } from '../src/model/types.ts';
 import { DASHBOARD_HTML } from './dashboard.ts';
-import type { Intermediary } from './intermediary.ts';
+import type { Intermediary } from '../src/client/intermediary.ts';
 
 // The operator's view, on 127.0.0.1: a dashboard page, JSON status, one channel, and
 // Prometheus metrics.

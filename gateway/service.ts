@@ -11,7 +11,7 @@ import { startEmbeddedBroker, type EmbeddedBroker } from '../src/transport/broke
 import { MqttTransport, type MqttTransportOptions } from '../src/transport/mqtt.ts';
 import { GatewayChain } from './chain.ts';
 import { startStatusServer } from './http.ts';
-import { Intermediary } from './intermediary.ts';
+import { Intermediary } from '../src/client/intermediary.ts';
 
 export interface GatewayConfig {
   dataDir: string;

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Intermediary } from '../../gateway/intermediary.ts';
+import { Intermediary } from '../../src/client/intermediary.ts';
 import type { AgentOptions } from '../../src/client/types.ts';
 import { silentLogger } from '../../src/log.ts';
 import { ChannelStore } from '../../src/store/store.ts';

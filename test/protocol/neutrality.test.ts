@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Intermediary } from '../../gateway/intermediary.ts';
+import { Intermediary } from '../../src/client/intermediary.ts';
 import { Agent } from '../../src/client/agent.ts';
 import type { AgentOptions } from '../../src/client/types.ts';
 import { aliasOf, type ChannelRecord, digestOf, proposalMessage, stateFromBody } from '../../src/channel/record.ts';

@@ -6,7 +6,7 @@ import { silentLogger } from '../../src/log.ts';
 import { ChannelKind } from '../../src/model/types.ts';
 import { ChannelStore } from '../../src/store/store.ts';
 import { MemoryNetwork } from '../../src/transport/memory.ts';
-import { Intermediary } from '../../gateway/intermediary.ts';
+import { Intermediary } from '../../src/client/intermediary.ts';
 import { CHAIN, FAST, tempDir, until } from '../helpers/agents.ts';
 import { PowerLossStore } from '../helpers/powerLossStore.ts';
 

@@ -6,7 +6,7 @@ import { silentLogger } from '../../src/log.ts';
 import { ChannelKind } from '../../src/model/types.ts';
 import { ChannelStore } from '../../src/store/store.ts';
 import { MemoryNetwork } from '../../src/transport/memory.ts';
-import { Intermediary } from '../../gateway/intermediary.ts';
+import { Intermediary } from '../../src/client/intermediary.ts';
 import { CHAIN, FAST, RecordingSigner, sleep, tempDir, until } from '../helpers/agents.ts';
 import { CrashingStore } from '../helpers/crashStore.ts';
 import { Signer } from '../../src/crypto/keys.ts';

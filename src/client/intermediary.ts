@@ -1,20 +1,11 @@
-import type { Agent, Decision, UpdateContext } from '../src/client/agent.ts';
-import { reasonOf } from '../src/channel/update.ts';
-import {
-  InsufficientFundsError,
-  InvalidAllocationError,
-  InvalidSignatureError,
-  ProtocolError,
-  UnknownChannelError,
-  WrongPeerError,
-} from '../src/errors.ts';
-import { feeOutcome, initialVirtualState, lockOutcome, unlockOutcome, virtualParams } from '../src/channel/virtual.ts';
-import { recoverAddress } from '../src/crypto/verify.ts';
-import { domainSeparator, outcomeHash, stateDigest, toHex } from '../src/model/hash.ts';
-import { type Address, type Bytes32, ChannelKind, type Params, type Signature, type State } from '../src/model/types.ts';
-import type { Logger } from '../src/log.ts';
-import type { ChannelStore } from '../src/store/store.ts';
-import { RejectReason, type VirtualFinal, type VirtualTerms } from '../src/wire/messages.ts';
+import { checkFunding, checkRelease, type FundedVirtual, lockDiff } from '../channel/intermediary.ts';
+import { reasonOf } from '../channel/update.ts';
+import { InsufficientFundsError, ProtocolError, UnknownChannelError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { type Address, type Bytes32, ChannelKind, type Signature } from '../model/types.ts';
+import type { ChannelStore } from '../store/store.ts';
+import { RejectReason, type VirtualFinal, type VirtualTerms } from '../wire/messages.ts';
+import type { Agent, Decision, UpdateContext } from './agent.ts';
 
 // The gateway's part in virtual channels. A device asks for a virtual channel to be
 // funded (or released) by proposing the matching update of its ledger channel with the
@@ -35,15 +26,7 @@ export interface IntermediaryOptions {
   fee?: bigint;
 }
 
-/** What the gateway keeps about a virtual channel it funded. */
-export interface FundedVirtual {
-  id: Bytes32;
-  params: Params;
-  assets: readonly Address[];
-  balances: readonly (readonly [bigint, bigint])[];
-  /** Both signatures on version 0 (null for a stream, which vouchers resolve). */
-  sigs: readonly [Signature, Signature] | null;
-}
+export type { FundedVirtual };
 
 interface Side {
   channelId: Bytes32;
@@ -121,32 +104,20 @@ export class Intermediary {
 
   async #fundSide(ctx: UpdateContext, vcId: Bytes32, terms: VirtualTerms): Promise<void> {
     const device = ctx.channel.peer;
-    const params = virtualParams(device, terms, this.#o.chain);
-    const v0 = initialVirtualState(params, ctx.current.outcome.assets, terms.balances);
-    if (v0.channelId !== vcId) throw new InvalidAllocationError('locked id is not the virtual channel described');
     const other = terms.peer;
-    if (other === device) throw new WrongPeerError('a virtual channel needs two different participants');
+    const { params, match } = checkFunding(ctx, vcId, terms, this.#o.chain, this.#o.fee ?? 0n);
     if (!this.#ledgerWith(other)) throw new UnknownChannelError('no open ledger channel with the other participant');
-    if (terms.sig === null ? params.kind !== ChannelKind.Stream : recoverAddress(terms.sig, stateDigest(domainSeparator(params), v0)) !== device) {
-      throw new InvalidSignatureError('missing or bad signature on the virtual channel');
-    }
-    const locked = lockOutcome(ctx.current.outcome, ctx.channel.params.participants, { id: vcId, participants: params.participants, balances: terms.balances });
-    const expected = feeOutcome(locked, ctx.channel.idx === 0 ? 1 : 0, this.#o.fee ?? 0n);
-    if (outcomeHash(expected) !== outcomeHash(ctx.proposed.outcome)) throw new InvalidAllocationError('parent update does not lock exactly the virtual channel funds and pay the fee');
     if (this.#o.isFunded && !(await this.#o.isFunded(ctx.channel.id))) throw new InsufficientFundsError('ledger channel not funded on-chain');
     // The read took a while: the other side may have closed meanwhile.
     if (!this.#ledgerWith(other)) throw new UnknownChannelError('no open ledger channel with the other participant');
     const key = `fund:${vcId}`;
     const pending = this.#hold(key, 'fund', ctx, device);
-    // The id covers neither balances nor assets: two colluding devices could describe
-    // different initial states, and the gateway would lock different amounts in the two
-    // parents. Both requests must describe the same one (go-perun's matchFundingProposal).
-    const initial = outcomeHash(v0.outcome);
-    if (pending.outcome !== undefined && pending.outcome !== initial) {
+    // Both requests must describe the same initial state (go-perun's matchFundingProposal).
+    if (pending.outcome !== undefined && pending.outcome !== match) {
       this.#o.logger.warn({ vc: vcId }, 'virtual-channel requests describe different initial states');
       return this.#complete(key, false);
     }
-    pending.outcome = initial;
+    pending.outcome = match;
     pending.sigs.set(device, terms.sig);
     if (pending.sides.size < 2) return;
     const [p0, p1] = params.participants;
@@ -158,23 +129,14 @@ export class Intermediary {
   }
 
   #settleSide(ctx: UpdateContext, vcId: Bytes32, final: VirtualFinal): void {
-    const vc = this.#funded.get(vcId);
-    if (!vc || toHex(final.id) !== vcId) throw new UnknownChannelError('unknown virtual channel');
-    const state: State = { channelId: vcId, version: final.version, outcome: { assets: vc.assets, balances: final.balances, locked: [] }, isFinal: true };
-    const digest = stateDigest(domainSeparator(vc.params), state);
-    if (recoverAddress(final.sigs[0], digest) !== vc.params.participants[0] || recoverAddress(final.sigs[1], digest) !== vc.params.participants[1]) {
-      throw new InvalidSignatureError('final state not signed by both participants');
-    }
-    const expected = unlockOutcome(ctx.current.outcome, vcId, final.balances);
-    if (outcomeHash(expected) !== outcomeHash(ctx.proposed.outcome)) throw new InvalidAllocationError('parent update does not release per the final state');
+    const { match } = checkRelease(ctx, this.#funded.get(vcId), final);
     const key = `settle:${vcId}`;
     const pending = this.#hold(key, 'settle', ctx, ctx.channel.peer);
-    const outcome = outcomeHash(state.outcome) + final.version;
-    if (pending.outcome && pending.outcome !== outcome) {
+    if (pending.outcome && pending.outcome !== match) {
       this.#complete(key, false);
       return;
     }
-    pending.outcome = outcome;
+    pending.outcome = match;
     if (pending.sides.size < 2) return;
     this.#complete(key, true);
     this.#funded.delete(vcId);
@@ -205,10 +167,4 @@ export class Intermediary {
   #ledgerWith(device: Address): boolean {
     return this.#agent!.channelsWith(device).some((c) => c.params.kind === ChannelKind.Ledger && c.phase === 'open');
   }
-}
-
-function lockDiff(current: State, proposed: State): { added: Bytes32[]; removed: Bytes32[] } {
-  const before = new Set(current.outcome.locked.map((l) => l.id));
-  const after = new Set(proposed.outcome.locked.map((l) => l.id));
-  return { added: [...after].filter((id) => !before.has(id)), removed: [...before].filter((id) => !after.has(id)) };
 }

@@ -1,0 +1,76 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { Signer } from '../crypto/keys.ts';
+import { InvalidAllocationError, InvalidSignatureError, ProtocolError } from '../errors.ts';
+import { channelId } from '../model/channelId.ts';
+import { MIN_CHALLENGE_DURATION } from '../model/duration.ts';
+import { domainSeparator, stateDigest } from '../model/hash.ts';
+import { ChannelKind, NATIVE_ASSET, type Params, type State } from '../model/types.ts';
+import { checkFunding, checkRelease, type FundedVirtual, type ParentRequest } from './intermediary.ts';
+import type { ChannelRecord } from './record.ts';
+import { feeOutcome, initialVirtualState, lockOutcome, unlockOutcome } from './virtual.ts';
+
+const CHAIN = { chainId: 31337n, adjudicator: '0x5fbdb2315678afecb367f032d93f642f64180aa3' as const };
+const [device, other, gateway] = [Signer.random(), Signer.random(), Signer.random()];
+
+/** G's ledger channel with the device, [device's, G's] = [100, 100], and the device's request to lock a virtual channel. */
+function fundingRequest(balances: [bigint, bigint], fee: bigint, kind: ChannelKind = ChannelKind.Virtual) {
+  const parentParams: Params = { ...CHAIN, participants: [device.address, gateway.address], challengeDuration: MIN_CHALLENGE_DURATION, nonce: 1n, kind: ChannelKind.Ledger };
+  const current: State = { channelId: channelId(parentParams), version: 3n, outcome: { assets: [NATIVE_ASSET], balances: [[100n, 100n]], locked: [] }, isFinal: false };
+  const channel = { id: current.channelId, params: parentParams, idx: 1, peer: device.address } as ChannelRecord;
+  const vc: Params = { ...CHAIN, participants: [device.address, other.address], challengeDuration: MIN_CHALLENGE_DURATION, nonce: 9n, kind };
+  const v0 = initialVirtualState(vc, [NATIVE_ASSET], [balances]);
+  const terms = { peer: other.address, index: 0 as const, challengeDuration: vc.challengeDuration, nonce: vc.nonce, kind, balances: [balances] as const, sig: kind === ChannelKind.Stream ? null : device.sign(stateDigest(domainSeparator(vc), v0)) };
+  const outcome = feeOutcome(lockOutcome(current.outcome, parentParams.participants, { id: v0.channelId, participants: vc.participants, balances: [balances] }), 0, fee);
+  const req: ParentRequest = { channel, current, proposed: { ...current, version: 4n, outcome } };
+  return { req, terms, vc, vcId: v0.channelId };
+}
+
+describe('checkFunding', () => {
+  it('accepts a request that locks exactly what it describes and pays the fee; refuses every tampered one with a typed error', () => {
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: 50n }), fc.bigInt({ min: 0n, max: 50n }), fc.bigInt({ min: 0n, max: 3n }), (x, y, fee) => {
+        const { req, terms, vc, vcId } = fundingRequest([x, y], fee);
+        expect(checkFunding(req, vcId, terms, CHAIN, fee).params).toEqual(vc);
+        const refused = (r: ParentRequest, t: typeof terms, f = fee, id = vcId): unknown => {
+          try {
+            checkFunding(r, id, t, CHAIN, f);
+          } catch (err) {
+            return err;
+          }
+          return null;
+        };
+        expect(refused(req, { ...terms, balances: [[x + 1n, y]] })).toBeInstanceOf(ProtocolError);
+        expect(refused(req, { ...terms, sig: other.sign(new Uint8Array(32)) })).toBeInstanceOf(InvalidSignatureError);
+        expect(refused(req, { ...terms, peer: device.address })).toBeInstanceOf(ProtocolError);
+        expect(refused(req, terms, fee + 1n)).toBeInstanceOf(InvalidAllocationError);
+        expect(refused(req, terms, fee, `0x${'00'.repeat(32)}`)).toBeInstanceOf(InvalidAllocationError);
+      }),
+      { numRuns: 20 },
+    );
+  });
+
+  it('the match value is the initial outcome: two different claims never match', () => {
+    const a = fundingRequest([10n, 5n], 0n);
+    const b = fundingRequest([5n, 10n], 0n);
+    expect(checkFunding(a.req, a.vcId, a.terms, CHAIN, 0n).match).not.toBe(checkFunding(b.req, b.vcId, b.terms, CHAIN, 0n).match);
+  });
+});
+
+describe('checkRelease', () => {
+  it('accepts a final state both signed and an update releasing per it; refuses one signer, another final, or another split', () => {
+    const { req, vc, vcId } = fundingRequest([30n, 0n], 0n);
+    const locked: ParentRequest = { ...req, current: req.proposed };
+    const funded: FundedVirtual = { id: vcId, params: vc, assets: [NATIVE_ASSET], balances: [[30n, 0n]], sigs: null };
+    const final = (balances: [bigint, bigint], signers: [Signer, Signer]) => {
+      const state: State = { channelId: vcId, version: 2n, outcome: { assets: [NATIVE_ASSET], balances: [balances], locked: [] }, isFinal: true };
+      const digest = stateDigest(domainSeparator(vc), state);
+      return { id: Buffer.from(vcId.slice(2), 'hex'), version: 2n, balances: [balances] as const, sigs: [signers[0].sign(digest), signers[1].sign(digest)] as const };
+    };
+    const release = (balances: [bigint, bigint]): ParentRequest => ({ ...locked, proposed: { ...locked.current, version: 5n, outcome: unlockOutcome(locked.current.outcome, vcId, [balances]) } });
+    expect(checkRelease(release([20n, 10n]), funded, final([20n, 10n], [device, other])).match).toContain('2');
+    expect(() => checkRelease(release([20n, 10n]), funded, final([20n, 10n], [device, device]))).toThrow(InvalidSignatureError);
+    expect(() => checkRelease(release([25n, 5n]), funded, final([20n, 10n], [device, other]))).toThrow(InvalidAllocationError);
+    expect(() => checkRelease(release([20n, 10n]), undefined, final([20n, 10n], [device, other]))).toThrow(ProtocolError);
+  });
+});

@@ -1,0 +1,76 @@
+import { recoverAddress } from '../crypto/verify.ts';
+import { InvalidAllocationError, InvalidSignatureError, UnknownChannelError, WrongPeerError } from '../errors.ts';
+import { domainSeparator, outcomeHash, stateDigest, toHex } from '../model/hash.ts';
+import { type Address, type Bytes32, ChannelKind, type Params, type State } from '../model/types.ts';
+import type { Balances, VirtualFinal, VirtualTerms } from '../wire/messages.ts';
+import type { ChannelRecord } from './record.ts';
+import { feeOutcome, initialVirtualState, lockOutcome, unlockOutcome, virtualParams } from './virtual.ts';
+
+// The intermediary's rules, as pure functions: what a device's request to lock or release
+// a virtual channel in its ledger channel must show before the gateway may hold it for
+// matching, and what both requests must have in common (see src/client/intermediary.ts).
+
+/** A device's parent update with its evidence, as the gateway's agent holds it. */
+export interface ParentRequest {
+  /** The gateway's ledger channel with the device. */
+  channel: ChannelRecord;
+  current: State;
+  proposed: State;
+}
+
+/** What the gateway keeps about a virtual channel it funded: enough to check its release. */
+export interface FundedVirtual {
+  id: Bytes32;
+  params: Params;
+  assets: readonly Address[];
+  balances: Balances;
+  /** Both signatures on version 0 (null for a stream, which vouchers resolve). */
+  sigs: readonly [Uint8Array, Uint8Array] | null;
+}
+
+/** The virtual channels a parent update locks and releases. */
+export function lockDiff(current: State, proposed: State): { added: Bytes32[]; removed: Bytes32[] } {
+  const before = new Set(current.outcome.locked.map((l) => l.id));
+  const after = new Set(proposed.outcome.locked.map((l) => l.id));
+  return { added: [...after].filter((id) => !before.has(id)), removed: [...before].filter((id) => !after.has(id)) };
+}
+
+/**
+ * A funding request: the terms describe the virtual channel `vcId` the update locks, with
+ * the device as one participant and another as the other, signed by the device (a stream
+ * needs no signature), and the update locks exactly its funds and pays `fee`. Returns its
+ * parameters and `match`, what the other device's request must show alike: the initial
+ * outcome (the id covers neither balances nor assets, so two colluding devices could
+ * otherwise make the gateway lock different amounts in the two parents).
+ */
+export function checkFunding(req: ParentRequest, vcId: Bytes32, terms: VirtualTerms, chain: { chainId: bigint; adjudicator: Address }, fee: bigint): { params: Params; match: string } {
+  const device = req.channel.peer;
+  const params = virtualParams(device, terms, chain);
+  const v0 = initialVirtualState(params, req.current.outcome.assets, terms.balances);
+  if (v0.channelId !== vcId) throw new InvalidAllocationError('locked id is not the virtual channel described');
+  if (terms.peer === device) throw new WrongPeerError('a virtual channel needs two different participants');
+  if (terms.sig === null ? params.kind !== ChannelKind.Stream : recoverAddress(terms.sig, stateDigest(domainSeparator(params), v0)) !== device) {
+    throw new InvalidSignatureError('missing or bad signature on the virtual channel');
+  }
+  const locked = lockOutcome(req.current.outcome, req.channel.params.participants, { id: vcId, participants: params.participants, balances: terms.balances });
+  const expected = feeOutcome(locked, req.channel.idx === 0 ? 1 : 0, fee);
+  if (outcomeHash(expected) !== outcomeHash(req.proposed.outcome)) throw new InvalidAllocationError('parent update does not lock exactly the virtual channel funds and pay the fee');
+  return { params, match: outcomeHash(v0.outcome) };
+}
+
+/**
+ * A release request: a final state of the funded virtual channel signed by both its
+ * participants, and an update that releases the lock exactly per it. Returns `match`,
+ * what the other device's request must show alike: the same final version and outcome.
+ */
+export function checkRelease(req: ParentRequest, vc: FundedVirtual | undefined, final: VirtualFinal): { match: string } {
+  if (!vc || toHex(final.id) !== vc.id) throw new UnknownChannelError('unknown virtual channel');
+  const state: State = { channelId: vc.id, version: final.version, outcome: { assets: vc.assets, balances: final.balances, locked: [] }, isFinal: true };
+  const digest = stateDigest(domainSeparator(vc.params), state);
+  if (recoverAddress(final.sigs[0], digest) !== vc.params.participants[0] || recoverAddress(final.sigs[1], digest) !== vc.params.participants[1]) {
+    throw new InvalidSignatureError('final state not signed by both participants');
+  }
+  const expected = unlockOutcome(req.current.outcome, vc.id, final.balances);
+  if (outcomeHash(expected) !== outcomeHash(req.proposed.outcome)) throw new InvalidAllocationError('parent update does not release per the final state');
+  return { match: outcomeHash(state.outcome) + final.version };
+}
