@@ -1281,11 +1281,13 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Persists a record before anything that depends on it is sent or acted on. */
   #commit(rt: Runtime, rec: ChannelRecord, durable = true): void {
-    this.#keep(rt, rec);
+    // The batch first: what keeping the record sets off (events, retiring a settled
+    // virtual channel) waits for this write.
     if (!this.#batch) {
       this.#batch = { writes: new Map(), after: [], resolving: [] };
       queueMicrotask(() => this.#flush());
     }
+    this.#keep(rt, rec);
     const earlier = this.#batch.writes.get(rec.id);
     this.#batch.writes.set(rec.id, { rec, durable: durable || (earlier?.durable ?? false) });
   }
