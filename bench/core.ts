@@ -10,7 +10,7 @@ import { ChannelStore } from '../src/store/store.ts';
 import { MemoryNetwork } from '../src/transport/memory.ts';
 import { encodeMessage } from '../src/wire/codec.ts';
 import { MessageType } from '../src/wire/messages.ts';
-import { CHAIN, tempDir } from '../test/helpers/agents.ts';
+import { CHAIN, tempDir } from '../src/testing/agents.ts';
 import { printTable, writeResults } from './table.ts';
 
 /** Milliseconds for `rounds` × (2 signatures + 2 verifications): what a ledger update cannot beat. */

@@ -14,7 +14,7 @@ import { register } from '../src/chain/register.ts';
 import { registerVoucher } from '../src/chain/registerVirtual.ts';
 import { ChannelKind, NATIVE_ASSET, type SubAlloc } from '../src/model/types.ts';
 import { printTable, writeResults } from './table.ts';
-import { ethOutcome, idOf, makeParams, makeState, party, signedBy, signVoucher, subAlloc, type Party } from '../test/chain/fixture.ts';
+import { ethOutcome, idOf, makeParams, makeState, party, signedBy, signVoucher, subAlloc, type Party } from '../src/testing/chain.ts';
 
 const ONE = parseEther('1');
 

@@ -5,7 +5,7 @@ import { Signer } from '../src/crypto/keys.ts';
 import type { Bytes32 } from '../src/model/types.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { MemoryNetwork } from '../src/transport/memory.ts';
-import { CHAIN, tempDir } from '../test/helpers/agents.ts';
+import { CHAIN, tempDir } from '../src/testing/agents.ts';
 import { printTable, writeResults } from './table.ts';
 
 // What a party holds per channel, live and closed: two agents in this process over the

@@ -1,14 +1,14 @@
-import { PicopayError } from '../errors.ts';
+import { PicopayError } from '../src/errors.ts';
 
 // `picopay <command>`: each command is loaded only when asked for, so a device never
 // loads the gateway's chain code.
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ main(argv: string[]): Promise<void> }> }> = {
-  gateway: { summary: 'run a gateway: ledger channels with devices, virtual-channel intermediary, chain, broker', load: () => import('../../gateway/cli.ts') },
-  device: { summary: 'run a device agent: payer (client) or hotspot (metered proxy)', load: () => import('../../device/cli.ts') },
-  watchtower: { summary: "watch the chain for a device's channels and answer stale registrations", load: () => import('./watchtower.ts') },
-  broker: { summary: 'run the embedded MQTT broker on its own', load: () => import('./broker.ts') },
-  keygen: { summary: 'create a key on this machine and store it as a V3 keystore (mode 0600)', load: () => import('./keygen.ts') },
+  gateway: { summary: 'run a gateway: ledger channels with devices, virtual-channel intermediary, chain, broker', load: () => import('../gateway/cli.ts') },
+  device: { summary: 'run a device agent: payer (client) or hotspot (metered proxy)', load: () => import('../device/cli.ts') },
+  watchtower: { summary: "watch the chain for a device's channels and answer stale registrations", load: () => import('../src/cli/watchtower.ts') },
+  broker: { summary: 'run the embedded MQTT broker on its own', load: () => import('../src/cli/broker.ts') },
+  keygen: { summary: 'create a key on this machine and store it as a V3 keystore (mode 0600)', load: () => import('../src/cli/keygen.ts') },
 };
 
 function help(): string {

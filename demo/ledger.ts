@@ -1,14 +1,14 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Agent } from '../client/agent.ts';
-import { Progress } from '../cli/progress.ts';
-import { writeKeystore } from '../crypto/keystore.ts';
-import { Signer } from '../crypto/keys.ts';
-import { createLogger } from '../log.ts';
-import type { Address } from '../model/types.ts';
-import { ChannelStore } from '../store/store.ts';
-import { MemoryNetwork } from '../transport/memory.ts';
+import { Agent } from '../src/client/agent.ts';
+import { Progress } from '../src/cli/progress.ts';
+import { writeKeystore } from '../src/crypto/keystore.ts';
+import { Signer } from '../src/crypto/keys.ts';
+import { createLogger } from '../src/log.ts';
+import type { Address } from '../src/model/types.ts';
+import { ChannelStore } from '../src/store/store.ts';
+import { MemoryNetwork } from '../src/transport/memory.ts';
 
 // Two agents, each with its own key and SQLite store, open a ledger channel over the
 // memory transport and make 1,000 payments; half-way the payee is stopped and restarted

@@ -2,16 +2,16 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Hex } from 'viem';
-import { ANVIL_MNEMONIC, createChainClient, deposit, type Devnet, readHoldings } from '../chain/index.ts';
-import { writeKeystore } from '../crypto/keystore.ts';
-import { Signer } from '../crypto/keys.ts';
-import { printTable } from '../../bench/table.ts';
-import { formatEth } from '../cli/units.ts';
-import { type Address, type Bytes32, NATIVE_ASSET } from '../model/types.ts';
-import { startOrigin } from '../../device/hotspot/origin.ts';
+import { ANVIL_MNEMONIC, createChainClient, deposit, type Devnet, readHoldings } from '../src/chain/index.ts';
+import { writeKeystore } from '../src/crypto/keystore.ts';
+import { Signer } from '../src/crypto/keys.ts';
+import { printTable } from '../bench/table.ts';
+import { formatEth } from '../src/cli/units.ts';
+import { type Address, type Bytes32, NATIVE_ASSET } from '../src/model/types.ts';
+import { startOrigin } from '../device/hotspot/origin.ts';
 import { PicopayProcess } from './processes.ts';
 import { mnemonicToAccount } from 'viem/accounts';
-import { toHex } from '../model/hash.ts';
+import { toHex } from '../src/model/hash.ts';
 
 // `npm start`: a whole picopay network on this machine. The gateway (with a local anvil
 // chain and its embedded MQTT broker), a hotspot and a client run as separate processes.

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-const BIN = fileURLToPath(new URL('../../bin/picopay.js', import.meta.url));
+const BIN = fileURLToPath(new URL('../bin/picopay.js', import.meta.url));
 
 interface Waiter {
   name: string;

@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { deposit } from '../src/chain/deposit.ts';
 import { ChainReadError, ConfigError, ProtocolTimeoutError, TransportError } from '../src/errors.ts';
 import { NATIVE_ASSET } from '../src/model/types.ts';
-import { ethOutcome, idOf, makeParams, party, useDevnet } from '../test/chain/fixture.ts';
+import { ethOutcome, idOf, makeParams, party, useDevnet } from '../src/testing/chain.ts';
 import { chainFunding, gatewayFunding, type LedgerView, waitFunded } from './funding.ts';
 
 // The device's own look at the chain: both deposits of its ledger channel, read over

@@ -8,8 +8,8 @@ import { silentLogger } from '../src/log.ts';
 import { type Bytes32, NATIVE_ASSET } from '../src/model/types.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { MemoryNetwork } from '../src/transport/memory.ts';
-import { FAST, makeParty, RecordingSigner, stoppedAfterEach, tempDir, until } from '../test/helpers/agents.ts';
-import { party } from '../test/chain/fixture.ts';
+import { FAST, makeParty, RecordingSigner, stoppedAfterEach, tempDir, until } from '../src/testing/agents.ts';
+import { party } from '../src/testing/chain.ts';
 import { GatewayChain } from './chain.ts';
 
 // The gateway's chain duties across a crash: a ledger channel closed on-chain (by the

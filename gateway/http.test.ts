@@ -5,7 +5,7 @@ import { silentLogger } from '../src/log.ts';
 import type { Bytes32 } from '../src/model/types.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { MemoryNetwork } from '../src/transport/memory.ts';
-import { CHAIN, makeParty, stoppedAfterEach, tempDir, until } from '../test/helpers/agents.ts';
+import { CHAIN, makeParty, stoppedAfterEach, tempDir, until } from '../src/testing/agents.ts';
 import { startStatusServer } from './http.ts';
 import { Intermediary } from '../src/client/intermediary.ts';
 

@@ -8,7 +8,7 @@ import { NATIVE_ASSET } from '../src/model/types.ts';
 import { silentLogger } from '../src/log.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { MqttTransport } from '../src/transport/mqtt.ts';
-import { tempDir } from '../test/helpers/agents.ts';
+import { tempDir } from '../src/testing/agents.ts';
 import { chainFunding, waitFunded } from '../device/funding.ts';
 import { startGateway, type RunningGateway } from './service.ts';
 

@@ -1,4 +1,4 @@
 import { afterAll } from 'vitest';
-import { removeTempDirs } from './helpers/agents.ts';
+import { removeTempDirs } from '../src/testing/agents.ts';
 
 afterAll(removeTempDirs);

@@ -4,7 +4,7 @@ import { Signer } from '../crypto/keys.ts';
 import { toHex } from '../model/hash.ts';
 import { NATIVE_ASSET } from '../model/types.ts';
 import { MemoryNetwork } from '../transport/memory.ts';
-import { makeParty, tempDir, until } from '../../test/helpers/agents.ts';
+import { makeParty, tempDir, until } from '../testing/agents.ts';
 import { latestFrom } from './watchtower.ts';
 
 // A device's own watchtower: reading only the device's store, it answers a peer that

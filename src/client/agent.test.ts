@@ -6,7 +6,7 @@ import { MAX_MESSAGE_BYTES, MessageType } from '../wire/messages.ts';
 import { aliasOf } from '../channel/record.ts';
 import { ChannelStore } from '../store/store.ts';
 import { Agent } from './agent.ts';
-import { CHAIN, FAST, makeParty, stoppedAfterEach, tempDir, until } from '../../test/helpers/agents.ts';
+import { CHAIN, FAST, makeParty, stoppedAfterEach, tempDir, until } from '../testing/agents.ts';
 
 const parties = stoppedAfterEach();
 

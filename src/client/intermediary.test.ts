@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ChannelKind, type Bytes32 } from '../model/types.ts';
-import { CHAIN, makeParty, type Party, RecordingSigner, sleep, stoppedAfterEach, tempDir, until } from '../../test/helpers/agents.ts';
-import { gatewayNetwork } from '../../test/helpers/gateway.ts';
+import { CHAIN, makeParty, type Party, RecordingSigner, sleep, stoppedAfterEach, tempDir, until } from '../testing/agents.ts';
+import { gatewayNetwork } from '../testing/gateway.ts';
 import { Signer } from '../crypto/keys.ts';
 import { silentLogger } from '../log.ts';
 import { InvalidAllocationError, OpenRejectedError } from '../errors.ts';

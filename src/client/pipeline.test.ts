@@ -9,7 +9,7 @@ import { ChannelStore } from '../store/store.ts';
 import { MemoryNetwork } from '../transport/memory.ts';
 import { decodeMessage, encodeMessage } from '../wire/codec.ts';
 import { type Message, MessageType, RejectReason, type UpdateAccept } from '../wire/messages.ts';
-import { CHAIN, FAST, makeParty, type Party, sleep, stoppedAfterEach, tempDir, until } from '../../test/helpers/agents.ts';
+import { CHAIN, FAST, makeParty, type Party, sleep, stoppedAfterEach, tempDir, until } from '../testing/agents.ts';
 import { proposeOpen } from '../channel/open.ts';
 import { ChannelKind, NATIVE_ASSET } from '../model/types.ts';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { CHAIN, makeParty, type Party, stoppedAfterEach, tempDir, until } from '../../test/helpers/agents.ts';
-import { gatewayNetwork } from '../../test/helpers/gateway.ts';
+import { CHAIN, makeParty, type Party, stoppedAfterEach, tempDir, until } from '../testing/agents.ts';
+import { gatewayNetwork } from '../testing/gateway.ts';
 import { ChannelClosedError } from '../errors.ts';
 import { ChannelKind } from '../model/types.ts';
 import { MemoryNetwork } from '../transport/memory.ts';

@@ -1,5 +1,5 @@
 import { statSync, chmodSync, readFileSync, writeFileSync } from 'node:fs';
-import { tempDir } from '../../test/helpers/agents.ts';
+import { tempDir } from '../testing/agents.ts';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { ChannelRecord } from '../channel/record.ts';
 import { StoreError } from '../errors.ts';
 import { ChannelKind, NATIVE_ASSET } from '../model/types.ts';
-import { tempDir } from '../../test/helpers/agents.ts';
+import { tempDir } from '../testing/agents.ts';
 import { ChannelStore } from './store.ts';
 import { deserializeRecord, serialize } from './serialize.ts';
 

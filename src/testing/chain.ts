@@ -1,11 +1,11 @@
 // Shared by the chain tests and the gas benchmark: channels between anvil accounts and
 // states signed with src/crypto, as the off-chain side produces them.
-import { Signer } from '../../src/crypto/keys.ts';
-import { channelId } from '../../src/model/channelId.ts';
-import { domainSeparator, fromHex, stateDigest, voucherDigest } from '../../src/model/hash.ts';
-import { ChannelKind, NATIVE_ASSET, type Address, type Allocation, type Bytes32, type Params, type SignedState, type State, type SubAlloc } from '../../src/model/types.ts';
-import type { ChainClient } from '../../src/chain/client.ts';
-import { startDevnet, type Devnet } from '../../src/chain/devnet.ts';
+import { Signer } from '../crypto/keys.ts';
+import { channelId } from '../model/channelId.ts';
+import { domainSeparator, fromHex, stateDigest, voucherDigest } from '../model/hash.ts';
+import { ChannelKind, NATIVE_ASSET, type Address, type Allocation, type Bytes32, type Params, type SignedState, type State, type SubAlloc } from '../model/types.ts';
+import type { ChainClient } from '../chain/client.ts';
+import { startDevnet, type Devnet } from '../chain/devnet.ts';
 import { afterAll, beforeAll } from 'vitest';
 
 export interface Party {

@@ -1,4 +1,4 @@
-import { ChannelStore } from '../../src/store/store.ts';
+import { ChannelStore } from '../store/store.ts';
 
 /**
  * A ChannelStore that dies at a chosen persistence point, as the process would: in

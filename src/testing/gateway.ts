@@ -1,9 +1,9 @@
 import { join } from 'node:path';
-import { Intermediary } from '../../src/client/intermediary.ts';
-import type { AgentOptions } from '../../src/client/types.ts';
-import { silentLogger } from '../../src/log.ts';
-import { ChannelStore } from '../../src/store/store.ts';
-import { type MemoryFaults, MemoryNetwork } from '../../src/transport/memory.ts';
+import { Intermediary } from '../client/intermediary.ts';
+import type { AgentOptions } from '../client/types.ts';
+import { silentLogger } from '../log.ts';
+import { ChannelStore } from '../store/store.ts';
+import { type MemoryFaults, MemoryNetwork } from '../transport/memory.ts';
 import { CHAIN, makeParty, type Party, tempDir, until } from './agents.ts';
 
 export interface GatewayNetworkOptions {

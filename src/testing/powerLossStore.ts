@@ -1,6 +1,6 @@
-import type { ChannelRecord } from '../../src/channel/record.ts';
-import type { Bytes32 } from '../../src/model/types.ts';
-import { ChannelStore } from '../../src/store/store.ts';
+import type { ChannelRecord } from '../channel/record.ts';
+import type { Bytes32 } from '../model/types.ts';
+import { ChannelStore } from '../store/store.ts';
 
 /**
  * A ChannelStore whose machine can lose power. A commit made without fsync (the agent's

@@ -8,7 +8,7 @@ import { channelId } from '../../src/model/channelId.ts';
 import { domainSeparator, outcomeHash, stateDigest, toHex, voucherDigest } from '../../src/model/hash.ts';
 import { lockedLeaf } from '../../src/model/locked.ts';
 import type { Address, Allocation, Params, State, SubAlloc } from '../../src/model/types.ts';
-import { useDevnet } from './fixture.ts';
+import { useDevnet } from '../../src/testing/chain.ts';
 
 const devnet = useDevnet();
 

@@ -18,7 +18,7 @@ import { register } from '../../src/chain/register.ts';
 import { registerVoucher } from '../../src/chain/registerVirtual.ts';
 import { outcomeHash } from '../../src/model/hash.ts';
 import { ChannelKind, NATIVE_ASSET, type Params, type SignedState } from '../../src/model/types.ts';
-import { ethBalance, ethOutcome, idOf, makeParams, makeState, party, signedBy, signVoucher, subAlloc, useDevnet, type Party } from './fixture.ts';
+import { ethBalance, ethOutcome, idOf, makeParams, makeState, party, signedBy, signVoucher, subAlloc, useDevnet, type Party } from '../../src/testing/chain.ts';
 
 const devnet = useDevnet();
 const ONE = parseEther('1');

@@ -31,7 +31,7 @@ import { Signer } from '../../src/crypto/keys.ts';
 import { MAX_CHALLENGE_DURATION, MIN_CHALLENGE_DURATION } from '../../src/model/duration.ts';
 import { outcomeHash } from '../../src/model/hash.ts';
 import { ChannelKind, NATIVE_ASSET, type Address, type Allocation, type Bytes32, type Params, type State, type SubAlloc } from '../../src/model/types.ts';
-import { ethBalance, idOf, signState, signVoucher, useDevnet } from './fixture.ts';
+import { ethBalance, idOf, signState, signVoucher, useDevnet } from '../../src/testing/chain.ts';
 import { fundedToken, placeReceiver, ReceiverMode, registerCalldata, TokenMode, type HostileToken } from './hostile.ts';
 
 const devnet = useDevnet();

@@ -1,7 +1,7 @@
 // Guards the gas targets of issue 3 (bench/gas.ts prints the full table).
 import { describe, expect, it } from 'vitest';
 import { measureGas, REFERENCE } from '../../bench/gas.ts';
-import { useDevnet } from './fixture.ts';
+import { useDevnet } from '../../src/testing/chain.ts';
 
 const devnet = useDevnet();
 

@@ -24,7 +24,7 @@ import { MAX_CHALLENGE_DURATION, MIN_CHALLENGE_DURATION } from '../../src/model/
 import { domainSeparator, stateDigest, toHex } from '../../src/model/hash.ts';
 import { lockedRoot } from '../../src/model/locked.ts';
 import { ChannelKind, NATIVE_ASSET, type Address, type Allocation, type Params, type SignedState, type State } from '../../src/model/types.ts';
-import { ethBalance, ethOutcome, idOf, makeState, signState, signVoucher, subAlloc, useDevnet } from './fixture.ts';
+import { ethBalance, ethOutcome, idOf, makeState, signState, signVoucher, subAlloc, useDevnet } from '../../src/testing/chain.ts';
 import { fundedToken, placeReceiver, ReceiverMode, registerCalldata, TokenMode } from './hostile.ts';
 
 const devnet = useDevnet();

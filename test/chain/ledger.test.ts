@@ -15,7 +15,7 @@ import { register } from '../../src/chain/register.ts';
 import { readCredit, withdraw } from '../../src/chain/withdraw.ts';
 import { FinalStateError } from '../../src/errors.ts';
 import { NATIVE_ASSET, type Address, type Allocation, type Params } from '../../src/model/types.ts';
-import { ethBalance, ethOutcome, idOf, makeParams, makeState, party, signedBy, signState, useDevnet, type Party } from './fixture.ts';
+import { ethBalance, ethOutcome, idOf, makeParams, makeState, party, signedBy, signState, useDevnet, type Party } from '../../src/testing/chain.ts';
 
 const devnet = useDevnet();
 const ONE = parseEther('1');

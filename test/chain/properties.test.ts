@@ -18,7 +18,7 @@ import { MIN_CHALLENGE_DURATION } from '../../src/model/duration.ts';
 import { domainSeparator, outcomeHash, voucherDigest } from '../../src/model/hash.ts';
 import { ChannelKind, NATIVE_ASSET, type Address, type Allocation, type Params, type SubAlloc } from '../../src/model/types.ts';
 import type { Devnet } from '../../src/chain/devnet.ts';
-import { ethBalance, ethOutcome, idOf, makeState, signState, subAlloc, useDevnet } from './fixture.ts';
+import { ethBalance, ethOutcome, idOf, makeState, signState, subAlloc, useDevnet } from '../../src/testing/chain.ts';
 
 const devnet = useDevnet({ accounts: 3 });
 const DURATION = MIN_CHALLENGE_DURATION;

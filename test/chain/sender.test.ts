@@ -5,7 +5,7 @@ import { ChainTransactionError } from '../../src/chain/errors.ts';
 import { readHoldings } from '../../src/chain/read.ts';
 import { resumePending, type PendingTx } from '../../src/chain/sender.ts';
 import { NATIVE_ASSET } from '../../src/model/types.ts';
-import { idOf, makeParams, party, useDevnet } from './fixture.ts';
+import { idOf, makeParams, party, useDevnet } from '../../src/testing/chain.ts';
 
 const devnet = useDevnet();
 

@@ -17,7 +17,7 @@ import { register } from '../../src/chain/register.ts';
 import { registerVirtual, registerVoucher } from '../../src/chain/registerVirtual.ts';
 import { MIN_CHALLENGE_DURATION } from '../../src/model/duration.ts';
 import { ChannelKind, NATIVE_ASSET, type Address, type Allocation, type Params, type SubAlloc } from '../../src/model/types.ts';
-import { ethBalance, ethOutcome, idOf, makeParams, makeState, party, signedBy, signVoucher, subAlloc, useDevnet, type Party } from './fixture.ts';
+import { ethBalance, ethOutcome, idOf, makeParams, makeState, party, signedBy, signVoucher, subAlloc, useDevnet, type Party } from '../../src/testing/chain.ts';
 
 const devnet = useDevnet();
 const ONE = parseEther('1');

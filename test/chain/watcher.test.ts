@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { deposit } from '../../src/chain/deposit.ts';
 import { watchAdjudicator, type AdjudicatorEvent } from '../../src/chain/watcher.ts';
 import { NATIVE_ASSET } from '../../src/model/types.ts';
-import { idOf, makeParams, party, useDevnet } from './fixture.ts';
+import { idOf, makeParams, party, useDevnet } from '../../src/testing/chain.ts';
 
 const devnet = useDevnet();
 

@@ -6,7 +6,7 @@ import { register } from '../../src/chain/register.ts';
 import { registerVoucher } from '../../src/chain/registerVirtual.ts';
 import { startWatchtower, type Latest, type Response } from '../../src/chain/watchtower.ts';
 import { ChannelKind, type Bytes32 } from '../../src/model/types.ts';
-import { ethOutcome, idOf, makeParams, makeState, party, signedBy, signVoucher, useDevnet } from './fixture.ts';
+import { ethOutcome, idOf, makeParams, makeState, party, signedBy, signVoucher, useDevnet } from '../../src/testing/chain.ts';
 
 const devnet = useDevnet();
 

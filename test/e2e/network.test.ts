@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDevnet, type Devnet } from '../../src/chain/index.ts';
-import { runLocal } from '../../src/demo/local.ts';
-import { PicopayProcess } from '../../src/demo/processes.ts';
+import { runLocal } from '../../demo/local.ts';
+import { PicopayProcess } from '../../demo/processes.ts';
 import { mosquittoInstalled, startMosquitto, type Mosquitto } from '../transport/helpers.ts';
 
 // The whole network as separate OS processes on real parts: anvil, the gateway, a

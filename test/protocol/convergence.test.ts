@@ -10,8 +10,8 @@ import { ChannelStore } from '../../src/store/store.ts';
 import { type MemoryFaults, MemoryNetwork } from '../../src/transport/memory.ts';
 import { decodeMessage } from '../../src/wire/codec.ts';
 import { MessageType } from '../../src/wire/messages.ts';
-import { CHAIN, FAST, RecordingSigner, sleep, tempDir, until } from '../helpers/agents.ts';
-import { CrashingStore } from '../helpers/crashStore.ts';
+import { CHAIN, FAST, RecordingSigner, sleep, tempDir, until } from '../../src/testing/agents.ts';
+import { CrashingStore } from '../../src/testing/crashStore.ts';
 import { join } from 'node:path';
 import { Signer } from '../../src/crypto/keys.ts';
 

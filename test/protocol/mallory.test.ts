@@ -7,8 +7,8 @@ import { ChannelKind } from '../../src/model/types.ts';
 import { MemoryNetwork } from '../../src/transport/memory.ts';
 import { decodeMessage, encodeMessage } from '../../src/wire/codec.ts';
 import { MessageType } from '../../src/wire/messages.ts';
-import { CHAIN, FAST, makeParty, type Party, stoppedAfterEach, tempDir, until } from '../helpers/agents.ts';
-import { gatewayNetwork } from '../helpers/gateway.ts';
+import { CHAIN, FAST, makeParty, type Party, stoppedAfterEach, tempDir, until } from '../../src/testing/agents.ts';
+import { gatewayNetwork } from '../../src/testing/gateway.ts';
 
 // Mallory's attacks on retirement, idle settlement and refusals (found by an adversarial
 // review), each with the defence that now holds. A is a payer, B a payee, G the gateway.

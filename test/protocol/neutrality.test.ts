@@ -17,8 +17,8 @@ import { type Bytes32, ChannelKind, NATIVE_ASSET, type Params, type State } from
 import { MemoryNetwork } from '../../src/transport/memory.ts';
 import { decodeMessage, encodeMessage } from '../../src/wire/codec.ts';
 import { type Balances, type Message, MessageType, RejectReason } from '../../src/wire/messages.ts';
-import { CHAIN, makeParty, type Party, tempDir, until } from '../helpers/agents.ts';
-import { PowerLossStore } from '../helpers/powerLossStore.ts';
+import { CHAIN, makeParty, type Party, tempDir, until } from '../../src/testing/agents.ts';
+import { PowerLossStore } from '../../src/testing/powerLossStore.ts';
 
 // Gateway neutrality against a colluding pair. A and B are one attacker: they sign any
 // virtual-channel state together, describe the virtual channel differently to the

@@ -7,8 +7,8 @@ import { ChannelKind } from '../../src/model/types.ts';
 import { ChannelStore } from '../../src/store/store.ts';
 import { MemoryNetwork } from '../../src/transport/memory.ts';
 import { Intermediary } from '../../src/client/intermediary.ts';
-import { CHAIN, FAST, tempDir, until } from '../helpers/agents.ts';
-import { PowerLossStore } from '../helpers/powerLossStore.ts';
+import { CHAIN, FAST, tempDir, until } from '../../src/testing/agents.ts';
+import { PowerLossStore } from '../../src/testing/powerLossStore.ts';
 
 // A stream payer loses power: the vouchers it sent since its last fsynced commit are gone
 // from its store, while the payee holds them. Restarted, it resyncs, takes back the

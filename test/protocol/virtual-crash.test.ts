@@ -7,8 +7,8 @@ import { ChannelKind } from '../../src/model/types.ts';
 import { ChannelStore } from '../../src/store/store.ts';
 import { MemoryNetwork } from '../../src/transport/memory.ts';
 import { Intermediary } from '../../src/client/intermediary.ts';
-import { CHAIN, FAST, RecordingSigner, sleep, tempDir, until } from '../helpers/agents.ts';
-import { CrashingStore } from '../helpers/crashStore.ts';
+import { CHAIN, FAST, RecordingSigner, sleep, tempDir, until } from '../../src/testing/agents.ts';
+import { CrashingStore } from '../../src/testing/crashStore.ts';
 import { Signer } from '../../src/crypto/keys.ts';
 
 // A stream payee dies at a random persistence point while vouchers arrive, under message
