@@ -5,7 +5,7 @@ import { type ChainClient, cooperativeClose, deposit, readHoldings, startWatchto
 import { depositsCover } from '../src/model/holdings.ts';
 import { type Bytes32, ChannelKind } from '../src/model/types.ts';
 import type { Logger } from '../src/log.ts';
-import type { ChannelStore } from '../src/store/store.ts';
+import type { ChannelStorage, FactStorage } from '../src/store/types.ts';
 
 // The gateway's on-chain duties for its ledger channels: deposit its own side when a
 // channel opens, learn when the device's side has arrived (only funded channels back
@@ -15,7 +15,7 @@ import type { ChannelStore } from '../src/store/store.ts';
 export interface GatewayChainOptions {
   client: ChainClient;
   agent: Agent;
-  store: ChannelStore;
+  store: FactStorage & Pick<ChannelStorage, 'loadChannel'>;
   logger: Logger;
   /** How often unfunded channels are checked (ms). */
   pollMs?: number;

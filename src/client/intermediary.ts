@@ -3,7 +3,7 @@ import { reasonOf } from '../channel/update.ts';
 import { InsufficientFundsError, ProtocolError, UnknownChannelError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { type Address, type Bytes32, ChannelKind, type Signature } from '../model/types.ts';
-import type { ChannelStore } from '../store/store.ts';
+import type { VirtualStorage } from '../store/types.ts';
 import { RejectReason, type VirtualFinal, type VirtualTerms } from '../wire/messages.ts';
 import type { Agent, Decision, UpdateContext } from './agent.ts';
 
@@ -15,7 +15,7 @@ import type { Agent, Decision, UpdateContext } from './agent.ts';
 // the two parents it gets back exactly what it locked, whatever A and B sign.
 
 export interface IntermediaryOptions {
-  store: ChannelStore;
+  store: VirtualStorage;
   chain: { chainId: bigint; adjudicator: Address };
   /** How long a held request waits for its counterpart before both are refused. */
   holdTimeoutMs: number;

@@ -3,7 +3,7 @@ import type { Signer } from '../crypto/keys.ts';
 import type { PicopayError, StoreError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Address, ChannelKind, SignedState, State } from '../model/types.ts';
-import type { ChannelStore } from '../store/store.ts';
+import type { ChannelStorage } from '../store/types.ts';
 import type { Transport } from '../transport/types.ts';
 import type { Balances, OpenPropose } from '../wire/messages.ts';
 
@@ -49,7 +49,7 @@ export interface Policy {
 export interface AgentOptions {
   signer: Signer;
   transport: Transport;
-  store: ChannelStore;
+  store: ChannelStorage;
   /** The chain and adjudicator this agent's channels are bound to. */
   chain: { chainId: bigint; adjudicator: Address };
   challengeDuration?: bigint;

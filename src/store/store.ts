@@ -5,6 +5,7 @@ import type { PendingOpen } from '../channel/open.ts';
 import type { ChannelRecord } from '../channel/record.ts';
 import type { Bytes32 } from '../model/types.ts';
 import { deserialize, deserializeRecord, serialize } from './serialize.ts';
+import type { AcceptedOpen, ChannelStorage, FactStorage, VirtualStorage } from './types.ts';
 
 export interface StoreOptions {
   /**
@@ -14,11 +15,7 @@ export interface StoreOptions {
   durability?: 'full' | 'normal';
 }
 
-/** A proposal this side accepted: kept so a repeated proposal gets the same answer. */
-export interface AcceptedOpen {
-  shareA: string;
-  channelId: Bytes32;
-}
+export type { AcceptedOpen } from './types.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS channels (
@@ -68,7 +65,7 @@ CREATE TABLE IF NOT EXISTS archive.accepted_opens (
  * its row moves to a second file beside this one (`<path>.archive`), so the live file
  * and what a restart loads stay the size of the live channels however many have closed.
  */
-export class ChannelStore {
+export class ChannelStore implements ChannelStorage, FactStorage, VirtualStorage {
   readonly #db: Database.Database;
   readonly #put;
   readonly #putPending;
