@@ -39,6 +39,7 @@ import {
   type Voucher,
   type VoucherAck,
 } from '../wire/messages.ts';
+import { Registry } from './registry.ts';
 import { kindRule, receiveOnly, reliesOn, withAttachment } from './rules.ts';
 import { type AgentEvents, type AgentOptions, DEFAULT_TIMING, type OpenOptions, type Policy, type Timing } from './types.ts';
 
@@ -135,10 +136,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #policy: Policy;
   readonly #timing: Timing;
   readonly #log: Logger;
-  readonly #channels = new Map<Bytes32, Runtime>();
-  readonly #byAlias = new Map<string, Runtime>();
-  /** Live channels by peer: limits and lookups read one peer's channels, never all. */
-  readonly #byPeer = new Map<Address, Set<Runtime>>();
+  readonly #channels = new Registry<Runtime>();
   readonly #opens = new Map<string, OpenWaiter>();
   /** Records written at the end of this turn, and what waits for them (see #flush). */
   #batch: { writes: Map<Bytes32, { rec: ChannelRecord; durable: boolean }>; after: (() => void)[]; resolving: Op[] } | null = null;
@@ -182,7 +180,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       connected: () => this.resync(),
     });
     this.resync();
-    for (const rt of [...this.#channels.values()]) this.#resumeVirtual(rt);
+    for (const rt of this.#channels.all()) this.#resumeVirtual(rt);
     const idleMs = this.#idleMs();
     this.#idleSweep = setInterval(() => this.#settleIdle(), Math.max(10, Math.min(idleMs / 4, 30_000)));
     this.#idleSweep.unref();
@@ -199,7 +197,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   #halt(reason: PicopayError): void {
     this.#haltedBy = reason;
     if (this.#idleSweep) clearInterval(this.#idleSweep);
-    for (const rt of this.#channels.values()) {
+    for (const rt of this.#channels.all()) {
       this.#clearRetransmit(rt);
       if (rt.paused) clearTimeout(rt.paused);
       for (const op of [...rt.queue, ...(rt.inflight ? [rt.inflight] : []), ...(rt.preparedOp ? [rt.preparedOp] : [])]) this.#fail(op, reason);
@@ -218,12 +216,12 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** The live channels (retired ones are in the store's archive). */
   channels(): ChannelRecord[] {
-    return [...this.#channels.values()].map((rt) => rt.rec);
+    return this.#channels.all().map((rt) => rt.rec);
   }
 
   /** The live channels with `peer`. */
   channelsWith(peer: Address): ChannelRecord[] {
-    return [...(this.#byPeer.get(peer.toLowerCase() as Address) ?? [])].map((rt) => rt.rec);
+    return this.#channels.withPeer(peer).map((rt) => rt.rec);
   }
 
   /** A channel, live or retired. */
@@ -251,7 +249,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Sends every channel's latest state to its peer; each side then adopts the newest. */
   resync(): void {
-    for (const rt of this.#channels.values()) {
+    for (const rt of this.#channels.all()) {
       const sync = makeSync(rt.rec);
       if (sync) this.#send(rt.rec.peer, sync);
       if (rt.rec.staged || rt.rec.phase === 'opening') this.#armRetransmit(rt);
@@ -607,7 +605,7 @@ export class Agent extends EventEmitter<AgentEvents> {
    */
   #settleIdle(): void {
     const now = Date.now();
-    for (const rt of [...this.#channels.values()]) {
+    for (const rt of this.#channels.all()) {
       const rec = rt.rec;
       if (!rec.virtual || rec.phase !== 'open') continue;
       if (!this.isFunded(rec.id)) {
@@ -803,7 +801,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const accepted = acceptOpen(this.#o.signer, m, from, this.#o.chain, peerKey);
     const record: ChannelRecord = virtual ? { ...accepted.record, virtual } : accepted.record;
     const accept = accepted.reply;
-    if (this.#byAlias.has(aliasKey(aliasOf(record.id)))) return reply(RejectReason.InvalidTerms);
+    if (this.#channels.byAlias(aliasOf(record.id))) return reply(RejectReason.InvalidTerms);
     const failed = this.#persist(() =>
       this.#o.store.atomically(() => {
         this.#o.store.saveChannel(record);
@@ -822,7 +820,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const w = this.#opens.get(key);
     if (!w) {
       // Our countersignature was lost: send it again.
-      const rt = [...(this.#byPeer.get(from) ?? [])].find((r) => r.rec.idx === 0 && Buffer.from(r.rec.shares.a).equals(m.shareA));
+      const rt = this.#channels.withPeer(from).find((r) => r.rec.idx === 0 && Buffer.from(r.rec.shares.a).equals(m.shareA));
       if (rt) this.#send(from, { type: MessageType.UpdateAccept, alias: aliasOf(rt.rec.id), version: 0n, sig: rt.rec.current.sigs[0]! });
       return;
     }
@@ -831,7 +829,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const gateway = w.pending.message.gateway;
     const record: ChannelRecord = gateway ? { ...completed.record, virtual: { gateway, parent: this.#parentFor(gateway).rec.id } } : completed.record;
     const reply = completed.reply;
-    if (this.#byAlias.has(aliasKey(aliasOf(record.id)))) throw new AliasCollisionError('channel alias collides with a live channel');
+    if (this.#channels.byAlias(aliasOf(record.id))) throw new AliasCollisionError('channel alias collides with a live channel');
     const failed = this.#persist(() =>
       this.#o.store.atomically(() => {
         this.#o.store.saveChannel(record);
@@ -881,7 +879,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       case MessageType.OpenReject:
         return this.#onOpenReject(from, msg);
     }
-    if (msg.type === MessageType.Sync && !this.#byAlias.has(aliasKey(msg.alias))) return this.#onRetiredSync(from, msg);
+    if (msg.type === MessageType.Sync && !this.#channels.byAlias(msg.alias)) return this.#onRetiredSync(from, msg);
     const rt = this.#fromPeer(from, msg.alias);
     // Messages of a channel are handled in the order they came, an acceptance checked late included.
     while (rt.verifying) await rt.verifying;
@@ -1003,7 +1001,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   #fromPeer(from: Address, alias: Uint8Array): Runtime {
-    const rt = this.#byAlias.get(aliasKey(alias));
+    const rt = this.#channels.byAlias(alias);
     if (!rt) throw new UnknownChannelError(`no channel with alias ${aliasKey(alias)}`);
     if (rt.rec.peer !== from) throw new WrongPeerError(`message for channel ${rt.rec.id} from ${from}`);
     return rt;
@@ -1245,11 +1243,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       windowRetry: null,
       ackDue: false,
     };
-    this.#channels.set(rec.id, rt);
-    this.#byAlias.set(aliasKey(aliasOf(rec.id)), rt);
-    let mine = this.#byPeer.get(rec.peer);
-    if (!mine) this.#byPeer.set(rec.peer, (mine = new Set()));
-    mine.add(rt);
+    this.#channels.add(rt);
     return rt;
   }
 
@@ -1264,11 +1258,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const gone = new ChannelClosedError(`channel ${rec.id} is closed`);
     for (const op of [...rt.queue, ...(rt.inflight ? [rt.inflight] : []), ...(rt.preparedOp ? [rt.preparedOp] : [])]) this.#fail(op, gone);
     for (const w of rt.windowWaiters.splice(0)) w.reject(gone);
-    this.#channels.delete(rec.id);
-    this.#byAlias.delete(aliasKey(aliasOf(rec.id)));
-    const mine = this.#byPeer.get(rec.peer)!;
-    mine.delete(rt);
-    if (mine.size === 0) this.#byPeer.delete(rec.peer);
+    this.#channels.remove(rt);
     this.#log.debug({ channel: rec.id, phase: rec.phase }, 'channel retired');
     this.#notify(() => this.emit('retired', rec));
   }
@@ -1361,7 +1351,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const [x, y] = m.balances[0]!;
     if (x + y < minLock) return false;
     let live = 0;
-    for (const rt of this.#byPeer.get(from) ?? []) {
+    for (const rt of this.#channels.withPeer(from)) {
       const rec = rt.rec;
       if (rec.params.kind === ChannelKind.Ledger || rec.phase === 'final') continue;
       if (rec.phase === 'opening' && this.#abandoned(rt)) continue;
@@ -1377,7 +1367,8 @@ export class Agent extends EventEmitter<AgentEvents> {
    */
   #fundingLoad(parent: Runtime): number {
     const counted = new Set(parent.rec.current.state.outcome.locked.map((l) => l.id));
-    for (const [id, rt] of this.#channels) {
+    for (const rt of this.#channels.all()) {
+      const id = rt.rec.id;
       if (rt.rec.virtual?.parent !== parent.rec.id) continue;
       if (this.#funding.has(id) || (rt.rec.phase === 'opening' && !this.#abandoned(rt))) counted.add(id);
     }
@@ -1399,7 +1390,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   #ledgerWith(peer: Address): Runtime | undefined {
-    return [...(this.#byPeer.get(peer.toLowerCase() as Address) ?? [])].find((r) => r.rec.params.kind === ChannelKind.Ledger && r.rec.phase === 'open');
+    return this.#channels.withPeer(peer).find((r) => r.rec.params.kind === ChannelKind.Ledger && r.rec.phase === 'open');
   }
 
   #send(to: Address, msg: Message): void {
