@@ -6,7 +6,7 @@ import { channelId } from '../model/channelId.ts';
 import { MIN_CHALLENGE_DURATION } from '../model/duration.ts';
 import { domainSeparator, stateDigest } from '../model/hash.ts';
 import { ChannelKind, NATIVE_ASSET, type Params, type State } from '../model/types.ts';
-import { checkFunding, checkRelease, type FundedVirtual, type ParentRequest } from './intermediary.ts';
+import { assertEvidencedLocks, checkFunding, checkRelease, type FundedVirtual, type ParentRequest } from './intermediary.ts';
 import type { ChannelRecord } from './record.ts';
 import { feeOutcome, initialVirtualState, lockOutcome, unlockOutcome } from './virtual.ts';
 
@@ -72,5 +72,19 @@ describe('checkRelease', () => {
     expect(() => checkRelease(release([20n, 10n]), funded, final([20n, 10n], [device, device]))).toThrow(InvalidSignatureError);
     expect(() => checkRelease(release([25n, 5n]), funded, final([20n, 10n], [device, other]))).toThrow(InvalidAllocationError);
     expect(() => checkRelease(release([20n, 10n]), undefined, final([20n, 10n], [device, other]))).toThrow(ProtocolError);
+  });
+});
+
+describe('assertEvidencedLocks', () => {
+  it('lets a parent update change its locks only as its evidence names', () => {
+    const { req, terms, vcId } = fundingRequest([10n, 0n], 0n);
+    const self = device.address;
+    expect(() => assertEvidencedLocks(req.current, req.proposed, { fund: terms }, self, CHAIN)).not.toThrow();
+    expect(() => assertEvidencedLocks(req.current, req.proposed, undefined, self, CHAIN)).toThrow(InvalidAllocationError);
+    expect(() => assertEvidencedLocks(req.current, req.proposed, { fund: { ...terms, nonce: terms.nonce + 1n } }, self, CHAIN)).toThrow(InvalidAllocationError);
+    const final = { id: Buffer.from(vcId.slice(2), 'hex'), version: 1n, balances: [[10n, 0n]] as const, sigs: [new Uint8Array(65), new Uint8Array(65)] as const };
+    expect(() => assertEvidencedLocks(req.proposed, req.current, { settle: final }, self, CHAIN)).not.toThrow();
+    expect(() => assertEvidencedLocks(req.proposed, req.current, undefined, self, CHAIN)).toThrow(InvalidAllocationError);
+    expect(() => assertEvidencedLocks(req.current, req.current, undefined, self, CHAIN)).not.toThrow();
   });
 });

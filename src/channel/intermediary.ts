@@ -36,6 +36,31 @@ export function lockDiff(current: State, proposed: State): { added: Bytes32[]; r
 }
 
 /**
+ * What every parent update must keep to: its locks change only as its evidence says.
+ * Without evidence none is added or released; with funding terms, exactly the virtual
+ * channel they describe (with `self` as one participant) is added; with a final state,
+ * exactly that virtual channel is released. Throws InvalidAllocationError otherwise.
+ */
+export function assertEvidencedLocks(
+  current: State,
+  next: Pick<State, 'outcome'>,
+  evidence: { fund: VirtualTerms } | { settle: VirtualFinal } | undefined,
+  self: Address,
+  chain: { chainId: bigint; adjudicator: Address },
+): void {
+  const { added, removed } = lockDiff(current, { ...current, outcome: next.outcome });
+  const id = (list: Bytes32[]): string => list.join(',');
+  const expected = !evidence
+    ? { added: '', removed: '' }
+    : 'fund' in evidence
+      ? { added: initialVirtualState(virtualParams(self, evidence.fund, chain), current.outcome.assets, evidence.fund.balances).channelId, removed: '' }
+      : { added: '', removed: toHex(evidence.settle.id) };
+  if (id(added) !== expected.added || id(removed) !== expected.removed) {
+    throw new InvalidAllocationError(evidence ? 'the update changes other locks than its evidence names' : 'locks change only with evidence: fund or settle a virtual channel through its protocol');
+  }
+}
+
+/**
  * A funding request: the terms describe the virtual channel `vcId` the update locks, with
  * the device as one participant and another as the other, signed by the device (a stream
  * needs no signature), and the update locks exactly its funds and pays `fee`. Returns its

@@ -39,6 +39,7 @@ import {
   type Voucher,
   type VoucherAck,
 } from '../wire/messages.ts';
+import { assertEvidencedLocks } from '../channel/intermediary.ts';
 import { Registry } from './registry.ts';
 import { kindRule, receiveOnly, reliesOn, withAttachment } from './rules.ts';
 import { type AgentEvents, type AgentOptions, DEFAULT_TIMING, type OpenOptions, type Policy, type Timing } from './types.ts';
@@ -393,9 +394,15 @@ export class Agent extends EventEmitter<AgentEvents> {
   async update(id: Bytes32, build: Op['build'], attachment?: Attachment): Promise<SignedState> {
     this.#assertLive();
     const rt = this.#runtime(id);
+    // Locks change only with the evidence that names them (the virtual-channel protocol).
+    const checked: Op['build'] = (s) => {
+      const body = build(s);
+      assertEvidencedLocks(s, { outcome: { assets: s.outcome.assets, balances: body.balances, locked: body.locked } }, attachment, this.address, this.#o.chain);
+      return body;
+    };
     return new Promise<SignedState>((resolve, reject) => {
       const op: Op = {
-        build,
+        build: checked,
         attachment,
         resolve,
         reject,

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { Agent } from '../../src/client/agent.ts';
 import { digestOf, proposalMessage, stateFromBody } from '../../src/channel/record.ts';
-import { MAX_VERSION_GAP } from '../../src/channel/update.ts';
-import { ChannelClosedError, UpdateRejectedError } from '../../src/errors.ts';
+import { MAX_VERSION_GAP, propose } from '../../src/channel/update.ts';
+import { ChannelClosedError, InvalidAllocationError } from '../../src/errors.ts';
 import { ChannelKind } from '../../src/model/types.ts';
 import { MemoryNetwork } from '../../src/transport/memory.ts';
 import { decodeMessage, encodeMessage } from '../../src/wire/codec.ts';
@@ -81,16 +81,26 @@ describe('mallory against streams', () => {
 
 describe('mallory against locks and retirement', () => {
   it('a gateway that proposes to drop a device\'s lock and keep its funds is refused', async () => {
+    const { network, a, b, g, la } = await gatewayNetwork(live);
+    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 0n]] });
+    await until(() => b.agent.isFunded(vc.id));
+    // G's own agent will not build it (locks change only with evidence): G signs it by hand.
+    const rec = g.agent.channel(la);
+    const [x, y] = rec.current.state.outcome.balances[0]!;
+    const grab = propose(rec, g.signer, { balances: [rec.idx === 1 ? [x, y + 30n] : [x + 30n, y]], locked: [], isFinal: false });
+    await expect(g.agent.update(la, () => ({ balances: grab.state.outcome.balances, locked: [], isFinal: false }))).rejects.toBeInstanceOf(InvalidAllocationError);
+    network.forge(g.signer.address, a.signer.address, encodeMessage(grab.message));
+    await network.idle();
+    expect(a.agent.isFunded(vc.id)).toBe(true);
+    expect(a.agent.channel(la).current.state.outcome.locked).toHaveLength(1);
+    expect(a.agent.channel(la).current.state.version).toBe(rec.current.state.version);
+  });
+
+  it('an agent will not itself propose a lock change without the evidence that names it', async () => {
     const { a, b, g, la } = await gatewayNetwork(live);
     const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 0n]] });
     await until(() => b.agent.isFunded(vc.id));
-    const gi = g.agent.channel(la).idx;
-    const grab = g.agent.update(la, (s) => {
-      const [x, y] = s.outcome.balances[0]!;
-      return { balances: [gi === 1 ? [x, y + 30n] : [x + 30n, y]], locked: [], isFinal: false };
-    });
-    await expect(grab).rejects.toBeInstanceOf(UpdateRejectedError);
-    expect(a.agent.isFunded(vc.id)).toBe(true);
+    await expect(a.agent.update(la, (s) => ({ balances: [[s.outcome.balances[0]![0] + 30n, s.outcome.balances[0]![1]]], locked: [], isFinal: false }))).rejects.toBeInstanceOf(InvalidAllocationError);
     expect(a.agent.channel(la).current.state.outcome.locked).toHaveLength(1);
   });
 
