@@ -6,6 +6,7 @@ import { formatEth, parseAmount } from '../src/cli/units.ts';
 import { ConfigError } from '../src/errors.ts';
 import { createLogger, type Logger } from '../src/log.ts';
 import type { Address } from '../src/model/types.ts';
+import { DEFAULT_VIRTUAL_LIMITS } from '../src/client/types.ts';
 import { runHotspot } from './roles/hotspot.ts';
 import { runPayer } from './roles/payer.ts';
 import { chainFunding, type FundingSource, gatewayFunding } from './funding.ts';
@@ -28,8 +29,8 @@ const SPECS = {
   'virtual-fee': { type: 'string', arg: 'AMOUNT', help: "the gateway's fee per virtual channel, paid when this device's side is funded (default: from --gateway-info, else 0)" },
   'max-virtual-fee': { type: 'string', arg: 'AMOUNT', help: 'refuse to start if the gateway charges more than this per virtual channel', default: '0.001' },
   'unit-bytes': { type: 'string', arg: 'N', help: 'bytes per paid unit', default: '102400' },
-  'channels-per-payer': { type: 'string', arg: 'N', help: 'virtual channels one peer may hold open with this device at once', default: '4' },
-  'idle-settle': { type: 'string', arg: 'SECONDS', help: 'settle a virtual channel nobody has used for this long (a stream: ask its payer to close at the highest voucher)', default: '600' },
+  'channels-per-payer': { type: 'string', arg: 'N', help: 'virtual channels one peer may hold open with this device at once', default: String(DEFAULT_VIRTUAL_LIMITS.perPeer) },
+  'idle-settle': { type: 'string', arg: 'SECONDS', help: 'settle a virtual channel nobody has used for this long (a stream: ask its payer to close at the highest voucher)', default: String(DEFAULT_VIRTUAL_LIMITS.idleMs / 1000) },
   'min-lock': { type: 'string', arg: 'AMOUNT', help: 'refuse virtual channels that lock less than this (default: one unit\'s price)' },
   price: { type: 'string', arg: 'AMOUNT', help: 'price of one unit', default: '0.0001' },
   'proxy-port': { type: 'string', arg: 'N', help: 'hotspot: metered proxy port on 127.0.0.1 (default: a free one)' },

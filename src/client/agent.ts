@@ -21,6 +21,7 @@ import {
 import { MAX_LOCKED, transfer } from '../model/allocation.ts';
 import { fromHex, toHex } from '../model/hash.ts';
 import { type Address, type Bytes32, ChannelKind, NATIVE_ASSET, type SignedState, type State } from '../model/types.ts';
+import { MIN_CHALLENGE_DURATION } from '../model/duration.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { decodeMessage, encodeMessage } from '../wire/codec.ts';
 import {
@@ -42,7 +43,7 @@ import {
 import { assertEvidencedLocks } from '../channel/intermediary.ts';
 import { Registry } from './registry.ts';
 import { kindRule, receiveOnly, reliesOn, withAttachment } from './rules.ts';
-import { type AgentEvents, type AgentOptions, DEFAULT_TIMING, type OpenOptions, type Policy, type Timing } from './types.ts';
+import { type AgentEvents, type AgentOptions, DEFAULT_TIMING, DEFAULT_VIRTUAL_LIMITS, type OpenOptions, type Policy, type Timing, type VirtualLimits } from './types.ts';
 
 export { DEFAULT_TIMING } from './types.ts';
 export type { AgentEvents, AgentOptions, Decision, OpenOptions, Policy, Timing, UpdateContext, UpdatedEvent } from './types.ts';
@@ -161,7 +162,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   constructor(options: AgentOptions) {
     super();
-    this.#o = { challengeDuration: 3600n, maxMessageBytes: MAX_MESSAGE_BYTES, voucherDurableEvery: 0n, virtualFee: 0n, virtualLimits: {}, ...options };
+    this.#o = { challengeDuration: MIN_CHALLENGE_DURATION, maxMessageBytes: MAX_MESSAGE_BYTES, voucherDurableEvery: 0n, virtualFee: 0n, ...options, virtualLimits: { ...DEFAULT_VIRTUAL_LIMITS, ...options.virtualLimits } };
     this.address = options.signer.address;
     this.#policy = {
       acceptOpen: () => true,
@@ -601,7 +602,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   #idleMs(): number {
-    return this.#o.virtualLimits.idleMs ?? 600_000;
+    return this.#o.virtualLimits.idleMs!;
   }
 
   /**
@@ -1354,7 +1355,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Whether `from` may open one more virtual channel with this side, with the lock it proposes. */
   #withinVirtualLimits(from: Address, m: OpenPropose): boolean {
-    const { perPeer = 4, minLock = 0n } = this.#o.virtualLimits;
+    const { perPeer, minLock } = this.#o.virtualLimits as Required<VirtualLimits>;
     const [x, y] = m.balances[0]!;
     if (x + y < minLock) return false;
     let live = 0;

@@ -25,6 +25,9 @@ export interface Timing {
 
 export const DEFAULT_TIMING: Timing = { retransmitMs: 500, maxRetransmitMs: 8000, requestTimeoutMs: 15_000 };
 
+/** The defaults of AgentOptions.virtualLimits (see there). */
+export const DEFAULT_VIRTUAL_LIMITS: Required<VirtualLimits> = { perPeer: 4, minLock: 0n, idleMs: 600_000 };
+
 export interface UpdateContext {
   channel: ChannelRecord;
   current: State;
@@ -78,7 +81,13 @@ export interface AgentOptions {
    * voucher, and asks again until it does; either side of another virtual channel
    * finalizes it at its latest balances.
    */
-  virtualLimits?: { perPeer?: number; minLock?: bigint; idleMs?: number };
+  virtualLimits?: VirtualLimits;
+}
+
+export interface VirtualLimits {
+  perPeer?: number;
+  minLock?: bigint;
+  idleMs?: number;
 }
 
 export interface OpenOptions {
