@@ -134,7 +134,7 @@ interface OpenWaiter {
  */
 export class Agent extends EventEmitter<AgentEvents> {
   readonly address: Address;
-  readonly #o: Required<Pick<AgentOptions, 'signer' | 'transport' | 'store' | 'chain' | 'challengeDuration' | 'maxMessageBytes' | 'voucherDurableEvery' | 'virtualFee' | 'virtualLimits'>>;
+  readonly #o: Required<Pick<AgentOptions, 'signer' | 'transport' | 'store' | 'chain' | 'challengeDuration' | 'maxMessageBytes' | 'voucherDurableEvery' | 'virtualFee'>> & { virtualLimits: Required<VirtualLimits> };
   readonly #policy: Policy;
   readonly #timing: Timing;
   readonly #log: Logger;
@@ -183,7 +183,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     });
     this.resync();
     for (const rt of this.#channels.all()) this.#resumeVirtual(rt);
-    const idleMs = this.#idleMs();
+    const idleMs = this.#o.virtualLimits.idleMs;
     this.#idleSweep = setInterval(() => this.#settleIdle(), Math.max(10, Math.min(idleMs / 4, 30_000)));
     this.#idleSweep.unref();
     this.#log.info({ channels: this.#channels.size }, 'agent started');
@@ -562,9 +562,13 @@ export class Agent extends EventEmitter<AgentEvents> {
    */
   #dropUnfunded(vcId: Bytes32): void {
     const vc = this.#channels.get(vcId);
-    const parent = vc?.rec.virtual && this.#channels.get(vc.rec.virtual.parent);
-    if (!vc || !parent || vc.rec.phase !== 'open' || this.isFunded(vcId) || this.#funding.has(vcId) || this.#askedInFlight(parent, vcId)) return;
-    this.#afterCommit(() => this.#retire(vc));
+    if (vc && this.#unfundable(vc)) this.#afterCommit(() => this.#retire(vc));
+  }
+
+  /** An open virtual channel that nothing funds, nor will: no lock in the parent, none being asked for. */
+  #unfundable(vc: Runtime): boolean {
+    const parent = vc.rec.virtual && this.#channels.get(vc.rec.virtual.parent);
+    return !!parent && vc.rec.phase === 'open' && !this.isFunded(vc.rec.id) && !this.#funding.has(vc.rec.id) && !this.#askedInFlight(parent, vc.rec.id);
   }
 
   /**
@@ -601,10 +605,6 @@ export class Agent extends EventEmitter<AgentEvents> {
     else if (rt.rec.phase === 'final' && !rt.rec.staged) this.#retire(rt);
   }
 
-  #idleMs(): number {
-    return this.#o.virtualLimits.idleMs!;
-  }
-
   /**
    * Settles every funded virtual channel idle for idleMs, so that a peer that stops using
    * one does not keep its funds, or this side's slot, for ever. Asked again at each sweep
@@ -617,10 +617,10 @@ export class Agent extends EventEmitter<AgentEvents> {
       const rec = rt.rec;
       if (!rec.virtual || rec.phase !== 'open') continue;
       if (!this.isFunded(rec.id)) {
-        if (this.#neverFunded(rt)) this.#retire(rt);
+        if (this.#abandoned(rt) && this.#unfundable(rt)) this.#retire(rt);
         continue;
       }
-      if (now - rt.active < this.#idleMs()) continue;
+      if (now - rt.active < this.#o.virtualLimits.idleMs) continue;
       if (rec.params.kind === ChannelKind.Stream) {
         // Only the payer proposes in a stream: the payee asks it to.
         if (rec.idx === 1) this.#send(rec.peer, closeRequest(rec, this.#o.signer));
@@ -631,11 +631,6 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
   }
 
-  /** An open virtual channel that nothing funds, nor will: no lock in the parent, none asked for, and time enough gone by. */
-  #neverFunded(rt: Runtime): boolean {
-    const parent = this.#channels.get(rt.rec.virtual!.parent);
-    return this.#abandoned(rt) && !this.#funding.has(rt.rec.id) && !(parent && this.#askedInFlight(parent, rt.rec.id));
-  }
 
   /** Whether the parent's proposal in flight is the request to fund or release `vcId`. */
   #askedInFlight(parent: Runtime, vcId: Bytes32): boolean {
@@ -1355,7 +1350,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Whether `from` may open one more virtual channel with this side, with the lock it proposes. */
   #withinVirtualLimits(from: Address, m: OpenPropose): boolean {
-    const { perPeer, minLock } = this.#o.virtualLimits as Required<VirtualLimits>;
+    const { perPeer, minLock } = this.#o.virtualLimits;
     const [x, y] = m.balances[0]!;
     if (x + y < minLock) return false;
     let live = 0;
