@@ -41,6 +41,7 @@ import {
   type VoucherAck,
 } from '../wire/messages.ts';
 import { assertEvidencedLocks } from '../channel/intermediary.ts';
+import { Outbox, type Waiting } from './outbox.ts';
 import { Registry } from './registry.ts';
 import { kindRule, receiveOnly, reliesOn, withAttachment } from './rules.ts';
 import { type AgentEvents, type AgentOptions, DEFAULT_TIMING, DEFAULT_VIRTUAL_LIMITS, type OpenOptions, type Policy, type Timing, type VirtualLimits } from './types.ts';
@@ -140,8 +141,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #log: Logger;
   readonly #channels = new Registry<Runtime>();
   readonly #opens = new Map<string, OpenWaiter>();
-  /** Records written at the end of this turn, and what waits for them (see #flush). */
-  #batch: { writes: Map<Bytes32, { rec: ChannelRecord; durable: boolean }>; after: (() => void)[]; resolving: Op[] } | null = null;
+  readonly #outbox: Outbox;
   /** Funding requests in flight, by virtual channel: openVirtual fails as soon as its request does. */
   readonly #funding = new Map<Bytes32, Promise<SignedState>>();
   /** Virtual channels whose release into the ledger channel is being asked for. */
@@ -171,6 +171,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     };
     this.#timing = { ...DEFAULT_TIMING, ...options.timing };
     this.#log = (options.logger ?? silentLogger).child({ agent: this.address });
+    this.#outbox = new Outbox(options.store, (err, waiting) => this.#storeFailed(err, waiting));
   }
 
   /** Loads every channel from the store, listens, and resynchronises with each peer. */
@@ -191,7 +192,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Stops timers and fails waiting requests. The store and transport stay the caller's. */
   stop(): void {
-    if (this.#batch) this.#flush();
+    this.#outbox.flush();
     this.#halt(new ProtocolTimeoutError('agent stopped'));
   }
 
@@ -667,7 +668,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   #resolve(op: Op, state: SignedState): void {
     clearTimeout(op.deadline);
     // If this step's write fails, the request fails instead (see #flush).
-    this.#batch?.resolving.push(op);
+    this.#outbox.waitOn(op);
     this.#notify(() => op.resolve(state));
   }
 
@@ -1276,34 +1277,9 @@ export class Agent extends EventEmitter<AgentEvents> {
   #commit(rt: Runtime, rec: ChannelRecord, durable = true): void {
     // The batch first: what keeping the record sets off (events, retiring a settled
     // virtual channel) waits for this write.
-    if (!this.#batch) {
-      this.#batch = { writes: new Map(), after: [], resolving: [] };
-      queueMicrotask(() => this.#flush());
-    }
+    this.#outbox.open();
     this.#keep(rt, rec);
-    const earlier = this.#batch.writes.get(rec.id);
-    this.#batch.writes.set(rec.id, { rec, durable: durable || (earlier?.durable ?? false) });
-  }
-
-  /**
-   * Group commit: every step of this turn of the event loop, on any channel, lands in one
-   * transaction (one fsync); only then go out the messages and notifications those steps
-   * produced. Under load a gateway pays one fsync for many devices' updates.
-   */
-  #flush(): void {
-    const batch = this.#batch!;
-    this.#batch = null;
-    const writes = [...batch.writes.values()];
-    try {
-      this.#o.store.saveChannels(
-        writes.map((w) => w.rec),
-        writes.some((w) => w.durable),
-      );
-    } catch (err) {
-      this.#storeFailed(err, batch.resolving);
-      return;
-    }
-    for (const fn of batch.after) fn();
+    this.#outbox.write(rec, durable);
   }
 
   /**
@@ -1311,7 +1287,7 @@ export class Agent extends EventEmitter<AgentEvents> {
    * ahead of the store: the only safe state is the stored one. Stop; a restart resumes
    * from the store and resynchronises.
    */
-  #storeFailed(err: unknown, waiting: readonly { reject(e: unknown): void }[] = []): StoreError {
+  #storeFailed(err: unknown, waiting: readonly Waiting[] = []): StoreError {
     const failure = new StoreError('store write failed: agent stopped', { cause: err });
     this.#log.error({ err: String(err) }, 'store write failed; messages withheld, agent stopped');
     for (const op of waiting) op.reject(failure);
@@ -1332,8 +1308,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Runs `fn` once everything committed so far is stored (at once when nothing waits). */
   #afterCommit(fn: () => void): void {
-    if (this.#batch) this.#batch.after.push(fn);
-    else fn();
+    this.#outbox.after(fn);
   }
 
   /** What user code sees (events, settled requests): after the commit, outside any step. */
