@@ -169,7 +169,7 @@ export class GatewayChain {
   async #close(rec: ChannelRecord): Promise<void> {
     if (rec.params.kind !== ChannelKind.Ledger || !isFullySigned(rec.current)) return;
     // Sent before a restart (the journal has resumed whatever was in flight by now), or
-    // concluded by someone else: retire it once its money is out, else send the close.
+    // concluded by someone else: retire it once it is concluded, else send the close.
     const concluded = async (): Promise<boolean> => (await readHoldings(this.#o.client, rec.id, rec.current.state.outcome.assets[0]!)).concluded;
     if (this.#o.store.fact(`closed:${rec.id}`) && (await concluded())) return this.#o.agent.retire(rec.id);
     this.#o.store.setFact(`closed:${rec.id}`, true);

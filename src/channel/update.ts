@@ -35,17 +35,22 @@ import { aliasOf, type ChannelRecord, digestOf, isFullySigned, proposalMessage, 
 // a message, and returns the new record (to persist before anything is sent) and what to
 // send. No I/O, no clocks.
 
-/** A proposal of the other side that this side would sign: the checks that come before any policy. */
 /**
  * How far above the last version a proposal may go: a proposer skips versions only for
  * prepared proposals it dropped, one per refusal.
  */
 export const MAX_VERSION_GAP = 64n;
 
+/** The version every next state must be above: the current one, or the highest this side signed. */
+function versionFloor(rec: ChannelRecord): bigint {
+  return rec.current.state.version > rec.highestSigned ? rec.current.state.version : rec.highestSigned;
+}
+
+/** A proposal of the other side that this side would sign: the checks that come before any policy. */
 export function checkProposal(rec: ChannelRecord, body: StateBody): State {
   if (rec.phase === 'opening') throw new ChannelClosedError('channel is not open yet');
   if (rec.phase === 'final') throw new FinalStateError('channel is final: nothing follows a final state');
-  const floor = rec.current.state.version > rec.highestSigned ? rec.current.state.version : rec.highestSigned;
+  const floor = versionFloor(rec);
   if (body.version <= floor) throw new StaleVersionError(body.version, floor);
   // A refused proposal's version counts as signed (see refuse): without a bound, one
   // refused proposal at 2^64 - 1 would leave the channel no version to go on with.
@@ -97,7 +102,7 @@ export interface Proposal {
  */
 export function propose(rec: ChannelRecord, signer: Signer, body: Omit<StateBody, 'version'>, peerSigned = -1n): Proposal {
   if (rec.staged) throw new UpdateInProgressError('an update is already in flight on this channel');
-  const mine = rec.current.state.version > rec.highestSigned ? rec.current.state.version : rec.highestSigned;
+  const mine = versionFloor(rec);
   const floor = peerSigned > mine ? peerSigned : mine;
   const state = checkProposal(rec, { ...body, version: floor + 1n });
   return stage(rec, signer, state);

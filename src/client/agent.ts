@@ -40,7 +40,7 @@ import {
   type Voucher,
   type VoucherAck,
 } from '../wire/messages.ts';
-import { assertEvidencedLocks } from '../channel/intermediary.ts';
+import { assertEvidencedLocks, lockDiff } from '../channel/intermediary.ts';
 import { Outbox, type Waiting } from './outbox.ts';
 import { Registry } from './registry.ts';
 import { kindRule, receiveOnly, reliesOn, withAttachment } from './rules.ts';
@@ -200,16 +200,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   #halt(reason: PicopayError): void {
     this.#haltedBy = reason;
     if (this.#idleSweep) clearInterval(this.#idleSweep);
-    for (const rt of this.#channels.all()) {
-      this.#clearRetransmit(rt);
-      if (rt.paused) clearTimeout(rt.paused);
-      for (const op of [...rt.queue, ...(rt.inflight ? [rt.inflight] : []), ...(rt.preparedOp ? [rt.preparedOp] : [])]) this.#fail(op, reason);
-      if (rt.windowRetry) clearTimeout(rt.windowRetry);
-      for (const w of rt.windowWaiters.splice(0)) w.reject(reason);
-      rt.preparedOp = null;
-      rt.queue = [];
-      rt.inflight = null;
-    }
+    for (const rt of this.#channels.all()) this.#windDown(rt, reason);
     for (const w of this.#opens.values()) {
       if (w.timer) clearTimeout(w.timer);
       w.reject(reason);
@@ -622,16 +613,14 @@ export class Agent extends EventEmitter<AgentEvents> {
         continue;
       }
       if (now - rt.active < this.#o.virtualLimits.idleMs) continue;
-      if (rec.params.kind === ChannelKind.Stream) {
-        // Only the payer proposes in a stream: the payee asks it to.
-        if (rec.idx === 1) this.#send(rec.peer, closeRequest(rec, this.#o.signer));
-      } else if (!rt.inflight && rt.queue.length === 0) {
-        this.finalize(rec.id).catch((err) => this.#log.debug({ channel: rec.id, err: String(err) }, 'closing an idle virtual channel failed'));
-      }
+      // Only the payer proposes in a stream: the payee asks it to.
+      const stream = rec.params.kind === ChannelKind.Stream;
+      if (stream ? rec.idx !== 1 : rt.inflight || rt.queue.length > 0) continue;
       this.#log.info({ channel: rec.id, peer: rec.peer, idleMs: now - rt.active }, 'settling an idle virtual channel');
+      if (stream) this.#send(rec.peer, closeRequest(rec, this.#o.signer));
+      else this.finalize(rec.id).catch((err) => this.#log.debug({ channel: rec.id, err: String(err) }, 'closing an idle virtual channel failed'));
     }
   }
-
 
   /** Whether the parent's proposal in flight is the request to fund or release `vcId`. */
   #askedInFlight(parent: Runtime, vcId: Bytes32): boolean {
@@ -1054,12 +1043,14 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** The peer proposed while this side's proposal was out: a tie. Its version counts once its signature does. */
   #noteTie(rt: Runtime, msg: Update): void {
-    const seen = rt.contended?.peerSigned ?? -1n;
-    let peerSigned = seen;
-    try {
-      if (msg.version > seen && verifiedProposal({ ...rt.rec, staged: null, highestSigned: rt.rec.current.state.version }, msg)) peerSigned = msg.version;
-    } catch {
-      // not the peer's: no hint
+    let peerSigned = rt.contended?.peerSigned ?? -1n;
+    if (msg.version > peerSigned) {
+      try {
+        verifiedProposal({ ...rt.rec, staged: null, highestSigned: rt.rec.current.state.version }, msg);
+        peerSigned = msg.version;
+      } catch {
+        // not the peer's, or not a version it could propose: no hint
+      }
     }
     rt.contended = { peerSigned };
   }
@@ -1178,8 +1169,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     else if (op) this.#fail(op, result.error);
     // A funding request refused after its caller gave up (it timed out): nothing else will fund it.
     if (refused?.attachment && 'fund' in refused.attachment) {
-      const lock = refused.state.outcome.locked.find((l) => !rt.rec.current.state.outcome.locked.some((c) => c.id === l.id));
-      if (lock) this.#dropUnfunded(lock.id);
+      const [vcId] = lockDiff(rt.rec.current.state, refused.state).added;
+      if (vcId) this.#dropUnfunded(vcId);
     }
     this.#pump(rt);
   }
@@ -1256,15 +1247,22 @@ export class Agent extends EventEmitter<AgentEvents> {
     const rec = rt.rec;
     if (this.#channels.get(rec.id) !== rt || this.#stopped) return;
     if (this.#persist(() => this.#o.store.retireChannel(rec, aliasKey(aliasOf(rec.id))))) return;
-    this.#clearRetransmit(rt);
-    if (rt.paused) clearTimeout(rt.paused);
-    if (rt.windowRetry) clearTimeout(rt.windowRetry);
-    const gone = new ChannelClosedError(`channel ${rec.id} is closed`);
-    for (const op of [...rt.queue, ...(rt.inflight ? [rt.inflight] : []), ...(rt.preparedOp ? [rt.preparedOp] : [])]) this.#fail(op, gone);
-    for (const w of rt.windowWaiters.splice(0)) w.reject(gone);
+    this.#windDown(rt, new ChannelClosedError(`channel ${rec.id} is closed`));
     this.#channels.remove(rt);
     this.#log.debug({ channel: rec.id, phase: rec.phase }, 'channel retired');
     this.#notify(() => this.emit('retired', rec));
+  }
+
+  /** Stops a channel's timers and fails every request and waiter on it with `reason`. */
+  #windDown(rt: Runtime, reason: unknown): void {
+    this.#clearRetransmit(rt);
+    if (rt.paused) clearTimeout(rt.paused);
+    if (rt.windowRetry) clearTimeout(rt.windowRetry);
+    for (const op of [...rt.queue, ...(rt.inflight ? [rt.inflight] : []), ...(rt.preparedOp ? [rt.preparedOp] : [])]) this.#fail(op, reason);
+    for (const w of rt.windowWaiters.splice(0)) w.reject(reason);
+    rt.preparedOp = null;
+    rt.queue = [];
+    rt.inflight = null;
   }
 
   #runtime(id: Bytes32): Runtime {

@@ -4,7 +4,8 @@ import { gatewayNetwork } from '../testing/gateway.ts';
 import { ChannelClosedError } from '../errors.ts';
 import { ChannelKind } from '../model/types.ts';
 import { MemoryNetwork } from '../transport/memory.ts';
-import { decodeMessage } from '../wire/codec.ts';
+import { decodeMessage, encodeMessage } from '../wire/codec.ts';
+import { makeSync } from '../channel/sync.ts';
 import { MessageType } from '../wire/messages.ts';
 import { Agent } from './agent.ts';
 
@@ -104,6 +105,11 @@ describe('retiring channels', () => {
     expect(b.agent.channel(id).phase).toBe('opening');
     // The captured proposal, sent again, is recognised (the archive keeps what was accepted).
     for (const frame of proposals) network.forge(a.signer.address, b.signer.address, frame);
+    // A Sync claiming the open completed, without the proposer's real signature, brings nothing back.
+    const archived = b.agent.channel(id);
+    const sigs = archived.idx === 0 ? [archived.current.sigs[0]!, new Uint8Array(65).fill(1)] : [new Uint8Array(65).fill(1), archived.current.sigs[1]!];
+    const forged = makeSync({ ...archived, current: { ...archived.current, sigs: sigs as [Uint8Array, Uint8Array] } })!;
+    network.forge(a.signer.address, b.signer.address, encodeMessage(forged));
     await network.idle();
     expect(b.agent.channels()).toEqual([]);
     expect(b.store.loadChannels()).toEqual([]);

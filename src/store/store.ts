@@ -75,6 +75,10 @@ export class ChannelStore implements ChannelStorage, FactStorage, VirtualStorage
   readonly #getLive;
   readonly #getArchived;
   readonly #getArchivedByAlias;
+  readonly #archive;
+  readonly #archiveAccepted;
+  readonly #deleteAccepted;
+  readonly #deleteLive;
   readonly #durable: boolean;
   readonly #syncOff;
   readonly #syncOn;
@@ -102,6 +106,10 @@ export class ChannelStore implements ChannelStorage, FactStorage, VirtualStorage
     this.#getLive = this.#db.prepare('SELECT record FROM main.channels WHERE id = ?');
     this.#getArchived = this.#db.prepare('SELECT record FROM archive.channels WHERE id = ?');
     this.#getArchivedByAlias = this.#db.prepare('SELECT record FROM archive.channels WHERE alias = ?');
+    this.#archive = this.#db.prepare('INSERT OR REPLACE INTO archive.channels (id, alias, record) VALUES (?, ?, ?)');
+    this.#archiveAccepted = this.#db.prepare('INSERT OR REPLACE INTO archive.accepted_opens SELECT * FROM main.accepted_opens WHERE channel_id = ?');
+    this.#deleteAccepted = this.#db.prepare('DELETE FROM main.accepted_opens WHERE channel_id = ?');
+    this.#deleteLive = this.#db.prepare('DELETE FROM main.channels WHERE id = ?');
   }
 
   /** Runs `fn` as one transaction: all its writes land together or none does. */
@@ -156,12 +164,12 @@ export class ChannelStore implements ChannelStorage, FactStorage, VirtualStorage
    */
   retireChannel(rec: ChannelRecord, alias: string): void {
     this.atomically(() => {
-      this.#db.prepare('INSERT OR REPLACE INTO archive.channels (id, alias, record) VALUES (?, ?, ?)').run(rec.id, alias, serialize(rec));
-      this.#db.prepare('INSERT OR REPLACE INTO archive.accepted_opens SELECT * FROM main.accepted_opens WHERE channel_id = ?').run(rec.id);
+      this.#archive.run(rec.id, alias, serialize(rec));
+      this.#archiveAccepted.run(rec.id);
     });
     this.atomically(() => {
-      this.#db.prepare('DELETE FROM main.accepted_opens WHERE channel_id = ?').run(rec.id);
-      this.#db.prepare('DELETE FROM main.channels WHERE id = ?').run(rec.id);
+      this.#deleteAccepted.run(rec.id);
+      this.#deleteLive.run(rec.id);
     });
   }
 
