@@ -6,17 +6,12 @@ import { MAX_MESSAGE_BYTES, MessageType } from '../wire/messages.ts';
 import { aliasOf } from '../channel/record.ts';
 import { ChannelStore } from '../store/store.ts';
 import { Agent } from './agent.ts';
-import { CHAIN, FAST, makeParty, stoppedAfterEach, tempDir, until } from '../testing/agents.ts';
+import type { AgentOptions } from './types.ts';
+import { agentPair, CHAIN, FAST, makeParty, stoppedAfterEach, tempDir, until } from '../testing/agents.ts';
 
 const parties = stoppedAfterEach();
 
-function pair(network = new MemoryNetwork()) {
-  const dir = tempDir();
-  const a = makeParty(network, dir, 'a');
-  const b = makeParty(network, dir, 'b');
-  parties.push(a, b);
-  return { network, a, b, dir };
-}
+const pair = (network?: MemoryNetwork, extra?: Partial<AgentOptions>) => agentPair(parties, network, extra);
 
 describe('Agent', () => {
   it('opens a channel, pays both ways, finalizes; both sides agree', async () => {

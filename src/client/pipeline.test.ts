@@ -9,7 +9,8 @@ import { ChannelStore } from '../store/store.ts';
 import { MemoryNetwork } from '../transport/memory.ts';
 import { decodeMessage, encodeMessage } from '../wire/codec.ts';
 import { type Message, MessageType, RejectReason, type UpdateAccept } from '../wire/messages.ts';
-import { CHAIN, FAST, makeParty, type Party, sleep, stoppedAfterEach, tempDir, until } from '../testing/agents.ts';
+import { agentPair, CHAIN, FAST, makeParty, type Party, sleep, stoppedAfterEach, tempDir, until } from '../testing/agents.ts';
+import type { AgentOptions } from './types.ts';
 import { proposeOpen } from '../channel/open.ts';
 import { ChannelKind, NATIVE_ASSET } from '../model/types.ts';
 
@@ -20,13 +21,7 @@ import { ChannelKind, NATIVE_ASSET } from '../model/types.ts';
 
 const parties = stoppedAfterEach();
 
-function pair(network = new MemoryNetwork(), extra: Parameters<typeof makeParty>[3] = {}) {
-  const dir = tempDir();
-  const a = makeParty(network, dir, 'a', extra);
-  const b = makeParty(network, dir, 'b', extra);
-  parties.push(a, b);
-  return { network, a, b, dir };
-}
+const pair = (network?: MemoryNetwork, extra?: Partial<AgentOptions>) => agentPair(parties, network, extra);
 
 /** `p` sends `instead(acceptance)` in place of its acceptance of `version`. */
 function replaceAcceptance(p: Party, version: bigint, instead: (m: UpdateAccept) => Message[]): void {

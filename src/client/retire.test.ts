@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CHAIN, makeParty, type Party, stoppedAfterEach, tempDir, until } from '../testing/agents.ts';
+import { agentPair, CHAIN, intercept, makeParty, stoppedAfterEach, tempDir, until } from '../testing/agents.ts';
 import { gatewayNetwork } from '../testing/gateway.ts';
 import { ChannelClosedError } from '../errors.ts';
 import { ChannelKind } from '../model/types.ts';
@@ -13,14 +13,6 @@ import { Agent } from './agent.ts';
 // keeps it for audits and for a peer that resynchronises late.
 
 const live = stoppedAfterEach();
-
-/** Frames `from` sends are swallowed while `cut()` holds (a peer cut off mid-step). */
-function cutOff(p: Party, cut: (type: MessageType) => boolean): void {
-  const send = p.transport.send.bind(p.transport);
-  p.transport.send = async (to, frame) => {
-    if (!cut(decodeMessage(frame).type)) return send(to, frame);
-  };
-}
 
 describe('retiring channels', () => {
   it('a settled virtual channel leaves both devices; its final state stays on record, and a restart does not bring it back', async () => {
@@ -53,14 +45,11 @@ describe('retiring channels', () => {
   });
 
   it('a peer that missed the last acceptance gets the final state from the archive after the other side retired the channel', async () => {
-    const network = new MemoryNetwork({ seed: 4 });
-    const dir = tempDir();
-    const [a, b] = [makeParty(network, dir, 'a'), makeParty(network, dir, 'b')];
-    live.push(a, b);
+    const { a, b } = agentPair(live, new MemoryNetwork({ seed: 4 }));
     const ch = await a.agent.open(b.signer.address, { balances: [[100n, 0n]] });
     await a.agent.pay(ch.id, 10n);
     let lost = true;
-    cutOff(b, (type) => lost && type === MessageType.UpdateAccept);
+    intercept(b, MessageType.UpdateAccept, [], () => lost);
     const finalized = a.agent.finalize(ch.id);
     await until(() => b.agent.channel(ch.id).phase === 'final');
     b.agent.retire(ch.id);
@@ -74,10 +63,7 @@ describe('retiring channels', () => {
   });
 
   it('refuses to retire a channel that is not final', async () => {
-    const network = new MemoryNetwork({ seed: 5 });
-    const dir = tempDir();
-    const [a, b] = [makeParty(network, dir, 'a'), makeParty(network, dir, 'b')];
-    live.push(a, b);
+    const { a, b } = agentPair(live, new MemoryNetwork({ seed: 5 }));
     const ch = await a.agent.open(b.signer.address, { balances: [[100n, 0n]] });
     expect(() => a.agent.retire(ch.id)).toThrow(ChannelClosedError);
     expect(a.agent.channels()).toHaveLength(1);

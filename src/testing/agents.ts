@@ -7,6 +7,8 @@ import { Signer } from '../crypto/keys.ts';
 import type { Address } from '../model/types.ts';
 import { ChannelStore } from '../store/store.ts';
 import { MemoryNetwork, type MemoryTransport } from '../transport/memory.ts';
+import { decodeMessage } from '../wire/codec.ts';
+import type { MessageType } from '../wire/messages.ts';
 
 export const CHAIN = { chainId: 31337n, adjudicator: '0x5fbdb2315678afecb367f032d93f642f64180aa3' as Address };
 export const FAST = { retransmitMs: 10, maxRetransmitMs: 80, requestTimeoutMs: 3000 };
@@ -84,4 +86,23 @@ export async function until(cond: () => boolean, ms = 5000): Promise<true> {
   }
   if (cond()) return true;
   throw new Error(`condition not met within ${ms} ms: ${cond.toString().slice(0, 200)}`);
+}
+
+/** Two agents A and B on `network`, pushed onto `live` to be stopped after the test. */
+export function agentPair(live: Party[], network = new MemoryNetwork(), extra: Partial<AgentOptions> = {}) {
+  const dir = tempDir();
+  const a = makeParty(network, dir, 'a', extra);
+  const b = makeParty(network, dir, 'b', extra);
+  live.push(a, b);
+  return { network, a, b, dir };
+}
+
+/** Frames of `type` that `p` sends go to `into` instead of the network while `hold()` says so. */
+export function intercept(p: Party, type: MessageType, into: Uint8Array[], hold: () => boolean = () => true): void {
+  const send = p.transport.send.bind(p.transport);
+  p.transport.send = async (to, frame) => {
+    if (decodeMessage(frame).type !== type) return send(to, frame);
+    into.push(frame.slice());
+    if (!hold()) return send(to, frame);
+  };
 }

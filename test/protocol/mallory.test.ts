@@ -7,7 +7,7 @@ import { ChannelKind } from '../../src/model/types.ts';
 import { MemoryNetwork } from '../../src/transport/memory.ts';
 import { decodeMessage, encodeMessage } from '../../src/wire/codec.ts';
 import { MessageType } from '../../src/wire/messages.ts';
-import { CHAIN, FAST, makeParty, type Party, stoppedAfterEach, tempDir, until } from '../../src/testing/agents.ts';
+import { CHAIN, FAST, intercept, makeParty, type Party, stoppedAfterEach, tempDir, until } from '../../src/testing/agents.ts';
 import { gatewayNetwork } from '../../src/testing/gateway.ts';
 
 // Mallory's attacks on retirement, idle settlement and refusals (found by an adversarial
@@ -15,46 +15,37 @@ import { gatewayNetwork } from '../../src/testing/gateway.ts';
 
 const live = stoppedAfterEach();
 
-/** Frames of `type` that `p` sends go to `into` instead of the network while `hold()` says so. */
-function intercept(p: Party, type: MessageType, into: Uint8Array[], hold: () => boolean = () => true): void {
-  const send = p.transport.send.bind(p.transport);
-  p.transport.send = async (to, frame) => {
-    if (decodeMessage(frame).type !== type) return send(to, frame);
-    into.push(frame.slice());
-    if (!hold()) return send(to, frame);
-  };
+/** A stream A pays B through G, paid `paid`, and B's first idle close request, captured before it reached A. */
+async function capturedCloseRequest(paid: bigint) {
+  const net = await gatewayNetwork(live, { payee: { virtualLimits: { idleMs: 100 } } });
+  const { a, b, g } = net;
+  const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[50n, 0n]] });
+  await until(() => b.agent.isFunded(vc.id));
+  a.agent.payStream(vc.id, paid);
+  // B's close requests never reach A; an outsider keeps them.
+  const captured: Uint8Array[] = [];
+  intercept(b, MessageType.CloseRequest, captured);
+  await until(() => captured.length > 0);
+  return { ...net, vc, request: captured[0]! };
 }
 
 describe('mallory against streams', () => {
   it('a close request captured on the broker and replayed after the stream went on is spent', async () => {
-    const { network, a, b, g } = await gatewayNetwork(live, { payee: { virtualLimits: { idleMs: 100 } } });
-    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[50n, 0n]] });
-    await until(() => b.agent.isFunded(vc.id));
-    a.agent.payStream(vc.id, 1n);
-    // B's close requests never reach A; an outsider keeps them.
-    const captured: Uint8Array[] = [];
-    intercept(b, MessageType.CloseRequest, captured);
-    await until(() => captured.length > 0);
+    const { network, a, b, vc, request } = await capturedCloseRequest(1n);
     // The stream goes on; then the outsider replays the old request under B's name.
     a.agent.payStream(vc.id, 4n);
     await until(() => b.agent.channel(vc.id).voucher?.cumulative === 5n);
-    network.forge(b.signer.address, a.signer.address, captured[0]!);
+    network.forge(b.signer.address, a.signer.address, request);
     await network.idle();
     expect(a.agent.channel(vc.id).phase).toBe('open');
     expect(a.agent.payStream(vc.id, 1n)).toBe(6n);
   });
 
   it('a flood of one valid close request closes the stream once', async () => {
-    const { network, a, b, g } = await gatewayNetwork(live, { payee: { virtualLimits: { idleMs: 100 } } });
-    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[50n, 0n]] });
-    await until(() => b.agent.isFunded(vc.id));
-    a.agent.payStream(vc.id, 3n);
-    const captured: Uint8Array[] = [];
-    intercept(b, MessageType.CloseRequest, captured);
-    await until(() => captured.length > 0);
+    const { network, a, b, vc, request } = await capturedCloseRequest(3n);
     const proposals: Uint8Array[] = [];
     intercept(a, MessageType.Update, proposals, () => false);
-    for (let i = 0; i < 300; i++) network.forge(b.signer.address, a.signer.address, captured[0]!);
+    for (let i = 0; i < 300; i++) network.forge(b.signer.address, a.signer.address, request);
     await until(() => a.agent.isSettled(vc.id) && b.agent.isSettled(vc.id));
     // One final proposal of the stream, whatever the retransmissions of the parents' updates.
     const finals = proposals.map((f) => decodeMessage(f)).filter((m) => m.type === MessageType.Update && m.isFinal);
