@@ -46,6 +46,17 @@ describe('imports run downwards', () => {
     expect(wrong).toEqual([]);
   });
 
+  it("the client's modules are reached through the Agent: only src/client and the test support import them", () => {
+    const facade = ['src/client/agent.ts', 'src/client/types.ts', 'src/client/intermediary.ts'];
+    const wrong: string[] = [];
+    for (const file of files) {
+      if (file.startsWith('src/client/') || file.startsWith('src/testing/')) continue;
+      for (const target of importsOf(file)) if (target.startsWith('src/client/') && !facade.includes(target)) wrong.push(`${file} imports ${target}`);
+      if (/\bcoreOf\(/.test(readFileSync(join(ROOT, file), 'utf8'))) wrong.push(`${file} uses coreOf`);
+    }
+    expect(wrong).toEqual([]);
+  });
+
   it('sees the files it checks', () => {
     expect(files.filter((f) => f.startsWith('src/')).length).toBeGreaterThan(40);
     expect(files).toContain('bin/main.ts');

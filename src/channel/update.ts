@@ -89,6 +89,11 @@ function assertSuccessor(prev: State, next: State): void {
   if (next.isFinal && next.outcome.locked.length > 0) throw new InvalidAllocationError('a final state cannot lock a virtual channel: settle it first');
 }
 
+/** The body of a final state at the current balances and locks: nothing can follow it. */
+export function finalBody(s: State): Omit<StateBody, 'version'> {
+  return { balances: s.outcome.balances, locked: s.outcome.locked, isFinal: true };
+}
+
 export interface Proposal {
   record: ChannelRecord;
   message: Update;

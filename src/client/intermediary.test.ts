@@ -345,7 +345,7 @@ describe('a colluding pair against the gateway', () => {
     const agent = {
       on: (_event: 'held', fn: (ctx: UpdateContext) => void) => listeners.push(fn),
       channelsWith: (peer: Address) => [la, lb].filter((c) => c.peer === peer),
-      release: (id: Bytes32, _version: bigint, accept: boolean) => answers.set(id, accept),
+      answerHeld: (id: Bytes32, _version: bigint, accept: boolean) => answers.set(id, accept),
     };
     const dir = tempDir();
     const intermediary = new Intermediary({ store: new ChannelStore(join(dir, 'g.db'), { durability: 'normal' }), chain: CHAIN, holdTimeoutMs: 60_000, logger: silentLogger });

@@ -84,7 +84,7 @@ export class Intermediary {
       // The device resends it with the evidence; one that never does gets a refusal, so its ledger channel is not stuck.
       const timer = setTimeout(() => {
         this.#bare.delete(key);
-        this.#agent!.release(ctx.channel.id, ctx.proposed.version, false, RejectReason.InvalidTerms);
+        this.#agent!.answerHeld(ctx.channel.id, ctx.proposed.version, false, RejectReason.InvalidTerms);
       }, this.#o.holdTimeoutMs);
       timer.unref();
       this.#bare.set(key, timer);
@@ -98,7 +98,7 @@ export class Intermediary {
       // Whatever a device sent, the gateway refuses it and carries on.
       const known = err instanceof ProtocolError;
       this.#o.logger[known ? 'warn' : 'error']({ channel: ctx.channel.id, err: String(err) }, 'virtual-channel request refused');
-      this.#agent!.release(ctx.channel.id, ctx.proposed.version, false, known ? reasonOf(err) : RejectReason.InvalidTerms);
+      this.#agent!.answerHeld(ctx.channel.id, ctx.proposed.version, false, known ? reasonOf(err) : RejectReason.InvalidTerms);
     }
   }
 
@@ -161,7 +161,7 @@ export class Intermediary {
     if (!pending) return;
     clearTimeout(pending.timer);
     this.#pending.delete(key);
-    for (const side of pending.sides.values()) this.#agent!.release(side.channelId, side.version, accept, RejectReason.InvalidTerms);
+    for (const side of pending.sides.values()) this.#agent!.answerHeld(side.channelId, side.version, accept, RejectReason.InvalidTerms);
   }
 
   #ledgerWith(device: Address): boolean {

@@ -5,7 +5,8 @@ import type { Logger } from '../log.ts';
 import type { Address, ChannelKind, SignedState, State } from '../model/types.ts';
 import type { ChannelStorage } from '../store/types.ts';
 import type { Transport } from '../transport/types.ts';
-import type { Balances, OpenPropose } from '../wire/messages.ts';
+import { type Balances, MAX_MESSAGE_BYTES, type OpenPropose } from '../wire/messages.ts';
+import { MIN_CHALLENGE_DURATION } from '../model/duration.ts';
 
 // What the Agent's users see: its options, the owner's policy, its events.
 
@@ -28,6 +29,24 @@ export const DEFAULT_TIMING: Timing = { retransmitMs: 500, maxRetransmitMs: 8000
 /** The defaults of AgentOptions.virtualLimits (see there). */
 export const DEFAULT_VIRTUAL_LIMITS: Required<VirtualLimits> = { perPeer: 4, minLock: 0n, idleMs: 600_000 };
 
+/** AgentOptions with every default filled in. */
+export type Settings = Required<Pick<AgentOptions, 'signer' | 'transport' | 'store' | 'chain' | 'challengeDuration' | 'maxMessageBytes' | 'voucherDurableEvery' | 'virtualFee'>> & {
+  virtualLimits: Required<VirtualLimits>;
+};
+
+/** The one place the Agent's defaults are applied. */
+export function resolveOptions(options: AgentOptions): { settings: Settings; timing: Timing } {
+  const settings: Settings = {
+    challengeDuration: MIN_CHALLENGE_DURATION,
+    maxMessageBytes: MAX_MESSAGE_BYTES,
+    voucherDurableEvery: 0n,
+    virtualFee: 0n,
+    ...options,
+    virtualLimits: { ...DEFAULT_VIRTUAL_LIMITS, ...options.virtualLimits },
+  };
+  return { settings, timing: { ...DEFAULT_TIMING, ...options.timing } };
+}
+
 export interface UpdateContext {
   channel: ChannelRecord;
   current: State;
@@ -37,7 +56,7 @@ export interface UpdateContext {
 }
 
 /**
- * 'hold' keeps the proposal unanswered until `release` is called: a gateway holds a
+ * 'hold' keeps the proposal unanswered until `answerHeld` is called: a gateway holds a
  * device's funding request until the other device's arrives.
  */
 export type Decision = boolean | 'hold';
@@ -121,7 +140,7 @@ export interface AgentEvents {
   settled: [ChannelRecord];
   /** Stream payee: a higher voucher arrived (cumulative amount paid). */
   voucher: [{ channel: ChannelRecord; cumulative: bigint }];
-  /** A proposal the policy holds; answer it with release(). */
+  /** A proposal the policy holds; answer it with answerHeld(). */
   held: [UpdateContext];
   /**
    * The store refused a write: the agent has stopped, with its memory possibly ahead of

@@ -19,6 +19,7 @@ import { decodeMessage, encodeMessage } from '../../src/wire/codec.ts';
 import { type Balances, type Message, MessageType, RejectReason } from '../../src/wire/messages.ts';
 import { CHAIN, makeParty, type Party, tempDir, until } from '../../src/testing/agents.ts';
 import { PowerLossStore } from '../../src/testing/powerLossStore.ts';
+import { proposeWithEvidence } from '../../src/testing/mallory.ts';
 
 // Gateway neutrality against a colluding pair. A and B are one attacker: they sign any
 // virtual-channel state together, describe the virtual channel differently to the
@@ -68,14 +69,12 @@ function fund(device: Party, parent: Bytes32, vc: Params, claimed: Balances, fee
   const v0 = initialVirtualState(vc, rec.current.state.outcome.assets, claimed);
   const sig = device.signer.sign(stateDigest(domainSeparator(vc), v0));
   const terms = { peer: vc.participants[1 - index]!, index: index as 0 | 1, challengeDuration: vc.challengeDuration, nonce: vc.nonce, kind: vc.kind, balances: claimed, sig };
-  return device.agent
-    .update(parent, (s) => {
+  return proposeWithEvidence(device.agent, parent, (s) => {
       const locked = lockOutcome(s.outcome, rec.params.participants, { id: v0.channelId, participants: vc.participants, balances: claimed });
       const gw = rec.idx === 0 ? 1 : 0;
       const balances = locked.balances.map((pair, a) => (a === 0 ? (gw === 1 ? [pair[0] - fee, pair[1] + fee] : [pair[0] + fee, pair[1] - fee]) : pair)) as Balances;
       return { balances, locked: locked.locked, isFinal: false };
-    }, { fund: terms })
-    .catch(() => undefined);
+    }, { fund: terms }).catch(() => undefined);
 }
 
 /** The device's side of a settlement, with a final state both colluders signed. */
@@ -84,12 +83,10 @@ function settle(device: Party, parent: Bytes32, vc: Params, signers: readonly [S
   const state: State = { channelId: id, version, outcome: { assets: [NATIVE_ASSET], balances, locked: [] }, isFinal: true };
   const digest = stateDigest(domainSeparator(vc), state);
   const sigs = [signers[0].sign(digest), signers[1].sign(digest)] as const;
-  return device.agent
-    .update(parent, (s) => {
+  return proposeWithEvidence(device.agent, parent, (s) => {
       const outcome = unlockOutcome(s.outcome, id, balances);
       return { balances: outcome.balances, locked: outcome.locked, isFinal: false };
-    }, { settle: { id: Buffer.from(id.slice(2), 'hex'), version, balances, sigs } })
-    .catch(() => undefined);
+    }, { settle: { id: Buffer.from(id.slice(2), 'hex'), version, balances, sigs } }).catch(() => undefined);
 }
 
 /** What G holds across both parents, or a reason it cannot be neutral. */
@@ -305,12 +302,10 @@ async function payeeAttack(seed: number, payments: bigint[], misdeeds: Misdeed[]
       // A final state paying B everything, with B's signature twice: G must see it is not A's.
       const final: State = { channelId: vc.id, version: 1n, outcome: { assets: [NATIVE_ASSET], balances: [[0n, 50n]], locked: [] }, isFinal: true };
       const sig = b.signer.sign(stateDigest(domainSeparator(rec.params), final));
-      await b.agent
-        .update(lb, (s) => {
+      await proposeWithEvidence(b.agent, lb, (s) => {
           const o = unlockOutcome(s.outcome, vc.id, [[0n, 50n]]);
           return { balances: o.balances, locked: o.locked, isFinal: false };
-        }, { settle: { id: Buffer.from(vc.id.slice(2), 'hex'), version: 1n, balances: [[0n, 50n]], sigs: [sig, sig] } })
-        .catch(() => undefined);
+        }, { settle: { id: Buffer.from(vc.id.slice(2), 'hex'), version: 1n, balances: [[0n, 50n]], sigs: [sig, sig] } }).catch(() => undefined);
     } else if (m === 'vanish') {
       network.disconnect(b.signer.address);
       gone = true;
