@@ -10,7 +10,7 @@ import { MemoryNetwork, type MemoryTransport } from '../src/transport/memory.ts'
 import { Intermediary } from '../src/client/intermediary.ts';
 import { SigningClock } from './signing.ts';
 import { median, printTable, writeResults } from './table.ts';
-import { BENCH_CHAIN } from './workers/protocol.ts';
+import { LOCAL_CHAIN } from '../src/chain/anvil.ts';
 
 // One gateway serving many devices, as an operator runs it: every device opens a ledger
 // channel with the gateway, pairs of devices open stream virtual channels through it, pay
@@ -67,7 +67,7 @@ function startParty(network: MemoryNetwork, counter: SignCounter, store: Channel
   const signer = new CountingSigner(counter);
   const transport = network.endpoint(signer.address);
   const policy = intermediary && { acceptUpdate: intermediary.decide };
-  const agent = new Agent({ signer, transport, store, chain: BENCH_CHAIN, policy });
+  const agent = new Agent({ signer, transport, store, chain: LOCAL_CHAIN, policy });
   intermediary?.attach(agent);
   agent.start();
   return { address: signer.address, agent, store, transport };
@@ -76,7 +76,7 @@ function startParty(network: MemoryNetwork, counter: SignCounter, store: Channel
 /** The gateway's store keeps the agents' default, synchronous=FULL: it is what an operator runs. */
 function startGateway(network: MemoryNetwork, counter: SignCounter, path: string): Party {
   const store = new ChannelStore(path);
-  const intermediary = new Intermediary({ store, chain: BENCH_CHAIN, holdTimeoutMs: WAIT_MS, logger: silentLogger });
+  const intermediary = new Intermediary({ store, chain: LOCAL_CHAIN, holdTimeoutMs: WAIT_MS, logger: silentLogger });
   return startParty(network, counter, store, intermediary);
 }
 

@@ -16,7 +16,8 @@ import { SigningClock } from './signing.ts';
 import { median, printTable, writeResults } from './table.ts';
 import { CountingTransport, emptyTrace } from './workers/counting.ts';
 import { DeviceProcess } from './workers/handle.ts';
-import { BENCH_CHAIN, STREAM_WINDOW } from './workers/protocol.ts';
+import { LOCAL_CHAIN } from '../src/chain/anvil.ts';
+import { STREAM_WINDOW } from './workers/protocol.ts';
 
 // Virtual channels over MQTT: a payer and a payee, each in its own OS process, pay each
 // other through a virtual channel that a gateway (in this process, with the embedded
@@ -76,10 +77,10 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 async function startGateway(brokerUrl: string, storePath: string): Promise<Gateway> {
   const signer = Signer.random();
   const store = new ChannelStore(storePath);
-  const intermediary = new Intermediary({ store, chain: BENCH_CHAIN, holdTimeoutMs: 30_000, logger: silentLogger });
+  const intermediary = new Intermediary({ store, chain: LOCAL_CHAIN, holdTimeoutMs: 30_000, logger: silentLogger });
   const mqtt = new MqttTransport({ url: brokerUrl, self: signer.address });
   const transport = new CountingTransport(mqtt);
-  const agent = new Agent({ signer, transport, store, chain: BENCH_CHAIN, policy: { acceptUpdate: intermediary.decide } });
+  const agent = new Agent({ signer, transport, store, chain: LOCAL_CHAIN, policy: { acceptUpdate: intermediary.decide } });
   intermediary.attach(agent);
   agent.start();
   await mqtt.connect();
@@ -195,7 +196,7 @@ async function measureBidi(net: Net, vcId: Bytes32, o: VirtualBenchOptions, cloc
 
 /** Where the time of one bidirectional update goes (medians, ms). */
 interface BidiBreakdown {
-  /** Payer: from an acceptance to the next proposal, which was signed and stored before and leaves unverified (see releasePrepared). */
+  /** Payer: from an acceptance to the next proposal, which was signed and stored before and leaves unverified (see sendPrepared). */
   payerMs: number;
   /** Proposal: payer's send() to the payee's transport handler, through the broker. */
   hopOutMs: number;

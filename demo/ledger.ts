@@ -1,12 +1,12 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { LOCAL_CHAIN } from '../src/chain/anvil.ts';
 import { Agent } from '../src/client/agent.ts';
 import { Progress } from '../src/cli/progress.ts';
 import { writeKeystore } from '../src/crypto/keystore.ts';
 import { Signer } from '../src/crypto/keys.ts';
 import { createLogger } from '../src/log.ts';
-import type { Address } from '../src/model/types.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { MemoryNetwork } from '../src/transport/memory.ts';
 
@@ -16,7 +16,6 @@ import { MemoryNetwork } from '../src/transport/memory.ts';
 
 const PAYMENTS = Number(process.env.PICOPAY_DEMO_PAYMENTS ?? 1000);
 const PRICE = 10n ** 15n; // 0.001 ETH
-const CHAIN = { chainId: 31337n, adjudicator: '0x5fbdb2315678afecb367f032d93f642f64180aa3' as Address };
 const eth = (wei: bigint): string => `${(Number(wei) / 1e18).toFixed(3)} ETH`;
 
 const dir = mkdtempSync(join(tmpdir(), 'picopay-demo-'));
@@ -25,7 +24,7 @@ const network = new MemoryNetwork();
 
 function startAgent(name: string, signer: Signer): { agent: Agent; store: ChannelStore } {
   const store = new ChannelStore(join(dir, `${name}.db`));
-  const agent = new Agent({ signer, transport: network.endpoint(signer.address), store, chain: CHAIN, logger: log.child({ party: name }) });
+  const agent = new Agent({ signer, transport: network.endpoint(signer.address), store, chain: LOCAL_CHAIN, logger: log.child({ party: name }) });
   agent.start();
   return { agent, store };
 }

@@ -12,6 +12,9 @@ import type { ChannelStorage, FactStorage } from '../src/store/types.ts';
 // virtual channels), and close a channel on-chain once both signed its final state.
 // Each duty is remembered in the store, so a restart neither repeats nor forgets one.
 
+/** How deep a deposit or a registration must be to count, unless configured. */
+export const DEFAULT_CONFIRMATIONS = 1;
+
 export interface GatewayChainOptions {
   client: ChainClient;
   agent: Agent;
@@ -47,7 +50,7 @@ export class GatewayChain {
    */
   async start(): Promise<void> {
     this.#watchtower = await startWatchtower(this.#o.client, {
-      confirmations: this.#o.confirmations ?? 1,
+      confirmations: this.#o.confirmations ?? DEFAULT_CONFIRMATIONS,
       latest: (id) => {
         const rec = this.#ledger(id);
         return rec && isFullySigned(rec.current) ? { params: rec.params, signed: rec.current } : null;
@@ -138,7 +141,7 @@ export class GatewayChain {
 
   /** The block `confirmations` deep ('latest' at depth 1, without asking the node). */
   async #confirmedBlock(): Promise<bigint | 'latest'> {
-    const depth = BigInt((this.#o.confirmations ?? 1) - 1);
+    const depth = BigInt((this.#o.confirmations ?? DEFAULT_CONFIRMATIONS) - 1);
     if (depth === 0n) return 'latest';
     const head = await this.#o.client.publicClient.getBlockNumber();
     return head >= depth ? head - depth : 0n;

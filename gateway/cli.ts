@@ -4,6 +4,7 @@ import { CONNECTION_SPECS, mqttLogin, timing } from '../src/cli/connection.ts';
 import { parseAmount } from '../src/cli/units.ts';
 import { ConfigError } from '../src/errors.ts';
 import { createLogger } from '../src/log.ts';
+import { DEFAULT_CONFIRMATIONS } from './chain.ts';
 import { startGateway } from './service.ts';
 
 const SPECS = {
@@ -18,7 +19,7 @@ const SPECS = {
   'max-deposit': { type: 'string', arg: 'AMOUNT', help: "most the gateway puts into one device's ledger channel", default: '1' },
   'hold-timeout-ms': { type: 'string', arg: 'MS', help: 'how long a virtual-channel request waits for its counterpart', default: '30000' },
   'virtual-fee': { type: 'string', arg: 'AMOUNT', help: 'what each device pays (asset 0) when its ledger channel funds a virtual channel', default: '0' },
-  confirmations: { type: 'string', arg: 'N', help: 'blocks deep a deposit or a registration must be to count', default: '1' },
+  confirmations: { type: 'string', arg: 'N', help: 'blocks deep a deposit or a registration must be to count', default: String(DEFAULT_CONFIRMATIONS) },
   ...CONNECTION_SPECS,
 } as const;
 

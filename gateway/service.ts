@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { Agent, type Timing } from '../src/client/agent.ts';
-import { createChainClient, type PendingTx, resumePending, startDevnet, type ChainClient, type Devnet } from '../src/chain/index.ts';
+import { createChainClient, LOCAL_CHAIN_ID, type PendingTx, resumePending, startDevnet, type ChainClient, type Devnet } from '../src/chain/index.ts';
 import { loadOrCreateKeystore } from '../src/crypto/keystore.ts';
 import type { StoreError } from '../src/errors.ts';
 import { toHex } from '../src/model/hash.ts';
@@ -79,7 +79,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
   try {
     let devnet: Devnet | null = null;
     let rpcUrl = cfg.rpcUrl;
-    let chainId = cfg.chainId ?? 31337;
+    let chainId = cfg.chainId ?? LOCAL_CHAIN_ID;
     let adjudicator = cfg.adjudicator;
     if (!rpcUrl) {
       devnet = await startDevnet();

@@ -5,7 +5,8 @@ import type { Bytes32 } from '../../src/model/types.ts';
 import { ChannelStore } from '../../src/store/store.ts';
 import { MqttTransport } from '../../src/transport/mqtt.ts';
 import { CountingTransport, emptyTrace } from './counting.ts';
-import { BENCH_CHAIN, type Command, type Commands, now, type Reply, type Request, type StartArgs, STREAM_WINDOW } from './protocol.ts';
+import { LOCAL_CHAIN } from '../../src/chain/anvil.ts';
+import { type Command, type Commands, now, type Reply, type Request, type StartArgs, STREAM_WINDOW } from './protocol.ts';
 
 // A device (payer or payee) of the virtual-channel bench, in its own OS process. It is
 // driven by the bench over the IPC channel; see protocol.ts for the commands.
@@ -57,7 +58,7 @@ async function start(args: StartArgs): Promise<Commands['start'][1]> {
   const mqtt = new MqttTransport({ url: args.brokerUrl, self: signer.address });
   const transport = new CountingTransport(mqtt);
   // The bench opens many virtual channels between one pair: no per-peer limit below the slot count.
-  const agent = new Agent({ signer, transport, store, chain: BENCH_CHAIN, voucherDurableEvery: args.voucherDurableEvery, virtualLimits: { perPeer: MAX_LOCKED } });
+  const agent = new Agent({ signer, transport, store, chain: LOCAL_CHAIN, voucherDurableEvery: args.voucherDurableEvery, virtualLimits: { perPeer: MAX_LOCKED } });
   agent.on('voucher', ({ channel, cumulative }) => onVoucher(channel.id, cumulative));
   // The handler must be set before connecting: the broker may deliver kept messages at once.
   agent.start();

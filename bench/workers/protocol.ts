@@ -6,7 +6,6 @@ import type { Trace } from './counting.ts';
 // (performance.timeOrigin + performance.now()), comparable between processes.
 
 /** No chain is involved: channels are bound to this id and address only. */
-export const BENCH_CHAIN = { chainId: 31337n, adjudicator: '0x5fbdb2315678afecb367f032d93f642f64180aa3' as Address };
 
 export interface StartArgs {
   brokerUrl: string;

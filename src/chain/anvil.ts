@@ -116,8 +116,18 @@ async function launch(args: string[], timeoutMs: number): Promise<{ child: Child
   }
 }
 
+/** The chain id anvil runs with unless told otherwise. */
+export const LOCAL_CHAIN_ID = 31337;
+
+/**
+ * A fresh anvil's chain, with the adjudicator where its first account's first
+ * transaction deploys it: what protocol tests, benches and the offline demo bind
+ * channels to.
+ */
+export const LOCAL_CHAIN = { chainId: BigInt(LOCAL_CHAIN_ID), adjudicator: '0x5fbdb2315678afecb367f032d93f642f64180aa3' as Address };
+
 export async function startAnvil(opts: AnvilOptions = {}): Promise<Anvil> {
-  const chainId = opts.chainId ?? 31337;
+  const chainId = opts.chainId ?? LOCAL_CHAIN_ID;
   const accountCount = opts.accounts ?? 10;
   const args = ['--chain-id', String(chainId), '--accounts', String(accountCount), '--balance', String(opts.balance ?? 10_000), '--mnemonic', ANVIL_MNEMONIC, '--silent'];
   if (opts.blockTime !== undefined) args.push('--block-time', String(opts.blockTime));

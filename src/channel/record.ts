@@ -24,7 +24,7 @@ export interface ChannelRecord {
   /**
    * The next proposal, signed and stored while `staged` waits for the peer. It goes out
    * when an acceptance of `staged` arrives (`sent`), before that acceptance is verified;
-   * from then on the peer's answer to it settles both (see update.ts).
+   * from then on the peer's answer to it answers both (see update.ts).
    */
   prepared?: { state: State; sig: Signature; sent?: boolean } | null;
   /** Never sign a different state at or below this version (-1: nothing signed yet). */

@@ -8,7 +8,7 @@ import { acceptOpen, completeOpen, proposeOpen } from './open.ts';
 import { type ChannelRecord, digestOf, stateFromBody } from './record.ts';
 import { updateReject } from './control.ts';
 import { makeSync, receiveSync } from './sync.ts';
-import { prepare, propose, receiveAccept, receiveReject, receiveUpdate, releasePrepared } from './update.ts';
+import { prepare, propose, receiveAccept, receiveReject, receiveUpdate, sendPrepared } from './update.ts';
 
 // The pipelined update: A's next proposal goes out when an acceptance of the one in
 // flight arrives, before that acceptance is verified. These tests pin down what every
@@ -63,18 +63,18 @@ describe('pipelined updates', () => {
   it('the prepared proposal goes out only on an acceptance of the staged one, once', () => {
     const { a, b, sb, first } = pipelined();
     const accept = answer(b, sb, first).reply;
-    expect(releasePrepared(a, { ...accept, version: 2n })).toBeNull();
-    const released = releasePrepared(a, accept)!;
-    expect(released.message.version).toBe(2n);
-    expect(released.record.prepared?.sent).toBe(true);
-    expect(releasePrepared(released.record, accept)).toBeNull();
+    expect(sendPrepared(a, { ...accept, version: 2n })).toBeNull();
+    const sent = sendPrepared(a, accept)!;
+    expect(sent.message.version).toBe(2n);
+    expect(sent.record.prepared?.sent).toBe(true);
+    expect(sendPrepared(sent.record, accept)).toBeNull();
   });
 
   it('a valid acceptance of the staged proposal makes the sent one staged', () => {
     const { a, b, sb, first } = pipelined();
     const accept = answer(b, sb, first).reply;
-    const released = releasePrepared(a, accept)!;
-    const result = receiveAccept(released.record, accept)!;
+    const sent = sendPrepared(a, accept)!;
+    const result = receiveAccept(sent.record, accept)!;
     expect(result.completed).toBe('staged');
     expect(result.record.current.state.version).toBe(1n);
     expect(result.record.staged?.state.version).toBe(2n);
@@ -84,10 +84,10 @@ describe('pipelined updates', () => {
   it('a forged acceptance changes nothing; the acceptance of the sent proposal completes both, each payment once', () => {
     const { a, b, sb, first } = pipelined();
     const b1 = answer(b, sb, first);
-    const released = releasePrepared(a, forged(b1.reply))!;
-    expect(() => receiveAccept(released.record, forged(b1.reply))).toThrow(InvalidSignatureError);
-    const b2 = answer(b1.record, sb, released.message);
-    const result = receiveAccept(released.record, b2.reply)!;
+    const sent = sendPrepared(a, forged(b1.reply))!;
+    expect(() => receiveAccept(sent.record, forged(b1.reply))).toThrow(InvalidSignatureError);
+    const b2 = answer(b1.record, sb, sent.message);
+    const result = receiveAccept(sent.record, b2.reply)!;
     expect(result.completed).toBe('both');
     expect(result.record.current).toEqual(b2.record.current);
     expect(result.record.current.state.outcome.balances).toEqual([[85n, 115n]]);
@@ -97,10 +97,10 @@ describe('pipelined updates', () => {
 
   it('a refusal of the staged proposal waits for the answer to the sent one, which decides for both', () => {
     const { a, b, sa, sb, first } = pipelined();
-    const released = releasePrepared(a, { type: MessageType.UpdateAccept, alias: first.alias, version: 1n, sig: new Uint8Array(65) })!;
+    const sent = sendPrepared(a, { type: MessageType.UpdateAccept, alias: first.alias, version: 1n, sig: new Uint8Array(65) })!;
     const refuse = (version: bigint) => updateReject(b, sb, version, RejectReason.Policy);
-    expect(receiveReject(released.record, sa, refuse(1n))).toBeNull();
-    const result = receiveReject(released.record, sa, refuse(2n))!;
+    expect(receiveReject(sent.record, sa, refuse(1n))).toBeNull();
+    const result = receiveReject(sent.record, sa, refuse(2n))!;
     expect(result.kind).toBe('failed');
     if (result.kind !== 'failed') return;
     expect(result.record.staged).toBeNull();
@@ -111,8 +111,8 @@ describe('pipelined updates', () => {
 
   it('a crossed refusal of the sent proposal re-proposes the staged change at a fresh version', () => {
     const { a, b, sa, sb, first } = pipelined();
-    const released = releasePrepared(a, { type: MessageType.UpdateAccept, alias: first.alias, version: 1n, sig: new Uint8Array(65) })!;
-    const result = receiveReject(released.record, sa, updateReject(b, sb, 2n, RejectReason.Conflict))!;
+    const sent = sendPrepared(a, { type: MessageType.UpdateAccept, alias: first.alias, version: 1n, sig: new Uint8Array(65) })!;
+    const result = receiveReject(sent.record, sa, updateReject(b, sb, 2n, RejectReason.Conflict))!;
     expect(result.kind).toBe('retry');
     if (result.kind !== 'retry') return;
     expect(result.proposal.state.version).toBe(3n);
@@ -120,18 +120,18 @@ describe('pipelined updates', () => {
     expect(result.proposal.record.prepared).toBeNull();
   });
 
-  it('a resync settles the sent proposal like an acceptance would', () => {
+  it('a resync completes the sent proposal like an acceptance would', () => {
     const { a, b, sa, sb, first } = pipelined();
     const b1 = answer(b, sb, first);
-    const released = releasePrepared(a, forged(b1.reply))!;
+    const sent = sendPrepared(a, forged(b1.reply))!;
     // B holds version 1 only: A's staged proposal is done, the sent one stays out.
-    const at1 = receiveSync(released.record, sa, makeSync(b1.record)!);
+    const at1 = receiveSync(sent.record, sa, makeSync(b1.record)!);
     expect(at1.staged).toBe('completed');
     expect(at1.record?.staged?.state.version).toBe(2n);
     expect(at1.record?.prepared).toBeNull();
     // B holds version 2: both are done.
-    const b2 = answer(b1.record, sb, released.message);
-    const at2 = receiveSync(released.record, sa, makeSync(b2.record)!);
+    const b2 = answer(b1.record, sb, sent.message);
+    const at2 = receiveSync(sent.record, sa, makeSync(b2.record)!);
     expect(at2.staged).toBe('bothCompleted');
     expect(at2.record?.staged).toBeNull();
     expect(at2.record?.current.state.outcome.balances).toEqual([[85n, 115n]]);
@@ -149,8 +149,8 @@ describe('pipelined updates', () => {
 
   it('A offers the sent proposal when it resyncs', () => {
     const { a, b, sb, first } = pipelined();
-    const released = releasePrepared(a, answer(b, sb, first).reply)!;
-    expect(makeSync(released.record)?.staged?.version).toBe(2n);
+    const sent = sendPrepared(a, answer(b, sb, first).reply)!;
+    expect(makeSync(sent.record)?.staged?.version).toBe(2n);
   });
 });
 
@@ -175,7 +175,7 @@ describe('final states', () => {
     expect(result.kind === 'rejected' && result.reply.reason).toBe(RejectReason.InvalidAllocation);
   });
 
-  it('once the lock is released, the final state is signed', () => {
+  it('once the lock is sent, the final state is signed', () => {
     const { a, sa } = withLock();
     expect(propose(a, sa, { balances: [[100n, 100n]], locked: [], isFinal: true }).state.isFinal).toBe(true);
   });

@@ -186,9 +186,9 @@ export function receiveUpdate(rec: ChannelRecord, signer: Signer, msg: StateBody
  * An acceptance of the staged proposal has arrived: the prepared one may go out now,
  * before that acceptance is verified, so that the peer works on it while this side
  * verifies. It is already signed and durably stored, and it never goes back: from now on
- * the peer's answer to it settles both proposals (see receiveAccept and receiveReject).
+ * the peer's answer to it answers both proposals (see receiveAccept and receiveReject).
  */
-export function releasePrepared(rec: ChannelRecord, msg: UpdateAccept): { record: ChannelRecord; message: Update } | null {
+export function sendPrepared(rec: ChannelRecord, msg: UpdateAccept): { record: ChannelRecord; message: Update } | null {
   const { staged, prepared } = rec;
   if (!staged || !prepared || prepared.sent || staged.state.version !== msg.version) return null;
   return { record: { ...rec, prepared: { ...prepared, sent: true } }, message: proposalMessage(rec, prepared) };
@@ -197,7 +197,7 @@ export function releasePrepared(rec: ChannelRecord, msg: UpdateAccept): { record
 export interface AcceptResult {
   record: ChannelRecord;
   state: SignedState;
-  /** 'staged': the staged proposal; 'both': a sent prepared one, which settles the staged one too. */
+  /** 'staged': the staged proposal; 'both': a sent prepared one, whose signature completes the staged one too. */
   completed: 'staged' | 'both';
 }
 

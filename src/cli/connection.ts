@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors.ts';
-import type { Timing } from '../client/agent.ts';
+import { DEFAULT_TIMING, type Timing } from '../client/agent.ts';
 import type { MqttTransportOptions } from '../transport/mqtt.ts';
 import { integer, type Values } from './args.ts';
 
@@ -13,8 +13,8 @@ export const CONNECTION_SPECS = {
   'mqtt-ca': { type: 'string', arg: 'FILE', help: 'CA certificate (PEM) for an mqtts:// broker' },
   'mqtt-cert': { type: 'string', arg: 'FILE', help: 'client certificate (PEM), with --mqtt-key' },
   'mqtt-key': { type: 'string', arg: 'FILE', help: 'client key (PEM)' },
-  'retransmit-ms': { type: 'string', arg: 'MS', help: 'first retransmission of an unanswered message', default: '500' },
-  'request-timeout-ms': { type: 'string', arg: 'MS', help: 'how long a request waits for the peer', default: '15000' },
+  'retransmit-ms': { type: 'string', arg: 'MS', help: 'first retransmission of an unanswered message', default: String(DEFAULT_TIMING.retransmitMs) },
+  'request-timeout-ms': { type: 'string', arg: 'MS', help: 'how long a request waits for the peer', default: String(DEFAULT_TIMING.requestTimeoutMs) },
 } as const;
 
 type ConnectionValues = Values<typeof CONNECTION_SPECS>;

@@ -91,8 +91,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   /**
-   * Retires a channel that is done: a final one that locks nothing, once what it settles
-   * is on-chain (the gateway calls this after its close lands). It leaves memory and the
+   * Retires a channel that is done: a final one that locks nothing, once its close
+   * is on-chain (the gateway calls this after its close transaction lands). It leaves memory and the
    * resync set; the store archives it, and a peer that resynchronises later still gets
    * its final state. Virtual channels retire by themselves once settled.
    */

@@ -65,7 +65,7 @@ export interface Runtime {
   /** Set while an acceptance waits to be verified after the prepared proposal went out. */
   verifying: Promise<void> | null;
   /** Whether a prepared proposal may leave before the acceptance it follows is verified. */
-  earlyRelease: boolean;
+  sendEarly: boolean;
   /** Stream payer: the highest cumulative amount the payee acknowledged receiving. */
   voucherAcked: bigint;
   /** Stream payer: callers of streamWindow waiting for acknowledgements, and the timer that asks again. */
@@ -96,7 +96,7 @@ export function newRuntime(loaded: ChannelRecord, timing: Timing): Runtime {
     durableVoucher: rec.voucher?.cumulative ?? 0n,
     preparedOp: null,
     verifying: null,
-    earlyRelease: true,
+    sendEarly: true,
     // After a restart, what was paid counts as received: the payee acknowledges anew as vouchers come.
     voucherAcked: rec.voucher?.cumulative ?? 0n,
     windowWaiters: [],

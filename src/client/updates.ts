@@ -1,14 +1,14 @@
 import { lockDiff } from '../channel/intermediary.ts';
 import { type Attachment, stagedMessage, stateFromBody } from '../channel/record.ts';
 import { receiveSync } from '../channel/sync.ts';
-import { type AcceptResult, receiveAccept, receiveReject, receiveUpdate, refuse, releasePrepared, verifiedProposal } from '../channel/update.ts';
+import { voucherMessage } from '../channel/virtual.ts';
+import { type AcceptResult, receiveAccept, receiveReject, receiveUpdate, refuse, sendPrepared, verifiedProposal } from '../channel/update.ts';
 import { UpdateConflictError } from '../errors.ts';
 import { ChannelKind, type SignedState, type State } from '../model/types.ts';
 import { RejectReason, type Sync, type Update, type UpdateAccept, type UpdateReject } from '../wire/messages.ts';
 import type { Core } from './core.ts';
 import { kindRule, reliesOn } from './rules.ts';
 import type { Runtime, Verified } from './runtime.ts';
-import { voucherMessage } from '../channel/virtual.ts';
 
 /**
  * The update protocol on the receiving end: the peer's proposals (verified, checked by the
@@ -113,17 +113,17 @@ export class Updates {
 
   async onAccept(rt: Runtime, msg: UpdateAccept): Promise<void> {
     const c = this.c;
-    const released = rt.earlyRelease ? releasePrepared(rt.rec, msg) : null;
-    if (released) {
+    const early = rt.sendEarly ? sendPrepared(rt.rec, msg) : null;
+    if (early) {
       // The prepared proposal leaves first; the acceptance is verified on the next turn,
       // once the transport has written it (mqtt.js writes on the next tick), while the
       // peer already works on it. Meanwhile this channel's messages wait (see Dispatch).
       // It was stored when it was signed (a failed write would have stopped the agent), so
       // it leaves without another write; the mark `sent` is stored with the next one.
-      c.keep(rt, released.record);
-      c.send(rt.rec.peer, released.message);
+      c.keep(rt, early.record);
+      c.send(rt.rec.peer, early.message);
       // Built on the staged proposal, it carries that request's change too.
-      for (const op of [rt.inflight, rt.preparedOp]) op?.carriedBy.push(released.record.prepared!.state);
+      for (const op of [rt.inflight, rt.preparedOp]) op?.carriedBy.push(early.record.prepared!.state);
       rt.verifying = new Promise<void>((next) => setImmediate(next));
       await rt.verifying;
       rt.verifying = null;
@@ -143,7 +143,7 @@ export class Updates {
       // A peer that sent one bad acceptance gets no more head start on this channel; the
       // proposal that left stays out, and is stored as sent.
       if (nextWasSent) {
-        rt.earlyRelease = false;
+        rt.sendEarly = false;
         c.commit(rt, rt.rec, false);
       }
       throw err;

@@ -196,7 +196,7 @@ export class Virtuals {
   /**
    * Settles every funded virtual channel idle for idleMs, so that a peer that stops using
    * one does not keep its funds, or this side's slot, for ever. Asked again at each sweep
-   * while the peer does not answer. (A peer gone for good is the watcher's to settle on-chain.)
+   * while the peer does not answer. (A peer gone for good is the watcher's to dispute on-chain.)
    * One whose funding failed, with nothing locked or being locked, is retired.
    */
   settleIdle(): void {

@@ -2,15 +2,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { afterEach } from 'vitest';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { LOCAL_CHAIN } from '../chain/anvil.ts';
 import { Agent, type AgentOptions } from '../client/agent.ts';
 import { Signer } from '../crypto/keys.ts';
-import type { Address } from '../model/types.ts';
 import { ChannelStore } from '../store/store.ts';
 import { MemoryNetwork, type MemoryTransport } from '../transport/memory.ts';
 import { decodeMessage } from '../wire/codec.ts';
 import type { MessageType } from '../wire/messages.ts';
 
-export const CHAIN = { chainId: 31337n, adjudicator: '0x5fbdb2315678afecb367f032d93f642f64180aa3' as Address };
+export const CHAIN = LOCAL_CHAIN;
 export const FAST = { retransmitMs: 10, maxRetransmitMs: 80, requestTimeoutMs: 3000 };
 
 const made: string[] = [];

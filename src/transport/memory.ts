@@ -158,7 +158,7 @@ export class MemoryNetwork {
   }
 
   /** @internal Called when an endpoint closes; a newer endpoint with the same address stays. */
-  release(transport: MemoryTransport): void {
+  endpointClosed(transport: MemoryTransport): void {
     if (this.endpoints.get(transport.self) === transport) this.detach(transport.self);
   }
 
@@ -244,7 +244,7 @@ export class MemoryTransport implements Transport {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.network.release(this);
+    this.network.endpointClosed(this);
   }
 
   /** @internal */
