@@ -18,7 +18,9 @@ export const DEFAULT_CONFIRMATIONS = 1;
 export interface GatewayChainOptions {
   client: ChainClient;
   agent: Agent;
-  store: FactStorage & Pick<ChannelStorage, 'loadChannel'>;
+  store: Pick<ChannelStorage, 'loadChannel'>;
+  /** The facts of its duties (ChannelStore.gateway). */
+  facts: FactStorage;
   logger: Logger;
   /** How often unfunded channels are checked (ms). */
   pollMs?: number;
@@ -101,8 +103,8 @@ export class GatewayChain {
   #forget(id: Bytes32): void {
     this.#funded.delete(id);
     this.#checks.delete(id);
-    this.#o.store.deleteFact(`deposit:${id}`);
-    this.#o.store.deleteFact(`closed:${id}`);
+    this.#o.facts.deleteFact(`deposit:${id}`);
+    this.#o.facts.deleteFact(`closed:${id}`);
   }
 
   /**
@@ -157,9 +159,9 @@ export class GatewayChain {
   }
 
   async #depositOwnSide(rec: ChannelRecord): Promise<void> {
-    if (rec.params.kind !== ChannelKind.Ledger || this.#o.store.fact(`deposit:${rec.id}`)) return;
+    if (rec.params.kind !== ChannelKind.Ledger || this.#o.facts.fact(`deposit:${rec.id}`)) return;
     // Recorded first: a crash after sending must not deposit twice (the journalled sender resumes it).
-    this.#o.store.setFact(`deposit:${rec.id}`, true);
+    this.#o.facts.setFact(`deposit:${rec.id}`, true);
     const outcome = rec.current.state.outcome;
     for (let a = 0; a < outcome.assets.length; a++) {
       const amount = outcome.balances[a]![rec.idx];
@@ -174,14 +176,14 @@ export class GatewayChain {
     // Sent before a restart (the journal has resumed whatever was in flight by now), or
     // concluded by someone else: retire it once it is concluded, else send the close.
     const concluded = async (): Promise<boolean> => (await readHoldings(this.#o.client, rec.id, rec.current.state.outcome.assets[0]!)).concluded;
-    if (this.#o.store.fact(`closed:${rec.id}`) && (await concluded())) return this.#o.agent.retire(rec.id);
-    this.#o.store.setFact(`closed:${rec.id}`, true);
+    if (this.#o.facts.fact(`closed:${rec.id}`) && (await concluded())) return this.#o.agent.retire(rec.id);
+    this.#o.facts.setFact(`closed:${rec.id}`, true);
     try {
       const tx = await cooperativeClose(this.#o.client, { params: rec.params, signed: rec.current });
       this.#o.logger.info({ channel: rec.id, gasUsed: tx.gasUsed?.toString() }, 'ledger channel closed on-chain');
     } catch (err) {
       if (!(await concluded().catch(() => false))) {
-        this.#o.store.setFact(`closed:${rec.id}`, false);
+        this.#o.facts.setFact(`closed:${rec.id}`, false);
         this.#o.logger.error({ channel: rec.id, err: String(err) }, 'cooperative close failed');
         return;
       }

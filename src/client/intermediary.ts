@@ -15,7 +15,8 @@ import type { Agent, Decision, UpdateContext } from './agent.ts';
 // the two parents it gets back exactly what it locked, whatever A and B sign.
 
 export interface IntermediaryOptions {
-  store: VirtualStorage;
+  /** The gateway's records of the virtual channels it funded (ChannelStore.gateway). */
+  records: VirtualStorage;
   chain: { chainId: bigint; adjudicator: Address };
   /** How long a held request waits for its counterpart before both are refused. */
   holdTimeoutMs: number;
@@ -52,7 +53,7 @@ export class Intermediary {
 
   constructor(options: IntermediaryOptions) {
     this.#o = options;
-    for (const vc of options.store.loadVirtuals<FundedVirtual>()) this.#funded.set(vc.id, vc);
+    for (const vc of options.records.loadVirtuals<FundedVirtual>()) this.#funded.set(vc.id, vc);
   }
 
   /** Joins the agent whose policy this is: its held proposals come here. */
@@ -123,7 +124,7 @@ export class Intermediary {
     const [p0, p1] = params.participants;
     const [s0, s1] = [pending.sigs.get(p0) ?? null, pending.sigs.get(p1) ?? null];
     this.#funded.set(vcId, { id: vcId, params, assets: ctx.current.outcome.assets, balances: terms.balances, sigs: s0 && s1 ? [s0, s1] : null });
-    this.#o.store.saveVirtual(vcId, this.#funded.get(vcId));
+    this.#o.records.saveVirtual(vcId, this.#funded.get(vcId));
     this.#complete(key, true);
     this.#o.logger.info({ vc: vcId, participants: params.participants }, 'virtual channel funded');
   }
@@ -140,7 +141,7 @@ export class Intermediary {
     if (pending.sides.size < 2) return;
     this.#complete(key, true);
     this.#funded.delete(vcId);
-    this.#o.store.deleteVirtual(vcId);
+    this.#o.records.deleteVirtual(vcId);
     this.#o.logger.info({ vc: vcId }, 'virtual channel settled');
   }
 

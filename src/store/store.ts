@@ -5,7 +5,8 @@ import type { PendingOpen } from '../channel/open.ts';
 import type { ChannelRecord } from '../channel/record.ts';
 import type { Bytes32 } from '../model/types.ts';
 import { deserialize, deserializeRecord, serialize } from './serialize.ts';
-import type { AcceptedOpen, ChannelStorage, FactStorage, VirtualStorage } from './types.ts';
+import { GatewayRecords } from './gateway.ts';
+import type { AcceptedOpen, ChannelStorage } from './types.ts';
 
 export interface StoreOptions {
   /**
@@ -26,14 +27,6 @@ CREATE TABLE IF NOT EXISTS channels (
 CREATE TABLE IF NOT EXISTS pending_opens (
   share TEXT PRIMARY KEY,
   proposal TEXT NOT NULL
-) STRICT;
-CREATE TABLE IF NOT EXISTS facts (
-  key TEXT PRIMARY KEY,
-  value TEXT NOT NULL
-) STRICT;
-CREATE TABLE IF NOT EXISTS virtual_channels (
-  id TEXT PRIMARY KEY,
-  info TEXT NOT NULL
 ) STRICT;
 CREATE TABLE IF NOT EXISTS accepted_opens (
   share_a TEXT PRIMARY KEY,
@@ -65,8 +58,10 @@ CREATE TABLE IF NOT EXISTS archive.accepted_opens (
  * its row moves to a second file beside this one (`<path>.archive`), so the live file
  * and what a restart loads stay the size of the live channels however many have closed.
  */
-export class ChannelStore implements ChannelStorage, FactStorage, VirtualStorage {
+export class ChannelStore implements ChannelStorage {
   readonly #db: Database.Database;
+  /** The gateway's own records, in this file (two small tables a device leaves empty). */
+  readonly gateway: GatewayRecords;
   readonly #put;
   readonly #putPending;
   readonly #deletePending;
@@ -92,6 +87,8 @@ export class ChannelStore implements ChannelStorage, FactStorage, VirtualStorage
     this.#syncOff = this.#db.prepare('PRAGMA synchronous = NORMAL');
     this.#syncOn = this.#db.prepare('PRAGMA synchronous = FULL');
     this.#db.exec(SCHEMA);
+    // Created with the store, never inside a caller's transaction (a rollback would drop the tables).
+    this.gateway = new GatewayRecords(this.#db);
     this.#db.prepare('ATTACH DATABASE ? AS archive').run(path === ':memory:' ? ':memory:' : `${path}.archive`);
     this.#db.pragma('archive.journal_mode = WAL');
     this.#db.pragma(`archive.synchronous = ${this.#durable ? 'FULL' : 'NORMAL'}`);
@@ -194,44 +191,6 @@ export class ChannelStore implements ChannelStorage, FactStorage, VirtualStorage
 
   acceptedOpen(shareA: string): AcceptedOpen | undefined {
     return this.#getAccepted.get({ s: shareA }) as AcceptedOpen | undefined;
-  }
-
-  /** A small fact a service must remember across restarts (a deposit made, a close sent). */
-  setFact(key: string, value: unknown): void {
-    this.#db.prepare('INSERT OR REPLACE INTO facts (key, value) VALUES (?, ?)').run(key, serialize(value));
-  }
-
-  fact<T>(key: string): T | undefined {
-    const row = this.#db.prepare('SELECT value FROM facts WHERE key = ?').get(key) as { value: string } | undefined;
-    return row ? deserialize<T>(row.value, `fact ${key}`) : undefined;
-  }
-
-  /** Facts whose key starts with `prefix`, oldest key first. */
-  factsWithPrefix<T>(prefix: string): { key: string; value: T }[] {
-    return (this.#db.prepare('SELECT key, value FROM facts WHERE key >= ? AND key < ? ORDER BY key').all(prefix, `${prefix}\uffff`) as { key: string; value: string }[]).map((r) => ({
-      key: r.key,
-      value: deserialize<T>(r.value, `fact ${r.key}`),
-    }));
-  }
-
-  deleteFact(key: string): void {
-    this.#db.prepare('DELETE FROM facts WHERE key = ?').run(key);
-  }
-
-  /** What an intermediary keeps about a virtual channel it funded, to release it later. */
-  saveVirtual(id: Bytes32, info: unknown): void {
-    this.#db.prepare('INSERT OR REPLACE INTO virtual_channels (id, info) VALUES (?, ?)').run(id, serialize(info));
-  }
-
-  deleteVirtual(id: Bytes32): void {
-    this.#db.prepare('DELETE FROM virtual_channels WHERE id = ?').run(id);
-  }
-
-  loadVirtuals<T>(): T[] {
-    return this.#db
-      .prepare('SELECT info FROM virtual_channels')
-      .all()
-      .map((row) => deserialize<T>((row as { info: string }).info, 'virtual channel'));
   }
 
   /** The live file's size in bytes (`'archive'`: the archive's), after a checkpoint. */

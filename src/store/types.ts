@@ -3,7 +3,8 @@ import type { ChannelRecord } from '../channel/record.ts';
 import type { Bytes32 } from '../model/types.ts';
 
 // What each party needs of its storage, so that the agent and the gateway's duties are
-// written against interfaces; the SQLite ChannelStore (store.ts) implements them all.
+// written against interfaces: the SQLite ChannelStore (store.ts) implements ChannelStorage,
+// and its GatewayRecords (gateway.ts) the gateway-only two.
 
 /** A proposal this side accepted: kept so a repeated proposal gets the same answer. */
 export interface AcceptedOpen {
