@@ -6,7 +6,7 @@ import { channelId } from '../model/channelId.ts';
 import { MIN_CHALLENGE_DURATION } from '../model/duration.ts';
 import { domainSeparator, stateDigest } from '../model/hash.ts';
 import { ChannelKind, NATIVE_ASSET, type Params, type State } from '../model/types.ts';
-import { assertEvidencedLocks, checkFunding, checkRelease, type FundedVirtual, type ParentRequest } from './intermediary.ts';
+import { assertEvidencedLocks, checkFunding, checkRelease, type FundedVirtual, lockDiff, type ParentRequest } from './intermediary.ts';
 import type { ChannelRecord } from './record.ts';
 import { feeOutcome, initialVirtualState, lockOutcome, unlockOutcome } from './virtual.ts';
 
@@ -86,5 +86,21 @@ describe('assertEvidencedLocks', () => {
     expect(() => assertEvidencedLocks(req.proposed, req.current, { settle: final }, self, CHAIN)).not.toThrow();
     expect(() => assertEvidencedLocks(req.proposed, req.current, undefined, self, CHAIN)).toThrow(InvalidAllocationError);
     expect(() => assertEvidencedLocks(req.current, req.current, undefined, self, CHAIN)).not.toThrow();
+  });
+});
+
+describe('lockDiff', () => {
+  it('a lock kept under its id but with other amounts or another mapping is altered, and no evidence allows that', () => {
+    const { req, terms } = fundingRequest([10n, 0n], 0n);
+    const funded = req.proposed;
+    const lock = funded.outcome.locked[0]!;
+    const shrunk: State = { ...funded, version: 5n, outcome: { ...funded.outcome, balances: [[funded.outcome.balances[0]![0] + 5n, funded.outcome.balances[0]![1]]], locked: [{ ...lock, balances: [lock.balances[0]! - 5n] }] } };
+    const swapped: State = { ...funded, version: 5n, outcome: { ...funded.outcome, locked: [{ ...lock, indexMap: [lock.indexMap[1], lock.indexMap[0]] }] } };
+    for (const next of [shrunk, swapped]) {
+      expect(lockDiff(funded, next)).toEqual({ added: [], removed: [], altered: [lock.id] });
+      expect(() => assertEvidencedLocks(funded, next, undefined, device.address, CHAIN)).toThrow(InvalidAllocationError);
+      expect(() => assertEvidencedLocks(funded, next, { fund: terms }, device.address, CHAIN)).toThrow(InvalidAllocationError);
+    }
+    expect(lockDiff(funded, { ...funded, version: 5n })).toEqual({ added: [], removed: [], altered: [] });
   });
 });

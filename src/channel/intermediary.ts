@@ -1,5 +1,6 @@
 import { recoverAddress } from '../crypto/verify.ts';
 import { InvalidAllocationError, InvalidSignatureError, UnknownChannelError, WrongPeerError } from '../errors.ts';
+import { sameLock } from '../model/allocation.ts';
 import { domainSeparator, outcomeHash, stateDigest, toHex } from '../model/hash.ts';
 import { type Address, type Bytes32, ChannelKind, type Params, type State } from '../model/types.ts';
 import type { Balances, VirtualFinal, VirtualTerms } from '../wire/messages.ts';
@@ -28,11 +29,19 @@ export interface FundedVirtual {
   sigs: readonly [Uint8Array, Uint8Array] | null;
 }
 
-/** The virtual channels a parent update locks and releases. */
-export function lockDiff(current: State, proposed: State): { added: Bytes32[]; removed: Bytes32[] } {
-  const before = new Set(current.outcome.locked.map((l) => l.id));
-  const after = new Set(proposed.outcome.locked.map((l) => l.id));
-  return { added: [...after].filter((id) => !before.has(id)), removed: [...before].filter((id) => !after.has(id)) };
+/**
+ * The virtual channels a parent update locks and releases, and those whose lock it keeps
+ * but alters (its amounts or its mapping): no protocol step does that, so an update that
+ * does is refused whoever proposes it.
+ */
+export function lockDiff(current: State, proposed: State): { added: Bytes32[]; removed: Bytes32[]; altered: Bytes32[] } {
+  const before = new Map(current.outcome.locked.map((l) => [l.id, l]));
+  const after = new Map(proposed.outcome.locked.map((l) => [l.id, l]));
+  return {
+    added: [...after.keys()].filter((id) => !before.has(id)),
+    removed: [...before.keys()].filter((id) => !after.has(id)),
+    altered: [...after.values()].filter((l) => before.has(l.id) && !sameLock(before.get(l.id)!, l)).map((l) => l.id),
+  };
 }
 
 /**
@@ -48,7 +57,8 @@ export function assertEvidencedLocks(
   self: Address,
   chain: { chainId: bigint; adjudicator: Address },
 ): void {
-  const { added, removed } = lockDiff(current, { ...current, outcome: next.outcome });
+  const { added, removed, altered } = lockDiff(current, { ...current, outcome: next.outcome });
+  if (altered.length > 0) throw new InvalidAllocationError(`the update alters the lock of ${altered.join(',')}`);
   const id = (list: Bytes32[]): string => list.join(',');
   const expected = !evidence
     ? { added: '', removed: '' }

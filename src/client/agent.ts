@@ -7,21 +7,13 @@ import { transfer } from '../model/allocation.ts';
 import type { Address, Bytes32, SignedState } from '../model/types.ts';
 import { silentLogger } from '../log.ts';
 import { RejectReason } from '../wire/messages.ts';
-import { Core } from './core.ts';
+import { Core, cores } from './core.ts';
 import { receiveOnly } from './rules.ts';
 import type { Op } from './runtime.ts';
 import { type AgentEvents, type AgentOptions, type OpenOptions, resolveOptions } from './types.ts';
 
 export { DEFAULT_TIMING } from './types.ts';
 export type { AgentEvents, AgentOptions, Decision, OpenOptions, Policy, Timing, UpdateContext, UpdatedEvent } from './types.ts';
-
-/** Each agent's modules, for the test support that plays a misbehaving party (src/testing/mallory.ts). */
-const cores = new WeakMap<Agent, Core>();
-
-/** An agent's protocol modules. Only src/client and src/testing may call this (test/architecture.test.ts). */
-export function coreOf(agent: Agent): Core {
-  return cores.get(agent)!;
-}
 
 /**
  * A party's channels and the protocol between it and its peers: what an application
@@ -159,9 +151,8 @@ export class Agent extends EventEmitter<AgentEvents> {
    * waits, the latest voucher is sent again now and then: the payee acknowledges even a
    * repeat, so a lost acknowledgement does not stall the stream.
    */
-  async streamWindow(id: Bytes32, maxUnacked: bigint): Promise<void> {
-    this.#c.assertLive();
-    return this.#c.streams.window(this.#c.runtime(id), maxUnacked);
+  streamWindow(id: Bytes32, maxUnacked: bigint): Promise<void> {
+    return this.#c.streams.window(id, maxUnacked);
   }
 
   /**

@@ -18,6 +18,13 @@ import { Updates } from './updates.ts';
 import { Virtuals } from './virtuals.ts';
 
 /**
+ * Each agent's modules, by agent: for the test support that plays a misbehaving party
+ * (src/testing/mallory.ts). Nothing outside src/client and src/testing may import this
+ * file (test/architecture.test.ts), so an application cannot reach past the Agent.
+ */
+export const cores = new WeakMap<EventEmitter<AgentEvents>, Core>();
+
+/**
  * One agent's shared state and plumbing, and its protocol modules. Every module reaches
  * the others through here: `requests` (queue, pipelining, ties), `retransmission`,
  * `opening`, `updates` (the peer's proposals, acceptances, refusals, resyncs), `dispatch`

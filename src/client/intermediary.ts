@@ -64,7 +64,8 @@ export class Intermediary {
 
   /** Policy for updates devices propose on their ledger channels with the gateway. */
   decide = (ctx: UpdateContext): Decision => {
-    const { added, removed } = lockDiff(ctx.current, ctx.proposed);
+    const { added, removed, altered } = lockDiff(ctx.current, ctx.proposed);
+    if (altered.length > 0) return false;
     if (added.length + removed.length === 0) {
       // A plain payment: fine if it takes nothing from the gateway.
       const g = ctx.channel.idx;

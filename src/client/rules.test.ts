@@ -28,6 +28,16 @@ describe('client rules', () => {
     );
   });
 
+  it('the default policy refuses a peer\'s update that alters one of this side\'s locks, even to its apparent gain', () => {
+    const lock = { id: `0x${'22'.repeat(32)}` as const, balances: [30n], indexMap: [0, 1] as const };
+    const current: State = { ...state([50n, 50n]), outcome: { ...state([50n, 50n]).outcome, locked: [lock] } };
+    const channel = { ...record(0, ChannelKind.Ledger, [50n, 50n]), current: { state: current, sigs: [null, null] } } as ChannelRecord;
+    const altered = (l: typeof lock | { id: `0x${string}`; balances: bigint[]; indexMap: readonly [number, number] }): State => ({ ...current, outcome: { ...current.outcome, locked: [l] } });
+    expect(receiveOnly({ channel, current, proposed: altered({ ...lock, indexMap: [1, 0] }) })).toBe(false);
+    expect(receiveOnly({ channel, current, proposed: altered({ ...lock, balances: [31n] }) })).toBe(false);
+    expect(receiveOnly({ channel, current, proposed: altered(lock) })).toBe(true);
+  });
+
   it('a stream payee signs only the final state, paying it at least its highest voucher', () => {
     const payee = record(1, ChannelKind.Stream, [100n, 0n], { voucher: { cumulative: 30n, sig: new Uint8Array(65) }, virtual: { gateway: '0x00', parent: '0x00' } } as Partial<ChannelRecord>);
     expect(kindRule(payee, state([70n, 30n], true))).toBe(true);

@@ -1,4 +1,5 @@
 import type { Attachment, ChannelRecord } from '../channel/record.ts';
+import { sameLock } from '../model/allocation.ts';
 import { ChannelKind, type State } from '../model/types.ts';
 import { type FundRequest, MessageType, type SettleRequest, type Update } from '../wire/messages.ts';
 import type { UpdateContext } from './types.ts';
@@ -16,7 +17,7 @@ export const receiveOnly = ({ channel, current, proposed }: UpdateContext): bool
 
 function sameLocks(current: State, proposed: State): boolean {
   const [a, b] = [current.outcome.locked, proposed.outcome.locked];
-  return a.length === b.length && a.every((l, i) => l.id === b[i]!.id && l.balances.every((x, j) => x === b[i]!.balances[j]));
+  return a.length === b.length && a.every((l, i) => sameLock(l, b[i]!));
 }
 
 /** A parent update that funds or releases a virtual channel travels with its evidence. */

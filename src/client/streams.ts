@@ -2,7 +2,7 @@ import { signedByPeer } from '../channel/control.ts';
 import { aliasOf } from '../channel/record.ts';
 import { receiveVoucher, signVoucher, voucherMessage } from '../channel/virtual.ts';
 import { ChannelClosedError, InvalidAllocationError, WrongPeerError } from '../errors.ts';
-import { ChannelKind } from '../model/types.ts';
+import { type Bytes32, ChannelKind } from '../model/types.ts';
 import { type CloseRequest, MessageType, type Voucher, type VoucherAck } from '../wire/messages.ts';
 import type { Core } from './core.ts';
 import type { Runtime } from './runtime.ts';
@@ -34,9 +34,10 @@ export class Streams {
   }
 
   /** Payer: resolves once at most `maxUnacked` is unacknowledged (see Agent.streamWindow). */
-  window(rt: Runtime, maxUnacked: bigint): Promise<void> {
+  async window(id: Bytes32, maxUnacked: bigint): Promise<void> {
     this.c.assertLive();
-    if (this.unacked(rt) <= maxUnacked) return Promise.resolve();
+    const rt = this.c.runtime(id);
+    if (this.unacked(rt) <= maxUnacked) return;
     return new Promise((resolve, reject) => {
       rt.windowWaiters.push({ maxUnacked, resolve, reject });
       this.#armWindowRetry(rt, this.c.timing.retransmitMs);

@@ -1,5 +1,5 @@
 import { ConservationError, InvalidAllocationError, NegativeBalanceError } from '../errors.ts';
-import type { Allocation } from './types.ts';
+import type { Allocation, SubAlloc } from './types.ts';
 
 const UINT256_MAX = (1n << 256n) - 1n;
 
@@ -73,4 +73,15 @@ export function transfer(a: Allocation, from: 0 | 1, amount: bigint, asset = 0):
   next[from] -= amount;
   next[to] += amount;
   return { ...a, balances: a.balances.map((p, i) => (i === asset ? next : p)) };
+}
+
+/** Whether two locks hold the same funds of the same virtual channel, mapped onto the same participants. */
+export function sameLock(a: SubAlloc, b: SubAlloc): boolean {
+  return (
+    a.id === b.id &&
+    a.balances.length === b.balances.length &&
+    a.balances.every((x, i) => x === b.balances[i]) &&
+    a.indexMap[0] === b.indexMap[0] &&
+    a.indexMap[1] === b.indexMap[1]
+  );
 }

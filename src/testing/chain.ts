@@ -2,6 +2,7 @@
 // states signed with src/crypto, as the off-chain side produces them.
 import { Signer } from '../crypto/keys.ts';
 import { channelId } from '../model/channelId.ts';
+import { MIN_CHALLENGE_DURATION } from '../model/duration.ts';
 import { domainSeparator, fromHex, stateDigest, voucherDigest } from '../model/hash.ts';
 import { ChannelKind, NATIVE_ASSET, type Address, type Allocation, type Bytes32, type Params, type SignedState, type State, type SubAlloc } from '../model/types.ts';
 import type { ChainClient } from '../chain/client.ts';
@@ -24,7 +25,7 @@ export function party(devnet: Devnet, i: number): Party {
 
 let nextNonce = 1n;
 
-export function makeParams(devnet: Devnet, a: Party, b: Party, kind: ChannelKind = ChannelKind.Ledger, challengeDuration = 3600n): Params {
+export function makeParams(devnet: Devnet, a: Party, b: Party, kind: ChannelKind = ChannelKind.Ledger, challengeDuration = MIN_CHALLENGE_DURATION): Params {
   return {
     chainId: devnet.deployer.chainId,
     adjudicator: devnet.deployer.adjudicator,

@@ -1,4 +1,5 @@
-import { coreOf, type Agent } from '../client/agent.ts';
+import type { Agent } from '../client/agent.ts';
+import { cores } from '../client/core.ts';
 import type { Attachment } from '../channel/record.ts';
 import type { Bytes32, SignedState, State } from '../model/types.ts';
 import type { StateBody } from '../wire/messages.ts';
@@ -10,5 +11,5 @@ import type { StateBody } from '../wire/messages.ts';
 
 /** Proposes on ledger channel `id` the state `build` makes, with `attachment` as its evidence. */
 export function proposeWithEvidence(agent: Agent, id: Bytes32, build: (s: State) => Omit<StateBody, 'version'>, attachment: Attachment): Promise<SignedState> {
-  return coreOf(agent).requests.enqueue(id, build, attachment);
+  return cores.get(agent)!.requests.enqueue(id, build, attachment);
 }

@@ -95,6 +95,25 @@ describe('mallory against locks and retirement', () => {
     expect(a.agent.channel(la).current.state.outcome.locked).toHaveLength(1);
   });
 
+  it('a device that shrinks its lock or swaps its mapping, to take back part of it, is refused by its own agent and by the gateway', async () => {
+    const { network, a, b, g, la } = await gatewayNetwork(live);
+    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Virtual, balances: [[30n, 0n]] });
+    await until(() => b.agent.isFunded(vc.id));
+    const rec = a.agent.channel(la);
+    const own = (pair: readonly bigint[], extra: bigint): [bigint, bigint] => (rec.idx === 0 ? [pair[0]! + extra, pair[1]!] : [pair[0]!, pair[1]! + extra]);
+    const lock = rec.current.state.outcome.locked[0]!;
+    const shrunk = { balances: [own(rec.current.state.outcome.balances[0]!, 5n)], locked: [{ ...lock, balances: [lock.balances[0]! - 5n] }], isFinal: false };
+    const swapped = { balances: rec.current.state.outcome.balances, locked: [{ ...lock, indexMap: [lock.indexMap[1], lock.indexMap[0]] as const }], isFinal: false };
+    for (const body of [shrunk, swapped]) {
+      await expect(a.agent.update(la, () => body)).rejects.toBeInstanceOf(InvalidAllocationError);
+      // Signed by hand, past A's own agent: G refuses it.
+      network.forge(a.signer.address, g.signer.address, encodeMessage(propose(a.agent.channel(la), a.signer, body).message));
+      await network.idle();
+      expect(g.agent.channel(la).current.state.outcome.locked).toEqual([lock]);
+      expect(g.agent.channel(la).current.state.version).toBe(rec.current.state.version);
+    }
+  });
+
   it('retire() refuses a final virtual channel whose parent still locks it', async () => {
     const { a, b, g } = await gatewayNetwork(live);
     const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, balances: [[30n, 0n]] });
