@@ -48,23 +48,44 @@ describe('NonceBook', () => {
     expect(nonces.isPending('00'.repeat(32))).toBe(false);
   });
 
-  it('lets nonces expire after the TTL and forgets them on the next issue', () => {
+  it('lets nonces expire after the TTL, and forgets used ones once expired', () => {
     const { nonces, advance } = book({ ttlMs: 30_000 });
     const old = nonces.issue();
     advance(29_999);
     expect(nonces.isPending(old)).toBe(true);
+    nonces.use(old);
     advance(1);
     expect(nonces.isPending(old)).toBe(false);
-    nonces.issue();
+    nonces.use(nonces.issue());
     expect(nonces.size).toBe(1);
   });
 
-  it('never holds more than max, dropping the oldest', () => {
+  it('keeps no state for issued nonces: a flood of challenges leaves a waiting client\'s nonce valid', () => {
     const { nonces } = book({ max: 100 });
-    const issued = Array.from({ length: 1000 }, () => nonces.issue());
-    expect(nonces.size).toBe(100);
-    expect(issued.slice(0, 900).some((nonce) => nonces.isPending(nonce))).toBe(false);
-    expect(issued.slice(900).every((nonce) => nonces.isPending(nonce))).toBe(true);
+    const mine = nonces.issue();
+    for (let i = 0; i < 10_000; i++) nonces.issue();
+    expect(nonces.size).toBe(0);
+    expect(nonces.isPending(mine)).toBe(true);
+  });
+
+  it('refuses a nonce it did not issue, or one whose expiry was edited', () => {
+    const { nonces } = book();
+    const real = nonces.issue();
+    const other = book().nonces.issue();
+    expect(nonces.isPending(other)).toBe(false);
+    const later = (BigInt(`0x${real.slice(0, 16)}`) + 1_000_000n).toString(16).padStart(16, '0');
+    expect(nonces.isPending(later + real.slice(16))).toBe(false);
+  });
+
+  it('when its memory of used nonces is full it refuses answers rather than forget one', () => {
+    const { nonces, advance } = book({ max: 2, ttlMs: 1000 });
+    const [a, b, c] = [nonces.issue(), nonces.issue(), nonces.issue()];
+    expect(nonces.use(a)).toBe(true);
+    expect(nonces.use(b)).toBe(true);
+    expect(nonces.use(c)).toBe(false);
+    expect(nonces.isPending(a)).toBe(false);
+    advance(1000);
+    expect(nonces.use(nonces.issue())).toBe(true);
   });
 });
 
@@ -78,6 +99,17 @@ describe('authenticate', () => {
     const header = credentialsFor(alice, nonce);
     expect(authenticate(header, nonces, [PROXY])).toBe(alice.address);
     expect(authenticate(header, nonces, [PROXY])).toBeUndefined();
+  });
+
+  it('refuses the high-s twin of a valid answer', () => {
+    const { nonces } = book();
+    const nonce = nonces.issue();
+    const sig = alice.sign(authDigest(nonce, PROXY));
+    const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+    const s = BigInt(`0x${Buffer.from(sig.subarray(32, 64)).toString('hex')}`);
+    const twin = Uint8Array.from([...sig.subarray(0, 32), ...Buffer.from((N - s).toString(16).padStart(64, '0'), 'hex'), sig[64] === 27 ? 28 : 27]);
+    expect(authenticate(formatCredentials({ address: alice.address, nonce, sig: twin }), nonces, [PROXY])).toBeUndefined();
+    expect(authenticate(formatCredentials({ address: alice.address, nonce, sig }), nonces, [PROXY])).toBe(alice.address);
   });
 
   it('refuses another key, another proxy, an unknown or expired nonce', () => {

@@ -7,7 +7,9 @@
 //      sig: 65 bytes r ‖ s ‖ v over keccak256("picopay-proxy-auth:" + nonce + ":" + host:port
 //      of the proxy), so a challenge relayed from another proxy is useless here.
 //   3. The proxy accepts a nonce it issued, not expired, once: one nonce, one request.
-import { randomBytes } from 'node:crypto';
+//      Nonces are stateless (see NonceBook), so unauthenticated requests cost no memory.
+//      Signatures are low-s only (recoverAddress), so a signature has one valid form.
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { utf8ToBytes } from '@noble/hashes/utils.js';
 import { recoverAddress } from '../../src/crypto/verify.ts';
 import { fromHex, keccak, toHex } from '../../src/model/hash.ts';
@@ -74,64 +76,70 @@ function authParams(header: string | undefined): Map<string, string> | undefined
 export interface NonceBookOptions {
   /** How long an issued nonce stays valid (default 30 s). */
   ttlMs?: number;
-  /** Most nonces kept at once (default 10,000); the oldest go first. */
+  /** Most used nonces remembered at once (default 10,000); when full, new answers are refused until some expire. */
   max?: number;
   /** Clock in ms, for tests. */
   now?: () => number;
 }
 
 /**
- * The nonces the proxy has issued and not yet seen used. Bounded both ways: entries expire
- * after ttlMs, and past `max` the oldest are dropped, so a client that asks for challenges
- * without end costs a fixed amount of memory (it can only push out older challenges).
+ * Challenge nonces that cost nothing to issue: each carries its own expiry and a MAC under
+ * a secret of this process (expiry 8 bytes ‖ random 8 ‖ HMAC-SHA256 truncated to 16), so
+ * the proxy keeps no state for a challenge, and a flood of unauthenticated requests
+ * cannot push a waiting client's nonce out. Only answered nonces are remembered (until
+ * they expire), so each is accepted once. That memory fills only with signed answers;
+ * when it is full the proxy refuses answers (fail closed) rather than forget one, which
+ * would let a captured header be replayed.
  */
 export class NonceBook {
   readonly #ttlMs: number;
   readonly #max: number;
   readonly #now: () => number;
-  /** nonce → expiry; insertion order is expiry order, since the TTL is fixed. */
-  readonly #expiries = new Map<string, number>();
+  readonly #secret = randomBytes(32);
+  /** used nonce → expiry; insertion order is expiry order, since the TTL is fixed. */
+  readonly #used = new Map<string, number>();
 
   constructor(options: NonceBookOptions = {}) {
     this.#ttlMs = options.ttlMs ?? 30_000;
     this.#max = Math.max(1, options.max ?? 10_000);
-    this.#now = options.now ?? (() => performance.now());
+    this.#now = options.now ?? (() => Date.now());
   }
 
+  /** How many used nonces are remembered. */
   get size(): number {
-    return this.#expiries.size;
+    return this.#used.size;
   }
 
   issue(): string {
-    const now = this.#now();
-    this.#dropExpired(now);
-    while (this.#expiries.size >= this.#max) this.#dropOldest();
-    const nonce = randomBytes(32).toString('hex');
-    this.#expiries.set(nonce, now + this.#ttlMs);
-    return nonce;
+    const body = Buffer.alloc(16);
+    body.writeBigUInt64BE(BigInt(Math.floor(this.#now() + this.#ttlMs)));
+    randomBytes(8).copy(body, 8);
+    return Buffer.concat([body, this.#mac(body)]).toString('hex');
   }
 
   /** Whether `nonce` was issued here, has not expired, and has not been used. */
   isPending(nonce: string): boolean {
-    const expiry = this.#expiries.get(nonce);
-    return expiry !== undefined && this.#now() < expiry;
+    if (!NONCE.test(nonce)) return false;
+    const raw = Buffer.from(nonce, 'hex');
+    const body = raw.subarray(0, 16);
+    if (!timingSafeEqual(raw.subarray(16), this.#mac(body))) return false;
+    return this.#now() < Number(body.readBigUInt64BE()) && !this.#used.has(nonce);
   }
 
-  /** Marks `nonce` used: it will never be accepted again. */
-  use(nonce: string): void {
-    this.#expiries.delete(nonce);
-  }
-
-  #dropExpired(now: number): void {
-    for (const [nonce, expiry] of this.#expiries) {
-      if (expiry > now) return;
-      this.#expiries.delete(nonce);
+  /** Marks `nonce` used: it will never be accepted again. False when the memory of used nonces is full. */
+  use(nonce: string): boolean {
+    const now = this.#now();
+    for (const [n, expiry] of this.#used) {
+      if (expiry > now) break;
+      this.#used.delete(n);
     }
+    if (this.#used.size >= this.#max) return false;
+    this.#used.set(nonce, Number(Buffer.from(nonce, 'hex').readBigUInt64BE()));
+    return true;
   }
 
-  #dropOldest(): void {
-    const oldest = this.#expiries.keys().next();
-    if (!oldest.done) this.#expiries.delete(oldest.value);
+  #mac(body: Buffer): Buffer {
+    return createHmac('sha256', this.#secret).update(body).digest().subarray(0, 16);
   }
 }
 
@@ -145,7 +153,6 @@ export function authenticate(header: string | undefined, nonces: NonceBook, prox
   const credentials = parseCredentials(header);
   if (credentials === undefined || !nonces.isPending(credentials.nonce)) return undefined;
   const signedHere = proxyAuthorities.some((authority) => recoverAddress(credentials.sig, authDigest(credentials.nonce, authority)) === credentials.address);
-  if (!signedHere) return undefined;
-  nonces.use(credentials.nonce);
+  if (!signedHere || !nonces.use(credentials.nonce)) return undefined;
   return credentials.address;
 }

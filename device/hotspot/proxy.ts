@@ -38,7 +38,7 @@ export interface MeteredProxyOptions {
   authorities?: string[];
   /** How long a challenge nonce stays valid (default 30 s). */
   nonceTtlMs?: number;
-  /** Most challenge nonces outstanding at once (default 10,000); the oldest are dropped. */
+  /** Most answered nonces remembered at once (default 10,000); when full, answers are refused until some expire. */
   maxNonces?: number;
   logger?: Logger;
 }
@@ -57,7 +57,7 @@ export interface ClientStats {
 export interface MeteredProxy {
   port: number;
   url: string;
-  stats(): { clients: ClientStats[]; pendingNonces: number };
+  stats(): { clients: ClientStats[]; usedNonces: number };
   close(): Promise<void>;
 }
 
@@ -224,7 +224,7 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
         connections: account.connections,
         cutOffs: account.cutOffs,
       })),
-      pendingNonces: nonces.size,
+      usedNonces: nonces.size,
     }),
     close: async () => {
       options.payments.off('paid', onPaid);
