@@ -78,7 +78,7 @@ async function startGateway(brokerUrl: string, storePath: string): Promise<Gatew
   const signer = Signer.random();
   const store = new ChannelStore(storePath);
   const intermediary = new Intermediary({ records: store.gateway, chain: LOCAL_CHAIN, holdTimeoutMs: 30_000, logger: silentLogger });
-  const mqtt = new MqttTransport({ url: brokerUrl, self: signer.address });
+  const mqtt = new MqttTransport({ url: brokerUrl, self: signer.address, signer });
   const transport = new CountingTransport(mqtt);
   const agent = new Agent({ signer, transport, store, chain: LOCAL_CHAIN, policy: { acceptUpdate: intermediary.decide } });
   intermediary.attach(agent);

@@ -54,7 +54,7 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
   const { signer, created } = loadOrCreateKeystore(join(cfg.dataDir, 'key.json'), cfg.password);
   cfg.logger.info({ address: signer.address, created }, 'device key');
   const store = new ChannelStore(join(cfg.dataDir, 'device.db'));
-  const transport = new MqttTransport({ url: cfg.mqttUrl, self: signer.address, ...cfg.mqttLogin, logger: cfg.logger.child({ part: 'mqtt' }) });
+  const transport = new MqttTransport({ url: cfg.mqttUrl, self: signer.address, signer, ...cfg.mqttLogin, logger: cfg.logger.child({ part: 'mqtt' }) });
   const chain = { chainId: cfg.chainId, adjudicator: cfg.adjudicator };
   let funded = !cfg.funding;
   if (!cfg.funding) cfg.logger.warn('no chain RPC or gateway status URL: the device pays and serves without checking that its ledger channel is funded');

@@ -48,7 +48,7 @@ describe('gateway service', () => {
   async function device(): Promise<{ agent: Agent; stop(): Promise<void> }> {
     const signer = Signer.random();
     const store = new ChannelStore(':memory:');
-    const transport = new MqttTransport({ url: gateway.mqttUrl, self: signer.address });
+    const transport = new MqttTransport({ url: gateway.mqttUrl, self: signer.address, signer });
     const agent = new Agent({ signer, transport, store, chain: { chainId: BigInt(gateway.chainId), adjudicator: gateway.adjudicator } });
     agent.start();
     await transport.connect();
@@ -105,7 +105,7 @@ describe('gateway service', () => {
   it('funds its side, and refutes an old state a device registers', async () => {
     const device = Signer.random();
     const store = new ChannelStore(':memory:');
-    const transport = new MqttTransport({ url: gateway.mqttUrl, self: device.address });
+    const transport = new MqttTransport({ url: gateway.mqttUrl, self: device.address, signer: device });
     const agent = new Agent({ signer: device, transport, store, chain: { chainId: BigInt(gateway.chainId), adjudicator: gateway.adjudicator } });
     agent.start();
     await transport.connect();

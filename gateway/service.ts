@@ -115,7 +115,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
     }
 
     const chain = { chainId: BigInt(chainId), adjudicator };
-    const transport = new MqttTransport({ url: mqttUrl, self: signer.address, ...cfg.mqttLogin, logger: log.child({ part: 'mqtt' }) });
+    const transport = new MqttTransport({ url: mqttUrl, self: signer.address, signer, ...cfg.mqttLogin, logger: log.child({ part: 'mqtt' }) });
     let gatewayChain: GatewayChain | null = null;
     const intermediary = new Intermediary({ records: store.gateway, chain, holdTimeoutMs: cfg.holdTimeoutMs, fee: cfg.virtualFee, logger: log.child({ part: 'intermediary' }), isFunded: (id) => gatewayChain!.checkFunded(id) });
     const agent = new Agent({

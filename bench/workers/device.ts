@@ -55,7 +55,7 @@ function onVoucher(vcId: Bytes32, cumulative: bigint): void {
 async function start(args: StartArgs): Promise<Commands['start'][1]> {
   const signer = Signer.random();
   const store = new ChannelStore(args.storePath);
-  const mqtt = new MqttTransport({ url: args.brokerUrl, self: signer.address });
+  const mqtt = new MqttTransport({ url: args.brokerUrl, self: signer.address, signer });
   const transport = new CountingTransport(mqtt);
   // The bench opens many virtual channels between one pair: no per-peer limit below the slot count.
   const agent = new Agent({ signer, transport, store, chain: LOCAL_CHAIN, voucherDurableEvery: args.voucherDurableEvery, virtualLimits: { perPeer: MAX_LOCKED } });

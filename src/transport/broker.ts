@@ -2,20 +2,24 @@ import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { Aedes, type AedesOptions, type AuthenticateError, type Client } from 'aedes';
 import { TransportError } from '../errors.ts';
 import { mayPublish, maySubscribe } from './acl.ts';
+import { verifyLogin } from './login.ts';
 
 export interface EmbeddedBrokerOptions {
   /** Interface to listen on (default 127.0.0.1). */
   host?: string;
   /** TCP port; 0 (the default) picks a free one. */
   port?: number;
-  /** Accepts or refuses a login. Without it every client is let in. */
-  authenticate?: (username: string | undefined, password: Buffer | undefined) => boolean | Promise<boolean>;
   /**
-   * Enforces the rules of docs/mqtt/acl: username = device address, read only one's own
-   * inbox, write only as oneself. Unlike Mosquitto, which drops a denied publish
-   * silently, aedes disconnects the client that sent it.
+   * Who may connect. 'keys' (the default): a picopay login token for the username's key
+   * (src/transport/login.ts). A function: a check of its own (username, password). Both
+   * enforce the rules of docs/mqtt/acl: username = device address, read only one's own
+   * inbox, write only as oneself; unlike Mosquitto, which drops a denied publish
+   * silently, aedes disconnects the client that sent it. 'open': anyone, anything, for
+   * tests of the transport's mechanics and benches only.
    */
-  acl?: boolean;
+  access?: 'keys' | 'open' | ((username: string | undefined, password: Buffer | undefined) => boolean | Promise<boolean>);
+  /** Further host:port names clients dial this broker by; 127.0.0.1, localhost and `host` at its port are always accepted. */
+  names?: string[];
 }
 
 export interface EmbeddedBroker {
@@ -31,7 +35,8 @@ const NOT_AUTHORIZED = 5;
 /** An aedes MQTT broker on a TCP server, for tests, the gateway's default and benchmarks. */
 export async function startEmbeddedBroker(options: EmbeddedBrokerOptions = {}): Promise<EmbeddedBroker> {
   const host = options.host ?? '127.0.0.1';
-  const broker = await Aedes.createBroker(brokerOptions(options));
+  const authorities: string[] = [];
+  const broker = await Aedes.createBroker(brokerOptions(options.access ?? 'keys', authorities));
   const sockets = new Set<Socket>();
   const server = createServer((socket) => {
     // Without it Nagle's algorithm holds small packets back and a round trip takes ~44 ms instead of ~0.4 ms.
@@ -47,6 +52,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions = {}): 
   });
   const port = (server.address() as AddressInfo).port;
   const urlHost = host.includes(':') ? `[${host}]` : host;
+  authorities.push(...new Set([`127.0.0.1:${port}`, `localhost:${port}`, `${urlHost}:${port}`, ...(options.names ?? [])]));
 
   let closing: Promise<void> | undefined;
   return {
@@ -64,12 +70,14 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions = {}): 
   };
 }
 
-function brokerOptions({ authenticate, acl }: EmbeddedBrokerOptions): AedesOptions {
+function brokerOptions(access: NonNullable<EmbeddedBrokerOptions['access']>, authorities: readonly string[]): AedesOptions {
+  if (access === 'open') return {};
+  const check = access === 'keys' ? (username: string | undefined, password: Buffer | undefined) => verifyLogin(username, password, authorities) : access;
   // aedes does not keep the login name; the ACL needs it.
   const usernames = new WeakMap<Client, string>();
   const options: AedesOptions = {
     authenticate: (client, username, password, done) => {
-      Promise.resolve(authenticate ? authenticate(username, password) : true).then(
+      Promise.resolve(check(username, password)).then(
         (accepted) => {
           if (!accepted) return done(authError(), false);
           if (username !== undefined) usernames.set(client, username);
@@ -79,13 +87,9 @@ function brokerOptions({ authenticate, acl }: EmbeddedBrokerOptions): AedesOptio
       );
     },
   };
-  if (acl) {
-    options.authorizeSubscribe = (client, subscription, done) =>
-      // A null subscription makes aedes answer 0x80 (failure) in the SUBACK, as Mosquitto does.
-      done(null, maySubscribe(usernames.get(client), subscription.topic) ? subscription : null);
-    options.authorizePublish = (client, packet, done) =>
-      done(client && mayPublish(usernames.get(client), packet.topic) ? null : new Error(`publish to ${packet.topic} denied`));
-  }
+  // A null subscription makes aedes answer 0x80 (failure) in the SUBACK, as Mosquitto does.
+  options.authorizeSubscribe = (client, subscription, done) => done(null, maySubscribe(usernames.get(client), subscription.topic) ? subscription : null);
+  options.authorizePublish = (client, packet, done) => done(client && mayPublish(usernames.get(client), packet.topic) ? null : new Error(`publish to ${packet.topic} denied`));
   return options;
 }
 

@@ -2,7 +2,9 @@ import type { Socket } from 'node:net';
 import { connect, ErrorWithSubackPacket, type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
 import { TransportError } from '../errors.ts';
 import type { Address } from '../model/types.ts';
+import type { Signer } from '../crypto/keys.ts';
 import { Backoff, type BackoffOptions } from './backoff.ts';
+import { brokerAuthority, loginToken } from './login.ts';
 import { silentLogger, type TransportLogger } from './log.ts';
 import {
   inboxFilter,
@@ -31,7 +33,10 @@ export interface MqttTransportOptions {
   self: Address;
   /** Login name (default: the address, which the broker ACL expects). */
   username?: string;
+  /** A fixed password (a broker of its own rules); without it and with `signer`, a fresh login token each attempt. */
   password?: string;
+  /** This device's key: the password is a login token it signs for each connection attempt (src/transport/login.ts). */
+  signer?: Signer;
   tls?: MqttTlsOptions;
   /** Session identity at the broker (default derived from the address, so that a restart resumes the session). */
   clientId?: string;
@@ -114,6 +119,8 @@ export class MqttTransport implements Transport {
     // Runs before mqtt.js schedules the next attempt on 'close', so each attempt waits longer.
     client.prependListener('close', () => {
       client.options.reconnectPeriod = backoff.next();
+      // A token expires: the next attempt gets a fresh one.
+      client.options.password = this.password();
     });
     client.on('connect', (connack) => {
       backoff.reset();
@@ -204,7 +211,7 @@ export class MqttTransport implements Transport {
       clientId: options.clientId ?? `picopay-${this.self.slice(2)}`,
       clean: false,
       username: options.username ?? this.self,
-      password: options.password,
+      password: this.password(),
       keepalive: options.keepaliveSec ?? 30,
       // Any positive value enables reconnection; the backoff sets it before every attempt.
       reconnectPeriod: 1,
@@ -214,6 +221,11 @@ export class MqttTransport implements Transport {
       will: { topic: presenceTopic(this.self), payload: Buffer.from(PRESENCE_OFFLINE), qos: QOS, retain: true },
       ...options.tls,
     };
+  }
+
+  private password(): string | undefined {
+    const { password, signer, url } = this.options;
+    return password ?? (signer && loginToken(signer, brokerAuthority(url)));
   }
 
   /** Resolves on the first complete connection, rejects on a refused login or the timeout. */

@@ -5,19 +5,22 @@ import type { Address } from '../../src/model/types.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../../src/transport/broker.ts';
 import { MqttTransport } from '../../src/transport/mqtt.ts';
 import { inboxFilter, inboxTopic } from '../../src/transport/topics.ts';
+import { brokerAuthority, loginToken, MAX_LOGIN_TTL_S } from '../../src/transport/login.ts';
+import { Signer } from '../../src/crypto/keys.ts';
+import { fromHex, toHex } from '../../src/model/hash.ts';
 import { randomAddress, Recorder, text, waitFor } from './helpers.ts';
 import { mqttTransportSuite, type BrokerUnderTest } from './mqtt-suite.ts';
 
 /** The embedded broker keeps sessions in memory: a restart loses them, which the transport must survive. */
 async function startAedes(): Promise<BrokerUnderTest> {
-  let broker: EmbeddedBroker = await startEmbeddedBroker();
+  let broker: EmbeddedBroker = await startEmbeddedBroker({ access: 'open' });
   const port = broker.port;
   return {
     url: broker.url,
     port,
     restart: async () => {
       await broker.close();
-      broker = await startEmbeddedBroker({ port });
+      broker = await startEmbeddedBroker({ port, access: 'open' });
     },
     stop: () => broker.close(),
   };
@@ -35,8 +38,7 @@ describe('the embedded broker with authentication and the ACL', () => {
 
   beforeAll(async () => {
     broker = await startEmbeddedBroker({
-      acl: true,
-      authenticate: (username, secret) => username !== undefined && secret?.toString() === password(username as Address),
+      access: (username, secret) => username !== undefined && secret?.toString() === password(username as Address),
     });
   });
 
@@ -91,5 +93,93 @@ describe('the embedded broker with authentication and the ACL', () => {
     await alice.transport.send(b, text('genuine'));
     await waitFor(() => bob.recorder.messages.length > 0, 'the genuine message');
     expect(bob.recorder.messages).toEqual([{ from: a, text: 'genuine' }]);
+  });
+});
+
+describe('the embedded broker by default: logins by picopay key, and the ACL', () => {
+  const [alice, bob, mallory] = [Signer.random(), Signer.random(), Signer.random()];
+  let broker: EmbeddedBroker;
+  const cleanups: (() => Promise<unknown>)[] = [];
+
+  beforeAll(async () => {
+    broker = await startEmbeddedBroker();
+  });
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
+  });
+  afterAll(() => broker.close());
+
+  const authority = (): string => brokerAuthority(broker.url);
+
+  async function device(signer: Signer): Promise<{ transport: MqttTransport; recorder: Recorder }> {
+    const transport = new MqttTransport({ url: broker.url, self: signer.address, signer, connectTimeoutMs: 10_000 });
+    const recorder = new Recorder();
+    transport.setHandler(recorder);
+    cleanups.push(() => transport.close());
+    await transport.connect();
+    return { transport, recorder };
+  }
+
+  /** An outsider's raw client: resolves with the client, or the refusal. */
+  async function raw(options: { username?: string; password?: string }): Promise<MqttClient | Error> {
+    return connectAsync(broker.url, { ...options, reconnectPeriod: 0, connectTimeout: 5_000 }).then(
+      (client) => {
+        cleanups.push(() => client.endAsync(true));
+        return client;
+      },
+      (error: Error) => error,
+    );
+  }
+
+  it('refuses an outsider without a key, with a wrong token, or with a token that is not for this login, this broker or now', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const twin = (token: string): string => {
+      const sig = fromHex(token.split(':')[2]!);
+      const s = BigInt(toHex(sig.subarray(32, 64)));
+      const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+      return `${token.split(':').slice(0, 2).join(':')}:${toHex(Uint8Array.from([...sig.subarray(0, 32), ...fromHex((N - s).toString(16).padStart(64, '0')), sig[64] === 27 ? 28 : 27]))}`;
+    };
+    const attempts: { username?: string; password?: string }[] = [
+      {},
+      { username: mallory.address },
+      { username: mallory.address, password: 'guess' },
+      // Alice's token, presented under Bob's name.
+      { username: bob.address, password: loginToken(alice, authority()) },
+      // Made for another broker.
+      { username: alice.address, password: loginToken(alice, 'broker.example:1883') },
+      // Expired, and one valid for longer than a token may be.
+      { username: alice.address, password: loginToken(alice, authority(), now - MAX_LOGIN_TTL_S - 1) },
+      { username: alice.address, password: `v1:${now + 10 * MAX_LOGIN_TTL_S}:${loginToken(alice, authority()).split(':')[2]}` },
+      // The high-s twin of a valid token.
+      { username: alice.address, password: twin(loginToken(alice, authority())) },
+    ];
+    for (const attempt of attempts) expect(await raw(attempt), JSON.stringify(attempt)).toBeInstanceOf(Error);
+    const good = await raw({ username: alice.address, password: loginToken(alice, authority()) });
+    expect(good).not.toBeInstanceOf(Error);
+  });
+
+  it('a logged-in device reads only its own inbox and writes only as itself; an outsider sees no payment', async () => {
+    const a = await device(alice);
+    const b = await device(bob);
+    const spy = (await raw({ username: mallory.address, password: loginToken(mallory, authority()) })) as MqttClient;
+    const refusal = await spy.subscribeAsync(['#', 'picopay/v1/inbox/#', inboxFilter(bob.address)]).catch((error: unknown) => error);
+    expect((refusal as ErrorWithSubackPacket).packet.granted).toEqual([0x80, 0x80, 0x80]);
+    const closed = new Promise<void>((resolve) => spy.once('close', () => resolve()));
+    spy.publish(inboxTopic(bob.address, alice.address), 'forged by mallory', { qos: 1 });
+    await closed;
+    await a.transport.send(bob.address, text('genuine'));
+    await waitFor(() => b.recorder.messages.length > 0, 'the genuine message');
+    expect(b.recorder.messages).toEqual([{ from: alice.address, text: 'genuine' }]);
+  });
+
+  it('a device logs in again with a fresh token after the broker restarts', async () => {
+    const port = broker.port;
+    const a = await device(alice);
+    await broker.close();
+    broker = await startEmbeddedBroker({ port });
+    await waitFor(() => a.recorder.connections === 2, 'the second login');
+    const b = await device(bob);
+    await b.transport.send(alice.address, text('after the restart'));
+    await waitFor(() => a.recorder.messages.length > 0, 'a message after the restart');
   });
 });
