@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { address, announce, exitOnStoreFailure, integer, parseOptions, required, usage, type Values } from '../src/cli/args.ts';
 import { CONNECTION_SPECS, mqttLogin, timing } from '../src/cli/connection.ts';
@@ -111,6 +112,36 @@ export async function main(argv: string[]): Promise<void> {
   const idleSeconds = integer(o['idle-settle'], 'idle-settle')!;
   if (idleSeconds < 1) throw new ConfigError('--idle-settle must be at least 1 second');
   if (virtualFee > maxFee) throw new ConfigError(`the gateway charges ${formatEth(virtualFee)} per virtual channel, above --max-virtual-fee ${formatEth(maxFee)}`);
+  // Every option is checked before anything exists: no key, no channel, no deposit for a typo.
+  const hotspotOptions =
+    role === 'hotspot'
+      ? {
+          proxyPort: await freeToListen(integer(o['proxy-port'], 'proxy-port') ?? 0, 'proxy-port'),
+          unitBytes,
+          price,
+          idleCutoffMs: integer(o['idle-cutoff-ms'], 'idle-cutoff-ms')!,
+          fundTimeoutMs,
+          closeAfterSettle: o['close-after-settle'],
+          proxyNames: o['proxy-names']?.split(',').map((n) => n.trim()).filter(Boolean) ?? [],
+          logger,
+        }
+      : null;
+  const payerOptions =
+    role === 'payer'
+      ? {
+          gateway,
+          hotspot: address(o.hotspot, 'hotspot'),
+          proxyUrl: url(required(o['proxy-url'], 'proxy-url'), 'proxy-url'),
+          url: url(required(o.download, 'download'), 'download'),
+          lock: parseAmount(o.lock!, 'lock'),
+          unitBytes,
+          price,
+          mode: o.mode === 'connect' ? ('connect' as const) : ('forward' as const),
+          fundTimeoutMs,
+          closeAfter: o['close-after'],
+          logger,
+        }
+      : null;
   const dev = await startDevice({
     dataDir: o['data-dir']!,
     password: process.env[o['password-env']!] ?? '',
@@ -136,33 +167,33 @@ export async function main(argv: string[]): Promise<void> {
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   dev.agent.on('failed', exitOnStoreFailure(logger));
-  if (role === 'hotspot') {
-    await runHotspot(dev, {
-      proxyPort: integer(o['proxy-port'], 'proxy-port') ?? 0,
-      unitBytes,
-      price,
-      idleCutoffMs: integer(o['idle-cutoff-ms'], 'idle-cutoff-ms')!,
-      fundTimeoutMs,
-      closeAfterSettle: o['close-after-settle'],
-      proxyNames: o['proxy-names']?.split(',').map((n) => n.trim()).filter(Boolean) ?? [],
-      logger,
-    });
+  if (hotspotOptions) {
+    await runHotspot(dev, hotspotOptions);
     return;
   }
-  const mode = o.mode === 'connect' ? 'connect' : 'forward';
-  await runPayer(dev, {
-    gateway,
-    hotspot: address(o.hotspot, 'hotspot'),
-    proxyUrl: required(o['proxy-url'], 'proxy-url'),
-    url: required(o.download, 'download'),
-    lock: parseAmount(o.lock!, 'lock'),
-    unitBytes,
-    price,
-    mode,
-    fundTimeoutMs,
-    closeAfter: o['close-after'],
-    logger,
-  });
+  await runPayer(dev, payerOptions!);
   await dev.stop();
   process.exit(0);
+}
+
+/** An http(s) URL, or a ConfigError naming the option. */
+function url(text: string, what: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(text);
+  } catch {
+    throw new ConfigError(`--${what}: not a URL: ${text}`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new ConfigError(`--${what}: expected an http:// or https:// URL, got ${text}`);
+  return text;
+}
+
+/** `port` if this process may listen on it on 127.0.0.1 now (0: any), else a ConfigError. */
+function freeToListen(port: number, what: string): Promise<number> {
+  if (port < 0 || port > 65535) return Promise.reject(new ConfigError(`--${what} must be between 0 and 65535`));
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) => reject(new ConfigError(`--${what} ${port}: cannot listen there (${err.code ?? err.message})`)));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(port)));
+  });
 }

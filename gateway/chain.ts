@@ -1,16 +1,19 @@
 import type { Agent } from '../src/client/agent.ts';
+import { DEFAULT_LIMITS } from './admission.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
 import { isFullySigned } from '../src/channel/record.ts';
-import { type ChainClient, cooperativeClose, deposit, readHoldings, startWatchtower, type Watcher } from '../src/chain/index.ts';
-import { depositsCover } from '../src/model/holdings.ts';
+import { type ChainClient, cooperativeClose, deposit, readHoldings, startWatchtower, watchAdjudicator, type Watcher } from '../src/chain/index.ts';
+import { depositsCover, sideCovered } from '../src/model/holdings.ts';
 import { type Bytes32, ChannelKind } from '../src/model/types.ts';
 import type { Logger } from '../src/log.ts';
 import type { ChannelStorage, FactStorage } from '../src/store/types.ts';
 
-// The gateway's on-chain duties for its ledger channels: deposit its own side when a
-// channel opens, learn when the device's side has arrived (only funded channels back
-// virtual channels), and close a channel on-chain once both signed its final state.
-// Each duty is remembered in the store, so a restart neither repeats nor forgets one.
+// The gateway's on-chain duties for its ledger channels: deposit its own side once the
+// device's side is on-chain at confirmation depth (so a key that deposits nothing locks
+// none of the gateway's money), abandon a channel the device does not fund in time, learn
+// when both sides are in (only funded channels back virtual channels), and close a channel
+// on-chain once both signed its final state. Each duty is remembered in the store, so a
+// restart neither repeats nor forgets one.
 
 /** How deep a deposit or a registration must be to count, unless configured. */
 export const DEFAULT_CONFIRMATIONS = 1;
@@ -26,7 +29,12 @@ export interface GatewayChainOptions {
   pollMs?: number;
   /** Registrations are answered, and deposits counted, once this many blocks deep. */
   confirmations?: number;
+  /** How long a device has to deposit its side after the open before the channel is abandoned (ms). */
+  fundingTimeoutMs?: number;
+  /** How often the chain is asked for new deposits (ms): a device's deposit is answered by the gateway's within about this. */
+  eventPollMs?: number;
 }
+
 
 export class GatewayChain {
   readonly #o: GatewayChainOptions;
@@ -35,12 +43,13 @@ export class GatewayChain {
   readonly #checks = new Map<Bytes32, { at: number; pending: boolean; done: Promise<void> }>();
   #timer: NodeJS.Timeout | null = null;
   #watchtower: Watcher | null = null;
+  #deposits: Watcher | null = null;
   /** Transactions go out one at a time: one account, one nonce sequence. */
   #queue: Promise<unknown> = Promise.resolve();
 
   constructor(options: GatewayChainOptions) {
     this.#o = options;
-    options.agent.on('opened', (rec) => this.#serial(() => this.#depositOwnSide(rec)));
+    options.agent.on('opened', (rec) => this.#opened(rec));
     options.agent.on('final', (rec) => this.#serial(() => this.#close(rec)));
     options.agent.on('retired', (rec) => this.#forget(rec.id));
   }
@@ -60,8 +69,19 @@ export class GatewayChain {
       onResponse: (r) => this.#o.logger.warn({ channel: r.channelId, version: r.answered.version.toString() }, 'refuted an old registration'),
       onError: (err) => this.#o.logger.error({ err: String(err) }, 'watchtower'),
     });
+    // A device's deposit is answered at once, not at the next poll of all unfunded channels.
+    this.#deposits = await watchAdjudicator(this.#o.client, {
+      confirmations: this.#o.confirmations ?? DEFAULT_CONFIRMATIONS,
+      pollIntervalMs: this.#o.eventPollMs ?? 1000,
+      onEvent: (event) => {
+        if (event.eventName !== 'Deposited') return;
+        const rec = this.#ledgerChannels().find((c) => c.id === event.args.channelId);
+        if (rec) void this.#check(rec);
+      },
+      onError: (err) => this.#o.logger.warn({ err: String(err) }, 'reading deposits failed'),
+    });
     for (const rec of this.#ledgerChannels()) {
-      if (rec.phase === 'open') this.#serial(() => this.#depositOwnSide(rec));
+      if (rec.phase === 'open') this.#opened(rec);
       if (rec.phase === 'final') this.#serial(() => this.#close(rec));
     }
     const poll = async (): Promise<void> => {
@@ -75,6 +95,7 @@ export class GatewayChain {
   async stop(): Promise<void> {
     if (this.#timer) clearTimeout(this.#timer);
     await this.#watchtower?.stop();
+    await this.#deposits?.stop();
   }
 
   /** Resolves once every transaction queued so far is done. */
@@ -105,6 +126,13 @@ export class GatewayChain {
     this.#checks.delete(id);
     this.#o.facts.deleteFact(`deposit:${id}`);
     this.#o.facts.deleteFact(`closed:${id}`);
+    this.#o.facts.deleteFact(`opened:${id}`);
+  }
+
+  /** A ledger channel is open: from now on the device has fundingTimeoutMs to deposit (kept across restarts). */
+  #opened(rec: ChannelRecord): void {
+    if (rec.params.kind !== ChannelKind.Ledger || this.#o.facts.fact(`opened:${rec.id}`) !== undefined) return;
+    this.#o.facts.setFact(`opened:${rec.id}`, Date.now());
   }
 
   /**
@@ -152,14 +180,31 @@ export class GatewayChain {
   async #readDeposits(rec: ChannelRecord, block?: bigint | 'latest'): Promise<void> {
     const at = block ?? (await this.#confirmedBlock());
     const have = await Promise.all(rec.current.state.outcome.assets.map((a) => readHoldings(this.#o.client, rec.id, a, at === 'latest' ? undefined : at)));
-    if (depositsCover(rec.current.state.outcome, have) && !this.#funded.has(rec.id)) {
+    const outcome = rec.current.state.outcome;
+    if (depositsCover(outcome, have)) {
+      if (this.#funded.has(rec.id)) return;
       this.#funded.add(rec.id);
       this.#o.logger.info({ channel: rec.id, peer: rec.peer }, 'ledger channel funded on-chain');
+    } else if (this.#o.facts.fact(`deposit:${rec.id}`)) {
+      // Ours is sent (or being resumed from the journal): it counts once it is this deep.
+    } else if (sideCovered(outcome, have, rec.idx === 0 ? 1 : 0)) {
+      this.#serial(() => this.#depositOwnSide(rec));
+    } else if (Date.now() - (this.#o.facts.fact<number>(`opened:${rec.id}`) ?? Date.now()) > (this.#o.fundingTimeoutMs ?? DEFAULT_LIMITS.fundingTimeoutMs)) {
+      this.#abandon(rec);
     }
   }
 
+  /** The device did not deposit in time. Nothing of the gateway's is in it: it is forgotten, or, if it moved, closed. */
+  #abandon(rec: ChannelRecord): void {
+    this.#o.logger.warn({ channel: rec.id, peer: rec.peer }, 'the device did not fund its ledger channel in time');
+    const live = this.#o.agent.channels().find((c) => c.id === rec.id);
+    if (!live || live.phase !== 'open') return;
+    if (live.current.state.version === 0n && !live.staged) return this.#o.agent.abandon(rec.id);
+    this.#o.agent.finalize(rec.id).catch((err) => this.#o.logger.warn({ channel: rec.id, err: String(err) }, 'closing an unfunded ledger channel failed'));
+  }
+
   async #depositOwnSide(rec: ChannelRecord): Promise<void> {
-    if (rec.params.kind !== ChannelKind.Ledger || this.#o.facts.fact(`deposit:${rec.id}`)) return;
+    if (rec.params.kind !== ChannelKind.Ledger || rec.phase !== 'open' || this.#o.facts.fact(`deposit:${rec.id}`)) return;
     // Recorded first: a crash after sending must not deposit twice (the journalled sender resumes it).
     this.#o.facts.setFact(`deposit:${rec.id}`, true);
     const outcome = rec.current.state.outcome;

@@ -1,9 +1,10 @@
 import { join } from 'node:path';
 import { address, announce, exitOnStoreFailure, integer, parseOptions, usage } from '../src/cli/args.ts';
 import { CONNECTION_SPECS, mqttLogin, timing } from '../src/cli/connection.ts';
-import { parseAmount } from '../src/cli/units.ts';
+import { formatEth, parseAmount } from '../src/cli/units.ts';
 import { ConfigError } from '../src/errors.ts';
 import { createLogger } from '../src/log.ts';
+import { type AdmissionLimits, DEFAULT_LIMITS } from './admission.ts';
 import { DEFAULT_CONFIRMATIONS } from './chain.ts';
 import { startGateway } from './service.ts';
 
@@ -16,7 +17,11 @@ const SPECS = {
   'mqtt-url': { type: 'string', arg: 'URL', help: 'MQTT broker (default: an embedded broker on 127.0.0.1)' },
   'mqtt-port': { type: 'string', arg: 'N', help: 'port of the embedded broker (default: a free one)' },
   'http-port': { type: 'string', arg: 'N', help: 'status API on 127.0.0.1 (default: a free one)' },
-  'max-deposit': { type: 'string', arg: 'AMOUNT', help: "most the gateway puts into one device's ledger channel", default: '1' },
+  'max-deposit': { type: 'string', arg: 'AMOUNT', help: "most the gateway puts into one device's ledger channels together", default: formatEth(DEFAULT_LIMITS.maxDeposit) },
+  'max-total-deposit': { type: 'string', arg: 'AMOUNT', help: "most the gateway puts into all devices' ledger channels together", default: formatEth(DEFAULT_LIMITS.maxTotalDeposit) },
+  'max-channels-per-device': { type: 'string', arg: 'N', help: 'most live ledger channels one device may hold with the gateway', default: String(DEFAULT_LIMITS.maxChannelsPerDevice) },
+  'min-device-deposit': { type: 'string', arg: 'AMOUNT', help: 'least a device must put into its own side (a key with nothing at stake gets no channel)', default: formatEth(DEFAULT_LIMITS.minDeviceDeposit) },
+  'funding-timeout': { type: 'string', arg: 'SECONDS', help: 'how long a device has to deposit its side; then its channel is abandoned (the gateway deposits only after the device)', default: String(DEFAULT_LIMITS.fundingTimeoutMs / 1000) },
   'hold-timeout-ms': { type: 'string', arg: 'MS', help: 'how long a virtual-channel request waits for its counterpart', default: '30000' },
   'virtual-fee': { type: 'string', arg: 'AMOUNT', help: 'what each device pays (asset 0) when its ledger channel funds a virtual channel', default: '0' },
   confirmations: { type: 'string', arg: 'N', help: 'blocks deep a deposit or a registration must be to count', default: String(DEFAULT_CONFIRMATIONS) },
@@ -38,6 +43,15 @@ export async function main(argv: string[]): Promise<void> {
   const virtualFee = parseAmount(o['virtual-fee']!, 'virtual-fee');
   const confirmations = integer(o.confirmations, 'confirmations')!;
   if (confirmations < 1) throw new ConfigError('--confirmations must be at least 1');
+  const limits: AdmissionLimits = {
+    maxDeposit: parseAmount(o['max-deposit']!, 'max-deposit'),
+    maxTotalDeposit: parseAmount(o['max-total-deposit']!, 'max-total-deposit'),
+    maxChannelsPerDevice: integer(o['max-channels-per-device'], 'max-channels-per-device')!,
+    minDeviceDeposit: parseAmount(o['min-device-deposit']!, 'min-device-deposit'),
+    fundingTimeoutMs: integer(o['funding-timeout'], 'funding-timeout')! * 1000,
+  };
+  if (limits.maxChannelsPerDevice < 1) throw new ConfigError('--max-channels-per-device must be at least 1');
+  if (limits.fundingTimeoutMs < 1000) throw new ConfigError('--funding-timeout must be at least 1 second');
   const gw = await startGateway({
     dataDir: o['data-dir']!,
     password: process.env[o['password-env']!] ?? '',
@@ -47,7 +61,7 @@ export async function main(argv: string[]): Promise<void> {
     mqttUrl: o['mqtt-url'],
     mqttPort: integer(o['mqtt-port'], 'mqtt-port'),
     httpPort: integer(o['http-port'], 'http-port'),
-    maxDeposit: parseAmount(o['max-deposit']!, 'max-deposit'),
+    limits,
     holdTimeoutMs: integer(o['hold-timeout-ms'], 'hold-timeout-ms')!,
     virtualFee,
     confirmations,
@@ -55,7 +69,7 @@ export async function main(argv: string[]): Promise<void> {
     timing: timing(o),
     logger,
   });
-  announce('ready', { address: gw.address, rpcUrl: gw.rpcUrl, chainId: gw.chainId, adjudicator: gw.adjudicator, mqttUrl: gw.mqttUrl, httpUrl: gw.httpUrl, virtualFee });
+  announce('ready', { address: gw.address, rpcUrl: gw.rpcUrl, chainId: gw.chainId, adjudicator: gw.adjudicator, mqttUrl: gw.mqttUrl, httpUrl: gw.httpUrl, virtualFee, limits });
   const stop = async (): Promise<void> => {
     logger.info('stopping');
     await gw.stop();

@@ -33,6 +33,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   <thead><tr><th>channel</th><th>device</th><th>phase</th><th>version</th><th>device / gateway (wei)</th><th>locks</th><th>funded</th></tr></thead>
   <tbody id="rows"></tbody>
 </table>
+<p class="muted" id="limits"></p>
 <p class="muted">Refreshes every 2 s from <a href="/status">/status</a>; metrics at <a href="/metrics">/metrics</a>.</p>
 <script>
 const text = (tag, value, cls) => { const el = document.createElement(tag); el.textContent = String(value); if (cls) el.className = cls; return el; };
@@ -44,6 +45,8 @@ async function refresh() {
     document.getElementById('ledgers').textContent = s.ledgerChannels.length;
     document.getElementById('funded').textContent = s.ledgerChannels.filter((c) => c.funded).length;
     document.getElementById('virtuals').textContent = s.virtualChannels.length;
+    const l = s.limits;
+    document.getElementById('limits').textContent = 'limits: at most ' + l.maxDeposit + ' wei per device and ' + l.maxTotalDeposit + ' wei in all, ' + l.maxChannelsPerDevice + ' ledger channels per device; a device puts in at least ' + l.minDeviceDeposit + ' wei and has ' + l.fundingTimeoutMs / 1000 + ' s to deposit it';
     let locked = 0n;
     const rows = s.ledgerChannels.map((c) => {
       for (const l of c.locked) for (const a of l.amounts) locked += BigInt(a);

@@ -6,6 +6,7 @@ import type { Bytes32 } from '../src/model/types.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { MemoryNetwork } from '../src/transport/memory.ts';
 import { CHAIN, makeParty, stoppedAfterEach, tempDir, until } from '../src/testing/agents.ts';
+import { DEFAULT_LIMITS } from './admission.ts';
 import { startStatusServer } from './http.ts';
 import { Intermediary } from '../src/client/intermediary.ts';
 
@@ -36,6 +37,7 @@ async function gatewayWithTwoDevices(funded: { polled: Set<Bytes32>; onDemand: (
     intermediary,
     isFunded: (id) => funded.polled.has(id),
     checkFunded: funded.onDemand,
+    limits: DEFAULT_LIMITS,
   });
   closers.push(http.close);
   return { url: http.url, la: la.id };

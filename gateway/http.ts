@@ -5,6 +5,7 @@ import type { Agent } from '../src/client/agent.ts';
 import { ChannelKind } from '../src/model/types.ts';
 import { DASHBOARD_HTML } from './dashboard.ts';
 import type { Intermediary } from '../src/client/intermediary.ts';
+import type { AdmissionLimits } from './admission.ts';
 
 // The operator's view, on 127.0.0.1: a dashboard page, JSON status, one channel, and
 // Prometheus metrics.
@@ -17,6 +18,8 @@ export interface StatusSources {
   isFunded(id: `0x${string}`): boolean;
   /** Reads the chain if the last read (at most `maxAgeMs` old counts) has not seen the deposits yet. */
   checkFunded(id: `0x${string}`, maxAgeMs?: number): Promise<boolean>;
+  /** What the gateway will put in, and for whom. */
+  limits: AdmissionLimits;
 }
 
 const json = (v: unknown): string => JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? undefined : x), 2);
@@ -47,7 +50,7 @@ async function route(s: StatusSources, method: string | undefined, url: string):
   if (path === '/') return { code: 200, body: DASHBOARD_HTML, type: 'text/html; charset=utf-8' };
   if (path === '/status') {
     const channels = s.agent.channels().filter((c) => c.params.kind === ChannelKind.Ledger).map((c) => channelView(s, c));
-    return jsonReply(200, { address: s.address, ledgerChannels: channels, virtualChannels: s.intermediary.virtualChannels().map((v) => v.id) });
+    return jsonReply(200, { address: s.address, limits: s.limits, ledgerChannels: channels, virtualChannels: s.intermediary.virtualChannels().map((v) => v.id) });
   }
   const m = /^\/channels\/(0x[0-9a-f]{64})$/.exec(path);
   if (m) {

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../src/client/agent.ts';
 import { deposit, readDispute, readHoldings, register, startDevnet, withAccount, type Devnet } from '../src/chain/index.ts';
 import { Signer } from '../src/crypto/keys.ts';
+import { OpenRejectedError, ProtocolError } from '../src/errors.ts';
 import { toHex } from '../src/model/hash.ts';
 import { NATIVE_ASSET } from '../src/model/types.ts';
 import { silentLogger } from '../src/log.ts';
@@ -10,57 +11,71 @@ import { ChannelStore } from '../src/store/store.ts';
 import { MqttTransport } from '../src/transport/mqtt.ts';
 import { tempDir } from '../src/testing/agents.ts';
 import { chainFunding, waitFunded } from '../device/funding.ts';
-import { startGateway, type RunningGateway } from './service.ts';
+import { type AdmissionLimits, DEFAULT_LIMITS } from './admission.ts';
+import { type GatewayConfig, startGateway, type RunningGateway } from './service.ts';
+import { writeKeystore } from '../src/crypto/keystore.ts';
 
 // The gateway service on a real chain and broker, in this process: it deposits its side,
 // sees the channel funded, and refutes a device that registers an old state.
 
+let devnet: Devnet;
+const running: (() => Promise<void>)[] = [];
+beforeAll(async () => {
+  devnet = await startDevnet();
+}, 60_000);
+afterAll(async () => {
+  for (const stop of running.splice(0).reverse()) await stop();
+  await devnet?.stop();
+});
+
+/** A gateway on the devnet with its embedded broker, with a fresh key holding 100 ETH. */
+async function gatewayOnDevnet(limits: AdmissionLimits, extra: Partial<GatewayConfig> = {}): Promise<RunningGateway> {
+  const dir = tempDir('picopay-gw-');
+  const key = Signer.random();
+  writeKeystore(join(dir, 'key.json'), key, '', { scryptN: 1 << 10 });
+  const hash = await devnet.deployer.walletClient.sendTransaction({ to: key.address, value: 10n ** 20n });
+  await devnet.deployer.publicClient.waitForTransactionReceipt({ hash });
+  const gateway = await startGateway({
+    dataDir: dir,
+    password: '',
+    rpcUrl: devnet.anvil.rpcUrl,
+    chainId: devnet.anvil.chainId,
+    adjudicator: devnet.deployer.adjudicator,
+    limits,
+    holdTimeoutMs: 5000,
+    logger: silentLogger,
+    ...extra,
+  });
+  running.push(() => gateway.stop());
+  return gateway;
+}
+
+/** A device agent connected to the gateway's broker with its own key. */
+async function connectDevice(gateway: RunningGateway): Promise<{ agent: Agent; signer: Signer; stop(): Promise<void> }> {
+  const signer = Signer.random();
+  const store = new ChannelStore(':memory:');
+  const transport = new MqttTransport({ url: gateway.mqttUrl, self: signer.address, signer });
+  const agent = new Agent({ signer, transport, store, chain: { chainId: BigInt(gateway.chainId), adjudicator: gateway.adjudicator } });
+  agent.start();
+  await transport.connect();
+  return {
+    agent,
+    signer,
+    stop: async () => {
+      agent.stop();
+      await transport.close();
+      store.close();
+    },
+  };
+}
+
 describe('gateway service', () => {
-  let devnet: Devnet;
   let gateway: RunningGateway;
   beforeAll(async () => {
-    devnet = await startDevnet();
-    const dir = tempDir('picopay-gw-');
-    const { writeKeystore } = await import('../src/crypto/keystore.ts');
-    const key = Signer.random();
-    writeKeystore(join(dir, 'key.json'), key, '', { scryptN: 1 << 10 });
-    const hash = await devnet.deployer.walletClient.sendTransaction({ to: key.address, value: 10n ** 20n });
-    await devnet.deployer.publicClient.waitForTransactionReceipt({ hash });
-    gateway = await startGateway({
-      dataDir: dir,
-      password: '',
-      rpcUrl: devnet.anvil.rpcUrl,
-      chainId: devnet.anvil.chainId,
-      adjudicator: devnet.deployer.adjudicator,
-      maxDeposit: 10n ** 18n,
-      holdTimeoutMs: 5000,
-      // Slow polling: funding requests must not wait for it (see the virtual-channel test).
-      fundingPollMs: 60_000,
-      logger: silentLogger,
-    });
+    // Slow polling: funding requests must not wait for it (see the virtual-channel test).
+    gateway = await gatewayOnDevnet(DEFAULT_LIMITS, { fundingPollMs: 60_000 });
   }, 60_000);
-  afterAll(async () => {
-    await gateway?.stop();
-    await devnet?.stop();
-  });
-
-  /** A device agent connected to the gateway's broker, stopped after the test. */
-  async function device(): Promise<{ agent: Agent; stop(): Promise<void> }> {
-    const signer = Signer.random();
-    const store = new ChannelStore(':memory:');
-    const transport = new MqttTransport({ url: gateway.mqttUrl, self: signer.address, signer });
-    const agent = new Agent({ signer, transport, store, chain: { chainId: BigInt(gateway.chainId), adjudicator: gateway.adjudicator } });
-    agent.start();
-    await transport.connect();
-    return {
-      agent,
-      stop: async () => {
-        agent.stop();
-        await transport.close();
-        store.close();
-      },
-    };
-  }
+  const device = () => connectDevice(gateway);
 
   it('backs a virtual channel as soon as both ledger channels hold their deposits, between two polls', async () => {
     const [a, b] = [await device(), await device()];
@@ -103,12 +118,7 @@ describe('gateway service', () => {
   }, 60_000);
 
   it('funds its side, and refutes an old state a device registers', async () => {
-    const device = Signer.random();
-    const store = new ChannelStore(':memory:');
-    const transport = new MqttTransport({ url: gateway.mqttUrl, self: device.address, signer: device });
-    const agent = new Agent({ signer: device, transport, store, chain: { chainId: BigInt(gateway.chainId), adjudicator: gateway.adjudicator } });
-    agent.start();
-    await transport.connect();
+    const { agent, signer: device, stop } = await connectDevice(gateway);
     try {
       const ledger = await agent.open(gateway.address, { balances: [[10n ** 16n, 10n ** 16n]] });
       const owner = devnet.clients[2]!;
@@ -133,9 +143,56 @@ describe('gateway service', () => {
       }
       expect(await refuted()).toBe(true);
     } finally {
-      agent.stop();
-      await transport.close();
-      store.close();
+      await stop();
     }
   }, 90_000);
+});
+
+describe('admission: what an outsider or a careless device can make the gateway lock', () => {
+  const FINNEY = 10n ** 15n;
+  const status = async (gateway: RunningGateway) =>
+    (await (await fetch(`${gateway.httpUrl}/status`)).json()) as { limits: Record<string, string | number>; ledgerChannels: { id: string }[] };
+
+  it('a key that puts nothing in, or less than the minimum, gets no channel; one device stays within its count and cap, all within the total', async () => {
+    const limits = { maxDeposit: 30n * FINNEY, maxTotalDeposit: 50n * FINNEY, maxChannelsPerDevice: 2, minDeviceDeposit: FINNEY, fundingTimeoutMs: 3_600_000 };
+    const gateway = await gatewayOnDevnet(limits);
+    const [outsider, d1, d2, d3] = [await connectDevice(gateway), await connectDevice(gateway), await connectDevice(gateway), await connectDevice(gateway)];
+    running.push(outsider.stop, d1.stop, d2.stop, d3.stop);
+    const open = (d: Awaited<ReturnType<typeof connectDevice>>, mine: bigint, gateways: bigint) => d.agent.open(gateway.address, { balances: [[mine, gateways]] });
+    await expect(open(outsider, 0n, 10n * FINNEY)).rejects.toBeInstanceOf(OpenRejectedError);
+    await expect(open(outsider, FINNEY - 1n, 10n * FINNEY)).rejects.toBeInstanceOf(OpenRejectedError);
+    await open(d1, FINNEY, 20n * FINNEY);
+    await expect(open(d1, FINNEY, 20n * FINNEY), 'past its deposit cap').rejects.toBeInstanceOf(OpenRejectedError);
+    await open(d1, FINNEY, 10n * FINNEY);
+    await expect(open(d1, FINNEY, 0n), 'past its channel count').rejects.toBeInstanceOf(OpenRejectedError);
+    await open(d2, FINNEY, 20n * FINNEY);
+    await expect(open(d3, FINNEY, FINNEY), 'past the total').rejects.toBeInstanceOf(OpenRejectedError);
+    const s = await status(gateway);
+    expect(s.ledgerChannels).toHaveLength(3);
+    expect(s.limits).toMatchObject({ maxDeposit: String(30n * FINNEY), maxTotalDeposit: String(50n * FINNEY), maxChannelsPerDevice: 2, minDeviceDeposit: String(FINNEY) });
+    // None of them is funded by its device: the gateway has deposited nothing.
+    for (const c of s.ledgerChannels) expect(await readHoldings(devnet.deployer, c.id as `0x${string}`, NATIVE_ASSET)).toEqual({ amount: 0n, concluded: false });
+  }, 60_000);
+
+  it('deposits only after the device has, refuses payments until both are in, and abandons a channel its device never funds', async () => {
+    const gateway = await gatewayOnDevnet({ ...DEFAULT_LIMITS, fundingTimeoutMs: 1500 }, { fundingPollMs: 100 });
+    const [idle, payer] = await Promise.all([connectDevice(gateway), connectDevice(gateway)]);
+    running.push(idle.stop, payer.stop);
+    const unfunded = await idle.agent.open(gateway.address, { balances: [[FINNEY, 10n * FINNEY]] });
+    const funded = await payer.agent.open(gateway.address, { balances: [[FINNEY, 10n * FINNEY]] });
+    // Nothing moves in a channel that is not funded on both sides.
+    await expect(idle.agent.pay(unfunded.id, 1n)).rejects.toBeInstanceOf(ProtocolError);
+    await deposit(devnet.clients[5]!, { channelId: funded.id, asset: NATIVE_ASSET, amount: FINNEY });
+    const source = chainFunding({ rpcUrl: devnet.anvil.rpcUrl, chainId: BigInt(gateway.chainId), adjudicator: gateway.adjudicator, confirmations: 1 });
+    await waitFunded(source, funded, { timeoutMs: 20_000 });
+    expect(await readHoldings(devnet.deployer, funded.id, NATIVE_ASSET)).toEqual({ amount: 11n * FINNEY, concluded: false });
+    await payer.agent.pay(funded.id, 1n);
+    // The idle device's channel expires: gone from the gateway's status, nothing of the gateway's in it.
+    const listed = async (): Promise<boolean> => (await status(gateway)).ledgerChannels.some((c) => c.id === unfunded.id);
+    const end = Date.now() + 20_000;
+    while ((await listed()) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    expect(await listed()).toBe(false);
+    expect(await readHoldings(devnet.deployer, unfunded.id, NATIVE_ASSET)).toEqual({ amount: 0n, concluded: false });
+    expect((await status(gateway)).ledgerChannels.map((c) => c.id)).toEqual([funded.id]);
+  }, 60_000);
 });

@@ -12,6 +12,8 @@ import { MqttTransport, type MqttTransportOptions } from '../src/transport/mqtt.
 import { GatewayChain } from './chain.ts';
 import { startStatusServer } from './http.ts';
 import { Intermediary } from '../src/client/intermediary.ts';
+import type { ChannelRecord } from '../src/channel/record.ts';
+import { admission, type AdmissionLimits } from './admission.ts';
 
 export interface GatewayConfig {
   dataDir: string;
@@ -24,8 +26,8 @@ export interface GatewayConfig {
   mqttUrl?: string;
   mqttPort?: number;
   httpPort?: number;
-  /** Most the gateway puts into one device's ledger channel, per asset. */
-  maxDeposit: bigint;
+  /** What the gateway puts in, and for whom (see admission.ts). */
+  limits: AdmissionLimits;
   holdTimeoutMs: number;
   /** What each device pays, in asset 0, when its ledger channel funds a virtual channel (default 0). */
   virtualFee?: bigint;
@@ -118,7 +120,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
     const transport = new MqttTransport({ url: mqttUrl, self: signer.address, signer, ...cfg.mqttLogin, logger: log.child({ part: 'mqtt' }) });
     let gatewayChain: GatewayChain | null = null;
     const intermediary = new Intermediary({ records: store.gateway, chain, holdTimeoutMs: cfg.holdTimeoutMs, fee: cfg.virtualFee, logger: log.child({ part: 'intermediary' }), isFunded: (id) => gatewayChain!.checkFunded(id) });
-    const agent = new Agent({
+    const agent: Agent = new Agent({
       signer,
       transport,
       store,
@@ -126,18 +128,20 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
       logger: log,
       timing: cfg.timing,
       policy: {
-        acceptOpen: (p) => p.kind === ChannelKind.Ledger && p.balances.every(([, mine]) => mine <= cfg.maxDeposit),
-        acceptUpdate: intermediary.decide,
+        acceptOpen: admission((): ChannelRecord[] => agent.channels(), cfg.limits),
+        // A ledger channel moves only once both sides are on-chain: until then no payment,
+        // so a channel the device never funds stays at version 0 and can be abandoned.
+        acceptUpdate: async (ctx) => (ctx.channel.params.kind !== ChannelKind.Ledger || (await gatewayChain!.checkFunded(ctx.channel.id, 1000))) && intermediary.decide(ctx),
       },
     });
     intermediary.attach(agent);
-    gatewayChain = new GatewayChain({ client, agent, store, facts: store.gateway, pollMs: cfg.fundingPollMs, confirmations: cfg.confirmations, logger: log.child({ part: 'chain' }) });
+    gatewayChain = new GatewayChain({ client, agent, store, facts: store.gateway, pollMs: cfg.fundingPollMs, confirmations: cfg.confirmations, fundingTimeoutMs: cfg.limits.fundingTimeoutMs, eventPollMs: local ? 100 : 1000, logger: log.child({ part: 'chain' }) });
     agent.start();
     await transport.connect();
     cleanup.push(() => transport.close(), () => agent.stop(), () => gatewayChain!.stop());
     await resumeJournalled(client, store, log);
     await gatewayChain.start();
-    const http = await startStatusServer({ address: signer.address, agent, intermediary, isFunded: gatewayChain.isFunded, checkFunded: gatewayChain.checkFunded }, cfg.httpPort ?? 0);
+    const http = await startStatusServer({ address: signer.address, agent, intermediary, isFunded: gatewayChain.isFunded, checkFunded: gatewayChain.checkFunded, limits: cfg.limits }, cfg.httpPort ?? 0);
     cleanup.push(() => http.close());
     log.info({ address: signer.address, mqttUrl, rpcUrl, http: http.url }, 'gateway ready');
     return {

@@ -4,7 +4,7 @@ import { makeSync } from '../channel/sync.ts';
 import { finalBody } from '../channel/update.ts';
 import { ChannelClosedError, ProtocolTimeoutError } from '../errors.ts';
 import { transfer } from '../model/allocation.ts';
-import type { Address, Bytes32, SignedState } from '../model/types.ts';
+import { type Address, type Bytes32, ChannelKind, type SignedState } from '../model/types.ts';
 import { silentLogger } from '../log.ts';
 import { RejectReason } from '../wire/messages.ts';
 import { Core, cores } from './core.ts';
@@ -96,6 +96,23 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (rec.phase !== 'final' || rec.staged || rec.current.state.outcome.locked.length > 0 || c.virtuals.isFunded(id)) {
       throw new ChannelClosedError(`channel ${id} is not final, or its funds are still locked`);
     }
+    c.retire(rt);
+  }
+
+  /**
+   * Forgets an open ledger channel in which nothing ever moved (version 0, nothing
+   * proposed): a gateway's answer to a device that never deposited its side in time. The
+   * gateway deposits only after the device, so nothing of its own is at stake; the record
+   * is archived like a retired channel's.
+   */
+  abandon(id: Bytes32): void {
+    const c = this.#c;
+    const rt = c.runtime(id);
+    const rec = rt.rec;
+    if (rec.params.kind !== ChannelKind.Ledger || rec.phase !== 'open' || rec.current.state.version !== 0n || rec.staged) {
+      throw new ChannelClosedError(`channel ${id} has moved since it opened: it cannot be abandoned`);
+    }
+    c.log.info({ channel: id, peer: rec.peer }, 'unfunded ledger channel abandoned');
     c.retire(rt);
   }
 

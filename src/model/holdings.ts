@@ -22,3 +22,11 @@ export function depositsCover(outcome: Allocation, held: readonly Holdings[]): b
   const need = totals(outcome);
   return held.every((h, i) => !h.concluded && h.amount >= need[i]!);
 }
+
+/**
+ * Whether deposits cover participant `idx`'s side of `outcome` in every asset: what a
+ * gateway waits for before it deposits its own side after the device's.
+ */
+export function sideCovered(outcome: Allocation, held: readonly Holdings[], idx: 0 | 1): boolean {
+  return held.every((h, i) => !h.concluded && h.amount >= outcome.balances[i]![idx]!);
+}
