@@ -110,7 +110,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
     let broker: EmbeddedBroker | null = null;
     let mqttUrl = cfg.mqttUrl;
     if (!mqttUrl) {
-      broker = await startEmbeddedBroker({ port: cfg.mqttPort ?? 0 });
+      broker = await startEmbeddedBroker({ port: cfg.mqttPort ?? 0, logger: log.child({ part: 'broker' }) });
       cleanup.push(() => broker!.close());
       mqttUrl = broker.url;
       log.info({ mqttUrl }, 'embedded MQTT broker listening');

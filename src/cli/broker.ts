@@ -13,7 +13,7 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   const log = createLogger('broker');
-  const broker = await startEmbeddedBroker({ port: integer(o.port, 'port') });
+  const broker = await startEmbeddedBroker({ port: integer(o.port, 'port'), logger: log });
   log.info({ url: broker.url }, 'broker listening');
   announce('ready', { mqttUrl: broker.url });
   const stop = async (): Promise<void> => {

@@ -1,7 +1,9 @@
+import { createRequire } from 'node:module';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { Aedes, type AedesOptions, type AuthenticateError, type Client } from 'aedes';
 import { TransportError } from '../errors.ts';
 import { mayPublish, maySubscribe } from './acl.ts';
+import { silentLogger, type TransportLogger } from './log.ts';
 import { verifyLogin } from './login.ts';
 
 export interface EmbeddedBrokerOptions {
@@ -20,7 +22,24 @@ export interface EmbeddedBrokerOptions {
   access?: 'keys' | 'open' | ((username: string | undefined, password: Buffer | undefined) => boolean | Promise<boolean>);
   /** Further host:port names clients dial this broker by; 127.0.0.1, localhost and `host` at its port are always accepted. */
   names?: string[];
+  /** Most a session may have queued at once (see DEFAULT_QUEUE_LIMITS). */
+  queueLimits?: QueueLimits;
+  logger?: TransportLogger;
 }
+
+/**
+ * What the broker keeps for one session: messages waiting for an offline (or slow) device.
+ * Past either limit, new messages for that session are dropped (the newest go, what waits
+ * stays), and logged: the protocol retransmits and resynchronises, so a device that comes
+ * back loses nothing it needs, and an outsider flooding an inbox costs the broker at most
+ * this much memory per session.
+ */
+export interface QueueLimits {
+  messages: number;
+  bytes: number;
+}
+
+export const DEFAULT_QUEUE_LIMITS: QueueLimits = { messages: 1000, bytes: 1 << 20 };
 
 export interface EmbeddedBroker {
   /** mqtt://host:port, ready for MqttTransport. */
@@ -36,7 +55,7 @@ const NOT_AUTHORIZED = 5;
 export async function startEmbeddedBroker(options: EmbeddedBrokerOptions = {}): Promise<EmbeddedBroker> {
   const host = options.host ?? '127.0.0.1';
   const authorities: string[] = [];
-  const broker = await Aedes.createBroker(brokerOptions(options.access ?? 'keys', authorities));
+  const broker = await Aedes.createBroker({ ...brokerOptions(options.access ?? 'keys', authorities), persistence: boundedPersistence(options.queueLimits ?? DEFAULT_QUEUE_LIMITS, options.logger ?? silentLogger) });
   const sockets = new Set<Socket>();
   const server = createServer((socket) => {
     // Without it Nagle's algorithm holds small packets back and a round trip takes ~44 ms instead of ~0.4 ms.
@@ -95,4 +114,74 @@ function brokerOptions(access: NonNullable<EmbeddedBrokerOptions['access']>, aut
 
 function authError(): AuthenticateError {
   return Object.assign(new Error('bad username or password'), { returnCode: NOT_AUTHORIZED }) as AuthenticateError;
+}
+
+type Sub = { clientId: string };
+type Stored = { topic?: string; payload?: Buffer | string };
+
+/**
+ * aedes' memory persistence, with the queue of every session bounded (see QueueLimits).
+ * Counts are kept beside the queues, and recounted from the queue itself each time a
+ * client is ready, so that they cannot drift.
+ */
+function boundedPersistence(limits: QueueLimits, log: TransportLogger): AedesOptions['persistence'] {
+  // aedes' own default, a CommonJS module: loaded the way aedes loads it.
+  const memory = createRequire(import.meta.url)('aedes-persistence') as () => unknown;
+  const p = memory() as {
+    outgoingEnqueue(sub: Sub, packet: Stored): Promise<void>;
+    outgoingEnqueueCombi(subs: Sub[], packet: Stored): Promise<void>;
+    outgoingClearMessageId(client: { id: string }, packet: unknown): Promise<Stored | undefined>;
+    outgoingStream(client: { id: string }): AsyncIterable<Stored>;
+    setup(broker: Aedes): Promise<void>;
+  };
+  const queued = new Map<string, { messages: number; bytes: number }>();
+  const sizeOf = (packet: Stored): number => (packet.topic?.length ?? 0) + (packet.payload?.length ?? 0);
+  const admit = (clientId: string, packet: Stored): boolean => {
+    const q = queued.get(clientId) ?? { messages: 0, bytes: 0 };
+    const size = sizeOf(packet);
+    if (q.messages >= limits.messages || q.bytes + size > limits.bytes) return false;
+    queued.set(clientId, { messages: q.messages + 1, bytes: q.bytes + size });
+    return true;
+  };
+  let dropped = 0;
+  const drop = (clientId: string): void => {
+    // Logged by count, not per message: a flood must not flood the log.
+    if (dropped++ % 1000 === 0) log.warn({ session: clientId, dropped, limits }, 'a session queue is full: new messages for it are dropped');
+  };
+  const enqueue = p.outgoingEnqueue.bind(p);
+  const enqueueCombi = p.outgoingEnqueueCombi.bind(p);
+  const clear = p.outgoingClearMessageId.bind(p);
+  p.outgoingEnqueue = async (sub, packet) => {
+    if (admit(sub.clientId, packet)) return enqueue(sub, packet);
+    drop(sub.clientId);
+  };
+  p.outgoingEnqueueCombi = async (subs, packet) => {
+    const kept = subs.filter((sub) => admit(sub.clientId, packet) || (drop(sub.clientId), false));
+    if (kept.length > 0) await enqueueCombi(kept, packet);
+  };
+  p.outgoingClearMessageId = async (client, packet) => {
+    const removed = await clear(client, packet);
+    const q = queued.get(client.id);
+    if (removed && q) {
+      if (q.messages <= 1) queued.delete(client.id);
+      else queued.set(client.id, { messages: q.messages - 1, bytes: Math.max(0, q.bytes - sizeOf(removed)) });
+    }
+    return removed;
+  };
+  const setup = p.setup.bind(p);
+  p.setup = async (broker) => {
+    await setup(broker);
+    broker.on('clientReady', (client) => {
+      void (async () => {
+        const q = { messages: 0, bytes: 0 };
+        for await (const packet of p.outgoingStream(client)) {
+          q.messages++;
+          q.bytes += sizeOf(packet);
+        }
+        if (q.messages === 0) queued.delete(client.id);
+        else queued.set(client.id, q);
+      })().catch(() => {});
+    });
+  };
+  return p as unknown as AedesOptions['persistence'];
 }

@@ -183,3 +183,32 @@ describe('the embedded broker by default: logins by picopay key, and the ACL', (
     await waitFor(() => a.recorder.messages.length > 0, 'a message after the restart');
   });
 });
+
+describe('the embedded broker bounds what it keeps for an offline device', () => {
+  it('past the queue limit new messages are dropped; the device gets what waited, and then new ones again', async () => {
+    const [device, mallory] = [Signer.random(), Signer.random()];
+    const broker = await startEmbeddedBroker({ queueLimits: { messages: 5, bytes: 100_000 } });
+    const login = (s: Signer): string => loginToken(s, brokerAuthority(broker.url));
+    try {
+      // The device has a session, then goes offline.
+      const first = new MqttTransport({ url: broker.url, self: device.address, signer: device });
+      first.setHandler(new Recorder());
+      await first.connect();
+      await first.close();
+      const flooder = await connectAsync(broker.url, { username: mallory.address, password: login(mallory), reconnectPeriod: 0 });
+      for (let i = 0; i < 50; i++) await flooder.publishAsync(inboxTopic(device.address, mallory.address), `m${i}`, { qos: 1 });
+      const back = new MqttTransport({ url: broker.url, self: device.address, signer: device });
+      const recorder = new Recorder();
+      back.setHandler(recorder);
+      await back.connect();
+      await waitFor(() => recorder.messages.length >= 5, 'the queued messages');
+      await flooder.publishAsync(inboxTopic(device.address, mallory.address), 'after', { qos: 1 });
+      await waitFor(() => recorder.texts().includes('after'), 'a message after the queue drained');
+      expect(recorder.texts()).toEqual(['m0', 'm1', 'm2', 'm3', 'm4', 'after']);
+      await flooder.endAsync();
+      await back.close();
+    } finally {
+      await broker.close();
+    }
+  });
+});
