@@ -127,7 +127,8 @@ export async function runLocal(options: Partial<LocalRunOptions> = {}): Promise<
       return { address, channel: ledger.channel as Bytes32 };
     };
 
-    const hotspot = new PicopayProcess('hotspot', ['device', '--role', 'hotspot', '--data-dir', join(dir, 'hotspot'), '--close-after-settle', ...common], { env });
+    // The origin runs on this machine: the operator allows it, as nothing local is reachable by default.
+    const hotspot = new PicopayProcess('hotspot', ['device', '--role', 'hotspot', '--data-dir', join(dir, 'hotspot'), '--close-after-settle', '--allow-upstream', new URL(origin.url).host, ...common], { env });
     procs.push(hotspot);
     const hs = await fundDevice(hotspot, 'hotspot');
     const ready = await hotspot.next('ready');

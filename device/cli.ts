@@ -37,6 +37,7 @@ const SPECS = {
   'proxy-port': { type: 'string', arg: 'N', help: 'hotspot: metered proxy port on 127.0.0.1 (default: a free one)' },
   'idle-cutoff-ms': { type: 'string', arg: 'MS', help: 'hotspot: cut a client off after waiting this long for payment', default: '5000' },
   'close-after-settle': { type: 'boolean', help: "hotspot: close the ledger channel after the first client's channel settles" },
+  'allow-upstream': { type: 'string', arg: 'HOST:PORT,…', help: 'hotspot: destinations clients may reach although not public (by default only public addresses, never this machine or the LAN)' },
   'proxy-names': { type: 'string', arg: 'HOST:PORT,…', help: 'hotspot: other names clients reach the proxy by (signed into their credentials)' },
   hotspot: { type: 'string', arg: 'ADDR', help: "payer: the hotspot's address" },
   'proxy-url': { type: 'string', arg: 'URL', help: "payer: the hotspot's proxy" },
@@ -122,7 +123,8 @@ export async function main(argv: string[]): Promise<void> {
           idleCutoffMs: integer(o['idle-cutoff-ms'], 'idle-cutoff-ms')!,
           fundTimeoutMs,
           closeAfterSettle: o['close-after-settle'],
-          proxyNames: o['proxy-names']?.split(',').map((n) => n.trim()).filter(Boolean) ?? [],
+          proxyNames: list(o['proxy-names']),
+          allowUpstream: list(o['allow-upstream']).map((d) => d.toLowerCase()),
           logger,
         }
       : null;
@@ -174,6 +176,11 @@ export async function main(argv: string[]): Promise<void> {
   await runPayer(dev, payerOptions!);
   await dev.stop();
   process.exit(0);
+}
+
+/** A comma-separated option as its items. */
+function list(text: string | undefined): string[] {
+  return text?.split(',').map((n) => n.trim()).filter(Boolean) ?? [];
 }
 
 /** An http(s) URL, or a ConfigError naming the option. */

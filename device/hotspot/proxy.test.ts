@@ -23,13 +23,13 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-type SetupOptions = { delayMs?: number; idleCutoffMs?: number } & Pick<MeteredProxyOptions, 'nonceTtlMs' | 'maxNonces'>;
+type SetupOptions = { delayMs?: number; idleCutoffMs?: number; allow?: string[] } & Pick<MeteredProxyOptions, 'nonceTtlMs' | 'maxNonces'>;
 
-async function setup({ delayMs, idleCutoffMs, ...proxyOptions }: SetupOptions = {}) {
+async function setup({ delayMs, idleCutoffMs, allow = [], ...proxyOptions }: SetupOptions = {}) {
   const origin = await startOrigin();
   cleanups.push(origin.close);
   const payments = new MemoryPayments({ delayMs });
-  const proxy = await startMeteredProxy({ price: PRICE, payments, idleCutoffMs: idleCutoffMs ?? 10_000, logger: silentLogger, ...proxyOptions });
+  const proxy = await startMeteredProxy({ price: PRICE, payments, idleCutoffMs: idleCutoffMs ?? 10_000, upstream: { allowed: [new URL(origin.url).host, ...allow] }, logger: silentLogger, ...proxyOptions });
   cleanups.push(proxy.close);
   /** A client paying as `signer`; `claims` makes it name another address (an impostor). */
   const clientFor = (signer: Signer, claims: string = signer.address) => {
@@ -167,7 +167,6 @@ describe.each(['forward', 'connect'] as const)('metered proxy, %s mode', (mode) 
     }
   });
   it('stops reading from the origin while the client has not paid', async () => {
-    const { clientFor, statsOf } = await setup();
     // An origin that counts what it manages to send of a 256 MB body.
     let sent = 0;
     const body = 256 * 1024 * 1024;
@@ -184,6 +183,7 @@ describe.each(['forward', 'connect'] as const)('metered proxy, %s mode', (mode) 
       origin.closeAllConnections();
       origin.close();
     });
+    const { clientFor, statsOf } = await setup({ allow: [`127.0.0.1:${(origin.address() as AddressInfo).port}`] });
     const { client, payer } = clientFor(ALICE);
     let stopped = false;
     const download = client.download(`http://127.0.0.1:${(origin.address() as AddressInfo).port}/`, {
@@ -324,5 +324,33 @@ describe('proxy authentication', () => {
     expect(await statusOf(proxy.url, 'GET', 'http://example.invalid/', waiting)).toBe(403);
     expect(await statusOf(proxy.url, 'GET', 'http://example.invalid/', waiting)).toBe(407);
     expect(proxy.stats().usedNonces).toBe(1);
+  });
+});
+
+describe('where a paying client may go', () => {
+  it("refuses every way of naming this machine, its LAN or a metadata service, in either mode, and the service behind never sees a connection", async () => {
+    // A local service a client must not reach: it stands for the gateway's API, the broker, anvil's JSON-RPC.
+    let reached = 0;
+    const service = http.createServer((_req, res) => (reached++, res.end('{"result":["0x…unlocked"]}')));
+    service.on('connection', () => reached++);
+    service.listen(0, '127.0.0.1');
+    await once(service, 'listening');
+    cleanups.push(async () => void service.close());
+    const port = (service.address() as AddressInfo).port;
+    const env = await setup();
+    await env.payments.payer(ALICE.address).payUpTo(10n * PRICE);
+    await eventually(() => expect(env.payments.credited(ALICE.address)).toBe(10n * PRICE));
+    const targets = [
+      `127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, `0.0.0.0:${port}`, `127.1.2.3:${port}`,
+      `2130706433:${port}`, `0x7f000001:${port}`, `[::ffff:127.0.0.1]:${port}`,
+      '10.0.0.1:80', '172.16.0.1:80', '192.168.1.1:80', '169.254.169.254:80', '100.64.0.1:80', '[fe80::1]:80', '[fc00::1]:80',
+    ];
+    for (const target of targets) {
+      expect(await statusOf(env.proxy.url, 'CONNECT', target, await signedHeaders(env.proxy.url, ALICE)), `CONNECT ${target}`).toBe(403);
+      expect(await statusOf(env.proxy.url, 'GET', `http://${target}/`, await signedHeaders(env.proxy.url, ALICE)), `GET ${target}`).toBe(403);
+    }
+    expect(reached).toBe(0);
+    // What the operator allowed (the test origin) is still served.
+    expect(await statusOf(env.proxy.url, 'GET', `${env.origin.url}/bytes/10`, await signedHeaders(env.proxy.url, ALICE))).toBe(200);
   });
 });

@@ -17,6 +17,7 @@ import { authenticate, formatChallenge, NonceBook } from './auth.ts';
 import { CutOffError } from './errors.ts';
 import { createTariff } from './meter.ts';
 import type { PaidListener, PaymentsIn } from './payments.ts';
+import { type UpstreamPolicy, upstreamAddress } from './upstream.ts';
 
 export interface MeteredProxyOptions {
   host?: string;
@@ -29,8 +30,8 @@ export interface MeteredProxyOptions {
   payments: PaymentsIn;
   /** A client whose traffic waits this long for a payment is cut off. */
   idleCutoffMs: number;
-  /** Upstream hosts the proxy may connect to; by default loopback only. */
-  allowUpstream?: (host: string, port: number) => boolean;
+  /** Where clients may go: public destinations, and those the operator allows (see upstream.ts). */
+  upstream?: UpstreamPolicy;
   /**
    * Other host:port names clients reach the proxy by (a DNS name, a forwarded port). Clients
    * sign the proxy's name; the address they connected to is always accepted.
@@ -61,12 +62,6 @@ export interface MeteredProxy {
   close(): Promise<void>;
 }
 
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
-
-export function isLoopback(host: string): boolean {
-  return LOOPBACK.has(host.toLowerCase());
-}
-
 /** host:port of the local end of `socket`: the name a client that dialled an address signs. */
 function localAuthority(socket: Socket): string {
   // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; they dialled a.b.c.d.
@@ -76,7 +71,6 @@ function localAuthority(socket: Socket): string {
 
 export async function startMeteredProxy(options: MeteredProxyOptions): Promise<MeteredProxy> {
   const tariff = createTariff({ unitBytes: options.unitBytes, pricePerUnit: options.price });
-  const allowUpstream = options.allowUpstream ?? isLoopback;
   const log = options.logger ?? createLogger('hotspot');
   const accounts = new Map<string, ClientAccount>();
   const nonces = new NonceBook({ ttlMs: options.nonceTtlMs, max: options.maxNonces });
@@ -120,13 +114,14 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
     if (account === undefined) return challenge(res);
     const target = parseAbsoluteUrl(req.url);
     if (target === undefined) return refuse(res, 400);
-    if (!allowUpstream(target.hostname, target.port)) return refuse(res, 403);
+    const address = await upstreamAddress(target.hostname, target.port, options.upstream);
+    if (address === null) return refuse(res, 403);
     const closed = new AbortController();
     res.once('close', () => closed.abort());
     if (!(await paidFor(account, closed.signal))) return refuse(res, 402);
 
     const upstream = http.request({
-      host: target.hostname,
+      host: address,
       port: target.port,
       method: req.method,
       path: target.path,
@@ -154,13 +149,14 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
     if (account === undefined) return challengeRaw(socket);
     const target = parseAuthority(req.url);
     if (target === undefined) return refuseRaw(socket, 400);
-    if (!allowUpstream(target.hostname, target.port)) return refuseRaw(socket, 403);
+    const address = await upstreamAddress(target.hostname, target.port, options.upstream);
+    if (address === null) return refuseRaw(socket, 403);
     const closed = new AbortController();
     socket.once('close', () => closed.abort());
     if (!(await paidFor(account, closed.signal))) return refuseRaw(socket, 402);
 
     // Half-open, so that the origin's end of a response does not cut the client's upload.
-    const upstream = net.connect({ host: target.hostname, port: target.port, allowHalfOpen: true });
+    const upstream = net.connect({ host: address, port: target.port, allowHalfOpen: true });
     const destroyBoth = () => (upstream.destroy(), socket.destroy());
     const detach = account.attach({ destroy: destroyBoth });
     socket.once('close', () => upstream.destroy());

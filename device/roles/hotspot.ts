@@ -16,6 +16,8 @@ export interface HotspotOptions {
   closeAfterSettle: boolean;
   /** host:port names clients reach the proxy by, besides the address it listens on. */
   proxyNames: string[];
+  /** host:port destinations clients may reach although not public. */
+  allowUpstream: string[];
   logger: Logger;
 }
 
@@ -24,7 +26,7 @@ export async function runHotspot(dev: RunningDevice, o: HotspotOptions): Promise
   // Earnings come through the gateway's side of the ledger channel: it must be on-chain first.
   await dev.untilFunded(o.fundTimeoutMs);
   const payments = new StreamPaymentsIn(dev.agent);
-  const proxy = await startMeteredProxy({ port: o.proxyPort, unitBytes: o.unitBytes, price: o.price, payments, idleCutoffMs: o.idleCutoffMs, authorities: o.proxyNames, logger: o.logger.child({ part: 'proxy' }) });
+  const proxy = await startMeteredProxy({ port: o.proxyPort, unitBytes: o.unitBytes, price: o.price, payments, idleCutoffMs: o.idleCutoffMs, authorities: o.proxyNames, upstream: { allowed: o.allowUpstream }, logger: o.logger.child({ part: 'proxy' }) });
   dev.agent.on('voucher', ({ channel, cumulative }) => o.logger.debug({ client: channel.peer, cumulative: cumulative.toString() }, 'voucher'));
   dev.agent.on('settled', (vc) => {
     if (vc.params.kind !== ChannelKind.Stream) return;
