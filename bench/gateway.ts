@@ -76,7 +76,7 @@ function startParty(network: MemoryNetwork, counter: SignCounter, store: Channel
 /** The gateway's store keeps the agents' default, synchronous=FULL: it is what an operator runs. */
 function startGateway(network: MemoryNetwork, counter: SignCounter, path: string): Party {
   const store = new ChannelStore(path);
-  const intermediary = new Intermediary({ records: store.gateway, chain: LOCAL_CHAIN, holdTimeoutMs: WAIT_MS, logger: silentLogger });
+  const intermediary = new Intermediary({ records: store.service, chain: LOCAL_CHAIN, holdTimeoutMs: WAIT_MS, logger: silentLogger });
   return startParty(network, counter, store, intermediary);
 }
 

@@ -77,7 +77,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 async function startGateway(brokerUrl: string, storePath: string): Promise<Gateway> {
   const signer = Signer.random();
   const store = new ChannelStore(storePath);
-  const intermediary = new Intermediary({ records: store.gateway, chain: LOCAL_CHAIN, holdTimeoutMs: 30_000, logger: silentLogger });
+  const intermediary = new Intermediary({ records: store.service, chain: LOCAL_CHAIN, holdTimeoutMs: 30_000, logger: silentLogger });
   const mqtt = new MqttTransport({ url: brokerUrl, self: signer.address, signer });
   const transport = new CountingTransport(mqtt);
   const agent = new Agent({ signer, transport, store, chain: LOCAL_CHAIN, policy: { acceptUpdate: intermediary.decide } });

@@ -6,6 +6,7 @@ import type { Signer } from '../src/crypto/keys.ts';
 import { type Address, ChannelKind } from '../src/model/types.ts';
 import type { Logger } from '../src/log.ts';
 import { ChannelStore } from '../src/store/store.ts';
+import type { FactStorage } from '../src/store/types.ts';
 import { MqttTransport, type MqttTransportOptions } from '../src/transport/mqtt.ts';
 import { type FundingSource, waitFunded } from './funding.ts';
 
@@ -42,6 +43,8 @@ export interface RunningDevice {
   signer: Signer;
   agent: Agent;
   ledger: ChannelRecord;
+  /** What the device remembers beside its channels (a hotspot: bytes served per channel). */
+  facts: FactStorage;
   /**
    * Resolves once both deposits of the ledger channel are on-chain. Until then the device
    * accepts no virtual channel: what the gateway would lock in it is not there yet.
@@ -84,6 +87,7 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
     signer,
     agent,
     ledger,
+    facts: store.service,
     untilFunded: async (timeoutMs) => {
       const source = cfg.funding;
       if (funded || !source) return;

@@ -46,14 +46,14 @@ describe('gateway chain duties after a restart', () => {
     // The gateway dies with both final; one close had gone out before (its fact recorded),
     // the other the device sent itself.
     g.agent.stop();
-    g.store.gateway.setFact(`closed:${channels[0]}`, true);
+    g.store.service.setFact(`closed:${channels[0]}`, true);
     for (const id of channels) await cooperativeClose(devnet.clients[7]!, { params: g.agent.channel(id).params, signed: g.agent.channel(id).current });
     g.store.close();
     network.detach(gp.address);
 
     const store = new ChannelStore(gPath, { durability: 'normal' });
     const agent = new Agent({ signer: gp.signer, transport: network.endpoint(gp.address), store, chain, timing: FAST });
-    const duties = new GatewayChain({ client: gp.client, agent, store, facts: store.gateway, logger: silentLogger, pollMs: 60_000 });
+    const duties = new GatewayChain({ client: gp.client, agent, store, facts: store.service, logger: silentLogger, pollMs: 60_000 });
     agent.start();
     try {
       await duties.start();
@@ -61,7 +61,7 @@ describe('gateway chain duties after a restart', () => {
       await duties.idle();
       for (const id of channels) {
         expect((await readHoldings(gp.client, id, NATIVE_ASSET)).concluded).toBe(true);
-        expect(store.gateway.fact(`closed:${id}`)).toBeUndefined();
+        expect(store.service.fact(`closed:${id}`)).toBeUndefined();
         expect(agent.channel(id).phase).toBe('final');
       }
       expect(store.loadChannels()).toEqual([]);

@@ -22,7 +22,7 @@ export interface GatewayChainOptions {
   client: ChainClient;
   agent: Agent;
   store: Pick<ChannelStorage, 'loadChannel'>;
-  /** The facts of its duties (ChannelStore.gateway). */
+  /** The facts of its duties (ChannelStore.service). */
   facts: FactStorage;
   logger: Logger;
   /** How often unfunded channels are checked (ms). */

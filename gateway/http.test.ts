@@ -23,7 +23,7 @@ async function gatewayWithTwoDevices(funded: { polled: Set<Bytes32>; onDemand: (
   const network = new MemoryNetwork();
   const dir = tempDir();
   const store = new ChannelStore(join(dir, 'g.db'), { durability: 'normal' });
-  const intermediary = new Intermediary({ records: store.gateway, chain: CHAIN, holdTimeoutMs: 3000, logger: silentLogger });
+  const intermediary = new Intermediary({ records: store.service, chain: CHAIN, holdTimeoutMs: 3000, logger: silentLogger });
   const g = makeParty(network, dir, 'g', { policy: { acceptUpdate: intermediary.decide } }, undefined, store);
   intermediary.attach(g.agent);
   const [a, b] = [makeParty(network, dir, 'a'), makeParty(network, dir, 'b')];

@@ -56,14 +56,14 @@ const PENDING_TX = 'pending-tx:';
 
 /** Transactions broadcast before a restart: wait for them, replacing those stuck. */
 async function resumeJournalled(client: ChainClient, store: ChannelStore, log: Logger): Promise<void> {
-  for (const { key, value } of store.gateway.factsWithPrefix<PendingTx>(PENDING_TX)) {
+  for (const { key, value } of store.service.factsWithPrefix<PendingTx>(PENDING_TX)) {
     try {
       const tx = await resumePending(client, value);
       log.info({ nonce: value.nonce, hash: tx.hash }, 'journalled transaction mined');
     } catch (err) {
       log.error({ nonce: value.nonce, err: String(err) }, 'journalled transaction could not be resumed');
     }
-    store.gateway.deleteFact(key);
+    store.service.deleteFact(key);
   }
 }
 
@@ -104,7 +104,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
       privateKey: toHex(signer.exportPrivateKey()),
       adjudicator,
       pollingInterval: local ? 50 : 1000,
-      send: { onBroadcast: (pending) => store.gateway.setFact(`${PENDING_TX}${String(pending.nonce).padStart(12, '0')}`, pending) },
+      send: { onBroadcast: (pending) => store.service.setFact(`${PENDING_TX}${String(pending.nonce).padStart(12, '0')}`, pending) },
     });
 
     let broker: EmbeddedBroker | null = null;
@@ -119,7 +119,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
     const chain = { chainId: BigInt(chainId), adjudicator };
     const transport = new MqttTransport({ url: mqttUrl, self: signer.address, signer, ...cfg.mqttLogin, logger: log.child({ part: 'mqtt' }) });
     let gatewayChain: GatewayChain | null = null;
-    const intermediary = new Intermediary({ records: store.gateway, chain, holdTimeoutMs: cfg.holdTimeoutMs, fee: cfg.virtualFee, logger: log.child({ part: 'intermediary' }), isFunded: (id) => gatewayChain!.checkFunded(id) });
+    const intermediary = new Intermediary({ records: store.service, chain, holdTimeoutMs: cfg.holdTimeoutMs, fee: cfg.virtualFee, logger: log.child({ part: 'intermediary' }), isFunded: (id) => gatewayChain!.checkFunded(id) });
     const agent: Agent = new Agent({
       signer,
       transport,
@@ -135,7 +135,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
       },
     });
     intermediary.attach(agent);
-    gatewayChain = new GatewayChain({ client, agent, store, facts: store.gateway, pollMs: cfg.fundingPollMs, confirmations: cfg.confirmations, fundingTimeoutMs: cfg.limits.fundingTimeoutMs, eventPollMs: local ? 100 : 1000, logger: log.child({ part: 'chain' }) });
+    gatewayChain = new GatewayChain({ client, agent, store, facts: store.service, pollMs: cfg.fundingPollMs, confirmations: cfg.confirmations, fundingTimeoutMs: cfg.limits.fundingTimeoutMs, eventPollMs: local ? 100 : 1000, logger: log.child({ part: 'chain' }) });
     agent.start();
     await transport.connect();
     cleanup.push(() => transport.close(), () => agent.stop(), () => gatewayChain!.stop());

@@ -2,8 +2,10 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../../src/log.ts';
 import { ClientAccount } from './account.ts';
 import { CutOffError } from './errors.ts';
+import { MemoryServedLog } from './memory-payments.ts';
 
 const CLIENT = '0x00000000000000000000000000000000000a11ce';
+const CHANNEL = `0x${'c1'.repeat(32)}`;
 
 describe('ClientAccount', () => {
   beforeEach(() => {
@@ -13,7 +15,7 @@ describe('ClientAccount', () => {
     vi.useRealTimers();
   });
 
-  const account = () => new ClientAccount(CLIENT, { unitBytes: 100, pricePerUnit: 10n }, 1_000, silentLogger);
+  const account = (servedLog?: MemoryServedLog) => new ClientAccount(CLIENT, CHANNEL, { unitBytes: 100, pricePerUnit: 10n }, 1_000, silentLogger, servedLog);
 
   it('hands out allowance in pieces and waits for the payment that buys more', async () => {
     const a = account();
@@ -54,5 +56,19 @@ describe('ClientAccount', () => {
     await vi.advanceTimersByTimeAsync(5_000);
     expect(connection.destroy).not.toHaveBeenCalled();
     expect(a.cutOffs).toBe(0);
+  });
+
+  it('logs the end of each unit it starts serving, and an account made again from that log serves nothing twice', async () => {
+    const log = new MemoryServedLog();
+    const a = account(log);
+    a.credit(30n); // three units
+    expect(await a.take(30)).toBe(30);
+    expect(log.served(CHANNEL)).toBe(100);
+    expect(await a.take(100)).toBe(100);
+    expect(log.served(CHANNEL)).toBe(200);
+    // A restart: the same channel, paid the same; what was served (rounded up to its unit) is not served again.
+    const again = account(log);
+    again.credit(30n);
+    expect(again.meter.allowance()).toBe(100);
   });
 });

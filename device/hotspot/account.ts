@@ -1,10 +1,11 @@
-// One client as the proxy sees it: its Meter, its open connections, and the traffic
+// One client's paying channel as the proxy sees it: its Meter, its open connections, and the traffic
 // waiting for its next payment. Waiting traffic is not read from its source, so TCP
 // backpressure pauses the sender; when no payment arrives within idleCutoffMs, every
 // connection of the client is destroyed.
 import type { Logger } from '../../src/log.ts';
 import { CutOffError } from './errors.ts';
 import { Meter, type Tariff } from './meter.ts';
+import type { ServedLog } from './payments.ts';
 
 interface Destroyable {
   destroy(): unknown;
@@ -17,7 +18,12 @@ interface Waiter {
 
 export class ClientAccount {
   readonly client: string;
+  /** The virtual channel that pays for this account's traffic. */
+  readonly channel: string;
   readonly meter: Meter;
+  readonly #servedLog: ServedLog | undefined;
+  /** The end of the unit last written to the served log. */
+  #savedUpTo: number;
   readonly #idleCutoffMs: number;
   readonly #log: Logger;
   readonly #connections = new Set<Destroyable>();
@@ -25,9 +31,12 @@ export class ClientAccount {
   #cutoffTimer: NodeJS.Timeout | undefined;
   #cutOffs = 0;
 
-  constructor(client: string, tariff: Pick<Tariff, 'unitBytes' | 'pricePerUnit'>, idleCutoffMs: number, log: Logger) {
+  constructor(client: string, channel: string, tariff: Pick<Tariff, 'unitBytes' | 'pricePerUnit'>, idleCutoffMs: number, log: Logger, servedLog?: ServedLog) {
     this.client = client;
-    this.meter = new Meter(tariff);
+    this.channel = channel;
+    this.#servedLog = servedLog;
+    this.#savedUpTo = servedLog?.served(channel) ?? 0;
+    this.meter = new Meter(tariff, this.#savedUpTo);
     this.#idleCutoffMs = idleCutoffMs;
     this.#log = log;
   }
@@ -67,11 +76,20 @@ export class ClientAccount {
     for (;;) {
       const n = Math.min(wanted, this.meter.allowance());
       if (n > 0) {
+        this.#saveUnitEnd(this.meter.bytesServed + n);
         this.meter.consume(n);
         return n;
       }
       await this.#nextPayment(signal);
     }
+  }
+
+  /** Before serving up to `served`: the end of the unit it reaches is logged, once per unit. */
+  #saveUnitEnd(served: number): void {
+    if (!this.#servedLog || served <= this.#savedUpTo) return;
+    const unit = this.meter.unitBytes;
+    this.#savedUpTo = Math.ceil(served / unit) * unit;
+    this.#servedLog.save(this.channel, this.#savedUpTo);
   }
 
   /** Registers a connection to destroy on cut-off; returns the function that forgets it. */

@@ -3,6 +3,7 @@ import { Signer } from '../../src/crypto/keys.ts';
 import { authDigest, authenticate, formatChallenge, formatCredentials, NonceBook, parseChallenge, parseCredentials } from './auth.ts';
 
 const PROXY = '127.0.0.1:8080';
+const CHANNEL = `0x${'c1'.repeat(32)}`;
 
 /** A NonceBook on a clock the test moves by hand. */
 function book(options: { ttlMs?: number; max?: number } = {}) {
@@ -11,8 +12,8 @@ function book(options: { ttlMs?: number; max?: number } = {}) {
   return { nonces, advance: (ms: number) => (now += ms) };
 }
 
-function credentialsFor(signer: Signer, nonce: string, claims: string = signer.address, authority = PROXY): string {
-  return formatCredentials({ address: claims, nonce, sig: signer.sign(authDigest(nonce, authority)) });
+function credentialsFor(signer: Signer, nonce: string, claims: string = signer.address, authority = PROXY, channel = CHANNEL): string {
+  return formatCredentials({ address: claims, channel, nonce, sig: signer.sign(authDigest(nonce, authority, channel)) });
 }
 
 describe('proxy auth headers', () => {
@@ -22,7 +23,7 @@ describe('proxy auth headers', () => {
     expect(parseChallenge(`picopay nonce="${nonce}"`)).toBe(nonce);
     const signer = Signer.random();
     const header = credentialsFor(signer, nonce);
-    expect(header).toMatch(/^Picopay address="0x[0-9a-f]{40}", nonce="[0-9a-f]{64}", sig="0x[0-9a-f]{130}"$/);
+    expect(header).toMatch(/^Picopay address="0x[0-9a-f]{40}", channel="0x[0-9a-f]{64}", nonce="[0-9a-f]{64}", sig="0x[0-9a-f]{130}"$/);
     expect(parseCredentials(header.replace('Picopay', 'PICOPAY'))).toMatchObject({ address: signer.address, nonce });
   });
 
@@ -97,29 +98,32 @@ describe('authenticate', () => {
     const { nonces } = book();
     const nonce = nonces.issue();
     const header = credentialsFor(alice, nonce);
-    expect(authenticate(header, nonces, [PROXY])).toBe(alice.address);
+    expect(authenticate(header, nonces, [PROXY])).toEqual({ client: alice.address, channel: CHANNEL });
     expect(authenticate(header, nonces, [PROXY])).toBeUndefined();
   });
 
   it('refuses the high-s twin of a valid answer', () => {
     const { nonces } = book();
     const nonce = nonces.issue();
-    const sig = alice.sign(authDigest(nonce, PROXY));
+    const sig = alice.sign(authDigest(nonce, PROXY, CHANNEL));
     const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
     const s = BigInt(`0x${Buffer.from(sig.subarray(32, 64)).toString('hex')}`);
     const twin = Uint8Array.from([...sig.subarray(0, 32), ...Buffer.from((N - s).toString(16).padStart(64, '0'), 'hex'), sig[64] === 27 ? 28 : 27]);
-    expect(authenticate(formatCredentials({ address: alice.address, nonce, sig: twin }), nonces, [PROXY])).toBeUndefined();
-    expect(authenticate(formatCredentials({ address: alice.address, nonce, sig }), nonces, [PROXY])).toBe(alice.address);
+    expect(authenticate(formatCredentials({ address: alice.address, channel: CHANNEL, nonce, sig: twin }), nonces, [PROXY])).toBeUndefined();
+    expect(authenticate(formatCredentials({ address: alice.address, channel: CHANNEL, nonce, sig }), nonces, [PROXY])).toEqual({ client: alice.address, channel: CHANNEL });
   });
 
   it('refuses another key, another proxy, an unknown or expired nonce', () => {
     const { nonces, advance } = book({ ttlMs: 1000 });
     const nonce = nonces.issue();
     expect(authenticate(credentialsFor(mallory, nonce, alice.address), nonces, [PROXY])).toBeUndefined();
+    // Alice's answer, moved to another channel than the one she signed for.
+    const moved = credentialsFor(alice, nonce).replace(CHANNEL, `0x${'d2'.repeat(32)}`);
+    expect(authenticate(moved, nonces, [PROXY])).toBeUndefined();
     expect(authenticate(credentialsFor(alice, nonce, alice.address, 'evil.example:8080'), nonces, [PROXY])).toBeUndefined();
     expect(authenticate(credentialsFor(alice, 'cd'.repeat(32)), nonces, [PROXY])).toBeUndefined();
     // Failed attempts leave the nonce to its owner, who may sign any name the proxy answers to.
-    expect(authenticate(credentialsFor(alice, nonce, alice.address, 'hotspot.lan:8080'), nonces, [PROXY, 'hotspot.lan:8080'])).toBe(alice.address);
+    expect(authenticate(credentialsFor(alice, nonce, alice.address, 'hotspot.lan:8080'), nonces, [PROXY, 'hotspot.lan:8080'])).toEqual({ client: alice.address, channel: CHANNEL });
     const late = nonces.issue();
     advance(1000);
     expect(authenticate(credentialsFor(alice, late), nonces, [PROXY])).toBeUndefined();

@@ -3,9 +3,11 @@
 //   1. The proxy answers a request without valid credentials with
 //        407, Proxy-Authenticate: Picopay nonce="<64 hex digits: 32 random bytes>"
 //   2. The client repeats its request with
-//        Proxy-Authorization: Picopay address="0x…", nonce="…", sig="0x…"
+//        Proxy-Authorization: Picopay address="0x…", channel="0x…", nonce="…", sig="0x…"
 //      sig: 65 bytes r ‖ s ‖ v over keccak256("picopay-proxy-auth:" + nonce + ":" + host:port
-//      of the proxy), so a challenge relayed from another proxy is useless here.
+//      of the proxy + ":" + channel), so a challenge relayed from another proxy is useless
+//      here. `channel` names the virtual channel that pays for the request: the proxy
+//      meters each channel on its own, so a payer can settle one and come back with another.
 //   3. The proxy accepts a nonce it issued, not expired, once: one nonce, one request.
 //      Nonces are stateless (see NonceBook), so unauthenticated requests cost no memory.
 //      Signatures are low-s only (recoverAddress), so a signature has one valid form.
@@ -16,14 +18,16 @@ import { fromHex, keccak, toHex } from '../../src/model/hash.ts';
 
 export const AUTH_SCHEME = 'Picopay';
 
-/** What the client signs to answer `nonce` from the proxy it reaches at `proxyAuthority` (host:port). */
-export function authDigest(nonce: string, proxyAuthority: string): Uint8Array {
-  return keccak(utf8ToBytes(`picopay-proxy-auth:${nonce}:${proxyAuthority}`));
+/** What the client signs to answer `nonce` from the proxy it reaches at `proxyAuthority` (host:port), paying from `channel`. */
+export function authDigest(nonce: string, proxyAuthority: string, channel: string): Uint8Array {
+  return keccak(utf8ToBytes(`picopay-proxy-auth:${nonce}:${proxyAuthority}:${channel.toLowerCase()}`));
 }
 
 export interface Credentials {
   /** Lowercase 0x address. */
   address: string;
+  /** The paying virtual channel's id, lowercase 0x hex. */
+  channel: string;
   nonce: string;
   sig: Uint8Array;
 }
@@ -38,22 +42,25 @@ export function parseChallenge(header: string | undefined): string | undefined {
   return nonce !== undefined && NONCE.test(nonce) ? nonce : undefined;
 }
 
-export function formatCredentials({ address, nonce, sig }: Credentials): string {
-  return `${AUTH_SCHEME} address="${address}", nonce="${nonce}", sig="${toHex(sig)}"`;
+export function formatCredentials({ address, channel, nonce, sig }: Credentials): string {
+  return `${AUTH_SCHEME} address="${address}", channel="${channel}", nonce="${nonce}", sig="${toHex(sig)}"`;
 }
 
 export function parseCredentials(header: string | undefined): Credentials | undefined {
   const params = authParams(header);
   const address = params?.get('address');
+  const channel = params?.get('channel');
   const nonce = params?.get('nonce');
   const sig = params?.get('sig');
   if (address === undefined || !ADDRESS.test(address)) return undefined;
+  if (channel === undefined || !CHANNEL.test(channel)) return undefined;
   if (nonce === undefined || !NONCE.test(nonce)) return undefined;
   if (sig === undefined || !SIGNATURE.test(sig)) return undefined;
-  return { address: address.toLowerCase(), nonce, sig: fromHex(sig) };
+  return { address: address.toLowerCase(), channel: channel.toLowerCase(), nonce, sig: fromHex(sig) };
 }
 
 const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
+const CHANNEL = /^0x[0-9a-fA-F]{64}$/;
 const NONCE = /^[0-9a-f]{64}$/;
 const SIGNATURE = /^0x[0-9a-fA-F]{130}$/;
 // Auth schemes are case-insensitive (RFC 9110); we only ever send quoted parameters.
@@ -144,15 +151,15 @@ export class NonceBook {
 }
 
 /**
- * The client address a `Proxy-Authorization` header proves, using up its nonce; undefined
+ * The client address a `Proxy-Authorization` header proves and the channel it pays from, using up its nonce; undefined
  * when the header is missing, malformed, answers no pending nonce of ours, or is not signed
  * by the address it names. `proxyAuthorities`: the host:port names this proxy accepts.
  * A bad signature leaves the nonce pending, so a forged attempt cannot burn a client's nonce.
  */
-export function authenticate(header: string | undefined, nonces: NonceBook, proxyAuthorities: readonly string[]): string | undefined {
+export function authenticate(header: string | undefined, nonces: NonceBook, proxyAuthorities: readonly string[]): { client: string; channel: string } | undefined {
   const credentials = parseCredentials(header);
   if (credentials === undefined || !nonces.isPending(credentials.nonce)) return undefined;
-  const signedHere = proxyAuthorities.some((authority) => recoverAddress(credentials.sig, authDigest(credentials.nonce, authority)) === credentials.address);
+  const signedHere = proxyAuthorities.some((authority) => recoverAddress(credentials.sig, authDigest(credentials.nonce, authority, credentials.channel)) === credentials.address);
   if (!signedHere || !nonces.use(credentials.nonce)) return undefined;
-  return credentials.address;
+  return { client: credentials.address, channel: credentials.channel };
 }

@@ -18,6 +18,8 @@ export interface PayingClientOptions {
   proxyUrl: string;
   /** This client's 0x address, as the payment layer knows it. */
   clientAddress: string;
+  /** The virtual channel its payments go through (0x id): the proxy meters each channel on its own. */
+  channel: string;
   /** Bytes per unit (default 100 KB); must match the hotspot's. */
   unitBytes?: number;
   /** Price of one unit, in wei; must match the hotspot's. */
@@ -76,6 +78,8 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
   // The name the signature binds: the proxy checks it is its own.
   const proxyAuthority = `${proxy.hostname}:${proxy.port || 80}`;
   const address = options.clientAddress.toLowerCase();
+  const channel = options.channel.toLowerCase();
+  if (!/^0x[0-9a-f]{64}$/.test(channel)) throw new ConfigError(`channel must be a 0x channel id, got ${options.channel}`);
   const payer = new Payer(tariff, options.payments);
 
   async function download(url: string, { mode = 'forward', onProgress }: DownloadOptions = {}): Promise<DownloadResult> {
@@ -145,7 +149,7 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
       answer.destroy();
       const nonce = parseChallenge(answer.headers['proxy-authenticate']);
       if (answer.statusCode !== 407 || nonce === undefined) throw new HttpStatusError(answer.statusCode ?? 0, target.href);
-      return formatCredentials({ address, nonce, sig: options.sign(authDigest(nonce, proxyAuthority)) });
+      return formatCredentials({ address, channel, nonce, sig: options.sign(authDigest(nonce, proxyAuthority, channel)) });
     } finally {
       probe.destroy();
     }

@@ -1,16 +1,21 @@
 // An in-memory payment layer for tests and demos: a payer's payUpTo reaches the hotspot
 // as a 'paid' event, optionally late, or never once the payer is told to stop.
 import { EventEmitter } from 'node:events';
-import type { PaymentsIn, PaymentsOut } from './payments.ts';
+import type { PaymentsIn, PaymentsOut, ServedLog } from './payments.ts';
 
 export interface MemoryPayer extends PaymentsOut {
+  /** The channel it pays from. */
+  readonly channel: string;
   /** Vouchers sent (delivered or not). */
   readonly vouchers: number;
   /** Later vouchers are sent into the void: from the hotspot's view, the client stopped paying. */
   stop(): void;
 }
 
-export class MemoryPayments extends EventEmitter<{ paid: [client: string, cumulative: bigint] }> implements PaymentsIn {
+/** The channel a test payer pays from unless told otherwise. */
+export const MEMORY_CHANNEL = `0x${'c1'.repeat(32)}`;
+
+export class MemoryPayments extends EventEmitter<{ paid: [client: string, channel: string, cumulative: bigint] }> implements PaymentsIn {
   readonly #credited = new Map<string, bigint>();
   readonly #delayMs: number;
 
@@ -20,15 +25,16 @@ export class MemoryPayments extends EventEmitter<{ paid: [client: string, cumula
     this.#delayMs = options.delayMs ?? 0;
   }
 
-  credited(client: string): bigint {
-    return this.#credited.get(client.toLowerCase()) ?? 0n;
+  credited(client: string, channel: string): bigint {
+    return this.#credited.get(`${client.toLowerCase()}/${channel.toLowerCase()}`) ?? 0n;
   }
 
-  payer(client: string): MemoryPayer {
+  payer(client: string, channel = MEMORY_CHANNEL): MemoryPayer {
     const address = client.toLowerCase();
     let vouchers = 0;
     let stopped = false;
     return {
+      channel,
       get vouchers() {
         return vouchers;
       },
@@ -37,15 +43,32 @@ export class MemoryPayments extends EventEmitter<{ paid: [client: string, cumula
       },
       payUpTo: (cumulative) => {
         vouchers++;
-        if (!stopped) setTimeout(() => this.#deliver(address, cumulative), this.#delayMs);
+        if (!stopped) setTimeout(() => this.#deliver(address, channel, cumulative), this.#delayMs);
       },
     };
   }
 
   // Like a stream payee: keep the highest voucher, ignore older ones overtaken in transit.
-  #deliver(client: string, cumulative: bigint): void {
-    if (cumulative <= this.credited(client)) return;
-    this.#credited.set(client, cumulative);
-    this.emit('paid', client, cumulative);
+  #deliver(client: string, channel: string, cumulative: bigint): void {
+    if (cumulative <= this.credited(client, channel)) return;
+    this.#credited.set(`${client}/${channel}`, cumulative);
+    this.emit('paid', client, channel, cumulative);
+  }
+}
+
+/** A ServedLog in memory: what a hotspot that restarts with the same store would see. */
+export class MemoryServedLog implements ServedLog {
+  readonly #served = new Map<string, number>();
+
+  served(channel: string): number {
+    return this.#served.get(channel) ?? 0;
+  }
+
+  save(channel: string, bytes: number): void {
+    this.#served.set(channel, bytes);
+  }
+
+  forget(channel: string): void {
+    this.#served.delete(channel);
   }
 }

@@ -1,5 +1,5 @@
-// Pure accounting of one client's paid-for bytes (no I/O). The hotspot holds a Meter per
-// client; the client runs the same arithmetic on its side through `unitsDue`.
+// Pure accounting of one channel's paid-for bytes (no I/O). The hotspot holds a Meter per
+// paying channel; the client runs the same arithmetic on its side through `unitsDue`.
 import { ConfigError } from '../../src/errors.ts';
 import { AllowanceExceededError } from './errors.ts';
 
@@ -44,9 +44,11 @@ export class Meter {
   #paid = 0n;
   #bytesServed = 0;
 
-  constructor(tariff: Pick<Tariff, 'unitBytes' | 'pricePerUnit'>) {
+  /** `served`: bytes already served before (a restart resumes the count). */
+  constructor(tariff: Pick<Tariff, 'unitBytes' | 'pricePerUnit'>, served = 0) {
     this.unitBytes = tariff.unitBytes;
     this.pricePerUnit = tariff.pricePerUnit;
+    this.#bytesServed = served;
   }
 
   /** Highest cumulative amount credited, in wei. */

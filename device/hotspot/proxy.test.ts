@@ -8,7 +8,7 @@ import { silentLogger } from '../../src/log.ts';
 import { authDigest, formatCredentials, parseChallenge } from './auth.ts';
 import { createPayingClient, type DownloadProgress } from './client.ts';
 import { DownloadInterruptedError, HttpStatusError } from './errors.ts';
-import { MemoryPayments } from './memory-payments.ts';
+import { MEMORY_CHANNEL, MemoryPayments, MemoryServedLog } from './memory-payments.ts';
 import { pseudoRandomSha256, startOrigin } from './origin.ts';
 import { startMeteredProxy, type ClientStats, type MeteredProxyOptions } from './proxy.ts';
 
@@ -34,7 +34,7 @@ async function setup({ delayMs, idleCutoffMs, allow = [], ...proxyOptions }: Set
   /** A client paying as `signer`; `claims` makes it name another address (an impostor). */
   const clientFor = (signer: Signer, claims: string = signer.address) => {
     const payer = payments.payer(claims);
-    const client = createPayingClient({ proxyUrl: proxy.url, clientAddress: claims, price: PRICE, payments: payer, sign: (d) => signer.sign(d) });
+    const client = createPayingClient({ proxyUrl: proxy.url, clientAddress: claims, channel: payer.channel, price: PRICE, payments: payer, sign: (d) => signer.sign(d) });
     return { payer, client };
   };
   const statsOf = (signer: Signer): ClientStats | undefined => proxy.stats().clients.find((c) => c.client === signer.address);
@@ -83,9 +83,9 @@ async function signedHeaders(proxyUrl: string, signer: Signer, claims: string = 
   return signedFor(proxyUrl, signer, nonce, claims);
 }
 
-function signedFor(proxyUrl: string, signer: Signer, nonce: string, claims: string = signer.address): Record<string, string> {
-  const sig = signer.sign(authDigest(nonce, new URL(proxyUrl).host));
-  return { 'proxy-authorization': formatCredentials({ address: claims, nonce, sig }) };
+function signedFor(proxyUrl: string, signer: Signer, nonce: string, claims: string = signer.address, channel = MEMORY_CHANNEL): Record<string, string> {
+  const sig = signer.sign(authDigest(nonce, new URL(proxyUrl).host, channel));
+  return { 'proxy-authorization': formatCredentials({ address: claims, channel, nonce, sig }) };
 }
 
 describe.each(['forward', 'connect'] as const)('metered proxy, %s mode', (mode) => {
@@ -140,7 +140,7 @@ describe.each(['forward', 'connect'] as const)('metered proxy, %s mode', (mode) 
     await expect(download).rejects.toBeInstanceOf(DownloadInterruptedError);
     const stats = statsOf(ALICE);
     // The 10th voucher may or may not have left before stop(), depending on when it was sent.
-    const creditedUnits = Number(payments.credited(ALICE.address) / PRICE);
+    const creditedUnits = Number(payments.credited(ALICE.address, MEMORY_CHANNEL) / PRICE);
     expect(creditedUnits).toBeGreaterThanOrEqual(9);
     expect(creditedUnits).toBeLessThanOrEqual(10);
     expect(stats).toMatchObject({ unitsPaid: creditedUnits, cutOffs: 1, allowance: 0 });
@@ -213,7 +213,7 @@ describe.each(['forward', 'connect'] as const)('paying client, %s mode', (mode) 
   it('fails the download with the payment layer’s error', async () => {
     const { origin, proxy } = await setup();
     const broken = new Error('channel closed');
-    const client = createPayingClient({ proxyUrl: proxy.url, clientAddress: ALICE.address, price: PRICE, payments: { payUpTo: () => Promise.reject(broken) }, sign: (d) => ALICE.sign(d) });
+    const client = createPayingClient({ proxyUrl: proxy.url, clientAddress: ALICE.address, channel: MEMORY_CHANNEL, price: PRICE, payments: { payUpTo: () => Promise.reject(broken) }, sign: (d) => ALICE.sign(d) });
     await expect(client.download(`${origin.url}/bytes/${UNIT}`, { mode })).rejects.toBe(broken);
   });
 });
@@ -256,7 +256,7 @@ describe('proxy authentication', () => {
   async function withAlicePaidUp(options: SetupOptions = {}) {
     const env = await setup(options);
     await env.payments.payer(ALICE.address).payUpTo(10n * PRICE);
-    await eventually(() => expect(env.payments.credited(ALICE.address)).toBe(10n * PRICE));
+    await eventually(() => expect(env.payments.credited(ALICE.address, MEMORY_CHANNEL)).toBe(10n * PRICE));
     return { ...env, authority: env.origin.url.slice('http://'.length) };
   }
 
@@ -339,7 +339,7 @@ describe('where a paying client may go', () => {
     const port = (service.address() as AddressInfo).port;
     const env = await setup();
     await env.payments.payer(ALICE.address).payUpTo(10n * PRICE);
-    await eventually(() => expect(env.payments.credited(ALICE.address)).toBe(10n * PRICE));
+    await eventually(() => expect(env.payments.credited(ALICE.address, MEMORY_CHANNEL)).toBe(10n * PRICE));
     const targets = [
       `127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, `0.0.0.0:${port}`, `127.1.2.3:${port}`,
       `2130706433:${port}`, `0x7f000001:${port}`, `[::ffff:127.0.0.1]:${port}`,
@@ -352,5 +352,53 @@ describe('where a paying client may go', () => {
     expect(reached).toBe(0);
     // What the operator allowed (the test origin) is still served.
     expect(await statusOf(env.proxy.url, 'GET', `${env.origin.url}/bytes/10`, await signedHeaders(env.proxy.url, ALICE))).toBe(200);
+  });
+});
+
+describe('metering per virtual channel', () => {
+  const CHANNEL_B = `0x${'b2'.repeat(32)}`;
+
+  it('a payer that settles and comes back with another channel is served from zero, as often as it likes', async () => {
+    const { origin, payments, proxy, statsOf } = await setup();
+    for (const channel of [MEMORY_CHANNEL, CHANNEL_B]) {
+      const payer = payments.payer(ALICE.address, channel);
+      const client = createPayingClient({ proxyUrl: proxy.url, clientAddress: ALICE.address, channel, price: PRICE, payments: payer, sign: (d) => ALICE.sign(d) });
+      const result = await client.download(`${origin.url}/bytes/${3 * UNIT}`);
+      expect(result.bytes).toBe(3 * UNIT);
+      proxy.closeChannel(channel); // settled
+    }
+    expect(statsOf(ALICE)).toBeUndefined();
+  });
+
+  it("a client naming another's channel gets nothing of it", async () => {
+    const { origin, payments, proxy } = await setup({ idleCutoffMs: 200 });
+    await payments.payer(ALICE.address).payUpTo(10n * PRICE);
+    await eventually(() => expect(payments.credited(ALICE.address, MEMORY_CHANNEL)).toBe(10n * PRICE));
+    expect(await statusOf(proxy.url, 'GET', `${origin.url}/bytes/10`, await signedHeaders(proxy.url, MALLORY))).toBe(402);
+    expect(await statusOf(proxy.url, 'GET', `${origin.url}/bytes/10`, await signedHeaders(proxy.url, ALICE))).toBe(200);
+  });
+
+  it('a restarted hotspot serves nothing twice: what each channel was served is kept, rounded up to its unit', async () => {
+    const origin = await startOrigin();
+    cleanups.push(origin.close);
+    const payments = new MemoryPayments();
+    const servedLog = new MemoryServedLog();
+    const start = () => startMeteredProxy({ price: PRICE, payments, idleCutoffMs: 10_000, servedLog, upstream: { allowed: [new URL(origin.url).host] }, logger: silentLogger });
+    const first = await start();
+    const payer = payments.payer(ALICE.address);
+    const client = createPayingClient({ proxyUrl: first.url, clientAddress: ALICE.address, channel: MEMORY_CHANNEL, price: PRICE, payments: payer, sign: (d) => ALICE.sign(d) });
+    await client.download(`${origin.url}/bytes/${Math.floor(2.5 * UNIT)}`);
+    const paidUnits = Number(payments.credited(ALICE.address, MEMORY_CHANNEL) / PRICE);
+    await first.close();
+    const second = await start();
+    cleanups.push(second.close);
+    // The same channel at the restarted proxy: what was paid for was served (the unit it had
+    // started counts as served), so only a further payment buys more.
+    await payer.payUpTo(BigInt(paidUnits + 1) * PRICE);
+    await eventually(() => expect(payments.credited(ALICE.address, MEMORY_CHANNEL)).toBe(BigInt(paidUnits + 1) * PRICE));
+    expect(await statusOf(second.url, 'GET', `${origin.url}/bytes/10`, await signedHeaders(second.url, ALICE))).toBe(200);
+    const stats = second.stats().clients.find((c) => c.channel === MEMORY_CHANNEL)!;
+    expect(stats.bytesServed).toBe(paidUnits * UNIT + 10);
+    expect(stats.allowance).toBe(UNIT - 10);
   });
 });

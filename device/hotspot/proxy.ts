@@ -16,7 +16,7 @@ import { ClientAccount, metered } from './account.ts';
 import { authenticate, formatChallenge, NonceBook } from './auth.ts';
 import { CutOffError } from './errors.ts';
 import { createTariff } from './meter.ts';
-import type { PaidListener, PaymentsIn } from './payments.ts';
+import type { PaidListener, PaymentsIn, ServedLog } from './payments.ts';
 import { type UpstreamPolicy, upstreamAddress } from './upstream.ts';
 
 export interface MeteredProxyOptions {
@@ -28,6 +28,8 @@ export interface MeteredProxyOptions {
   /** Price of one unit, in wei. */
   price: bigint;
   payments: PaymentsIn;
+  /** What was served from each channel, kept across restarts (default: memory only). */
+  servedLog?: ServedLog;
   /** A client whose traffic waits this long for a payment is cut off. */
   idleCutoffMs: number;
   /** Where clients may go: public destinations, and those the operator allows (see upstream.ts). */
@@ -46,6 +48,7 @@ export interface MeteredProxyOptions {
 
 export interface ClientStats {
   client: string;
+  channel: string;
   /** Cumulative amount credited, in wei. */
   paid: bigint;
   unitsPaid: number;
@@ -59,6 +62,8 @@ export interface MeteredProxy {
   port: number;
   url: string;
   stats(): { clients: ClientStats[]; usedNonces: number };
+  /** The channel is settled and gone: its account goes too (what it had paid ahead and not used is forfeited). */
+  closeChannel(channel: string): void;
   close(): Promise<void>;
 }
 
@@ -77,20 +82,23 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
 
   // Every request proves its key with a nonce of its own, keep-alive or not: a socket is
   // never bound to a client, so nothing on it is trusted beyond the request that was signed.
+  // One account per client and channel: naming another's channel gets nothing of it.
+  const keyOf = (client: string, channel: string): string => `${client.toLowerCase()}/${channel.toLowerCase()}`;
   const accountOf = (req: IncomingMessage): ClientAccount | undefined => {
     const authorities = [localAuthority(req.socket), ...(options.authorities ?? [])];
-    const client = authenticate(req.headers['proxy-authorization'], nonces, authorities);
-    if (client === undefined) return undefined;
-    let account = accounts.get(client);
+    const who = authenticate(req.headers['proxy-authorization'], nonces, authorities);
+    if (who === undefined) return undefined;
+    const key = keyOf(who.client, who.channel);
+    let account = accounts.get(key);
     if (account === undefined) {
-      account = new ClientAccount(client, tariff, options.idleCutoffMs, log);
-      account.credit(options.payments.credited(client));
-      accounts.set(client, account);
-      log.info({ client }, 'new client');
+      account = new ClientAccount(who.client, who.channel, tariff, options.idleCutoffMs, log, options.servedLog);
+      account.credit(options.payments.credited(who.client, who.channel));
+      accounts.set(key, account);
+      log.info({ client: who.client, channel: who.channel }, 'new paying channel');
     }
     return account;
   };
-  const onPaid: PaidListener = (client, cumulative) => accounts.get(client.toLowerCase())?.credit(cumulative);
+  const onPaid: PaidListener = (client, channel, cumulative) => accounts.get(keyOf(client, channel))?.credit(cumulative);
   options.payments.on('paid', onPaid);
 
   const server = http.createServer();
@@ -195,7 +203,8 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
       throw error;
     } finally {
       // Addresses cost nothing to make up: keep no state for those that never paid.
-      if (account.meter.paid === 0n && !account.busy && accounts.get(account.client) === account) accounts.delete(account.client);
+      const key = keyOf(account.client, account.channel);
+      if (account.meter.paid === 0n && !account.busy && accounts.get(key) === account) accounts.delete(key);
     }
   }
 
@@ -213,6 +222,7 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
     stats: () => ({
       clients: [...accounts.values()].map((account) => ({
         client: account.client,
+        channel: account.channel,
         paid: account.meter.paid,
         unitsPaid: account.meter.unitsPaid,
         bytesServed: account.meter.bytesServed,
@@ -222,6 +232,13 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
       })),
       usedNonces: nonces.size,
     }),
+    closeChannel: (channel) => {
+      for (const [key, account] of accounts) {
+        if (account.channel !== channel.toLowerCase()) continue;
+        account.cutOff();
+        accounts.delete(key);
+      }
+    },
     close: async () => {
       options.payments.off('paid', onPaid);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

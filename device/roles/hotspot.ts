@@ -2,7 +2,7 @@ import { announce } from '../../src/cli/args.ts';
 import { ChannelKind } from '../../src/model/types.ts';
 import type { Logger } from '../../src/log.ts';
 import { startMeteredProxy } from '../hotspot/proxy.ts';
-import { StreamPaymentsIn } from '../payments.ts';
+import { storedServedLog, StreamPaymentsIn } from '../payments.ts';
 import type { RunningDevice } from '../service.ts';
 
 export interface HotspotOptions {
@@ -26,7 +26,13 @@ export async function runHotspot(dev: RunningDevice, o: HotspotOptions): Promise
   // Earnings come through the gateway's side of the ledger channel: it must be on-chain first.
   await dev.untilFunded(o.fundTimeoutMs);
   const payments = new StreamPaymentsIn(dev.agent);
-  const proxy = await startMeteredProxy({ port: o.proxyPort, unitBytes: o.unitBytes, price: o.price, payments, idleCutoffMs: o.idleCutoffMs, authorities: o.proxyNames, upstream: { allowed: o.allowUpstream }, logger: o.logger.child({ part: 'proxy' }) });
+  const servedLog = storedServedLog(dev.facts);
+  const proxy = await startMeteredProxy({ servedLog, port: o.proxyPort, unitBytes: o.unitBytes, price: o.price, payments, idleCutoffMs: o.idleCutoffMs, authorities: o.proxyNames, upstream: { allowed: o.allowUpstream }, logger: o.logger.child({ part: 'proxy' }) });
+  dev.agent.on('retired', (vc) => {
+    if (vc.params.kind !== ChannelKind.Stream) return;
+    proxy.closeChannel(vc.id);
+    servedLog.forget(vc.id);
+  });
   dev.agent.on('voucher', ({ channel, cumulative }) => o.logger.debug({ client: channel.peer, cumulative: cumulative.toString() }, 'voucher'));
   dev.agent.on('settled', (vc) => {
     if (vc.params.kind !== ChannelKind.Stream) return;

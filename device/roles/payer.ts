@@ -23,24 +23,39 @@ export interface PayerOptions {
   logger: Logger;
 }
 
-/** Downloads through the hotspot, paying one unit ahead with stream vouchers, then settles. */
+/**
+ * Downloads through the hotspot, paying one unit ahead with stream vouchers in a virtual
+ * channel of its own, then settles it, whether the download succeeded or not. A channel
+ * left open by an earlier run (a crash, a kill) is settled first, at what its vouchers
+ * say: each run pays from a fresh channel, which the hotspot meters from zero.
+ */
 export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<void> {
   const { agent } = dev;
   await dev.untilFunded(o.fundTimeoutMs);
-  const reuse = agent.channelsWith(o.hotspot).find((c) => c.params.kind === ChannelKind.Stream && c.phase === 'open' && c.idx === 0);
-  const vc = reuse ?? (await agent.openVirtual(o.hotspot, { gateway: o.gateway, kind: ChannelKind.Stream, balances: [[o.lock, 0n]] }));
+  for (const left of agent.channelsWith(o.hotspot).filter((c) => c.params.kind === ChannelKind.Stream && c.phase === 'open' && c.idx === 0)) {
+    o.logger.info({ channel: left.id, paid: formatEth(left.voucher?.cumulative ?? 0n) }, 'settling a virtual channel an earlier run left open');
+    await agent.settleVirtual(left.id).catch((err) => o.logger.warn({ channel: left.id, err: String(err) }, 'settling it failed; the idle sweep will ask again'));
+  }
+  const vc = await agent.openVirtual(o.hotspot, { gateway: o.gateway, kind: ChannelKind.Stream, balances: [[o.lock, 0n]] });
   announce('virtual', { channel: vc.id, lock: o.lock });
 
-  const client = createPayingClient({ proxyUrl: o.proxyUrl, clientAddress: dev.signer.address, unitBytes: o.unitBytes, price: o.price, payments: streamPaymentsOut(agent, vc.id), sign: (d) => dev.signer.sign(d) });
+  const client = createPayingClient({ proxyUrl: o.proxyUrl, clientAddress: dev.signer.address, channel: vc.id, unitBytes: o.unitBytes, price: o.price, payments: streamPaymentsOut(agent, vc.id), sign: (d) => dev.signer.sign(d) });
   let bar: Progress | null = null;
-  const result = await client.download(o.url, {
-    mode: o.mode,
-    onProgress: (p) => {
-      if (!p.totalBytes) return;
-      bar ??= new Progress('downloading', p.totalBytes);
-      bar.update(p.bytes, `${(p.bytes / 1e6).toFixed(1)} MB, ${p.unitsPaid} units paid, ${p.vouchersPerSec.toFixed(0)} vouchers/s`);
-    },
-  });
+  let result;
+  try {
+    result = await client.download(o.url, {
+      mode: o.mode,
+      onProgress: (p) => {
+        if (!p.totalBytes) return;
+        bar ??= new Progress('downloading', p.totalBytes);
+        bar.update(p.bytes, `${(p.bytes / 1e6).toFixed(1)} MB, ${p.unitsPaid} units paid, ${p.vouchersPerSec.toFixed(0)} vouchers/s`);
+      },
+    });
+  } catch (err) {
+    // A failed download leaves nothing locked: the channel settles at what was paid.
+    await agent.settleVirtual(vc.id).catch((e) => o.logger.warn({ channel: vc.id, err: String(e) }, 'settling after the failed download failed; the idle sweep will ask again'));
+    throw err;
+  }
   (bar as Progress | null)?.done();
   const paid = agent.channel(vc.id).voucher?.cumulative ?? 0n;
   announce('downloaded', { bytes: result.bytes, sha256: result.sha256, unitsPaid: result.unitsPaid, vouchers: result.vouchers, paid });

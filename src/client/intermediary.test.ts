@@ -348,7 +348,7 @@ describe('a colluding pair against the gateway', () => {
       answerHeld: (id: Bytes32, _version: bigint, accept: boolean) => answers.set(id, accept),
     };
     const dir = tempDir();
-    const intermediary = new Intermediary({ records: new ChannelStore(join(dir, 'g.db'), { durability: 'normal' }).gateway, chain: CHAIN, holdTimeoutMs: 60_000, logger: silentLogger });
+    const intermediary = new Intermediary({ records: new ChannelStore(join(dir, 'g.db'), { durability: 'normal' }).service, chain: CHAIN, holdTimeoutMs: 60_000, logger: silentLogger });
     intermediary.attach(agent as unknown as Agent);
     const vc = { ...CHAIN, participants: [A.address, B.address] as const, challengeDuration: MIN_CHALLENGE_DURATION, nonce: 7n, kind: ChannelKind.Stream };
     const vcId = channelId(vc);

@@ -15,7 +15,7 @@ import type { Agent, Decision, UpdateContext } from './agent.ts';
 // the two parents it gets back exactly what it locked, whatever A and B sign.
 
 export interface IntermediaryOptions {
-  /** The gateway's records of the virtual channels it funded (ChannelStore.gateway). */
+  /** The gateway's records of the virtual channels it funded (ChannelStore.service). */
   records: VirtualStorage;
   chain: { chainId: bigint; adjudicator: Address };
   /** How long a held request waits for its counterpart before both are refused. */

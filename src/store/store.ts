@@ -5,7 +5,7 @@ import type { PendingOpen } from '../channel/open.ts';
 import type { ChannelRecord } from '../channel/record.ts';
 import type { Bytes32 } from '../model/types.ts';
 import { deserialize, deserializeRecord, serialize } from './serialize.ts';
-import { GatewayRecords } from './gateway.ts';
+import { ServiceRecords } from './service.ts';
 import type { AcceptedOpen, ChannelStorage } from './types.ts';
 
 export interface StoreOptions {
@@ -60,8 +60,8 @@ CREATE TABLE IF NOT EXISTS archive.accepted_opens (
  */
 export class ChannelStore implements ChannelStorage {
   readonly #db: Database.Database;
-  /** The gateway's own records, in this file (two small tables a device leaves empty). */
-  readonly gateway: GatewayRecords;
+  /** What the process around the agent remembers, in this file (see ServiceRecords). */
+  readonly service: ServiceRecords;
   readonly #put;
   readonly #putPending;
   readonly #deletePending;
@@ -88,7 +88,7 @@ export class ChannelStore implements ChannelStorage {
     this.#syncOn = this.#db.prepare('PRAGMA synchronous = FULL');
     this.#db.exec(SCHEMA);
     // Created with the store, never inside a caller's transaction (a rollback would drop the tables).
-    this.gateway = new GatewayRecords(this.#db);
+    this.service = new ServiceRecords(this.#db);
     this.#db.prepare('ATTACH DATABASE ? AS archive').run(path === ':memory:' ? ':memory:' : `${path}.archive`);
     this.#db.pragma('archive.journal_mode = WAL');
     this.#db.pragma(`archive.synchronous = ${this.#durable ? 'FULL' : 'NORMAL'}`);

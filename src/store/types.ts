@@ -4,7 +4,8 @@ import type { Bytes32 } from '../model/types.ts';
 
 // What each party needs of its storage, so that the agent and the gateway's duties are
 // written against interfaces: the SQLite ChannelStore (store.ts) implements ChannelStorage,
-// and its GatewayRecords (gateway.ts) the gateway-only two.
+// and its ServiceRecords (service.ts) the other two, which only the processes around an
+// agent use (a gateway, a hotspot).
 
 /** A proposal this side accepted: kept so a repeated proposal gets the same answer. */
 export interface AcceptedOpen {

@@ -27,7 +27,7 @@ export async function gatewayNetwork(live: Party[], o: GatewayNetworkOptions = {
   const network = new MemoryNetwork({ seed: o.seed ?? 1 });
   const dir = tempDir();
   const gStore = new ChannelStore(join(dir, 'g.db'), { durability: 'normal' });
-  const intermediary = new Intermediary({ records: gStore.gateway, chain: CHAIN, holdTimeoutMs: o.holdTimeoutMs ?? 3000, fee: o.fees?.gateway ?? 0n, logger: silentLogger });
+  const intermediary = new Intermediary({ records: gStore.service, chain: CHAIN, holdTimeoutMs: o.holdTimeoutMs ?? 3000, fee: o.fees?.gateway ?? 0n, logger: silentLogger });
   const g = makeParty(network, dir, 'g', { policy: { acceptUpdate: intermediary.decide } }, undefined, gStore);
   intermediary.attach(g.agent);
   const fee = { virtualFee: o.fees?.devices ?? 0n };

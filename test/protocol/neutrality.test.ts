@@ -48,7 +48,7 @@ afterEach(() => {
 
 function bootGateway(network: MemoryNetwork, signer: Signer, path: string, fee: bigint, funded: Set<Bytes32>): Gateway {
   const store = new PowerLossStore(path);
-  const intermediary = new Intermediary({ records: store.gateway, chain: CHAIN, holdTimeoutMs: HOLD_MS, fee, logger: silentLogger });
+  const intermediary = new Intermediary({ records: store.service, chain: CHAIN, holdTimeoutMs: HOLD_MS, fee, logger: silentLogger });
   const agent = new Agent({ signer, transport: network.endpoint(signer.address), store, chain: CHAIN, timing: TIMING, policy: { acceptUpdate: intermediary.decide } });
   intermediary.attach(agent);
   agent.on('updated', (e) => {

@@ -27,7 +27,7 @@ describe('a stream payer that loses power', () => {
       return agent;
     };
     const gStore = new ChannelStore(join(dir, 'g.db'), { durability: 'normal' });
-    const intermediary = new Intermediary({ records: gStore.gateway, chain: CHAIN, holdTimeoutMs: 5000, logger: silentLogger });
+    const intermediary = new Intermediary({ records: gStore.service, chain: CHAIN, holdTimeoutMs: 5000, logger: silentLogger });
     const g = boot(gs, gStore, { policy: { acceptUpdate: intermediary.decide } });
     intermediary.attach(g);
     const bStore = new ChannelStore(join(dir, 'b.db'), { durability: 'normal' });

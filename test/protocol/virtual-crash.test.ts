@@ -42,7 +42,7 @@ describe('stream payee crash', () => {
           };
           const gs = fresh();
           const gStore = new ChannelStore(join(dir, 'g.db'), { durability: 'normal' });
-          const intermediary = new Intermediary({ records: gStore.gateway, chain: CHAIN, holdTimeoutMs: 5000, logger: silentLogger });
+          const intermediary = new Intermediary({ records: gStore.service, chain: CHAIN, holdTimeoutMs: 5000, logger: silentLogger });
           const g = agentFor(gs, gStore, { policy: { acceptUpdate: intermediary.decide } });
           intermediary.attach(g);
           const as = fresh();

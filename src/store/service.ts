@@ -15,12 +15,13 @@ CREATE TABLE IF NOT EXISTS virtual_channels (
 `;
 
 /**
- * The gateway's own records, in the file of its channels (ChannelStore.gateway), so that
- * one transaction can span both: the facts of its chain duties (a deposit made, a close
- * sent, a transaction broadcast) and what its intermediary keeps about each virtual
- * channel it funded.
+ * What the process around an agent remembers, in the file of its channels
+ * (ChannelStore.service), so that one transaction can span both: facts (the gateway's
+ * chain duties, a deposit made, a close sent, a transaction broadcast; a hotspot's bytes
+ * served per channel) and what a gateway's intermediary keeps about each virtual channel
+ * it funded.
  */
-export class GatewayRecords implements FactStorage, VirtualStorage {
+export class ServiceRecords implements FactStorage, VirtualStorage {
   readonly #setFact;
   readonly #getFact;
   readonly #factsFrom;
