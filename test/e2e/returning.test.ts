@@ -1,0 +1,90 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PicopayProcess } from '../../demo/processes.ts';
+import { startOrigin } from '../../device/hotspot/origin.ts';
+import { deposit, readHoldings, startDevnet, type Devnet } from '../../src/chain/index.ts';
+import { writeKeystore } from '../../src/crypto/keystore.ts';
+import { Signer } from '../../src/crypto/keys.ts';
+import { type Bytes32, NATIVE_ASSET } from '../../src/model/types.ts';
+import { tempDir } from '../../src/testing/agents.ts';
+
+// A payer that comes back, as separate processes on a real chain: it downloads, settles,
+// runs again on the same data directory and is served from a fresh channel; a run whose
+// download fails settles its channel instead of leaving it open; a hotspot restart in
+// between changes nothing.
+
+const env = { PICOPAY_LOG: 'warn', PICOPAY_PASSWORD: '' };
+const WEI = (n: bigint): string => `${n}wei`;
+const UNIT = 102_400;
+
+describe('a returning payer', () => {
+  let devnet: Devnet;
+  let origin: Awaited<ReturnType<typeof startOrigin>>;
+  const procs: PicopayProcess[] = [];
+  beforeAll(async () => {
+    devnet = await startDevnet();
+    origin = await startOrigin();
+  }, 60_000);
+  afterAll(async () => {
+    for (const p of procs.reverse()) await p.stop();
+    await origin?.close();
+    await devnet?.stop();
+  });
+
+  it('pays, settles and comes back as often as it likes, across a hotspot restart; a failed run leaves nothing open', async () => {
+    const dir = tempDir('picopay-returning-');
+    const key = Signer.random();
+    writeKeystore(join(dir, 'gateway', 'key.json'), key, '', { scryptN: 1 << 10 });
+    await devnet.deployer.publicClient.waitForTransactionReceipt({ hash: await devnet.deployer.walletClient.sendTransaction({ to: key.address, value: 10n ** 20n }) });
+    const start = (name: string, args: string[]): PicopayProcess => {
+      const p = new PicopayProcess(name, args, { env });
+      procs.push(p);
+      return p;
+    };
+    const gateway = start('gateway', ['gateway', '--data-dir', join(dir, 'gateway'), '--rpc-url', devnet.anvil.rpcUrl, '--chain-id', String(devnet.anvil.chainId), '--adjudicator', devnet.deployer.adjudicator]);
+    const gw = await gateway.next('ready');
+    const common = ['--gateway', gw.address as string, '--mqtt-url', gw.mqttUrl as string, '--chain-id', String(gw.chainId), '--adjudicator', gw.adjudicator as string, '--rpc-url', devnet.anvil.rpcUrl, '--deposit', WEI(10n ** 17n), '--gateway-deposit', WEI(10n ** 17n), '--price', WEI(10n ** 14n)];
+    const owner = devnet.clients[6]!;
+    const funded = async (p: PicopayProcess): Promise<void> => {
+      const ledger = await p.next('ledger');
+      const holdings = await readHoldings(owner, ledger.channel as Bytes32, NATIVE_ASSET);
+      if (holdings.amount === 0n) await deposit(owner, { channelId: ledger.channel as Bytes32, asset: NATIVE_ASSET, amount: 10n ** 17n });
+    };
+    const hotspotArgs = ['device', '--role', 'hotspot', '--data-dir', join(dir, 'hotspot'), '--allow-upstream', new URL(origin.url).host, ...common];
+    let hotspot = start('hotspot', hotspotArgs);
+    await funded(hotspot);
+    let ready = await hotspot.next('ready');
+    const payer = async (download: string): Promise<{ code: number | null; events: PicopayProcess['events'] }> => {
+      const p = start('payer', ['device', '--role', 'payer', '--data-dir', join(dir, 'payer'), '--hotspot', ready.address as string, '--proxy-url', ready.proxyUrl as string, '--download', download, '--lock', WEI(10n ** 16n), ...common]);
+      await funded(p);
+      return { code: await p.exited(), events: p.events };
+    };
+    const channels = new Set<string>();
+    for (const run of ['first', 'second', 'after a hotspot restart']) {
+      if (run === 'after a hotspot restart') {
+        await hotspot.stop();
+        hotspot = start('hotspot', hotspotArgs);
+        ready = await hotspot.next('ready');
+      }
+      const { code, events } = await payer(`${origin.url}/bytes/${3 * UNIT}`);
+      expect(code, run).toBe(0);
+      expect(events.find((e) => e.event === 'downloaded')?.bytes, run).toBe(3 * UNIT);
+      const settled = events.find((e) => e.event === 'settled');
+      expect(settled, run).toBeDefined();
+      channels.add(settled!.channel as string);
+    }
+    expect(channels.size).toBe(3);
+    // A download that fails (the origin has no such path) settles its channel.
+    const failed = await payer(`${origin.url}/nothing-here`);
+    expect(failed.code).not.toBe(0);
+    const opened = failed.events.find((e) => e.event === 'virtual')!.channel as string;
+    const status = (await (await fetch(`${gw.httpUrl as string}/status`)).json()) as { virtualChannels: string[] };
+    const end = Date.now() + 20_000;
+    let open = status.virtualChannels.includes(opened);
+    while (open && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 100));
+      open = ((await (await fetch(`${gw.httpUrl as string}/status`)).json()) as { virtualChannels: string[] }).virtualChannels.includes(opened);
+    }
+    expect(open).toBe(false);
+  }, 300_000);
+});
