@@ -11,6 +11,7 @@ import { DEFAULT_VIRTUAL_LIMITS } from '../src/client/types.ts';
 import { runHotspot } from './roles/hotspot.ts';
 import { runPayer } from './roles/payer.ts';
 import { chainFunding, type FundingSource, gatewayFunding } from './funding.ts';
+import { DEFAULT_UNIT_BYTES } from './hotspot/meter.ts';
 import { startDevice } from './service.ts';
 
 const SPECS = {
@@ -29,11 +30,11 @@ const SPECS = {
   'gateway-deposit': { type: 'string', arg: 'AMOUNT', help: 'what the gateway puts into the ledger channel', default: '0.1' },
   'virtual-fee': { type: 'string', arg: 'AMOUNT', help: "the gateway's fee per virtual channel, paid when this device's side is funded (default: from --gateway-info, else 0)" },
   'max-virtual-fee': { type: 'string', arg: 'AMOUNT', help: 'refuse to start if the gateway charges more than this per virtual channel', default: '0.001' },
-  'unit-bytes': { type: 'string', arg: 'N', help: 'bytes per paid unit', default: '102400' },
+  'unit-bytes': { type: 'string', arg: 'N', help: 'hotspot: bytes per paid unit; payer: the unit its --price is for', default: String(DEFAULT_UNIT_BYTES) },
   'channels-per-payer': { type: 'string', arg: 'N', help: 'virtual channels one peer may hold open with this device at once', default: String(DEFAULT_VIRTUAL_LIMITS.perPeer) },
   'idle-settle': { type: 'string', arg: 'SECONDS', help: 'settle a virtual channel nobody has used for this long (a stream: ask its payer to close at the highest voucher)', default: String(DEFAULT_VIRTUAL_LIMITS.idleMs / 1000) },
   'min-lock': { type: 'string', arg: 'AMOUNT', help: 'refuse virtual channels that lock less than this (default: one unit\'s price)' },
-  price: { type: 'string', arg: 'AMOUNT', help: 'price of one unit', default: '0.0001' },
+  price: { type: 'string', arg: 'AMOUNT', help: "hotspot: price of one unit (its signed tariff); payer: the most it pays per --unit-bytes (it refuses a tariff asking more)", default: '0.0001' },
   'proxy-port': { type: 'string', arg: 'N', help: 'hotspot: metered proxy port on 127.0.0.1 (default: a free one)' },
   'idle-cutoff-ms': { type: 'string', arg: 'MS', help: 'hotspot: cut a client off after waiting this long for payment', default: '5000' },
   'close-after-settle': { type: 'boolean', help: "hotspot: close the ledger channel after the first client's channel settles" },

@@ -33,3 +33,8 @@ export class DownloadInterruptedError extends PicopayError {
     super(`${url}: connection closed after ${received} of ${expected ?? 'unknown'} bytes`, options);
   }
 }
+
+/** The hotspot's tariff could not be had, was not signed by the hotspot, or asks more than the payer will pay. */
+export class TariffRefusedError extends PicopayError {
+  readonly code = 'HOTSPOT_TARIFF_REFUSED';
+}

@@ -7,10 +7,11 @@ import { Signer } from '../../src/crypto/keys.ts';
 import { silentLogger } from '../../src/log.ts';
 import { authDigest, formatCredentials, parseChallenge } from './auth.ts';
 import { createPayingClient, type DownloadProgress } from './client.ts';
-import { DownloadInterruptedError, HttpStatusError } from './errors.ts';
+import { DownloadInterruptedError, HttpStatusError, TariffRefusedError } from './errors.ts';
 import { MEMORY_CHANNEL, MemoryPayments, MemoryServedLog } from './memory-payments.ts';
 import { pseudoRandomSha256, startOrigin } from './origin.ts';
 import { startMeteredProxy, type ClientStats, type MeteredProxyOptions } from './proxy.ts';
+import { fetchTariff } from './tariff.ts';
 
 const UNIT = 102_400;
 const PRICE = 1_000_000_000n;
@@ -400,5 +401,17 @@ describe('metering per virtual channel', () => {
     const stats = second.stats().clients.find((c) => c.channel === MEMORY_CHANNEL)!;
     expect(stats.bytesServed).toBe(paidUnits * UNIT + 10);
     expect(stats.allowance).toBe(UNIT - 10);
+  });
+});
+
+describe('the tariff', () => {
+  it("is served to anyone, signed by the hotspot's key, and is what the proxy meters by", async () => {
+    const origin = await startOrigin();
+    cleanups.push(origin.close);
+    const proxy = await startMeteredProxy({ unitBytes: 50_000, price: 3n, payments: new MemoryPayments(), idleCutoffMs: 1000, hotspot: { address: ALICE.address, sign: (d) => ALICE.sign(d) }, logger: silentLogger });
+    cleanups.push(proxy.close);
+    const tariff = await fetchTariff(proxy.url, ALICE.address, { maxPrice: 3n, unitBytes: 50_000 });
+    expect(tariff).toEqual({ unitBytes: 50_000, pricePerUnit: 3n, prepaidUnits: 1 });
+    await expect(fetchTariff(proxy.url, MALLORY.address, { maxPrice: 3n, unitBytes: 50_000 })).rejects.toBeInstanceOf(TariffRefusedError);
   });
 });

@@ -17,6 +17,7 @@ import { authenticate, formatChallenge, NonceBook } from './auth.ts';
 import { CutOffError } from './errors.ts';
 import { createTariff } from './meter.ts';
 import type { PaidListener, PaymentsIn, ServedLog } from './payments.ts';
+import { signTariff, TARIFF_PATH } from './tariff.ts';
 import { type UpstreamPolicy, upstreamAddress } from './upstream.ts';
 
 export interface MeteredProxyOptions {
@@ -30,6 +31,8 @@ export interface MeteredProxyOptions {
   payments: PaymentsIn;
   /** What was served from each channel, kept across restarts (default: memory only). */
   servedLog?: ServedLog;
+  /** The hotspot's key: its tariff is served signed at GET /picopay/tariff (see tariff.ts). */
+  hotspot?: { address: string; sign(digest: Uint8Array): Uint8Array };
   /** A client whose traffic waits this long for a payment is cut off. */
   idleCutoffMs: number;
   /** Where clients may go: public destinations, and those the operator allows (see upstream.ts). */
@@ -101,8 +104,16 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
   const onPaid: PaidListener = (client, channel, cumulative) => accounts.get(keyOf(client, channel))?.credit(cumulative);
   options.payments.on('paid', onPaid);
 
+  const tariffBody = options.hotspot && JSON.stringify(signTariff(options.hotspot.address, tariff, options.hotspot.sign));
   const server = http.createServer();
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    // The one thing served to anyone: what the hotspot charges, signed, so a payer can check it before it locks anything.
+    if (req.method === 'GET' && req.url === TARIFF_PATH) {
+      if (!tariffBody) return refuse(res, 404);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(tariffBody);
+      return;
+    }
     forward(req, res).catch((error: unknown) => {
       log.debug({ err: error }, 'forwarding failed');
       res.destroy();

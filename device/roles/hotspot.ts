@@ -27,7 +27,7 @@ export async function runHotspot(dev: RunningDevice, o: HotspotOptions): Promise
   await dev.untilFunded(o.fundTimeoutMs);
   const payments = new StreamPaymentsIn(dev.agent);
   const servedLog = storedServedLog(dev.facts);
-  const proxy = await startMeteredProxy({ servedLog, port: o.proxyPort, unitBytes: o.unitBytes, price: o.price, payments, idleCutoffMs: o.idleCutoffMs, authorities: o.proxyNames, upstream: { allowed: o.allowUpstream }, logger: o.logger.child({ part: 'proxy' }) });
+  const proxy = await startMeteredProxy({ servedLog, hotspot: { address: dev.signer.address, sign: (d) => dev.signer.sign(d) }, port: o.proxyPort, unitBytes: o.unitBytes, price: o.price, payments, idleCutoffMs: o.idleCutoffMs, authorities: o.proxyNames, upstream: { allowed: o.allowUpstream }, logger: o.logger.child({ part: 'proxy' }) });
   dev.agent.on('retired', (vc) => {
     if (vc.params.kind !== ChannelKind.Stream) return;
     proxy.closeChannel(vc.id);

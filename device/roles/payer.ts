@@ -4,6 +4,8 @@ import { formatEth } from '../../src/cli/units.ts';
 import { type Address, ChannelKind } from '../../src/model/types.ts';
 import type { Logger } from '../../src/log.ts';
 import { createPayingClient } from '../hotspot/client.ts';
+import { TariffRefusedError } from '../hotspot/errors.ts';
+import { fetchTariff } from '../hotspot/tariff.ts';
 import { streamPaymentsOut } from '../payments.ts';
 import type { RunningDevice } from '../service.ts';
 
@@ -14,6 +16,7 @@ export interface PayerOptions {
   url: string;
   /** What the client locks in the stream channel: the most it can pay the hotspot. */
   lock: bigint;
+  /** With `price`: the most this payer pays, per this many bytes (the hotspot's signed tariff may ask less). */
   unitBytes: number;
   price: bigint;
   mode: 'forward' | 'connect';
@@ -31,6 +34,12 @@ export interface PayerOptions {
  */
 export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<void> {
   const { agent } = dev;
+  // What the hotspot charges, signed by it, within this payer's limit: checked before anything is locked.
+  const tariff = await fetchTariff(o.proxyUrl, o.hotspot, { maxPrice: o.price, unitBytes: o.unitBytes });
+  if (o.lock < BigInt(tariff.prepaidUnits) * tariff.pricePerUnit) {
+    throw new TariffRefusedError(`--lock ${formatEth(o.lock)} does not cover the ${tariff.prepaidUnits} unit(s) the hotspot wants paid ahead at ${formatEth(tariff.pricePerUnit)}`);
+  }
+  o.logger.info({ unitBytes: tariff.unitBytes, price: formatEth(tariff.pricePerUnit), prepaidUnits: tariff.prepaidUnits }, "the hotspot's signed tariff");
   await dev.untilFunded(o.fundTimeoutMs);
   for (const left of agent.channelsWith(o.hotspot).filter((c) => c.params.kind === ChannelKind.Stream && c.phase === 'open' && c.idx === 0)) {
     o.logger.info({ channel: left.id, paid: formatEth(left.voucher?.cumulative ?? 0n) }, 'settling a virtual channel an earlier run left open');
@@ -39,7 +48,7 @@ export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<voi
   const vc = await agent.openVirtual(o.hotspot, { gateway: o.gateway, kind: ChannelKind.Stream, balances: [[o.lock, 0n]] });
   announce('virtual', { channel: vc.id, lock: o.lock });
 
-  const client = createPayingClient({ proxyUrl: o.proxyUrl, clientAddress: dev.signer.address, channel: vc.id, unitBytes: o.unitBytes, price: o.price, payments: streamPaymentsOut(agent, vc.id), sign: (d) => dev.signer.sign(d) });
+  const client = createPayingClient({ proxyUrl: o.proxyUrl, clientAddress: dev.signer.address, channel: vc.id, unitBytes: tariff.unitBytes, price: tariff.pricePerUnit, prepaidUnits: tariff.prepaidUnits, payments: streamPaymentsOut(agent, vc.id), sign: (d) => dev.signer.sign(d) });
   let bar: Progress | null = null;
   let result;
   try {

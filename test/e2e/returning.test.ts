@@ -54,8 +54,8 @@ describe('a returning payer', () => {
     let hotspot = start('hotspot', hotspotArgs);
     await funded(hotspot);
     let ready = await hotspot.next('ready');
-    const payer = async (download: string): Promise<{ code: number | null; events: PicopayProcess['events'] }> => {
-      const p = start('payer', ['device', '--role', 'payer', '--data-dir', join(dir, 'payer'), '--hotspot', ready.address as string, '--proxy-url', ready.proxyUrl as string, '--download', download, '--lock', WEI(10n ** 16n), ...common]);
+    const payer = async (download: string, extra: string[] = []): Promise<{ code: number | null; events: PicopayProcess['events'] }> => {
+      const p = start('payer', ['device', '--role', 'payer', '--data-dir', join(dir, 'payer'), '--hotspot', ready.address as string, '--proxy-url', ready.proxyUrl as string, '--download', download, '--lock', WEI(10n ** 16n), ...common, ...extra]);
       await funded(p);
       return { code: await p.exited(), events: p.events };
     };
@@ -86,5 +86,9 @@ describe('a returning payer', () => {
       open = ((await (await fetch(`${gw.httpUrl as string}/status`)).json()) as { virtualChannels: string[] }).virtualChannels.includes(opened);
     }
     expect(open).toBe(false);
+    // A payer whose limit is below the hotspot's signed price refuses before it opens a channel.
+    const cheap = await payer(`${origin.url}/bytes/${UNIT}`, ['--price', WEI(5n * 10n ** 13n)]);
+    expect(cheap.code).toBe(2);
+    expect(cheap.events.some((e) => e.event === 'virtual')).toBe(false);
   }, 300_000);
 });
