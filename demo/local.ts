@@ -25,6 +25,8 @@ export interface LocalRunOptions {
   devnet?: Devnet;
   /** A broker already running: the gateway uses it instead of its embedded one. */
   mqttUrl?: string;
+  /** With mqttUrl, a Mosquitto with dynamic security: the gateway issues the devices' logins as this admin. */
+  mqttAdmin?: { username: string; password: string };
   /** Hooks for tests that disturb the run (a gateway outage). */
   hooks?: {
     afterVirtualOpen?(ctl: GatewayControl): Promise<void>;
@@ -70,7 +72,7 @@ const DEFAULTS: LocalRunOptions = {
 export async function runLocal(options: Partial<LocalRunOptions> = {}): Promise<LocalRunResult> {
   const o = { ...DEFAULTS, ...options };
   const dir = mkdtempSync(join(tmpdir(), 'picopay-local-'));
-  const env = { PICOPAY_LOG: o.logLevel, PICOPAY_PASSWORD: '' };
+  const env = { PICOPAY_LOG: o.logLevel, PICOPAY_PASSWORD: '', PICOPAY_MQTT_ADMIN: o.mqttAdmin?.password ?? '' };
   const say = (s: string): void => void (o.verbose !== false && process.stdout.write(`${s}\n`));
   const procs: PicopayProcess[] = [];
   const origin = await startOrigin();
@@ -78,6 +80,7 @@ export async function runLocal(options: Partial<LocalRunOptions> = {}): Promise<
     say(`picopay local network in ${dir}`);
     const gatewayArgs = ['gateway', '--data-dir', join(dir, 'gateway'), '--hold-timeout-ms', '30000', '--virtual-fee', formatWei(o.virtualFee)];
     if (o.mqttUrl) gatewayArgs.push('--mqtt-url', o.mqttUrl);
+    if (o.mqttAdmin) gatewayArgs.push('--mqtt-admin-username', o.mqttAdmin.username, '--mqtt-admin-password-env', 'PICOPAY_MQTT_ADMIN');
     if (o.devnet) {
       const d = o.devnet;
       gatewayArgs.push('--rpc-url', d.anvil.rpcUrl, '--chain-id', String(d.anvil.chainId), '--adjudicator', d.deployer.adjudicator);
@@ -116,7 +119,7 @@ export async function runLocal(options: Partial<LocalRunOptions> = {}): Promise<
     ];
     for (const [label, a] of accounts) await snapshot(label, a);
 
-    const common = ['--gateway-info', join(dir, 'gateway.json'), '--deposit', formatWei(o.deposit), '--gateway-deposit', formatWei(o.deposit), '--unit-bytes', String(o.unitBytes), '--price', formatWei(o.price)];
+    const common = [...(o.mqttAdmin ? ['--mqtt-enroll'] : []), '--gateway-info', join(dir, 'gateway.json'), '--deposit', formatWei(o.deposit), '--gateway-deposit', formatWei(o.deposit), '--unit-bytes', String(o.unitBytes), '--price', formatWei(o.price)];
     const fundDevice = async (p: PicopayProcess, label: string): Promise<{ address: Address; channel: Bytes32 }> => {
       const ledger = await p.next('ledger');
       const address = ledger.address as Address;

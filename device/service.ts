@@ -33,7 +33,7 @@ export interface DeviceConfig {
   virtualFee?: bigint;
   /** Per-peer limit and minimum lock for the virtual channels others open with this device. */
   virtualLimits?: AgentOptions['virtualLimits'];
-  mqttLogin?: Pick<MqttTransportOptions, 'username' | 'password' | 'tls'>;
+  mqttLogin?: Pick<MqttTransportOptions, 'username' | 'password' | 'tls' | 'enroll'>;
   timing?: Partial<Timing>;
   /** Where the device learns that its ledger channel is funded on-chain; none: it does not check. */
   funding?: FundingSource;

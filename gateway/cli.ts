@@ -15,6 +15,8 @@ const SPECS = {
   'chain-id': { type: 'string', arg: 'N', help: 'chain id, with --rpc-url' },
   adjudicator: { type: 'string', arg: 'ADDR', help: 'adjudicator contract, with --rpc-url' },
   'mqtt-url': { type: 'string', arg: 'URL', help: 'MQTT broker (default: an embedded broker on 127.0.0.1)' },
+  'mqtt-admin-username': { type: 'string', arg: 'NAME', help: "with --mqtt-url: the Mosquitto dynamic-security admin; the gateway then issues devices' logins (docs/mqtt)" },
+  'mqtt-admin-password-env': { type: 'string', arg: 'NAME', help: "environment variable holding that admin's password" },
   'mqtt-port': { type: 'string', arg: 'N', help: 'port of the embedded broker (default: a free one)' },
   'http-port': { type: 'string', arg: 'N', help: 'status API on 127.0.0.1 (default: a free one)' },
   'max-deposit': { type: 'string', arg: 'AMOUNT', help: "most the gateway puts into one device's ledger channels together", default: formatEth(DEFAULT_LIMITS.maxDeposit) },
@@ -52,6 +54,7 @@ export async function main(argv: string[]): Promise<void> {
   };
   if (limits.maxChannelsPerDevice < 1) throw new ConfigError('--max-channels-per-device must be at least 1');
   if (limits.fundingTimeoutMs < 1000) throw new ConfigError('--funding-timeout must be at least 1 second');
+  if (o['mqtt-admin-username'] && !o['mqtt-url']) throw new ConfigError('--mqtt-admin-username needs --mqtt-url: the embedded broker checks keys itself');
   const gw = await startGateway({
     dataDir: o['data-dir']!,
     password: process.env[o['password-env']!] ?? '',
@@ -66,6 +69,7 @@ export async function main(argv: string[]): Promise<void> {
     virtualFee,
     confirmations,
     mqttLogin: mqttLogin(o),
+    mqttAdmin: o['mqtt-admin-username'] ? { username: o['mqtt-admin-username'], password: process.env[o['mqtt-admin-password-env'] ?? ''] ?? '' } : undefined,
     timing: timing(o),
     logger,
   });

@@ -9,6 +9,8 @@ import type { Logger } from '../src/log.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../src/transport/broker.ts';
 import { MqttTransport, type MqttTransportOptions } from '../src/transport/mqtt.ts';
+import { brokerAuthority, brokerPassword } from '../src/transport/login.ts';
+import { startEnrollment } from './enrollment.ts';
 import { GatewayChain } from './chain.ts';
 import { startStatusServer } from './http.ts';
 import { Intermediary } from '../src/client/intermediary.ts';
@@ -35,7 +37,9 @@ export interface GatewayConfig {
   confirmations?: number;
   /** How often ledger channels still waiting for deposits are checked on-chain (ms); a funding request checks at once. */
   fundingPollMs?: number;
-  mqttLogin?: Pick<MqttTransportOptions, 'username' | 'password' | 'tls'>;
+  mqttLogin?: Pick<MqttTransportOptions, 'username' | 'password' | 'tls' | 'enroll'>;
+  /** With mqttUrl: the dynamic-security admin of a Mosquitto whose device logins the gateway issues (enrollment.ts). */
+  mqttAdmin?: { username: string; password: string };
   timing?: Partial<Timing>;
   logger: Logger;
 }
@@ -116,8 +120,15 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
       log.info({ mqttUrl }, 'embedded MQTT broker listening');
     }
 
+    let enrolled = false;
+    if (cfg.mqttAdmin && cfg.mqttUrl) {
+      const enrollment = await startEnrollment({ url: mqttUrl, admin: cfg.mqttAdmin, tls: cfg.mqttLogin?.tls, logger: log.child({ part: 'enrollment' }) });
+      cleanup.push(() => enrollment.close());
+      await enrollment.issue(signer.address, brokerPassword(signer, brokerAuthority(mqttUrl)));
+      enrolled = true;
+    }
     const chain = { chainId: BigInt(chainId), adjudicator };
-    const transport = new MqttTransport({ url: mqttUrl, self: signer.address, signer, ...cfg.mqttLogin, logger: log.child({ part: 'mqtt' }) });
+    const transport = new MqttTransport({ url: mqttUrl, self: signer.address, signer, ...cfg.mqttLogin, enroll: enrolled || cfg.mqttLogin?.enroll, logger: log.child({ part: 'mqtt' }) });
     let gatewayChain: GatewayChain | null = null;
     const intermediary = new Intermediary({ records: store.service, chain, holdTimeoutMs: cfg.holdTimeoutMs, fee: cfg.virtualFee, logger: log.child({ part: 'intermediary' }), isFunded: (id) => gatewayChain!.checkFunded(id) });
     const agent: Agent = new Agent({

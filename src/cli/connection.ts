@@ -13,6 +13,7 @@ export const CONNECTION_SPECS = {
   'mqtt-ca': { type: 'string', arg: 'FILE', help: 'CA certificate (PEM) for an mqtts:// broker' },
   'mqtt-cert': { type: 'string', arg: 'FILE', help: 'client certificate (PEM), with --mqtt-key' },
   'mqtt-key': { type: 'string', arg: 'FILE', help: 'client key (PEM)' },
+  'mqtt-enroll': { type: 'boolean', help: "a Mosquitto whose logins the gateway issues (docs/mqtt): log in with this key's broker password, enrolling it first" },
   'retransmit-ms': { type: 'string', arg: 'MS', help: 'first retransmission of an unanswered message', default: String(DEFAULT_TIMING.retransmitMs) },
   'request-timeout-ms': { type: 'string', arg: 'MS', help: 'how long a request waits for the peer', default: String(DEFAULT_TIMING.requestTimeoutMs) },
 } as const;
@@ -28,7 +29,7 @@ function pem(path: string | undefined, what: string): Buffer | undefined {
   }
 }
 
-export function mqttLogin(o: ConnectionValues): Pick<MqttTransportOptions, 'username' | 'password' | 'tls'> {
+export function mqttLogin(o: ConnectionValues): Pick<MqttTransportOptions, 'username' | 'password' | 'tls' | 'enroll'> {
   const ca = pem(o['mqtt-ca'], '--mqtt-ca');
   const cert = pem(o['mqtt-cert'], '--mqtt-cert');
   const key = pem(o['mqtt-key'], '--mqtt-key');
@@ -36,6 +37,7 @@ export function mqttLogin(o: ConnectionValues): Pick<MqttTransportOptions, 'user
     username: o['mqtt-username'],
     password: o['mqtt-password-env'] ? process.env[o['mqtt-password-env']] : undefined,
     tls: ca || cert ? { ca, cert, key } : undefined,
+    enroll: o['mqtt-enroll'],
   };
 }
 

@@ -50,3 +50,27 @@ export function verifyLogin(username: string | undefined, password: Buffer | und
   const sig = fromHex(match[2]! as `0x${string}`);
   return authorities.some((authority) => recoverAddress(sig, loginDigest(authority, username, expiry)) === username);
 }
+
+// For brokers that cannot check a signature (Mosquitto with its dynamic-security plugin),
+// a fixed password per key and broker: the same signature every time (RFC 6979), which
+// the device hands the gateway once, over the broker's write-only enrollment topic, and
+// the gateway checks before it creates the login (gateway/enrollment.ts). Useless at
+// another broker; a bearer secret at this one, so use TLS.
+
+function passwordDigest(authority: string, address: string): Uint8Array {
+  return keccak(utf8ToBytes(`picopay-mqtt-password:${authority}:${address}`));
+}
+
+/** The fixed password of `signer` at the broker reached as `authority`. */
+export function brokerPassword(signer: Signer, authority: string): string {
+  return `v1p:${toHex(signer.sign(passwordDigest(authority, signer.address)))}`;
+}
+
+/** Whether `password` is `username`'s fixed password at a broker named one of `authorities`. */
+export function verifyBrokerPassword(username: string, password: string, authorities: readonly string[]): boolean {
+  if (!isAddress(username)) return false;
+  const match = /^v1p:(0x[0-9a-f]{130})$/.exec(password);
+  if (!match) return false;
+  const sig = fromHex(match[1]! as `0x${string}`);
+  return authorities.some((authority) => recoverAddress(sig, passwordDigest(authority, username)) === username);
+}

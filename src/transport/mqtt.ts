@@ -1,12 +1,14 @@
 import type { Socket } from 'node:net';
-import { connect, ErrorWithSubackPacket, type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
+import { randomBytes } from 'node:crypto';
+import { connect, connectAsync, ErrorWithSubackPacket, type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
 import { TransportError } from '../errors.ts';
 import type { Address } from '../model/types.ts';
 import type { Signer } from '../crypto/keys.ts';
 import { Backoff, type BackoffOptions } from './backoff.ts';
-import { brokerAuthority, loginToken } from './login.ts';
+import { brokerAuthority, brokerPassword, loginToken } from './login.ts';
 import { silentLogger, type TransportLogger } from './log.ts';
 import {
+  enrollTopic,
   inboxFilter,
   inboxTopic,
   isAddress,
@@ -37,6 +39,13 @@ export interface MqttTransportOptions {
   password?: string;
   /** This device's key: the password is a login token it signs for each connection attempt (src/transport/login.ts). */
   signer?: Signer;
+  /**
+   * For a Mosquitto whose logins the gateway issues (docs/mqtt, dynamic security): with
+   * `signer`, log in with the key's fixed password for this broker, and while the broker
+   * refuses it, hand it to the gateway on the write-only enrollment topic and try again,
+   * until connectTimeoutMs.
+   */
+  enroll?: boolean;
   tls?: MqttTlsOptions;
   /** Session identity at the broker (default derived from the address, so that a restart resumes the session). */
   clientId?: string;
@@ -130,7 +139,11 @@ export class MqttTransport implements Transport {
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
     // Senders waiting for acknowledgements that will not come before a reconnection give up.
     client.on('close', () => this.wakeSendersWaitingForRoom());
-    client.on('error', (error) => this.log.warn({ err: error, url: this.options.url }, 'mqtt error'));
+    client.on('error', (error: Error & { code?: unknown }) => {
+      // Refused while not enrolled yet: expected, and answered by enrolling (see firstConnection).
+      if (this.options.enroll && (error.code === 4 || error.code === 5)) return this.log.info({ url: this.options.url }, 'no broker login yet: enrolling');
+      this.log.warn({ err: error, url: this.options.url }, 'mqtt error');
+    });
     client.on('offline', () => this.log.info({ url: this.options.url }, 'mqtt offline, reconnecting'));
 
     try {
@@ -224,8 +237,30 @@ export class MqttTransport implements Transport {
   }
 
   private password(): string | undefined {
-    const { password, signer, url } = this.options;
-    return password ?? (signer && loginToken(signer, brokerAuthority(url)));
+    const { password, signer, url, enroll } = this.options;
+    if (password !== undefined || !signer) return password;
+    return enroll ? brokerPassword(signer, brokerAuthority(url)) : loginToken(signer, brokerAuthority(url));
+  }
+
+  private enrolling: Promise<void> | undefined;
+
+  /** Publishes this key's fixed password on its enrollment topic, as an anonymous client (at most one at a time). */
+  private enrollNow(): Promise<void> {
+    const { url, signer, tls } = this.options;
+    if (!signer || this.enrolling) return this.enrolling ?? Promise.resolve();
+    this.enrolling = (async () => {
+      const client = await connectAsync(url, { protocolVersion: 4, clientId: `picopay-enroll-${randomBytes(6).toString('hex')}`, clean: true, reconnectPeriod: 0, connectTimeout: 5_000, ...tls });
+      try {
+        await client.publishAsync(enrollTopic(this.self), brokerPassword(signer, brokerAuthority(url)), { qos: 1 });
+      } finally {
+        await client.endAsync();
+      }
+      this.log.info({ url }, 'enrolled at the broker: the gateway creates this login');
+    })()
+      .catch((error: unknown) => this.log.warn({ err: error, url }, 'enrollment failed; retrying with the next attempt'))
+      // One enrollment per refused attempt at most, and none while one is on its way.
+      .finally(() => setTimeout(() => (this.enrolling = undefined), 1_000).unref());
+    return this.enrolling;
   }
 
   /** Resolves on the first complete connection, rejects on a refused login or the timeout. */
@@ -240,9 +275,10 @@ export class MqttTransport implements Transport {
       const onError = (error: Error & { code?: unknown }) => {
         lastError = error;
         // A refused CONNACK carries a numeric return code; socket and TLS errors are retried.
-        if (typeof error.code === 'number') {
-          settle(new TransportError(`broker refused the connection: ${error.message}`, { cause: error }));
-        }
+        if (typeof error.code !== 'number') return;
+        // Not enrolled yet (or the gateway has not created the login yet): enroll, and the next attempt may pass.
+        if (this.options.enroll && (error.code === 4 || error.code === 5)) return void this.enrollNow();
+        settle(new TransportError(`broker refused the connection: ${error.message}`, { cause: error }));
       };
       const settle = (error?: TransportError) => {
         clearTimeout(timer);

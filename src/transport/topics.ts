@@ -44,3 +44,17 @@ export function presenceOf(topic: string): Address | undefined {
   const device = topic.slice(PRESENCE.length + 1);
   return isAddress(device) ? device : undefined;
 }
+
+/** Where a device publishes its fixed broker password for the gateway to create its login (Mosquitto). */
+export function enrollTopic(address: Address): string {
+  return `${TOPIC_ROOT}/enroll/${address}`;
+}
+
+export const ENROLL_FILTER = `${TOPIC_ROOT}/enroll/+`;
+
+/** The address an enrollment topic names, if it is one. */
+export function enrolledBy(topic: string): Address | undefined {
+  const prefix = `${TOPIC_ROOT}/enroll/`;
+  const rest = topic.startsWith(prefix) ? topic.slice(prefix.length) : '';
+  return isAddress(rest) ? rest : undefined;
+}

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDevnet, type Devnet } from '../../src/chain/index.ts';
 import { runLocal } from '../../demo/local.ts';
 import { PicopayProcess } from '../../demo/processes.ts';
-import { mosquittoInstalled, startMosquitto, type Mosquitto } from '../transport/helpers.ts';
+import { DYNSEC_PLUGIN, mosquittoInstalled, startMosquitto, type Mosquitto } from '../transport/helpers.ts';
 
 // The whole network as separate OS processes on real parts: anvil, the gateway, a
 // hotspot and a client device, over the embedded broker and over Mosquitto. Smaller
@@ -27,6 +27,20 @@ describe('picopay network, separate processes', () => {
 
     it('the same flow through a real Mosquitto broker', async () => {
       const result = await runLocal({ ...SMALL, mqttUrl: mosquitto.url });
+      expect(result.checks.filter(([, ok]) => !ok)).toEqual([]);
+    }, 300_000);
+  });
+
+  describe.runIf(mosquittoInstalled && DYNSEC_PLUGIN)('Mosquitto with logins the gateway issues', () => {
+    const admin = { username: 'picopay-admin', password: 'admin-secret' };
+    let mosquitto: Mosquitto;
+    beforeAll(async () => {
+      mosquitto = await startMosquitto({ dynsec: admin });
+    });
+    afterAll(async () => mosquitto?.stop());
+
+    it('every process logs in by key, enrolled through the gateway; anonymous clients get nothing', async () => {
+      const result = await runLocal({ ...SMALL, mqttUrl: mosquitto.url, mqttAdmin: admin });
       expect(result.checks.filter(([, ok]) => !ok)).toEqual([]);
     }, 300_000);
   });

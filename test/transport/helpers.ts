@@ -1,5 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect as tcpConnect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
@@ -114,6 +115,9 @@ const mosquittoEnv = { ...process.env, PATH: MOSQUITTO_PATH };
 
 export const mosquittoInstalled = spawnSync('sh', ['-c', 'command -v mosquitto'], { env: mosquittoEnv }).status === 0;
 
+/** Debian's dynamic-security plugin (package mosquitto). */
+export const DYNSEC_PLUGIN = ['/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so', '/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so', '/usr/lib/mosquitto_dynamic_security.so'].find((p) => existsSync(p)) ?? '';
+
 export interface MosquittoUser {
   username: string;
   password: string;
@@ -125,6 +129,8 @@ export interface MosquittoOptions {
   aclFile?: string;
   /** Serves MQTT over TLS (mqtts://) with this certificate. */
   tls?: TestCertificates;
+  /** Runs the dynamic-security plugin with this admin login (anonymous clients get only what its anonymous group allows). */
+  dynsec?: MosquittoUser;
 }
 
 export interface Mosquitto {
@@ -151,7 +157,12 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     'log_type error',
     'log_type warning',
   ];
-  if (options.users) {
+  if (options.dynsec) {
+    const dynsecFile = join(dir, 'dynamic-security.json');
+    const init = spawnSync('mosquitto_ctrl', ['dynsec', 'init', dynsecFile, options.dynsec.username, options.dynsec.password], { env: mosquittoEnv });
+    if (init.status !== 0) throw new Error(`mosquitto_ctrl dynsec init failed: ${init.stderr.toString()}`);
+    config.push('allow_anonymous true', `plugin ${DYNSEC_PLUGIN}`, `plugin_opt_config_file ${dynsecFile}`);
+  } else if (options.users) {
     const passwordFile = join(dir, 'passwd');
     for (const [index, user] of options.users.entries()) {
       const args = index === 0 ? ['-c', '-b', passwordFile] : ['-b', passwordFile];
