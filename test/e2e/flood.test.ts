@@ -18,12 +18,20 @@ import { Recorder, waitFor } from '../transport/helpers.ts';
 const MB = 1 << 20;
 const rssOf = (pid: number): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
 
-describe("the gateway's broker under a flood", () => {
-  it('an outsider flooding an offline inbox with 40 MB leaves the gateway within 20 MB of its memory', async () => {
+describe("the gateway's broker under an outsider", () => {
+  it('refuses logins without the key, shows nothing to a logged-in outsider, and an outsider flooding an offline inbox with 40 MB leaves the gateway within 20 MB of its memory', async () => {
     const gateway = new PicopayProcess('gateway', ['gateway', '--data-dir', tempDir('picopay-flood-')], { env: { PICOPAY_LOG: 'error' }, stderr: 'ignore' });
     try {
       const mqttUrl = (await gateway.next('ready')).mqttUrl as string;
       const [device, mallory] = [Signer.random(), Signer.random()];
+      // An outsider without a key gets no connection; one with a key of its own reads nothing of others.
+      for (const login of [{}, { username: mallory.address, password: 'guess' }, { username: device.address, password: loginToken(mallory, brokerAuthority(mqttUrl)) }]) {
+        await expect(connectAsync(mqttUrl, { ...login, reconnectPeriod: 0, connectTimeout: 5_000 })).rejects.toThrow(/Not authorized|Bad username/);
+      }
+      const spy = await connectAsync(mqttUrl, { username: mallory.address, password: loginToken(mallory, brokerAuthority(mqttUrl)), reconnectPeriod: 0 });
+      const denied = await spy.subscribeAsync(['#', 'picopay/v1/inbox/#']).then((g) => g.map((x) => x.qos), (err: { packet?: { granted: number[] } }) => err.packet?.granted ?? []);
+      expect(denied).toEqual([128, 128]);
+      await spy.endAsync(true);
       const offline = new MqttTransport({ url: mqttUrl, self: device.address, signer: device });
       offline.setHandler(new Recorder());
       await offline.connect();

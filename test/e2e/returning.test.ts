@@ -86,6 +86,13 @@ describe('a returning payer', () => {
       open = ((await (await fetch(`${gw.httpUrl as string}/status`)).json()) as { virtualChannels: string[] }).virtualChannels.includes(opened);
     }
     expect(open).toBe(false);
+    // A paying client asking the hotspot for this machine's services (the gateway's status
+    // API, anvil's JSON-RPC with its unlocked accounts) is refused, and its channel settled.
+    for (const target of [`${gw.httpUrl as string}/status`, devnet.anvil.rpcUrl]) {
+      const r = await payer(target);
+      expect(r.code, target).toBe(2);
+      expect(r.events.some((e) => e.event === 'downloaded'), target).toBe(false);
+    }
     // A payer whose limit is below the hotspot's signed price refuses before it opens a channel.
     const cheap = await payer(`${origin.url}/bytes/${UNIT}`, ['--price', WEI(5n * 10n ** 13n)]);
     expect(cheap.code).toBe(2);
