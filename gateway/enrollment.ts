@@ -3,22 +3,23 @@ import { connectAsync, type MqttClient } from 'mqtt';
 import type { Logger } from '../src/log.ts';
 import { brokerAuthority, verifyBrokerPassword } from '../src/transport/login.ts';
 import type { MqttTlsOptions } from '../src/transport/mqtt.ts';
-import { ENROLL_FILTER, enrolledBy, inboxFilter, presenceTopic, TOPIC_ROOT } from '../src/transport/topics.ts';
+import { ENROLL_FILTER, ENROLL_LOGIN, enrolledBy, inboxFilter, presenceTopic, sessionIdOf, TOPIC_ROOT } from '../src/transport/topics.ts';
 import type { Address } from '../src/model/types.ts';
 
 // Device logins on a Mosquitto with the dynamic-security plugin, issued by the gateway.
 // Mosquitto cannot check a signature, so a device logs in with its key's fixed password
 // for this broker (src/transport/login.ts) and, while it has no login, publishes that
-// password on its enrollment topic as an anonymous client. Anonymous clients may publish
-// there and do nothing else: not subscribe to anything, not read the enrollment topic.
-// The gateway, logged in as the plugin's admin, reads enrollments, checks that the
-// password is the named address's signature for this broker, and creates the login with
-// a role of its own: read its own inbox and presence, write to any inbox as itself, and
-// announce its own presence. A forged enrollment creates nothing.
+// password on its enrollment topic with the public enrollment login (ENROLL_LOGIN), which
+// may publish there and do nothing else: not subscribe to anything, not read the
+// enrollment topic, and use no client id but its own. The gateway, logged in as the
+// plugin's admin, reads enrollments, checks that the password is the named address's
+// signature for this broker, and creates the login, bound to the address's session id
+// (so nobody else can take over its session and its queue), with a role of its own: read
+// its own inbox and presence, write to any inbox as itself, announce its own presence.
+// A forged enrollment creates nothing. Anonymous logins stay off (mosquitto.conf).
 
 const CONTROL = '$CONTROL/dynamic-security/v1';
 const ENROLL_ROLE = 'picopay-enroll';
-const ANONYMOUS_GROUP = 'picopay-anonymous';
 /** An enrollment is a password and nothing else: anything longer is not one. */
 const MAX_ENROLLMENT_BYTES = 200;
 
@@ -39,7 +40,7 @@ export interface Enrollment {
   close(): Promise<void>;
 }
 
-/** Connects as the admin, makes sure anonymous clients may enroll and do nothing else, and issues logins. */
+/** Connects as the admin, makes sure the enrollment login exists and may do nothing but enroll, and issues logins. */
 export async function startEnrollment(o: EnrollmentOptions): Promise<Enrollment> {
   const authorities = [brokerAuthority(o.url), ...(o.names ?? [])];
   const client = await connectAsync(o.url, { protocolVersion: 4, clientId: `picopay-gateway-admin-${randomBytes(4).toString('hex')}`, clean: true, username: o.admin.username, password: o.admin.password, ...o.tls });
@@ -47,8 +48,7 @@ export async function startEnrollment(o: EnrollmentOptions): Promise<Enrollment>
   // Idempotent: on a second start these exist and the plugin says so; nothing else changes.
   await commands.send([
     { command: 'createRole', rolename: ENROLL_ROLE, acls: [{ acltype: 'publishClientSend', topic: ENROLL_FILTER, allow: true }] },
-    { command: 'createGroup', groupname: ANONYMOUS_GROUP, roles: [{ rolename: ENROLL_ROLE }] },
-    { command: 'setAnonymousGroup', groupname: ANONYMOUS_GROUP },
+    { command: 'createClient', username: ENROLL_LOGIN, password: ENROLL_LOGIN, clientid: ENROLL_LOGIN, roles: [{ rolename: ENROLL_ROLE }] },
   ]);
   const issued = new Set<string>();
   const issue = async (address: Address, password: string): Promise<void> => {
@@ -64,7 +64,7 @@ export async function startEnrollment(o: EnrollmentOptions): Promise<Enrollment>
           { acltype: 'publishClientSend', topic: presenceTopic(address), allow: true },
         ],
       },
-      { command: 'createClient', username: address, password, roles: [{ rolename: role }] },
+      { command: 'createClient', username: address, password, clientid: sessionIdOf(address), roles: [{ rolename: role }] },
       // Already there (a re-enrollment): the password it proves is the one to keep.
       { command: 'setClientPassword', username: address, password },
     ]);

@@ -5,6 +5,7 @@ import { TransportError } from '../errors.ts';
 import { mayPublish, maySubscribe } from './acl.ts';
 import { silentLogger, type TransportLogger } from './log.ts';
 import { verifyLogin } from './login.ts';
+import { sessionIdOf, TOPIC_ROOT } from './topics.ts';
 
 export interface EmbeddedBrokerOptions {
   /** Interface to listen on (default 127.0.0.1). */
@@ -37,9 +38,14 @@ export interface EmbeddedBrokerOptions {
 export interface QueueLimits {
   messages: number;
   bytes: number;
+  /** All sessions together: keys cost nothing, so many sessions must not add up without bound either. */
+  totalBytes: number;
 }
 
-export const DEFAULT_QUEUE_LIMITS: QueueLimits = { messages: 1000, bytes: 1 << 20 };
+export const DEFAULT_QUEUE_LIMITS: QueueLimits = { messages: 1000, bytes: 1 << 20, totalBytes: 64 << 20 };
+
+/** The largest message the broker takes: a picopay frame is at most 64 KiB (MqttTransport's maxFrameBytes). */
+const MAX_PAYLOAD_BYTES = 64 * 1024;
 
 export interface EmbeddedBroker {
   /** mqtt://host:port, ready for MqttTransport. */
@@ -96,6 +102,8 @@ function brokerOptions(access: NonNullable<EmbeddedBrokerOptions['access']>, aut
   const usernames = new WeakMap<Client, string>();
   const options: AedesOptions = {
     authenticate: (client, username, password, done) => {
+      // A picopay session id belongs to its address: nobody else may take it over (and with it the queue and subscriptions).
+      if (client.id.startsWith('picopay-') && client.id !== sessionIdOf(username ?? '')) return done(authError(), false);
       Promise.resolve(check(username, password)).then(
         (accepted) => {
           if (!accepted) return done(authError(), false);
@@ -108,7 +116,13 @@ function brokerOptions(access: NonNullable<EmbeddedBrokerOptions['access']>, aut
   };
   // A null subscription makes aedes answer 0x80 (failure) in the SUBACK, as Mosquitto does.
   options.authorizeSubscribe = (client, subscription, done) => done(null, maySubscribe(usernames.get(client), subscription.topic) ? subscription : null);
-  options.authorizePublish = (client, packet, done) => done(client && mayPublish(usernames.get(client), packet.topic) ? null : new Error(`publish to ${packet.topic} denied`));
+  options.authorizePublish = (client, packet, done) => {
+    const username = usernames.get(client!);
+    // Retained messages outlive every session: only one's own presence may be one.
+    const retainOk = !packet.retain || packet.topic === `${TOPIC_ROOT}/presence/${username}`;
+    const ok = client && mayPublish(username, packet.topic) && retainOk && packet.payload.length <= MAX_PAYLOAD_BYTES;
+    done(ok ? null : new Error(`publish to ${packet.topic} denied`));
+  };
   return options;
 }
 
@@ -135,12 +149,19 @@ function boundedPersistence(limits: QueueLimits, log: TransportLogger): AedesOpt
     setup(broker: Aedes): Promise<void>;
   };
   const queued = new Map<string, { messages: number; bytes: number }>();
+  let total = 0;
   const sizeOf = (packet: Stored): number => (packet.topic?.length ?? 0) + (packet.payload?.length ?? 0);
+  const set = (clientId: string, q: { messages: number; bytes: number }): void => {
+    const bytes = q.messages === 0 ? 0 : q.bytes;
+    total += bytes - (queued.get(clientId)?.bytes ?? 0);
+    if (q.messages === 0) queued.delete(clientId);
+    else queued.set(clientId, { messages: q.messages, bytes });
+  };
   const admit = (clientId: string, packet: Stored): boolean => {
     const q = queued.get(clientId) ?? { messages: 0, bytes: 0 };
     const size = sizeOf(packet);
-    if (q.messages >= limits.messages || q.bytes + size > limits.bytes) return false;
-    queued.set(clientId, { messages: q.messages + 1, bytes: q.bytes + size });
+    if (q.messages >= limits.messages || q.bytes + size > limits.bytes || total + size > limits.totalBytes) return false;
+    set(clientId, { messages: q.messages + 1, bytes: q.bytes + size });
     return true;
   };
   let dropped = 0;
@@ -162,10 +183,7 @@ function boundedPersistence(limits: QueueLimits, log: TransportLogger): AedesOpt
   p.outgoingClearMessageId = async (client, packet) => {
     const removed = await clear(client, packet);
     const q = queued.get(client.id);
-    if (removed && q) {
-      if (q.messages <= 1) queued.delete(client.id);
-      else queued.set(client.id, { messages: q.messages - 1, bytes: Math.max(0, q.bytes - sizeOf(removed)) });
-    }
+    if (removed && q) set(client.id, { messages: q.messages - 1, bytes: Math.max(0, q.bytes - sizeOf(removed)) });
     return removed;
   };
   const setup = p.setup.bind(p);
@@ -178,8 +196,7 @@ function boundedPersistence(limits: QueueLimits, log: TransportLogger): AedesOpt
           q.messages++;
           q.bytes += sizeOf(packet);
         }
-        if (q.messages === 0) queued.delete(client.id);
-        else queued.set(client.id, q);
+        set(client.id, q);
       })().catch(() => {});
     });
   };

@@ -1,5 +1,4 @@
 import type { Socket } from 'node:net';
-import { randomBytes } from 'node:crypto';
 import { connect, connectAsync, ErrorWithSubackPacket, type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
 import { TransportError } from '../errors.ts';
 import type { Address } from '../model/types.ts';
@@ -8,6 +7,7 @@ import { Backoff, type BackoffOptions } from './backoff.ts';
 import { brokerAuthority, brokerPassword, loginToken } from './login.ts';
 import { silentLogger, type TransportLogger } from './log.ts';
 import {
+  ENROLL_LOGIN,
   enrollTopic,
   inboxFilter,
   inboxTopic,
@@ -17,6 +17,7 @@ import {
   presenceOf,
   presenceTopic,
   senderOf,
+  sessionIdOf,
 } from './topics.ts';
 import type { Transport, TransportHandler } from './types.ts';
 
@@ -221,7 +222,7 @@ export class MqttTransport implements Transport {
     const { options } = this;
     return {
       protocolVersion: 4,
-      clientId: options.clientId ?? `picopay-${this.self.slice(2)}`,
+      clientId: options.clientId ?? sessionIdOf(this.self),
       clean: false,
       username: options.username ?? this.self,
       password: this.password(),
@@ -244,12 +245,12 @@ export class MqttTransport implements Transport {
 
   private enrolling: Promise<void> | undefined;
 
-  /** Publishes this key's fixed password on its enrollment topic, as an anonymous client (at most one at a time). */
+  /** Publishes this key's fixed password on its enrollment topic, with the public enrollment login (at most one at a time). */
   private enrollNow(): Promise<void> {
     const { url, signer, tls } = this.options;
     if (!signer || this.enrolling) return this.enrolling ?? Promise.resolve();
     this.enrolling = (async () => {
-      const client = await connectAsync(url, { protocolVersion: 4, clientId: `picopay-enroll-${randomBytes(6).toString('hex')}`, clean: true, reconnectPeriod: 0, connectTimeout: 5_000, ...tls });
+      const client = await connectAsync(url, { protocolVersion: 4, clientId: ENROLL_LOGIN, username: ENROLL_LOGIN, password: ENROLL_LOGIN, clean: true, reconnectPeriod: 0, connectTimeout: 5_000, ...tls });
       try {
         await client.publishAsync(enrollTopic(this.self), brokerPassword(signer, brokerAuthority(url)), { qos: 1 });
       } finally {

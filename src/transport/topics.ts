@@ -52,9 +52,20 @@ export function enrollTopic(address: Address): string {
 
 export const ENROLL_FILTER = `${TOPIC_ROOT}/enroll/+`;
 
+/**
+ * The public login (username, password and its only client id) devices enroll with at a
+ * Mosquitto whose logins the gateway issues: it may publish enrollments and nothing else.
+ */
+export const ENROLL_LOGIN = 'picopay-enroll';
+
 /** The address an enrollment topic names, if it is one. */
 export function enrolledBy(topic: string): Address | undefined {
   const prefix = `${TOPIC_ROOT}/enroll/`;
   const rest = topic.startsWith(prefix) ? topic.slice(prefix.length) : '';
   return isAddress(rest) ? rest : undefined;
+}
+
+/** The broker session id of `address`: the transport's default, and the only one the brokers let it use. */
+export function sessionIdOf(address: string): string {
+  return `picopay-${address.toLowerCase().replace(/^0x/, '')}`;
 }

@@ -161,7 +161,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     const dynsecFile = join(dir, 'dynamic-security.json');
     const init = spawnSync('mosquitto_ctrl', ['dynsec', 'init', dynsecFile, options.dynsec.username, options.dynsec.password], { env: mosquittoEnv });
     if (init.status !== 0) throw new Error(`mosquitto_ctrl dynsec init failed: ${init.stderr.toString()}`);
-    config.push('allow_anonymous true', `plugin ${DYNSEC_PLUGIN}`, `plugin_opt_config_file ${dynsecFile}`);
+    config.push('allow_anonymous false', `plugin ${DYNSEC_PLUGIN}`, `plugin_opt_config_file ${dynsecFile}`);
   } else if (options.users) {
     const passwordFile = join(dir, 'passwd');
     for (const [index, user] of options.users.entries()) {

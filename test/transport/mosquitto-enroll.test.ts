@@ -5,12 +5,13 @@ import { Signer } from '../../src/crypto/keys.ts';
 import { silentLogger } from '../../src/log.ts';
 import { brokerAuthority, brokerPassword } from '../../src/transport/login.ts';
 import { MqttTransport } from '../../src/transport/mqtt.ts';
-import { enrollTopic, inboxTopic } from '../../src/transport/topics.ts';
+import { ENROLL_LOGIN, enrollTopic, inboxTopic, sessionIdOf } from '../../src/transport/topics.ts';
 import { DYNSEC_PLUGIN, mosquittoInstalled, Recorder, startMosquitto, text, waitFor, type Mosquitto } from './helpers.ts';
 
 // A real Mosquitto with its dynamic-security plugin, logins issued by the gateway's
 // enrollment (gateway/enrollment.ts): a device with a key gets one by proving the key; an
-// outsider without one can read and write nothing; a forged enrollment creates nothing.
+// outsider without one can read nothing, write nothing but an enrollment, and take over
+// no device's session; a forged enrollment creates nothing.
 
 const ADMIN = { username: 'picopay-admin', password: 'admin-secret' };
 
@@ -39,7 +40,7 @@ describe.skipIf(!mosquittoInstalled || !DYNSEC_PLUGIN)('Mosquitto logins issued 
     return { transport, recorder };
   }
 
-  async function raw(options: { username?: string; password?: string } = {}): Promise<MqttClient | Error> {
+  async function raw(options: { username?: string; password?: string; clientId?: string; clean?: boolean } = {}): Promise<MqttClient | Error> {
     return connectAsync(broker.url, { ...options, reconnectPeriod: 0, connectTimeout: 5_000 }).then(
       (client) => (cleanups.push(() => client.endAsync(true)), client),
       (error: Error) => error,
@@ -52,9 +53,11 @@ describe.skipIf(!mosquittoInstalled || !DYNSEC_PLUGIN)('Mosquitto logins issued 
     const b = await device(bob);
     await a.transport.send(bob.address, text('genuine'));
     await waitFor(() => b.recorder.messages.length > 0, 'the genuine message');
-    // Bob, logged in, writes as Alice: Mosquitto drops it.
-    const bobRaw = (await raw({ username: bob.address, password: brokerPassword(bob, brokerAuthority(broker.url)) })) as MqttClient;
-    await bobRaw.publishAsync(inboxTopic(bob.address, alice.address), 'forged by bob', { qos: 1 });
+    // Carol, enrolled and logged in, writes to Bob as Alice: Mosquitto drops it.
+    const carol = Signer.random();
+    await (await device(carol)).transport.close();
+    const carolRaw = (await raw({ username: carol.address, password: brokerPassword(carol, brokerAuthority(broker.url)), clientId: sessionIdOf(carol.address) })) as MqttClient;
+    await carolRaw.publishAsync(inboxTopic(bob.address, alice.address), 'forged by carol', { qos: 1 });
     await a.transport.send(bob.address, text('second'));
     await waitFor(() => b.recorder.messages.length > 1, 'the second message');
     expect(b.recorder.messages).toEqual([
@@ -63,10 +66,18 @@ describe.skipIf(!mosquittoInstalled || !DYNSEC_PLUGIN)('Mosquitto logins issued 
     ]);
   });
 
-  it('an outsider without a key reads nothing, not even enrollments, and writes nothing but an enrollment', async () => {
+  it('an outsider without a key reads nothing, not even enrollments, writes nothing but an enrollment, and takes over no session', async () => {
     const alice = Signer.random();
     const a = await device(alice);
-    const spy = (await raw()) as MqttClient;
+    expect(await raw()).toBeInstanceOf(Error); // anonymous: no connection at all
+    const enroller = { username: ENROLL_LOGIN, password: ENROLL_LOGIN };
+    // Alice's session, claimed by the enrollment login or by another device's login: refused.
+    const other = Signer.random();
+    await device(other);
+    for (const login of [enroller, { username: other.address, password: brokerPassword(other, brokerAuthority(broker.url)) }]) {
+      expect(await raw({ ...login, clientId: sessionIdOf(alice.address), clean: false }), login.username).toBeInstanceOf(Error);
+    }
+    const spy = (await raw({ ...enroller, clientId: ENROLL_LOGIN })) as MqttClient;
     const granted = await spy.subscribeAsync(['#', 'picopay/v1/enroll/+', `picopay/v1/inbox/${alice.address}/+`]).then((g) => g.map((x) => x.qos), () => [128, 128, 128]);
     expect(granted.every((qos) => qos === 128)).toBe(true);
     await spy.publishAsync(inboxTopic(alice.address, Signer.random().address), 'from nowhere', { qos: 1 });
@@ -79,7 +90,7 @@ describe.skipIf(!mosquittoInstalled || !DYNSEC_PLUGIN)('Mosquitto logins issued 
 
   it('a forged enrollment, or a password made for another broker, creates no login', async () => {
     const [victim, mallory] = [Signer.random(), Signer.random()];
-    const anonymous = (await raw()) as MqttClient;
+    const anonymous = (await raw({ username: ENROLL_LOGIN, password: ENROLL_LOGIN, clientId: ENROLL_LOGIN })) as MqttClient;
     const forged = brokerPassword(mallory, brokerAuthority(broker.url)); // Mallory's signature, in the victim's name
     const elsewhere = brokerPassword(victim, 'broker.example:1883');
     for (const password of [forged, elsewhere, 'guess']) await anonymous.publishAsync(enrollTopic(victim.address), password, { qos: 1 });

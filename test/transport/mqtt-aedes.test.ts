@@ -4,7 +4,7 @@ import { TransportError } from '../../src/errors.ts';
 import type { Address } from '../../src/model/types.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../../src/transport/broker.ts';
 import { MqttTransport } from '../../src/transport/mqtt.ts';
-import { inboxFilter, inboxTopic } from '../../src/transport/topics.ts';
+import { inboxFilter, inboxTopic, sessionIdOf } from '../../src/transport/topics.ts';
 import { brokerAuthority, loginToken, MAX_LOGIN_TTL_S } from '../../src/transport/login.ts';
 import { Signer } from '../../src/crypto/keys.ts';
 import { fromHex, toHex } from '../../src/model/hash.ts';
@@ -121,7 +121,7 @@ describe('the embedded broker by default: logins by picopay key, and the ACL', (
   }
 
   /** An outsider's raw client: resolves with the client, or the refusal. */
-  async function raw(options: { username?: string; password?: string }): Promise<MqttClient | Error> {
+  async function raw(options: { username?: string; password?: string; clientId?: string; clean?: boolean }): Promise<MqttClient | Error> {
     return connectAsync(broker.url, { ...options, reconnectPeriod: 0, connectTimeout: 5_000 }).then(
       (client) => {
         cleanups.push(() => client.endAsync(true));
@@ -158,6 +158,15 @@ describe('the embedded broker by default: logins by picopay key, and the ACL', (
     expect(good).not.toBeInstanceOf(Error);
   });
 
+  it("no key may take over another's session, and with it its queue", async () => {
+    const a = await device(alice);
+    const hijack = await raw({ username: mallory.address, password: loginToken(mallory, authority()), clientId: sessionIdOf(alice.address), clean: false } as never);
+    expect(hijack).toBeInstanceOf(Error);
+    const b = await device(bob);
+    await b.transport.send(alice.address, text('still hers'));
+    await waitFor(() => a.recorder.messages.length > 0, 'the message to the session owner');
+  });
+
   it('a logged-in device reads only its own inbox and writes only as itself; an outsider sees no payment', async () => {
     const a = await device(alice);
     const b = await device(bob);
@@ -170,6 +179,20 @@ describe('the embedded broker by default: logins by picopay key, and the ACL', (
     await a.transport.send(bob.address, text('genuine'));
     await waitFor(() => b.recorder.messages.length > 0, 'the genuine message');
     expect(b.recorder.messages).toEqual([{ from: alice.address, text: 'genuine' }]);
+  });
+
+  it('keeps no retained message but presence, and no message above a frame', async () => {
+    const spy = (await raw({ username: mallory.address, password: loginToken(mallory, authority()) })) as MqttClient;
+    const closed = new Promise<void>((resolve) => spy.once('close', () => resolve()));
+    spy.publish(inboxTopic(bob.address, mallory.address), 'kept for ever', { qos: 1, retain: true });
+    await closed;
+    const big = (await raw({ username: mallory.address, password: loginToken(mallory, authority()) })) as MqttClient;
+    const closedToo = new Promise<void>((resolve) => big.once('close', () => resolve()));
+    big.publish(inboxTopic(bob.address, mallory.address), Buffer.alloc(65 * 1024), { qos: 1 });
+    await closedToo;
+    // Its own presence may be retained.
+    const fine = (await raw({ username: mallory.address, password: loginToken(mallory, authority()) })) as MqttClient;
+    await fine.publishAsync(`picopay/v1/presence/${mallory.address}`, 'online', { qos: 1, retain: true });
   });
 
   it('a device logs in again with a fresh token after the broker restarts', async () => {
@@ -187,7 +210,7 @@ describe('the embedded broker by default: logins by picopay key, and the ACL', (
 describe('the embedded broker bounds what it keeps for an offline device', () => {
   it('past the queue limit new messages are dropped; the device gets what waited, and then new ones again', async () => {
     const [device, mallory] = [Signer.random(), Signer.random()];
-    const broker = await startEmbeddedBroker({ queueLimits: { messages: 5, bytes: 100_000 } });
+    const broker = await startEmbeddedBroker({ queueLimits: { messages: 5, bytes: 100_000, totalBytes: 1 << 20 } });
     const login = (s: Signer): string => loginToken(s, brokerAuthority(broker.url));
     try {
       // The device has a session, then goes offline.
