@@ -1,6 +1,6 @@
 import type { Policy } from '../src/client/agent.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
-import { type Address, ChannelKind } from '../src/model/types.ts';
+import { type Address, type Bytes32, ChannelKind, NATIVE_ASSET } from '../src/model/types.ts';
 import type { OpenPropose } from '../src/wire/messages.ts';
 
 /**
@@ -18,6 +18,10 @@ export interface AdmissionLimits {
   minDeviceDeposit: bigint;
   /** How long a device has to deposit its side before its channel is abandoned (ms). */
   fundingTimeoutMs: number;
+  /** Most ledger channels whose device has not deposited yet, all devices together: keys cost nothing. */
+  maxUnfunded: number;
+  /** The assets the gateway holds channels in (lowercase addresses; 0x0 is ETH). */
+  assets: Address[];
 }
 
 const ETH = 10n ** 18n;
@@ -29,28 +33,38 @@ export const DEFAULT_LIMITS: AdmissionLimits = {
   maxChannelsPerDevice: 2,
   minDeviceDeposit: ETH / 1000n,
   fundingTimeoutMs: 3_600_000,
+  maxUnfunded: 100,
+  assets: [NATIVE_ASSET],
 };
 
-/** The gateway's side of a ledger channel proposed by a device (index 1 of its balances). */
-const gatewaySide = (p: Pick<OpenPropose, 'balances'>, asset: number): bigint => p.balances[asset]![1];
-
 /**
- * Whether the gateway accepts a device's ledger-channel proposal: a ledger channel, in
- * which the device puts at least minDeviceDeposit of every asset, that keeps the device
- * within its channel count and its deposit cap, and all devices within the total cap.
- * (The gateway deposits its side only once the device's is on-chain: see chain.ts.)
+ * Whether the gateway accepts a device's ledger-channel proposal: a ledger channel in
+ * assets it holds, in which the device puts at least minDeviceDeposit of each, that keeps
+ * the device within its channel count and its deposit cap, all devices within the total
+ * cap, and the channels still waiting for their device's deposit within maxUnfunded.
+ * Amounts add up per asset address. (The gateway deposits its side only once the device's
+ * is on-chain: see chain.ts; `deviceFunded` says whether it is.)
  */
-export function admission(channels: () => ChannelRecord[], limits: AdmissionLimits): Policy['acceptOpen'] {
+export function admission(channels: () => ChannelRecord[], deviceFunded: (id: Bytes32) => boolean, limits: AdmissionLimits): Policy['acceptOpen'] {
+  const allowed = new Set(limits.assets.map((a) => a.toLowerCase()));
   return (p: OpenPropose, from: Address): boolean => {
     if (p.kind !== ChannelKind.Ledger) return false;
+    if (p.assets.some((a) => !allowed.has(a.toLowerCase())) || new Set(p.assets.map((a) => a.toLowerCase())).size !== p.assets.length) return false;
     if (p.balances.some(([device]) => device < limits.minDeviceDeposit)) return false;
     const live = channels().filter((c) => c.params.kind === ChannelKind.Ledger && c.phase !== 'final');
     const mine = live.filter((c) => c.peer === from.toLowerCase());
     if (mine.length >= limits.maxChannelsPerDevice) return false;
-    const committed = (channels: typeof live, asset: number): bigint => channels.reduce((sum, c) => sum + (c.current.state.outcome.balances[asset]?.[c.idx] ?? 0n), 0n);
-    return p.balances.every((_, asset) => {
-      const ask = gatewaySide(p, asset);
-      return committed(mine, asset) + ask <= limits.maxDeposit && committed(live, asset) + ask <= limits.maxTotalDeposit;
+    if (live.filter((c) => !deviceFunded(c.id)).length >= limits.maxUnfunded) return false;
+    // What the gateway holds in `asset` across `list`: its balance in each channel's current state.
+    const held = (list: ChannelRecord[], asset: string): bigint =>
+      list.reduce((sum, c) => {
+        const i = c.current.state.outcome.assets.findIndex((x) => x.toLowerCase() === asset);
+        return i < 0 ? sum : sum + c.current.state.outcome.balances[i]![c.idx];
+      }, 0n);
+    return p.assets.every((asset, i) => {
+      const ask = p.balances[i]![1]; // the gateway's side: index 1, the accepter's
+      const a = asset.toLowerCase();
+      return held(mine, a) + ask <= limits.maxDeposit && held(live, a) + ask <= limits.maxTotalDeposit;
     });
   };
 }

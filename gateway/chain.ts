@@ -110,6 +110,9 @@ export class GatewayChain {
   /** Whether the channel's deposits on-chain cover its initial outcome. */
   isFunded = (id: Bytes32): boolean => this.#funded.has(id);
 
+  /** Whether the device's side is in: the gateway's own deposit followed it, or both are in. */
+  deviceFunded = (id: Bytes32): boolean => this.#funded.has(id) || this.#o.facts.fact(`deposit:${id}`) === true;
+
   #ledgerChannels(): ChannelRecord[] {
     return this.#o.agent.channels().filter((c) => c.params.kind === ChannelKind.Ledger);
   }
@@ -208,11 +211,18 @@ export class GatewayChain {
     // Recorded first: a crash after sending must not deposit twice (the journalled sender resumes it).
     this.#o.facts.setFact(`deposit:${rec.id}`, true);
     const outcome = rec.current.state.outcome;
-    for (let a = 0; a < outcome.assets.length; a++) {
-      const amount = outcome.balances[a]![rec.idx];
-      if (amount === 0n) continue;
-      const tx = await deposit(this.#o.client, { channelId: rec.id, asset: outcome.assets[a]!, amount });
-      this.#o.logger.info({ channel: rec.id, amount: amount.toString(), gasUsed: tx.gasUsed?.toString() }, 'deposited own side');
+    try {
+      for (let a = 0; a < outcome.assets.length; a++) {
+        const amount = outcome.balances[a]![rec.idx];
+        if (amount === 0n) continue;
+        const tx = await deposit(this.#o.client, { channelId: rec.id, asset: outcome.assets[a]!, amount });
+        this.#o.logger.info({ channel: rec.id, amount: amount.toString(), gasUsed: tx.gasUsed?.toString() }, 'deposited own side');
+      }
+    } catch (err) {
+      // Not sent, or not mined (a journalled one is resumed at the next start): the next poll
+      // tries again, reading first what is already on-chain.
+      this.#o.facts.deleteFact(`deposit:${rec.id}`);
+      throw err;
     }
   }
 

@@ -23,6 +23,8 @@ const SPECS = {
   'max-total-deposit': { type: 'string', arg: 'AMOUNT', help: "most the gateway puts into all devices' ledger channels together", default: formatEth(DEFAULT_LIMITS.maxTotalDeposit) },
   'max-channels-per-device': { type: 'string', arg: 'N', help: 'most live ledger channels one device may hold with the gateway', default: String(DEFAULT_LIMITS.maxChannelsPerDevice) },
   'min-device-deposit': { type: 'string', arg: 'AMOUNT', help: 'least a device must put into its own side (a key with nothing at stake gets no channel)', default: formatEth(DEFAULT_LIMITS.minDeviceDeposit) },
+  'max-unfunded-channels': { type: 'string', arg: 'N', help: 'most ledger channels waiting for their device\'s deposit, all devices together', default: String(DEFAULT_LIMITS.maxUnfunded) },
+  assets: { type: 'string', arg: 'ADDR,…', help: 'assets the gateway holds channels in (0x0000000000000000000000000000000000000000 is ETH)', default: DEFAULT_LIMITS.assets.join(',') },
   'funding-timeout': { type: 'string', arg: 'SECONDS', help: 'how long a device has to deposit its side; then its channel is abandoned (the gateway deposits only after the device)', default: String(DEFAULT_LIMITS.fundingTimeoutMs / 1000) },
   'hold-timeout-ms': { type: 'string', arg: 'MS', help: 'how long a virtual-channel request waits for its counterpart', default: '30000' },
   'virtual-fee': { type: 'string', arg: 'AMOUNT', help: 'what each device pays (asset 0) when its ledger channel funds a virtual channel', default: '0' },
@@ -51,6 +53,8 @@ export async function main(argv: string[]): Promise<void> {
     maxChannelsPerDevice: integer(o['max-channels-per-device'], 'max-channels-per-device')!,
     minDeviceDeposit: parseAmount(o['min-device-deposit']!, 'min-device-deposit'),
     fundingTimeoutMs: integer(o['funding-timeout'], 'funding-timeout')! * 1000,
+    maxUnfunded: integer(o['max-unfunded-channels'], 'max-unfunded-channels')!,
+    assets: o.assets!.split(',').map((a) => address(a.trim(), 'assets')),
   };
   if (limits.maxChannelsPerDevice < 1) throw new ConfigError('--max-channels-per-device must be at least 1');
   if (limits.fundingTimeoutMs < 1000) throw new ConfigError('--funding-timeout must be at least 1 second');

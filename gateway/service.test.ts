@@ -154,7 +154,7 @@ describe('admission: what an outsider or a careless device can make the gateway 
     (await (await fetch(`${gateway.httpUrl}/status`)).json()) as { limits: Record<string, string | number>; ledgerChannels: { id: string }[] };
 
   it('a key that puts nothing in, or less than the minimum, gets no channel; one device stays within its count and cap, all within the total', async () => {
-    const limits = { maxDeposit: 30n * FINNEY, maxTotalDeposit: 50n * FINNEY, maxChannelsPerDevice: 2, minDeviceDeposit: FINNEY, fundingTimeoutMs: 3_600_000 };
+    const limits = { ...DEFAULT_LIMITS, maxDeposit: 30n * FINNEY, maxTotalDeposit: 50n * FINNEY, maxChannelsPerDevice: 2, minDeviceDeposit: FINNEY, maxUnfunded: 4 };
     const gateway = await gatewayOnDevnet(limits);
     const [outsider, d1, d2, d3] = [await connectDevice(gateway), await connectDevice(gateway), await connectDevice(gateway), await connectDevice(gateway)];
     running.push(outsider.stop, d1.stop, d2.stop, d3.stop);
@@ -167,8 +167,13 @@ describe('admission: what an outsider or a careless device can make the gateway 
     await expect(open(d1, FINNEY, 0n), 'past its channel count').rejects.toBeInstanceOf(OpenRejectedError);
     await open(d2, FINNEY, 20n * FINNEY);
     await expect(open(d3, FINNEY, FINNEY), 'past the total').rejects.toBeInstanceOf(OpenRejectedError);
+    // An asset the gateway does not hold, or ETH moved to another position to double a cap.
+    const FAKE = `0x${'fa'.repeat(20)}` as const;
+    await expect(d3.agent.open(gateway.address, { assets: [FAKE, NATIVE_ASSET], balances: [[FINNEY, 0n], [FINNEY, FINNEY]] })).rejects.toBeInstanceOf(OpenRejectedError);
+    await open(d3, FINNEY, 0n);
+    await expect(open(d3, FINNEY, 0n), 'past the channels waiting for a deposit').rejects.toBeInstanceOf(OpenRejectedError);
     const s = await status(gateway);
-    expect(s.ledgerChannels).toHaveLength(3);
+    expect(s.ledgerChannels).toHaveLength(4);
     expect(s.limits).toMatchObject({ maxDeposit: String(30n * FINNEY), maxTotalDeposit: String(50n * FINNEY), maxChannelsPerDevice: 2, minDeviceDeposit: String(FINNEY) });
     // None of them is funded by its device: the gateway has deposited nothing.
     for (const c of s.ledgerChannels) expect(await readHoldings(devnet.deployer, c.id as `0x${string}`, NATIVE_ASSET)).toEqual({ amount: 0n, concluded: false });

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
-import { Agent, type Timing } from '../src/client/agent.ts';
+import { Agent, type Timing, type UpdateContext } from '../src/client/agent.ts';
 import { createChainClient, LOCAL_CHAIN_ID, type PendingTx, resumePending, startDevnet, type ChainClient, type Devnet } from '../src/chain/index.ts';
 import { loadOrCreateKeystore } from '../src/crypto/keystore.ts';
 import type { StoreError } from '../src/errors.ts';
-import { toHex } from '../src/model/hash.ts';
+import { outcomeHash, toHex } from '../src/model/hash.ts';
 import { type Address, ChannelKind } from '../src/model/types.ts';
 import type { Logger } from '../src/log.ts';
 import { ChannelStore } from '../src/store/store.ts';
@@ -70,6 +70,9 @@ async function resumeJournalled(client: ChainClient, store: ChannelStore, log: L
     store.service.deleteFact(key);
   }
 }
+
+/** A final state with the outcome as it is: it closes the channel and moves nothing. */
+const closesAsIs = (ctx: UpdateContext): boolean => ctx.proposed.isFinal && outcomeHash(ctx.proposed.outcome) === outcomeHash(ctx.current.outcome);
 
 /** Funds a fresh devnet account for the gateway's own transactions. */
 async function fundFromDevnet(devnet: Devnet, to: Address): Promise<void> {
@@ -139,10 +142,12 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
       logger: log,
       timing: cfg.timing,
       policy: {
-        acceptOpen: admission((): ChannelRecord[] => agent.channels(), cfg.limits),
+        acceptOpen: admission((): ChannelRecord[] => agent.channels(), (id) => gatewayChain!.deviceFunded(id), cfg.limits),
         // A ledger channel moves only once both sides are on-chain: until then no payment,
         // so a channel the device never funds stays at version 0 and can be abandoned.
-        acceptUpdate: async (ctx) => (ctx.channel.params.kind !== ChannelKind.Ledger || (await gatewayChain!.checkFunded(ctx.channel.id, 1000))) && intermediary.decide(ctx),
+        // (A final state that changes nothing, closing it, is always fine.)
+        acceptUpdate: async (ctx) =>
+          (ctx.channel.params.kind !== ChannelKind.Ledger || closesAsIs(ctx) || (await gatewayChain!.checkFunded(ctx.channel.id, 1000))) && intermediary.decide(ctx),
       },
     });
     intermediary.attach(agent);

@@ -94,11 +94,12 @@ describe('authenticate', () => {
   const alice = Signer.random();
   const mallory = Signer.random();
 
-  it('accepts a pending nonce signed by the named address, once', () => {
+  it('accepts a pending nonce signed by the named address, until it is spent', () => {
     const { nonces } = book();
     const nonce = nonces.issue();
     const header = credentialsFor(alice, nonce);
-    expect(authenticate(header, nonces, [PROXY])).toEqual({ client: alice.address, channel: CHANNEL });
+    expect(authenticate(header, nonces, [PROXY])).toEqual({ client: alice.address, channel: CHANNEL, nonce });
+    expect(nonces.use(nonce)).toBe(true);
     expect(authenticate(header, nonces, [PROXY])).toBeUndefined();
   });
 
@@ -110,7 +111,7 @@ describe('authenticate', () => {
     const s = BigInt(`0x${Buffer.from(sig.subarray(32, 64)).toString('hex')}`);
     const twin = Uint8Array.from([...sig.subarray(0, 32), ...Buffer.from((N - s).toString(16).padStart(64, '0'), 'hex'), sig[64] === 27 ? 28 : 27]);
     expect(authenticate(formatCredentials({ address: alice.address, channel: CHANNEL, nonce, sig: twin }), nonces, [PROXY])).toBeUndefined();
-    expect(authenticate(formatCredentials({ address: alice.address, channel: CHANNEL, nonce, sig }), nonces, [PROXY])).toEqual({ client: alice.address, channel: CHANNEL });
+    expect(authenticate(formatCredentials({ address: alice.address, channel: CHANNEL, nonce, sig }), nonces, [PROXY])).toMatchObject({ client: alice.address, channel: CHANNEL });
   });
 
   it('refuses another key, another proxy, an unknown or expired nonce', () => {
@@ -123,7 +124,7 @@ describe('authenticate', () => {
     expect(authenticate(credentialsFor(alice, nonce, alice.address, 'evil.example:8080'), nonces, [PROXY])).toBeUndefined();
     expect(authenticate(credentialsFor(alice, 'cd'.repeat(32)), nonces, [PROXY])).toBeUndefined();
     // Failed attempts leave the nonce to its owner, who may sign any name the proxy answers to.
-    expect(authenticate(credentialsFor(alice, nonce, alice.address, 'hotspot.lan:8080'), nonces, [PROXY, 'hotspot.lan:8080'])).toEqual({ client: alice.address, channel: CHANNEL });
+    expect(authenticate(credentialsFor(alice, nonce, alice.address, 'hotspot.lan:8080'), nonces, [PROXY, 'hotspot.lan:8080'])).toMatchObject({ client: alice.address, channel: CHANNEL });
     const late = nonces.issue();
     advance(1000);
     expect(authenticate(credentialsFor(alice, late), nonces, [PROXY])).toBeUndefined();

@@ -8,7 +8,9 @@
 //      of the proxy + ":" + channel), so a challenge relayed from another proxy is useless
 //      here. `channel` names the virtual channel that pays for the request: the proxy
 //      meters each channel on its own, so a payer can settle one and come back with another.
-//   3. The proxy accepts a nonce it issued, not expired, once: one nonce, one request.
+//   3. The proxy accepts a nonce it issued, not expired, once: one nonce, one request. It
+//      spends it when it serves the request, once the channel has paid: unpaid keys, which
+//      cost nothing to make, never fill the memory of used nonces.
 //      Nonces are stateless (see NonceBook), so unauthenticated requests cost no memory.
 //      Signatures are low-s only (recoverAddress), so a signature has one valid form.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
@@ -151,15 +153,16 @@ export class NonceBook {
 }
 
 /**
- * The client address a `Proxy-Authorization` header proves and the channel it pays from, using up its nonce; undefined
+ * The client address a `Proxy-Authorization` header proves, the channel it pays from and
+ * the nonce it answers (spend it with `nonces.use` when the request is served); undefined
  * when the header is missing, malformed, answers no pending nonce of ours, or is not signed
  * by the address it names. `proxyAuthorities`: the host:port names this proxy accepts.
  * A bad signature leaves the nonce pending, so a forged attempt cannot burn a client's nonce.
  */
-export function authenticate(header: string | undefined, nonces: NonceBook, proxyAuthorities: readonly string[]): { client: string; channel: string } | undefined {
+export function authenticate(header: string | undefined, nonces: NonceBook, proxyAuthorities: readonly string[]): { client: string; channel: string; nonce: string } | undefined {
   const credentials = parseCredentials(header);
   if (credentials === undefined || !nonces.isPending(credentials.nonce)) return undefined;
   const signedHere = proxyAuthorities.some((authority) => recoverAddress(credentials.sig, authDigest(credentials.nonce, authority, credentials.channel)) === credentials.address);
-  if (!signedHere || !nonces.use(credentials.nonce)) return undefined;
-  return { client: credentials.address, channel: credentials.channel };
+  if (!signedHere) return undefined;
+  return { client: credentials.address, channel: credentials.channel, nonce: credentials.nonce };
 }

@@ -317,14 +317,25 @@ describe('proxy authentication', () => {
   });
 
   it('an outsider flooding it with 10,000 unauthenticated requests cannot push out a waiting client\'s challenge', async () => {
-    const { proxy } = await setup({ maxNonces: 5 });
+    const { proxy, origin, payments } = await setup({ maxNonces: 5 });
+    await payments.payer(ALICE.address).payUpTo(10n * PRICE);
+    await eventually(() => expect(payments.credited(ALICE.address, MEMORY_CHANNEL)).toBe(10n * PRICE));
     const waiting = await signedHeaders(proxy.url, ALICE);
     for (let i = 0; i < 100; i++) await Promise.all(Array.from({ length: 100 }, () => ask(proxy.url, 'GET', 'http://127.0.0.1/')));
     expect(proxy.stats().usedNonces).toBe(0);
-    // A 403 (an upstream not allowed) comes after authentication: the waiting answer passes, once.
-    expect(await statusOf(proxy.url, 'GET', 'http://example.invalid/', waiting)).toBe(403);
-    expect(await statusOf(proxy.url, 'GET', 'http://example.invalid/', waiting)).toBe(407);
+    // The waiting answer passes, once: served, its nonce is spent.
+    expect(await statusOf(proxy.url, 'GET', `${origin.url}/bytes/10`, waiting)).toBe(200);
+    expect(await statusOf(proxy.url, 'GET', `${origin.url}/bytes/10`, waiting)).toBe(407);
     expect(proxy.stats().usedNonces).toBe(1);
+  });
+
+  it('answers signed by keys that never paid spend no nonce: they cannot fill its memory against paying clients', async () => {
+    const { proxy, origin, payments } = await setup({ maxNonces: 5, idleCutoffMs: 50 });
+    for (let i = 0; i < 20; i++) expect(await statusOf(proxy.url, 'GET', `${origin.url}/bytes/10`, await signedHeaders(proxy.url, Signer.random()))).toBe(402);
+    expect(proxy.stats().usedNonces).toBe(0);
+    await payments.payer(ALICE.address).payUpTo(10n * PRICE);
+    await eventually(() => expect(payments.credited(ALICE.address, MEMORY_CHANNEL)).toBe(10n * PRICE));
+    expect(await statusOf(proxy.url, 'GET', `${origin.url}/bytes/10`, await signedHeaders(proxy.url, ALICE))).toBe(200);
   });
 });
 

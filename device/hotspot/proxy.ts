@@ -87,7 +87,7 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
   // never bound to a client, so nothing on it is trusted beyond the request that was signed.
   // One account per client and channel: naming another's channel gets nothing of it.
   const keyOf = (client: string, channel: string): string => `${client.toLowerCase()}/${channel.toLowerCase()}`;
-  const accountOf = (req: IncomingMessage): ClientAccount | undefined => {
+  const accountOf = (req: IncomingMessage): { account: ClientAccount; nonce: string } | undefined => {
     const authorities = [localAuthority(req.socket), ...(options.authorities ?? [])];
     const who = authenticate(req.headers['proxy-authorization'], nonces, authorities);
     if (who === undefined) return undefined;
@@ -99,7 +99,7 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
       accounts.set(key, account);
       log.info({ client: who.client, channel: who.channel }, 'new paying channel');
     }
-    return account;
+    return { account, nonce: who.nonce };
   };
   const onPaid: PaidListener = (client, channel, cumulative) => accounts.get(keyOf(client, channel))?.credit(cumulative);
   options.payments.on('paid', onPaid);
@@ -129,8 +129,9 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
 
   // Plain forwarding: `GET http://host:port/path`.
   async function forward(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const account = accountOf(req);
-    if (account === undefined) return challenge(res);
+    const who = accountOf(req);
+    if (who === undefined) return challenge(res);
+    const { account } = who;
     const target = parseAbsoluteUrl(req.url);
     if (target === undefined) return refuse(res, 400);
     const address = await upstreamAddress(target.hostname, target.port, options.upstream);
@@ -138,6 +139,8 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
     const closed = new AbortController();
     res.once('close', () => closed.abort());
     if (!(await paidFor(account, closed.signal))) return refuse(res, 402);
+    // Spent now that it is served: a replay of this header, waiting beside it, is not.
+    if (!nonces.use(who.nonce)) return challenge(res);
 
     const upstream = http.request({
       host: address,
@@ -164,8 +167,9 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
 
   // CONNECT host:port, then raw bytes both ways.
   async function tunnel(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const account = accountOf(req);
-    if (account === undefined) return challengeRaw(socket);
+    const who = accountOf(req);
+    if (who === undefined) return challengeRaw(socket);
+    const { account } = who;
     const target = parseAuthority(req.url);
     if (target === undefined) return refuseRaw(socket, 400);
     const address = await upstreamAddress(target.hostname, target.port, options.upstream);
@@ -173,6 +177,7 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
     const closed = new AbortController();
     socket.once('close', () => closed.abort());
     if (!(await paidFor(account, closed.signal))) return refuseRaw(socket, 402);
+    if (!nonces.use(who.nonce)) return challengeRaw(socket);
 
     // Half-open, so that the origin's end of a response does not cut the client's upload.
     const upstream = net.connect({ host: address, port: target.port, allowHalfOpen: true });

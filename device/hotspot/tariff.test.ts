@@ -30,4 +30,11 @@ describe('the signed tariff', () => {
     expect(() => acceptTariff(signed, hotspot.address, { maxPrice: 10n ** 14n - 1n, unitBytes: 102_400 })).toThrow(TariffRefusedError);
     expect(() => acceptTariff(signed, hotspot.address, { maxPrice: 10n ** 14n, unitBytes: 204_801 })).toThrow(TariffRefusedError);
   });
+
+  it('that wants more paid ahead than one of the payer\'s units is refused, however cheap', () => {
+    const greedy = signTariff(hotspot.address, createTariff({ unitBytes: 1024, pricePerUnit: 1n, prepaidUnits: 100_000 }), (d) => hotspot.sign(d));
+    expect(() => acceptTariff(greedy, hotspot.address, limit)).toThrow(/bytes paid ahead/);
+    const huge = signTariff(hotspot.address, createTariff({ unitBytes: 100 * 102_400, pricePerUnit: 100n * 10n ** 14n }), (d) => hotspot.sign(d));
+    expect(() => acceptTariff(huge, hotspot.address, limit)).toThrow(/bytes paid ahead/);
+  });
 });

@@ -31,8 +31,9 @@ export function signTariff(hotspot: string, t: Tariff, sign: (digest: Uint8Array
 }
 
 /**
- * The tariff in `body` if it is signed by `hotspot` and costs at most `maxPrice` per
- * `maxUnitBytes` bytes; a TariffRefusedError otherwise, naming both prices.
+ * The tariff in `body` if it is signed by `hotspot`, costs at most `maxPrice` per
+ * `limit.unitBytes` bytes, and wants at most that many bytes paid ahead; a
+ * TariffRefusedError otherwise, naming both sides' figures.
  */
 export function acceptTariff(body: unknown, hotspot: string, limit: { maxPrice: bigint; unitBytes: number }): Tariff {
   const t = body as Partial<SignedTariff> | null;
@@ -49,6 +50,10 @@ export function acceptTariff(body: unknown, hotspot: string, limit: { maxPrice: 
   // Price per byte, compared without division: price / unitBytes ≤ maxPrice / limit.unitBytes.
   if (tariff.pricePerUnit * BigInt(limit.unitBytes) > limit.maxPrice * BigInt(tariff.unitBytes)) {
     throw new TariffRefusedError(`the hotspot asks ${formatEth(tariff.pricePerUnit)} per ${tariff.unitBytes} bytes, above this payer's limit of ${formatEth(limit.maxPrice)} per ${limit.unitBytes} bytes (--price)`);
+  }
+  // Paid ahead, before any byte: at most one of the payer's own units' worth.
+  if (tariff.prepaidUnits * tariff.unitBytes > limit.unitBytes) {
+    throw new TariffRefusedError(`the hotspot wants ${tariff.prepaidUnits * tariff.unitBytes} bytes paid ahead, more than this payer's unit of ${limit.unitBytes} bytes (--unit-bytes)`);
   }
   return tariff;
 }

@@ -4,7 +4,7 @@ import { isPublic, upstreamAddress } from './upstream.ts';
 describe('upstream policy', () => {
   it('public addresses only: no loopback, private, link-local, shared, reserved or mapped ones', () => {
     for (const a of ['93.184.216.34', '1.1.1.1', '2606:4700:4700::1111']) expect(isPublic(a), a).toBe(true);
-    for (const a of ['127.0.0.1', '10.1.2.3', '172.31.255.255', '192.168.0.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '224.0.0.1', '255.255.255.255', '::1', '::', 'fe80::1', 'fd00::1', '::ffff:127.0.0.1', '::ffff:10.0.0.1', '64:ff9b::7f00:1', 'not-an-ip']) {
+    for (const a of ['127.0.0.1', '10.1.2.3', '172.31.255.255', '192.168.0.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '224.0.0.1', '255.255.255.255', '::1', '::', 'fe80::1', 'fd00::1', '::ffff:127.0.0.1', '::ffff:10.0.0.1', '64:ff9b::7f00:1', '::7f00:1', 'fec0::1', '3fff::1', 'not-an-ip']) {
       expect(isPublic(a), a).toBe(false);
     }
   });

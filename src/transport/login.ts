@@ -8,11 +8,12 @@ import { isAddress } from './topics.ts';
 // password, a token only the key's owner can make:
 //
 //   v1:<expiry, unix seconds>:<0x r ‖ s ‖ v over keccak256("picopay-mqtt-login:" +
-//       <broker host:port, as the client dials it> + ":" + <address> + ":" + <expiry>)>
+//       <broker host:port, as the client dials it> + ":" + <address> + ":" + <expiry>)>:<that host:port>
 //
 // The broker accepts it when the signature (low-s) recovers the username, the token names
 // one of the broker's own host:port names (a token made for another broker is useless
-// here), and it expires in the future but within MAX_LOGIN_TTL_S (plus CLOCK_SKEW_S) of the
+// here; the name travels with it, so a forged login costs the broker one signature
+// recovery, not one per name), and it expires in the future but within MAX_LOGIN_TTL_S (plus CLOCK_SKEW_S) of the
 // broker's clock. The transport makes a fresh token for every connection attempt. Until
 // it expires a token could be replayed by someone who saw it: over the network, use TLS.
 
@@ -21,7 +22,7 @@ export const MAX_LOGIN_TTL_S = 600;
 /** How far the broker's and the device's clocks may disagree. */
 export const CLOCK_SKEW_S = 60;
 
-const TOKEN = /^v1:(\d{1,12}):(0x[0-9a-f]{130})$/;
+const TOKEN = /^v1:(\d{1,12}):(0x[0-9a-f]{130}):([^\s]{1,300})$/;
 
 function loginDigest(authority: string, address: string, expiry: number): Uint8Array {
   return keccak(utf8ToBytes(`picopay-mqtt-login:${authority}:${address}:${expiry}`));
@@ -37,7 +38,7 @@ export function brokerAuthority(url: string): string {
 /** A login token for `signer` at the broker reached as `authority`, valid for `ttlS` seconds from `nowS`. */
 export function loginToken(signer: Signer, authority: string, nowS = Math.floor(Date.now() / 1000), ttlS = MAX_LOGIN_TTL_S): string {
   const expiry = nowS + Math.min(ttlS, MAX_LOGIN_TTL_S);
-  return `v1:${expiry}:${toHex(signer.sign(loginDigest(authority, signer.address, expiry)))}`;
+  return `v1:${expiry}:${toHex(signer.sign(loginDigest(authority, signer.address, expiry)))}:${authority}`;
 }
 
 /** Whether `password` proves the key of `username` to the broker named `authorities`, at `nowS`. */
@@ -47,8 +48,9 @@ export function verifyLogin(username: string | undefined, password: Buffer | und
   if (!match) return false;
   const expiry = Number(match[1]);
   if (expiry <= nowS || expiry > nowS + MAX_LOGIN_TTL_S + CLOCK_SKEW_S) return false;
-  const sig = fromHex(match[2]! as `0x${string}`);
-  return authorities.some((authority) => recoverAddress(sig, loginDigest(authority, username, expiry)) === username);
+  const authority = match[3]!;
+  if (!authorities.includes(authority)) return false;
+  return recoverAddress(fromHex(match[2]! as `0x${string}`), loginDigest(authority, username, expiry)) === username;
 }
 
 // For brokers that cannot check a signature (Mosquitto with its dynamic-security plugin),

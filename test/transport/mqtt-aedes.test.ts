@@ -137,7 +137,8 @@ describe('the embedded broker by default: logins by picopay key, and the ACL', (
       const sig = fromHex(token.split(':')[2]!);
       const s = BigInt(toHex(sig.subarray(32, 64)));
       const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
-      return `${token.split(':').slice(0, 2).join(':')}:${toHex(Uint8Array.from([...sig.subarray(0, 32), ...fromHex((N - s).toString(16).padStart(64, '0')), sig[64] === 27 ? 28 : 27]))}`;
+      const parts = token.split(':');
+      return `${parts.slice(0, 2).join(':')}:${toHex(Uint8Array.from([...sig.subarray(0, 32), ...fromHex((N - s).toString(16).padStart(64, '0')), sig[64] === 27 ? 28 : 27]))}:${parts.slice(3).join(':')}`;
     };
     const attempts: { username?: string; password?: string }[] = [
       {},
@@ -149,7 +150,9 @@ describe('the embedded broker by default: logins by picopay key, and the ACL', (
       { username: alice.address, password: loginToken(alice, 'broker.example:1883') },
       // Expired, and one valid for longer than a token may be.
       { username: alice.address, password: loginToken(alice, authority(), now - MAX_LOGIN_TTL_S - 1) },
-      { username: alice.address, password: `v1:${now + 10 * MAX_LOGIN_TTL_S}:${loginToken(alice, authority()).split(':')[2]}` },
+      { username: alice.address, password: `v1:${now + 10 * MAX_LOGIN_TTL_S}:${loginToken(alice, authority()).split(':').slice(2).join(':')}` },
+      // A valid signature for this broker, presented as made for another name of it that it does not have.
+      { username: alice.address, password: `${loginToken(alice, authority()).split(':').slice(0, 3).join(':')}:elsewhere.example:1883` },
       // The high-s twin of a valid token.
       { username: alice.address, password: twin(loginToken(alice, authority())) },
     ];
