@@ -135,8 +135,13 @@ export class NonceBook {
     return this.#now() < Number(body.readBigUInt64BE()) && !this.#used.has(nonce);
   }
 
-  /** Marks `nonce` used: it will never be accepted again. False when the memory of used nonces is full. */
+  /**
+   * Marks `nonce` used: it will never be accepted again. False when it was used already (two
+   * requests that waited with one header: only the first is served) or when the memory of
+   * used nonces is full.
+   */
   use(nonce: string): boolean {
+    if (this.#used.has(nonce)) return false;
     const now = this.#now();
     for (const [n, expiry] of this.#used) {
       if (expiry > now) break;

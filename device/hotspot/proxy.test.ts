@@ -329,6 +329,16 @@ describe('proxy authentication', () => {
     expect(proxy.stats().usedNonces).toBe(1);
   });
 
+  it('one answer waiting in several requests at once is served once', async () => {
+    const { proxy, origin, payments } = await setup({ idleCutoffMs: 2000 });
+    const header = await signedHeaders(proxy.url, ALICE);
+    const requests = Array.from({ length: 4 }, () => statusOf(proxy.url, 'GET', `${origin.url}/bytes/10`, header));
+    // They all wait for a payment (the account exists once the first has come); it comes.
+    await eventually(() => expect(proxy.stats().clients).toHaveLength(1));
+    await payments.payer(ALICE.address).payUpTo(10n * PRICE);
+    expect((await Promise.all(requests)).sort()).toEqual([200, 407, 407, 407]);
+  });
+
   it('answers signed by keys that never paid spend no nonce: they cannot fill its memory against paying clients', async () => {
     const { proxy, origin, payments } = await setup({ maxNonces: 5, idleCutoffMs: 50 });
     for (let i = 0; i < 20; i++) expect(await statusOf(proxy.url, 'GET', `${origin.url}/bytes/10`, await signedHeaders(proxy.url, Signer.random()))).toBe(402);
