@@ -2,9 +2,10 @@ import type { Agent } from '../src/client/agent.ts';
 import { DEFAULT_LIMITS } from './admission.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
 import { isFullySigned } from '../src/channel/record.ts';
-import { type ChainClient, cooperativeClose, deposit, readHoldings, startWatchtower, watchAdjudicator, type Watcher } from '../src/chain/index.ts';
+import { approveDeposits, type ChainClient, cooperativeClose, deposit, readHoldings, startWatchtower, watchAdjudicator, type Watcher } from '../src/chain/index.ts';
+import { totals } from '../src/model/allocation.ts';
 import { depositsCover, sideCovered } from '../src/model/holdings.ts';
-import { type Bytes32, ChannelKind } from '../src/model/types.ts';
+import { type Bytes32, ChannelKind, NATIVE_ASSET } from '../src/model/types.ts';
 import type { Logger } from '../src/log.ts';
 import type { ChannelStorage, FactStorage } from '../src/store/types.ts';
 
@@ -211,12 +212,19 @@ export class GatewayChain {
     // Recorded first: a crash after sending must not deposit twice (the journalled sender resumes it).
     this.#o.facts.setFact(`deposit:${rec.id}`, true);
     const outcome = rec.current.state.outcome;
+    const need = totals(outcome);
     try {
       for (let a = 0; a < outcome.assets.length; a++) {
-        const amount = outcome.balances[a]![rec.idx];
+        const asset = outcome.assets[a]!;
+        // What is missing, read first: a retry after a partial failure deposits each asset once.
+        const held = await readHoldings(this.#o.client, rec.id, asset);
+        const missing = need[a]! - held.amount;
+        const ours = outcome.balances[a]![rec.idx];
+        const amount = held.concluded || missing <= 0n ? 0n : missing < ours ? missing : ours;
         if (amount === 0n) continue;
-        const tx = await deposit(this.#o.client, { channelId: rec.id, asset: outcome.assets[a]!, amount });
-        this.#o.logger.info({ channel: rec.id, amount: amount.toString(), gasUsed: tx.gasUsed?.toString() }, 'deposited own side');
+        if (asset !== NATIVE_ASSET) await approveDeposits(this.#o.client, asset, amount);
+        const tx = await deposit(this.#o.client, { channelId: rec.id, asset, amount });
+        this.#o.logger.info({ channel: rec.id, asset, amount: amount.toString(), gasUsed: tx.gasUsed?.toString() }, 'deposited own side');
       }
     } catch (err) {
       // Not sent, or not mined (a journalled one is resumed at the next start): the next poll
