@@ -50,6 +50,7 @@ export async function startEnrollment(o: EnrollmentOptions): Promise<Enrollment>
     { command: 'createRole', rolename: ENROLL_ROLE, acls: [{ acltype: 'publishClientSend', topic: ENROLL_FILTER, allow: true }] },
     { command: 'createClient', username: ENROLL_LOGIN, password: ENROLL_LOGIN, clientid: ENROLL_LOGIN, roles: [{ rolename: ENROLL_ROLE }] },
   ]);
+  /** Logins issued by this process: a replayed enrollment changes nothing and costs no command. */
   const issued = new Set<string>();
   const issue = async (address: Address, password: string): Promise<void> => {
     const role = `picopay-${address}`;
@@ -68,11 +69,12 @@ export async function startEnrollment(o: EnrollmentOptions): Promise<Enrollment>
       // Already there (a re-enrollment): the password it proves is the one to keep.
       { command: 'setClientPassword', username: address, password },
     ]);
-    issued.add(address);
+    issued.add(`${address}/${password}`);
   };
   client.on('message', (topic, payload) => {
     const address = enrolledBy(topic);
     const password = payload.length <= MAX_ENROLLMENT_BYTES ? payload.toString('utf8') : '';
+    if (address && issued.has(`${address}/${password}`)) return;
     if (!address || !verifyBrokerPassword(address, password, authorities)) {
       o.logger.debug({ topic }, 'enrollment refused: not a picopay key proving itself for this broker');
       return;

@@ -1,16 +1,17 @@
-import { TOPIC_ROOT } from './topics.ts';
+import { isAddress, TOPIC_ROOT } from './topics.ts';
 
 // The access rules of docs/mqtt/acl, for the embedded broker. A device logs in with its
 // address as username; it may read only its own inbox and write only as itself, so the
 // sender level of an inbox topic can be trusted.
 
-/** May `username` subscribe to `filter`? (`pattern read .../inbox/%u/#` and `.../presence/+`) */
+/** May `username` subscribe to `filter`? (`pattern read .../inbox/%u/#`, and `.../presence/+` or one address's) */
 export function maySubscribe(username: string | undefined, filter: string): boolean {
   if (!isPlainLevel(username)) return false;
   const ownInbox = `${TOPIC_ROOT}/inbox/${username}`;
   if (filter === ownInbox || filter.startsWith(`${ownInbox}/`)) return true;
+  // Presence: everyone's, or one address's (a filter of junk would be kept by the broker for nothing).
   const levels = filter.split('/');
-  return levels.length === 4 && filter.startsWith(`${TOPIC_ROOT}/presence/`) && levels[3] !== '#' && levels[3] !== '';
+  return levels.length === 4 && filter.startsWith(`${TOPIC_ROOT}/presence/`) && (levels[3] === '+' || isAddress(levels[3]!));
 }
 
 /** May `username` publish to `topic`? (`pattern write .../inbox/+/%u` and `.../presence/%u`) */

@@ -5,7 +5,7 @@ import { TransportError } from '../errors.ts';
 import { mayPublish, maySubscribe } from './acl.ts';
 import { silentLogger, type TransportLogger } from './log.ts';
 import { verifyLogin } from './login.ts';
-import { sessionIdOf, TOPIC_ROOT } from './topics.ts';
+import { PRESENCE_OFFLINE, PRESENCE_ONLINE, sessionIdOf, TOPIC_ROOT } from './topics.ts';
 
 export interface EmbeddedBrokerOptions {
   /** Interface to listen on (default 127.0.0.1). */
@@ -29,11 +29,12 @@ export interface EmbeddedBrokerOptions {
 }
 
 /**
- * What the broker keeps for one session: messages waiting for an offline (or slow) device.
- * Past either limit, new messages for that session are dropped (the newest go, what waits
- * stays), and logged: the protocol retransmits and resynchronises, so a device that comes
- * back loses nothing it needs, and an outsider flooding an inbox costs the broker at most
- * this much memory per session.
+ * What the broker keeps for devices that are away: messages waiting for an offline
+ * session. Past a session's limit, or all sessions' together, new messages for a session
+ * that is away are dropped (the newest go, what waits stays), and logged: the protocol
+ * retransmits and resynchronises, so a device that comes back loses nothing it needs, and
+ * an outsider flooding inboxes costs the broker at most this much memory. Messages to a
+ * connected device are never dropped.
  */
 export interface QueueLimits {
   messages: number;
@@ -46,6 +47,9 @@ export const DEFAULT_QUEUE_LIMITS: QueueLimits = { messages: 1000, bytes: 1 << 2
 
 /** The largest message the broker takes: a picopay frame is at most 64 KiB (MqttTransport's maxFrameBytes). */
 const MAX_PAYLOAD_BYTES = 64 * 1024;
+/** Subscriptions per session: its inbox and the presence of the peers it watches. */
+const MAX_SUBSCRIPTIONS = 1024;
+const PRESENCE = new Set([PRESENCE_ONLINE, PRESENCE_OFFLINE]);
 
 export interface EmbeddedBroker {
   /** mqtt://host:port, ready for MqttTransport. */
@@ -115,11 +119,18 @@ function brokerOptions(access: NonNullable<EmbeddedBrokerOptions['access']>, aut
     },
   };
   // A null subscription makes aedes answer 0x80 (failure) in the SUBACK, as Mosquitto does.
-  options.authorizeSubscribe = (client, subscription, done) => done(null, maySubscribe(usernames.get(client), subscription.topic) ? subscription : null);
+  // Subscriptions are kept for the session: a client gets a bounded number of them.
+  const subscriptions = new WeakMap<Client, number>();
+  options.authorizeSubscribe = (client, subscription, done) => {
+    const n = subscriptions.get(client) ?? 0;
+    const ok = n < MAX_SUBSCRIPTIONS && maySubscribe(usernames.get(client), subscription.topic);
+    if (ok) subscriptions.set(client, n + 1);
+    done(null, ok ? subscription : null);
+  };
   options.authorizePublish = (client, packet, done) => {
     const username = usernames.get(client!);
-    // Retained messages outlive every session: only one's own presence may be one.
-    const retainOk = !packet.retain || packet.topic === `${TOPIC_ROOT}/presence/${username}`;
+    // Retained messages outlive every session: only one's own presence may be one, and only as online or offline.
+    const retainOk = !packet.retain || (packet.topic === `${TOPIC_ROOT}/presence/${username}` && PRESENCE.has(packet.payload.toString()));
     const ok = client && mayPublish(username, packet.topic) && retainOk && packet.payload.length <= MAX_PAYLOAD_BYTES;
     done(ok ? null : new Error(`publish to ${packet.topic} denied`));
   };
@@ -172,12 +183,21 @@ function boundedPersistence(limits: QueueLimits, log: TransportLogger): AedesOpt
   const enqueue = p.outgoingEnqueue.bind(p);
   const enqueueCombi = p.outgoingEnqueueCombi.bind(p);
   const clear = p.outgoingClearMessageId.bind(p);
+  // aedes queues a message for every persistent session, connected or not, and then looks
+  // it up again to deliver it to a connected one: for those it is never dropped (that
+  // would cut the client off), only counted. The limits apply to sessions that are away.
+  let connected: (clientId: string) => boolean = () => false;
+  const count = (clientId: string, packet: Stored): true => {
+    const q = queued.get(clientId) ?? { messages: 0, bytes: 0 };
+    set(clientId, { messages: q.messages + 1, bytes: q.bytes + sizeOf(packet) });
+    return true;
+  };
+  const keep = (clientId: string, packet: Stored): boolean => (connected(clientId) ? count(clientId, packet) : admit(clientId, packet) || (drop(clientId), false));
   p.outgoingEnqueue = async (sub, packet) => {
-    if (admit(sub.clientId, packet)) return enqueue(sub, packet);
-    drop(sub.clientId);
+    if (keep(sub.clientId, packet)) return enqueue(sub, packet);
   };
   p.outgoingEnqueueCombi = async (subs, packet) => {
-    const kept = subs.filter((sub) => admit(sub.clientId, packet) || (drop(sub.clientId), false));
+    const kept = subs.filter((sub) => keep(sub.clientId, packet));
     if (kept.length > 0) await enqueueCombi(kept, packet);
   };
   p.outgoingClearMessageId = async (client, packet) => {
@@ -189,6 +209,7 @@ function boundedPersistence(limits: QueueLimits, log: TransportLogger): AedesOpt
   const setup = p.setup.bind(p);
   p.setup = async (broker) => {
     await setup(broker);
+    connected = (clientId) => (broker as unknown as { clients: Record<string, unknown> }).clients[clientId] !== undefined;
     broker.on('clientReady', (client) => {
       void (async () => {
         const q = { messages: 0, bytes: 0 };

@@ -237,4 +237,23 @@ describe('the embedded broker bounds what it keeps for an offline device', () =>
       await broker.close();
     }
   });
+
+  it('a device that is online gets every message of a burst past the limit, and is not cut off', async () => {
+    const [device, mallory] = [Signer.random(), Signer.random()];
+    const broker = await startEmbeddedBroker({ queueLimits: { messages: 5, bytes: 100_000, totalBytes: 200_000 } });
+    try {
+      const online = new MqttTransport({ url: broker.url, self: device.address, signer: device });
+      const recorder = new Recorder();
+      online.setHandler(recorder);
+      await online.connect();
+      const flooder = await connectAsync(broker.url, { username: mallory.address, password: loginToken(mallory, brokerAuthority(broker.url)), reconnectPeriod: 0 });
+      await Promise.all(Array.from({ length: 40 }, (_, i) => flooder.publishAsync(inboxTopic(device.address, mallory.address), `${i}`.padEnd(60_000, '.'), { qos: 1 })));
+      await waitFor(() => recorder.messages.length === 40, 'the whole burst');
+      expect(recorder.connections).toBe(1);
+      await flooder.endAsync();
+      await online.close();
+    } finally {
+      await broker.close();
+    }
+  });
 });
