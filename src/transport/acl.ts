@@ -7,8 +7,10 @@ import { isAddress, TOPIC_ROOT } from './topics.ts';
 /** May `username` subscribe to `filter`? (`pattern read .../inbox/%u/#`, and `.../presence/+` or one address's) */
 export function maySubscribe(username: string | undefined, filter: string): boolean {
   if (!isPlainLevel(username)) return false;
+  // Its own inbox: all of it, or what one sender sent (nothing longer: the broker keeps filters).
   const ownInbox = `${TOPIC_ROOT}/inbox/${username}`;
-  if (filter === ownInbox || filter.startsWith(`${ownInbox}/`)) return true;
+  if (filter === ownInbox || filter === `${ownInbox}/+` || filter === `${ownInbox}/#`) return true;
+  if (filter.startsWith(`${ownInbox}/`) && isAddress(filter.slice(ownInbox.length + 1))) return true;
   // Presence: everyone's, or one address's (a filter of junk would be kept by the broker for nothing).
   const levels = filter.split('/');
   return levels.length === 4 && filter.startsWith(`${TOPIC_ROOT}/presence/`) && (levels[3] === '+' || isAddress(levels[3]!));

@@ -119,13 +119,11 @@ function brokerOptions(access: NonNullable<EmbeddedBrokerOptions['access']>, aut
     },
   };
   // A null subscription makes aedes answer 0x80 (failure) in the SUBACK, as Mosquitto does.
-  // Subscriptions are kept for the session: a client gets a bounded number of them.
-  const subscriptions = new WeakMap<Client, number>();
+  // Subscriptions are kept for the session: a session holds a bounded number of them (its
+  // restored ones included, which aedes keeps on the client).
   options.authorizeSubscribe = (client, subscription, done) => {
-    const n = subscriptions.get(client) ?? 0;
-    const ok = n < MAX_SUBSCRIPTIONS && maySubscribe(usernames.get(client), subscription.topic);
-    if (ok) subscriptions.set(client, n + 1);
-    done(null, ok ? subscription : null);
+    const held = Object.keys((client as unknown as { subscriptions?: object }).subscriptions ?? {}).length;
+    done(null, held < MAX_SUBSCRIPTIONS && maySubscribe(usernames.get(client), subscription.topic) ? subscription : null);
   };
   options.authorizePublish = (client, packet, done) => {
     const username = usernames.get(client!);
@@ -162,9 +160,11 @@ function boundedPersistence(limits: QueueLimits, log: TransportLogger): AedesOpt
   const queued = new Map<string, { messages: number; bytes: number }>();
   let total = 0;
   const sizeOf = (packet: Stored): number => (packet.topic?.length ?? 0) + (packet.payload?.length ?? 0);
+  let connected: (clientId: string) => boolean = () => false;
+  // `total` is what waits for sessions that are away: what a connected one has queued is its own to acknowledge.
   const set = (clientId: string, q: { messages: number; bytes: number }): void => {
     const bytes = q.messages === 0 ? 0 : q.bytes;
-    total += bytes - (queued.get(clientId)?.bytes ?? 0);
+    if (!connected(clientId)) total += bytes - (queued.get(clientId)?.bytes ?? 0);
     if (q.messages === 0) queued.delete(clientId);
     else queued.set(clientId, { messages: q.messages, bytes });
   };
@@ -184,15 +184,18 @@ function boundedPersistence(limits: QueueLimits, log: TransportLogger): AedesOpt
   const enqueueCombi = p.outgoingEnqueueCombi.bind(p);
   const clear = p.outgoingClearMessageId.bind(p);
   // aedes queues a message for every persistent session, connected or not, and then looks
-  // it up again to deliver it to a connected one: for those it is never dropped (that
-  // would cut the client off), only counted. The limits apply to sessions that are away.
-  let connected: (clientId: string) => boolean = () => false;
-  const count = (clientId: string, packet: Stored): true => {
+  // it up again to deliver it to a connected one: for those it is dropped (which makes
+  // aedes cut the client off) only when the client leaves ten times a session's limit
+  // unacknowledged, which no device that reads its inbox does. The limits, and the total,
+  // apply to sessions that are away.
+  const count = (clientId: string, packet: Stored): boolean => {
     const q = queued.get(clientId) ?? { messages: 0, bytes: 0 };
-    set(clientId, { messages: q.messages + 1, bytes: q.bytes + sizeOf(packet) });
+    const size = sizeOf(packet);
+    if (q.messages >= 10 * limits.messages || q.bytes + size > 10 * limits.bytes) return false;
+    set(clientId, { messages: q.messages + 1, bytes: q.bytes + size });
     return true;
   };
-  const keep = (clientId: string, packet: Stored): boolean => (connected(clientId) ? count(clientId, packet) : admit(clientId, packet) || (drop(clientId), false));
+  const keep = (clientId: string, packet: Stored): boolean => (connected(clientId) ? count(clientId, packet) : admit(clientId, packet)) || (drop(clientId), false);
   p.outgoingEnqueue = async (sub, packet) => {
     if (keep(sub.clientId, packet)) return enqueue(sub, packet);
   };
@@ -210,7 +213,12 @@ function boundedPersistence(limits: QueueLimits, log: TransportLogger): AedesOpt
   p.setup = async (broker) => {
     await setup(broker);
     connected = (clientId) => (broker as unknown as { clients: Record<string, unknown> }).clients[clientId] !== undefined;
+    // A session that comes or goes moves its queue out of or into what waits for sessions away.
+    broker.on('clientDisconnect', (client) => {
+      total += queued.get(client.id)?.bytes ?? 0;
+    });
     broker.on('clientReady', (client) => {
+      total -= queued.get(client.id)?.bytes ?? 0;
       void (async () => {
         const q = { messages: 0, bytes: 0 };
         for await (const packet of p.outgoingStream(client)) {

@@ -50,6 +50,8 @@ describe('acl (docs/mqtt/acl)', () => {
     expect(maySubscribe(A, 'picopay/#')).toBe(false);
     expect(maySubscribe(A, 'picopay/v1/presence/#')).toBe(false);
     expect(maySubscribe(A, `picopay/v1/presence/junk-${'x'.repeat(2000)}`)).toBe(false);
+    expect(maySubscribe(A, `${inboxFilter(A).slice(0, -1)}junk-${'x'.repeat(2000)}`)).toBe(false);
+    expect(maySubscribe(A, `${inboxFilter(A).slice(0, -1)}${B}`)).toBe(true);
     expect(maySubscribe(undefined, inboxFilter(A))).toBe(false);
     expect(maySubscribe('+', 'picopay/v1/inbox/+/+')).toBe(false);
   });

@@ -240,7 +240,7 @@ describe('the embedded broker bounds what it keeps for an offline device', () =>
 
   it('a device that is online gets every message of a burst past the limit, and is not cut off', async () => {
     const [device, mallory] = [Signer.random(), Signer.random()];
-    const broker = await startEmbeddedBroker({ queueLimits: { messages: 5, bytes: 100_000, totalBytes: 200_000 } });
+    const broker = await startEmbeddedBroker({ queueLimits: { messages: 5, bytes: 300_000, totalBytes: 200_000 } });
     try {
       const online = new MqttTransport({ url: broker.url, self: device.address, signer: device });
       const recorder = new Recorder();
