@@ -67,7 +67,12 @@ export class GatewayChain {
         const rec = this.#ledger(id);
         return rec && isFullySigned(rec.current) ? { params: rec.params, signed: rec.current } : null;
       },
+      // Its ledger channels are checked at start too: a registration made while it was down is answered.
+      channels: () => this.#ledgerChannels().map((c) => c.id),
+      // One read per channel: now and then is enough beside the events (a period lasts an hour or more).
+      sweepIntervalMs: 60_000,
       onResponse: (r) => this.#o.logger.warn({ channel: r.channelId, version: r.answered.version.toString() }, 'refuted an old registration'),
+      onConcluded: (channel) => this.#o.logger.info({ channel }, 'ledger channel concluded on-chain after its challenge period'),
       onError: (err) => this.#o.logger.error({ err: String(err) }, 'watchtower'),
     });
     // A device's deposit is answered at once, not at the next poll of all unfunded channels.

@@ -2,10 +2,19 @@
 // party's latest fully signed state (or lower than its highest voucher, as a stream's
 // payee) appears on-chain, it submits the newer one before the challenge period ends.
 // A device can run it itself, or a watchtower that is not its counterparty can.
+//
+// It never misses one: besides the registrations it sees as events, it reads the
+// registration of every watched channel at start and then now and then (a sweep), so a
+// registration made while it was down, or in blocks an RPC outage or a re-org hid from
+// it, is answered as long as the challenge period runs. And when the period of a ledger
+// channel registered at what the party holds ends, it concludes the channel, which pays
+// both sides out: nobody has to take another step.
 import type { Bytes32, Params, SignedState } from '../model/types.ts';
 import type { ChainClient, TxResult } from './client.ts';
 import type { Dispute } from './encode.ts';
 import { AdjudicatorRevertError } from './errors.ts';
+import { conclude } from './conclude.ts';
+import { readDispute, readHoldings } from './read.ts';
 import { register } from './register.ts';
 import { registerVoucher } from './registerVirtual.ts';
 import { watchAdjudicator, type Watcher } from './watcher.ts';
@@ -24,6 +33,12 @@ export interface Response {
 export interface WatchtowerOptions {
   /** The party's latest for a channel, or null for a channel it does not watch. */
   latest(channelId: Bytes32): Latest | null | Promise<Latest | null>;
+  /** The channels to sweep: their registrations are read directly (see above). Without it only events are answered. */
+  channels?: () => Bytes32[] | Promise<Bytes32[]>;
+  /** How often the sweep runs (default 10 × pollIntervalMs). */
+  sweepIntervalMs?: number;
+  /** A ledger channel concluded after its challenge period, paid out. */
+  onConcluded?: (channelId: Bytes32, tx: TxResult) => void;
   /** Registrations are answered once this deep; keep it well below the challenge duration in blocks. */
   confirmations: number;
   fromBlock?: bigint;
@@ -33,8 +48,20 @@ export interface WatchtowerOptions {
   onError?: (err: Error) => void;
 }
 
-export function startWatchtower(client: ChainClient, opts: WatchtowerOptions): Promise<Watcher> {
-  return watchAdjudicator(client, {
+export async function startWatchtower(client: ChainClient, opts: WatchtowerOptions): Promise<Watcher> {
+  const respond = async (channelId: Bytes32, registered: Dispute): Promise<void> => {
+    const latest = await opts.latest(channelId);
+    if (!latest) return;
+    try {
+      const tx = await answer(client, latest, registered);
+      if (tx) opts.onResponse?.({ channelId, answered: registered, tx });
+    } catch (err) {
+      // What is registered by now is already as new as ours (its own event follows).
+      if (err instanceof AdjudicatorRevertError && (err.errorName === 'VersionNotNewer' || err.errorName === 'VoucherNotHigher')) return;
+      opts.onError?.(err as Error);
+    }
+  };
+  const events = await watchAdjudicator(client, {
     confirmations: opts.confirmations,
     fromBlock: opts.fromBlock,
     pollIntervalMs: opts.pollIntervalMs,
@@ -42,19 +69,54 @@ export function startWatchtower(client: ChainClient, opts: WatchtowerOptions): P
     onEvent: async (event) => {
       if (event.eventName !== 'Registered') return;
       const { channelId, version, timeout, outcome } = event.args;
-      const latest = await opts.latest(channelId);
-      if (!latest) return;
-      const registered: Dispute = { version, timeout, outcome };
-      try {
-        const tx = await answer(client, latest, registered);
-        if (tx) opts.onResponse?.({ channelId, answered: registered, tx });
-      } catch (err) {
-        // What is registered by now is already as new as ours (its own event follows).
-        if (err instanceof AdjudicatorRevertError && (err.errorName === 'VersionNotNewer' || err.errorName === 'VoucherNotHigher')) return;
-        opts.onError?.(err as Error);
-      }
+      await respond(channelId, { version, timeout, outcome });
     },
   });
+  if (!opts.channels) return events;
+
+  // The sweep: every watched channel's registration, read as it stands.
+  const sweepChannel = async (channelId: Bytes32, now: bigint): Promise<void> => {
+    const registered = await readDispute(client, channelId);
+    if (!registered) return;
+    await respond(channelId, registered);
+    const latest = await opts.latest(channelId);
+    if (!latest || !('signed' in latest) || latest.signed.state.version !== registered.version || now < registered.timeout) return;
+    // Registered at what this party holds, and the period is over: conclude, which pays out.
+    if ((await readHoldings(client, channelId, latest.signed.state.outcome.assets[0]!)).concluded) return;
+    try {
+      const tx = await conclude(client, { params: latest.params, outcome: latest.signed.state.outcome });
+      opts.onConcluded?.(channelId, tx);
+    } catch (err) {
+      opts.onError?.(err as Error);
+    }
+  };
+  let sweeping: Promise<void> = Promise.resolve();
+  const sweep = (): Promise<void> => {
+    sweeping = sweeping.then(async () => {
+      const { timestamp } = await client.publicClient.getBlock();
+      for (const id of await opts.channels!()) await sweepChannel(id, timestamp);
+    }).catch((err: unknown) => opts.onError?.(err as Error));
+    return sweeping;
+  };
+  await sweep();
+  let stopped = false;
+  const timer = setInterval(() => void (stopped || sweep()), opts.sweepIntervalMs ?? 10 * (opts.pollIntervalMs ?? 1000));
+  timer.unref();
+  return {
+    get cursor() {
+      return events.cursor;
+    },
+    poll: async () => {
+      await events.poll();
+      await sweep();
+    },
+    stop: async () => {
+      stopped = true;
+      clearInterval(timer);
+      await sweeping;
+      await events.stop();
+    },
+  };
 }
 
 /** Submits what beats `registered`, or nothing if it already is the latest. */

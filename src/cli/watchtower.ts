@@ -10,7 +10,9 @@ import { address, announce, integer, parseOptions, required, usage } from './arg
 
 // A device that does not trust its gateway watches the chain for itself: this command
 // reads the device's channel store (read-only use; the device keeps running) and answers
-// any registration older than what the device holds. It can run on the device, or on any
+// any registration older than what the device holds, also one made while the tower was
+// down, and concludes a ledger channel when its challenge period ends, which pays the
+// device out. It can run on the device, or on any
 // machine with a copy of the store and a funded key: a watchtower that is not the
 // device's counterparty. Only this command loads the chain code.
 
@@ -22,6 +24,7 @@ const SPECS = {
   key: { type: 'string', arg: 'FILE', help: 'V3 keystore of the account that pays for answers (any funded key)' },
   'password-env': { type: 'string', arg: 'NAME', help: 'environment variable holding its password', default: 'PICOPAY_PASSWORD' },
   confirmations: { type: 'string', arg: 'N', help: 'answer registrations this many blocks deep', default: '2' },
+  'sweep-interval-ms': { type: 'string', arg: 'MS', help: "how often every channel's registration is read directly (besides the events)", default: '10000' },
 } as const;
 
 /** What the device holds (`rec`, live or retired) that beats an older registration of its channel. */
@@ -53,7 +56,11 @@ export async function main(argv: string[]): Promise<void> {
     confirmations: integer(o.confirmations, 'confirmations')!,
     // Read the store afresh each time: the device keeps updating it.
     latest: (id) => latestFrom(store.loadChannel(id)),
+    // Every channel is checked at start and now and then, so a registration made while the tower was down is answered too.
+    channels: () => store.loadChannels().map((c) => c.id),
+    sweepIntervalMs: integer(o['sweep-interval-ms'], 'sweep-interval-ms')!,
     onResponse: (r) => announce('answered', { channel: r.channelId, registeredVersion: r.answered.version, tx: r.tx.hash }),
+    onConcluded: (channel, tx) => announce('concluded', { channel, tx: tx.hash }),
     onError: (err) => log.error({ err: String(err) }, 'watchtower'),
   });
   announce('ready', { account: signer.address, channels: store.loadChannels().length });

@@ -1,11 +1,13 @@
 import { parseEther } from 'viem';
 import { describe, expect, it } from 'vitest';
 import { cumulativeOf } from '../../src/chain/encode.ts';
-import { readDispute } from '../../src/chain/read.ts';
+import { readDispute, readHoldings } from '../../src/chain/read.ts';
+import { deposit } from '../../src/chain/deposit.ts';
+import { MIN_CHALLENGE_DURATION } from '../../src/model/duration.ts';
 import { register } from '../../src/chain/register.ts';
 import { registerVoucher } from '../../src/chain/registerVirtual.ts';
 import { startWatchtower, type Latest, type Response } from '../../src/chain/watchtower.ts';
-import { ChannelKind, type Bytes32 } from '../../src/model/types.ts';
+import { ChannelKind, type Bytes32, NATIVE_ASSET } from '../../src/model/types.ts';
 import { ethOutcome, idOf, makeParams, makeState, party, signedBy, signVoucher, useDevnet } from '../../src/testing/chain.ts';
 
 const devnet = useDevnet();
@@ -39,6 +41,45 @@ describe('watchtower', () => {
       await d.mine(2);
       await tower.poll();
       expect(responses).toHaveLength(2);
+      expect(errors).toEqual([]);
+    } finally {
+      await tower.stop();
+    }
+  });
+
+  it('answers a registration made while it was down, when it starts, and concludes at the timeout, paying both out', async () => {
+    const d = devnet();
+    const [a, b, cheater] = [party(d, 4), party(d, 5), party(d, 6)];
+    const ledger = makeParams(d, a, b);
+    const history = [1n, 2n].map((v) => signedBy(ledger, makeState(ledger, v, ethOutcome(10n - v, v)), a, b));
+    await deposit(a.client, { channelId: idOf(ledger), asset: NATIVE_ASSET, amount: 10n });
+    // The cheater registers the old state; nobody watches.
+    await register(cheater.client, { params: ledger, signed: history[0]! });
+    await d.mine(5);
+    const responses: Response[] = [];
+    const concluded: Bytes32[] = [];
+    const errors: Error[] = [];
+    // B's tower starts at the head, long after the registration's event.
+    const tower = await startWatchtower(b.client, {
+      confirmations: 1,
+      pollIntervalMs: 20,
+      channels: () => [idOf(ledger)],
+      latest: (id) => (id === idOf(ledger) ? { params: ledger, signed: history[1]! } : null),
+      onResponse: (r) => responses.push(r),
+      onConcluded: (id) => concluded.push(id),
+      onError: (e) => errors.push(e),
+    });
+    try {
+      expect(responses).toHaveLength(1);
+      expect((await readDispute(a.client, idOf(ledger)))?.version).toBe(2n);
+      // Time travel past the challenge period: the next sweep concludes, and both are paid.
+      const before = await d.deployer.publicClient.getBalance({ address: a.client.account });
+      await d.increaseTime(MIN_CHALLENGE_DURATION + 1n);
+      await tower.poll();
+      expect(concluded).toEqual([idOf(ledger)]);
+      expect((await readHoldings(a.client, idOf(ledger), NATIVE_ASSET)).concluded).toBe(true);
+      // A sent nothing since: its balance rose by exactly what the newest state gives it.
+      expect(await d.deployer.publicClient.getBalance({ address: a.client.account })).toBe(before + 8n);
       expect(errors).toEqual([]);
     } finally {
       await tower.stop();
