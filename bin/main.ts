@@ -6,6 +6,7 @@ import { PicopayError } from '../src/errors.ts';
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ main(argv: string[]): Promise<void> }> }> = {
   gateway: { summary: 'run a gateway: ledger channels with devices, virtual-channel intermediary, chain, broker', load: () => import('../gateway/cli.ts') },
   device: { summary: 'run a device agent: payer (client) or hotspot (metered proxy)', load: () => import('../device/cli.ts') },
+  close: { summary: "close this device's ledger channel and take its balance out: with the gateway, else on-chain alone", load: () => import('../device/close.ts') },
   watchtower: { summary: "watch the chain for a device's channels and answer stale registrations", load: () => import('../src/cli/watchtower.ts') },
   broker: { summary: 'run the embedded MQTT broker on its own', load: () => import('../src/cli/broker.ts') },
   keygen: { summary: 'create a key on this machine and store it as a V3 keystore (mode 0600)', load: () => import('../src/cli/keygen.ts') },

@@ -7,7 +7,7 @@ import { deposit, readDispute, readHoldings, register, startDevnet, type Devnet 
 import { writeKeystore } from '../../src/crypto/keystore.ts';
 import { Signer } from '../../src/crypto/keys.ts';
 import { MIN_CHALLENGE_DURATION } from '../../src/model/duration.ts';
-import { type Address, type Bytes32, NATIVE_ASSET } from '../../src/model/types.ts';
+import { type Address, type Bytes32, ChannelKind, NATIVE_ASSET } from '../../src/model/types.ts';
 import { ChannelStore } from '../../src/store/store.ts';
 import { tempDir } from '../../src/testing/agents.ts';
 
@@ -20,7 +20,7 @@ import { tempDir } from '../../src/testing/agents.ts';
 const env = { PICOPAY_LOG: 'warn', PICOPAY_PASSWORD: '' };
 const WEI = (n: bigint): string => `${n}wei`;
 
-describe('a watchtower that was down', () => {
+describe('when the gateway is gone: the watchtower and picopay close', () => {
   let devnet: Devnet;
   let origin: Awaited<ReturnType<typeof startOrigin>>;
   const procs: PicopayProcess[] = [];
@@ -34,14 +34,19 @@ describe('a watchtower that was down', () => {
     await devnet?.stop();
   });
 
-  it('answers a stale registration made while it was down, then concludes and the device is paid', async () => {
+  /** A gateway, a hotspot and a payer as processes; the payer has downloaded, paid and settled its virtual channel. */
+  async function afterAPaidRun() {
     const dir = tempDir('picopay-tower-');
     const fund = async (to: Address): Promise<void> => {
       await devnet.deployer.publicClient.waitForTransactionReceipt({ hash: await devnet.deployer.walletClient.sendTransaction({ to, value: 10n ** 20n }) });
     };
-    const gatewayKey = Signer.random();
-    writeKeystore(join(dir, 'gateway', 'key.json'), gatewayKey, '', { scryptN: 1 << 10 });
-    await fund(gatewayKey.address);
+    const keystore = async (path: string): Promise<string> => {
+      const key = Signer.random();
+      writeKeystore(path, key, '', { scryptN: 1 << 10 });
+      await fund(key.address);
+      return path;
+    };
+    await keystore(join(dir, 'gateway', 'key.json'));
     const start = (name: string, args: string[]): PicopayProcess => {
       const p = new PicopayProcess(name, args, { env });
       procs.push(p);
@@ -50,47 +55,76 @@ describe('a watchtower that was down', () => {
     const chainArgs = ['--rpc-url', devnet.anvil.rpcUrl, '--chain-id', String(devnet.anvil.chainId), '--adjudicator', devnet.deployer.adjudicator];
     const gateway = start('gateway', ['gateway', '--data-dir', join(dir, 'gateway'), ...chainArgs]);
     const gw = await gateway.next('ready');
-    const common = ['--gateway', gw.address as string, '--mqtt-url', gw.mqttUrl as string, ...chainArgs, '--deposit', WEI(10n ** 17n), '--gateway-deposit', WEI(10n ** 17n), '--price', WEI(10n ** 14n)];
+    const reach = ['--gateway', gw.address as string, '--mqtt-url', gw.mqttUrl as string, ...chainArgs];
+    const common = [...reach, '--deposit', WEI(10n ** 17n), '--gateway-deposit', WEI(10n ** 17n), '--price', WEI(10n ** 14n)];
     const owner = devnet.clients[7]!;
     const hotspot = start('hotspot', ['device', '--role', 'hotspot', '--data-dir', join(dir, 'hotspot'), '--allow-upstream', new URL(origin.url).host, ...common]);
     const hs = await hotspot.next('ledger');
     await deposit(owner, { channelId: hs.channel as Bytes32, asset: NATIVE_ASSET, amount: 10n ** 17n });
     const ready = await hotspot.next('ready');
-    const payerDb = join(dir, 'payer', 'device.db');
     const payer = start('payer', ['device', '--role', 'payer', '--data-dir', join(dir, 'payer'), '--hotspot', ready.address as string, '--proxy-url', ready.proxyUrl as string, '--download', `${origin.url}/bytes/300000`, '--lock', WEI(10n ** 16n), ...common]);
     const ledger = await payer.next('ledger');
-    const id = ledger.channel as Bytes32;
-    // The payer's ledger channel as it opened: version 0, both signatures. It is what gets registered later.
-    const opened = readChannel(payerDb, id);
+    const payerDb = join(dir, 'payer', 'device.db');
+    // The payer's ledger channel as it opened: version 0, both signatures.
+    const opened = readChannel(payerDb, ledger.channel as Bytes32);
     expect(opened.current.state.version).toBe(0n);
-    await deposit(owner, { channelId: id, asset: NATIVE_ASSET, amount: 10n ** 17n });
+    await deposit(owner, { channelId: opened.id, asset: NATIVE_ASSET, amount: 10n ** 17n });
     expect(await payer.exited()).toBe(0);
-    const newest = readChannel(payerDb, id);
+    const balanceOf = (a: Address): Promise<bigint> => devnet.deployer.publicClient.getBalance({ address: a });
+    return { dir, start, keystore, balanceOf, chainArgs, reach, gateway, hotspot, opened, payerDb, payerAddress: ledger.address as Address, hotspotAddress: hs.address as Address, hotspotDb: join(dir, 'hotspot', 'device.db') };
+  }
+
+  /** What `rec`'s side gets in its newest state. */
+  const dueTo = (rec: ChannelRecord): bigint => rec.current.state.outcome.balances[0]![rec.idx];
+  /** The contract clamps durations up to an hour at least. */
+  const period = (rec: ChannelRecord): bigint => (rec.params.challengeDuration > MIN_CHALLENGE_DURATION ? rec.params.challengeDuration : MIN_CHALLENGE_DURATION);
+
+  it('answers a stale registration made while it was down, then concludes and the device is paid', async () => {
+    const net = await afterAPaidRun();
+    const id = net.opened.id;
+    const newest = readChannel(net.payerDb, id);
     expect(newest.current.state.version).toBeGreaterThan(0n);
-    const payerAddress = ledger.address as Address;
-    const due = newest.current.state.outcome.balances[0]![newest.idx];
-    expect(due).toBeLessThan(10n ** 17n); // it paid the hotspot and the gateway's fee
+    expect(dueTo(newest)).toBeLessThan(10n ** 17n); // it paid the hotspot and the gateway's fee
 
     // The gateway is gone; someone registers the old state; the payer and its tower are offline.
-    await gateway.stop('SIGKILL');
-    await hotspot.stop();
+    await net.gateway.stop('SIGKILL');
+    await net.hotspot.stop();
     const cheater = devnet.clients[8]!;
-    await register(cheater, { params: opened.params, signed: opened.current });
+    await register(cheater, { params: net.opened.params, signed: net.opened.current });
     expect((await readDispute(cheater, id))?.version).toBe(0n);
 
     // The tower starts, on the payer's store, with a key of its own.
-    const towerKey = Signer.random();
-    writeKeystore(join(dir, 'tower.json'), towerKey, '', { scryptN: 1 << 10 });
-    await fund(towerKey.address);
-    const before = await devnet.deployer.publicClient.getBalance({ address: payerAddress });
-    const tower = start('tower', ['watchtower', '--store', payerDb, '--key', join(dir, 'tower.json'), '--confirmations', '1', '--sweep-interval-ms', '200', ...chainArgs]);
+    const towerKey = await net.keystore(join(net.dir, 'tower.json'));
+    const before = await net.balanceOf(net.payerAddress);
+    const tower = net.start('tower', ['watchtower', '--store', net.payerDb, '--key', towerKey, '--confirmations', '1', '--sweep-interval-ms', '200', ...net.chainArgs]);
     await tower.next('answered');
     expect((await readDispute(cheater, id))?.version).toBe(newest.current.state.version);
-    // The contract clamps durations up to an hour at least.
-    await devnet.increaseTime((opened.params.challengeDuration > MIN_CHALLENGE_DURATION ? opened.params.challengeDuration : MIN_CHALLENGE_DURATION) + 1n);
+    await devnet.increaseTime(period(net.opened) + 1n);
     await tower.next('concluded');
     expect((await readHoldings(cheater, id, NATIVE_ASSET)).concluded).toBe(true);
-    expect(await devnet.deployer.publicClient.getBalance({ address: payerAddress })).toBe(before + due);
+    expect(await net.balanceOf(net.payerAddress)).toBe(before + dueTo(newest));
+  }, 300_000);
+
+  it('picopay close: with the gateway at once; without it, on-chain alone after the period; each device paid exactly its due', async () => {
+    const net = await afterAPaidRun();
+    const gasKey = await net.keystore(join(net.dir, 'gas.json'));
+    // The payer, its gateway online: a final state, closed on-chain at once.
+    const payerDue = dueTo(readChannel(net.payerDb, net.opened.id));
+    const payerBefore = await net.balanceOf(net.payerAddress);
+    const cooperative = net.start('close-payer', ['close', '--data-dir', join(net.dir, 'payer'), '--gas-key', gasKey, ...net.reach]);
+    expect((await cooperative.next('closed')).how).toBe('cooperative');
+    expect(await net.balanceOf(net.payerAddress)).toBe(payerBefore + payerDue);
+    // The hotspot, its gateway gone for good: registered, the period waited out, concluded.
+    await net.gateway.stop('SIGKILL');
+    await net.hotspot.stop();
+    const hotspotLedger = readChannel(net.hotspotDb, readLedgerId(net.hotspotDb));
+    const hotspotBefore = await net.balanceOf(net.hotspotAddress);
+    const alone = net.start('close-hotspot', ['close', '--data-dir', join(net.dir, 'hotspot'), '--gas-key', gasKey, '--timeout', '2', ...net.reach]);
+    await alone.next('registered');
+    await devnet.increaseTime(period(hotspotLedger) + 1n);
+    expect((await alone.next('closed')).how).toBe('on-chain');
+    expect(await alone.exited()).toBe(0);
+    expect(await net.balanceOf(net.hotspotAddress)).toBe(hotspotBefore + dueTo(hotspotLedger));
   }, 300_000);
 });
 
@@ -99,6 +133,16 @@ function readChannel(path: string, id: Bytes32): ChannelRecord {
   const store = new ChannelStore(path);
   try {
     return store.loadChannel(id)!;
+  } finally {
+    store.close();
+  }
+}
+
+/** The device's ledger channel id. */
+function readLedgerId(path: string): Bytes32 {
+  const store = new ChannelStore(path);
+  try {
+    return store.loadChannels().find((c) => c.params.kind === ChannelKind.Ledger)!.id;
   } finally {
     store.close();
   }
