@@ -5,6 +5,7 @@ import { address, announce, exitOnStoreFailure, integer, parseOptions, required,
 import { CONNECTION_SPECS, mqttLogin, timing } from '../src/cli/connection.ts';
 import { formatEth, parseAmount } from '../src/cli/units.ts';
 import { ConfigError } from '../src/errors.ts';
+import { DEFAULT_CHALLENGE_DURATION, MAX_CHALLENGE_DURATION, MIN_CHALLENGE_DURATION } from '../src/model/duration.ts';
 import { createLogger, type Logger } from '../src/log.ts';
 import type { Address } from '../src/model/types.ts';
 import { DEFAULT_VIRTUAL_LIMITS } from '../src/client/types.ts';
@@ -32,6 +33,7 @@ const SPECS = {
   'max-virtual-fee': { type: 'string', arg: 'AMOUNT', help: 'refuse to start if the gateway charges more than this per virtual channel', default: '0.001' },
   'unit-bytes': { type: 'string', arg: 'N', help: 'hotspot: bytes per paid unit; payer: the unit its --price is for', default: String(DEFAULT_UNIT_BYTES) },
   'channels-per-payer': { type: 'string', arg: 'N', help: 'virtual channels one peer may hold open with this device at once', default: String(DEFAULT_VIRTUAL_LIMITS.perPeer) },
+  'challenge-duration': { type: 'string', arg: 'SECONDS', help: `challenge period of the channels this device proposes: how long it may be offline and still answer a stale registration (${MIN_CHALLENGE_DURATION}..${MAX_CHALLENGE_DURATION})`, default: String(DEFAULT_CHALLENGE_DURATION) },
   'idle-settle': { type: 'string', arg: 'SECONDS', help: 'settle a virtual channel nobody has used for this long (a stream: ask its payer to close at the highest voucher)', default: String(DEFAULT_VIRTUAL_LIMITS.idleMs / 1000) },
   'min-lock': { type: 'string', arg: 'AMOUNT', help: 'refuse virtual channels that lock less than this (default: one unit\'s price)' },
   price: { type: 'string', arg: 'AMOUNT', help: "hotspot: price of one unit (its signed tariff); payer: the most it pays per --unit-bytes (it refuses a tariff asking more)", default: '0.0001' },
@@ -113,6 +115,10 @@ export async function main(argv: string[]): Promise<void> {
   const maxFee = parseAmount(o['max-virtual-fee']!, 'max-virtual-fee');
   const idleSeconds = integer(o['idle-settle'], 'idle-settle')!;
   if (idleSeconds < 1) throw new ConfigError('--idle-settle must be at least 1 second');
+  const challengeDuration = BigInt(integer(o['challenge-duration'], 'challenge-duration')!);
+  if (challengeDuration < MIN_CHALLENGE_DURATION || challengeDuration > MAX_CHALLENGE_DURATION) {
+    throw new ConfigError(`--challenge-duration must be between ${MIN_CHALLENGE_DURATION} and ${MAX_CHALLENGE_DURATION} seconds (the contract's bounds)`);
+  }
   if (virtualFee > maxFee) throw new ConfigError(`the gateway charges ${formatEth(virtualFee)} per virtual channel, above --max-virtual-fee ${formatEth(maxFee)}`);
   // Every option is checked before anything exists: no key, no channel, no deposit for a typo.
   const hotspotOptions =
@@ -155,6 +161,7 @@ export async function main(argv: string[]): Promise<void> {
     deposit: parseAmount(o.deposit!, 'deposit'),
     gatewayDeposit: parseAmount(o['gateway-deposit']!, 'gateway-deposit'),
     voucherDurableEvery: 10n * price,
+    challengeDuration,
     virtualFee,
     virtualLimits: { perPeer: integer(o['channels-per-payer'], 'channels-per-payer')!, minLock: o['min-lock'] ? parseAmount(o['min-lock'], 'min-lock') : price, idleMs: idleSeconds * 1000 },
     mqttLogin: mqttLogin(o),

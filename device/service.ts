@@ -26,6 +26,8 @@ export interface DeviceConfig {
   deposit: bigint;
   /** What it asks the gateway to put in. */
   gatewayDeposit: bigint;
+  /** The challenge period of the channels it proposes (seconds, within the contract's bounds). */
+  challengeDuration?: bigint;
   logger: Logger;
   policy?: Partial<Policy>;
   voucherDurableEvery?: bigint;
@@ -68,6 +70,7 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
     chain,
     logger: cfg.logger,
     timing: cfg.timing,
+    challengeDuration: cfg.challengeDuration,
     voucherDurableEvery: cfg.voucherDurableEvery,
     virtualFee: cfg.virtualFee,
     virtualLimits: cfg.virtualLimits,
