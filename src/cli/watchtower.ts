@@ -17,7 +17,7 @@ import { address, announce, integer, parseOptions, required, usage } from './arg
 // device's counterparty. Only this command loads the chain code.
 
 const SPECS = {
-  store: { type: 'string', arg: 'FILE', help: "the device's channel store (device.db)" },
+  store: { type: 'string', arg: 'FILE,…', help: "the devices' channel stores (device.db), comma-separated: one tower can watch many devices" },
   'rpc-url': { type: 'string', arg: 'URL', help: 'chain RPC' },
   'chain-id': { type: 'string', arg: 'N', help: 'chain id' },
   adjudicator: { type: 'string', arg: 'ADDR', help: 'adjudicator contract' },
@@ -51,22 +51,32 @@ export async function main(argv: string[]): Promise<void> {
     privateKey: toHex(signer.exportPrivateKey()),
     adjudicator: address(o.adjudicator, 'adjudicator'),
   });
-  const store = new ChannelStore(required(o.store, 'store'));
+  const stores = required(o.store, 'store')
+    .split(',')
+    .map((path) => path.trim())
+    .filter(Boolean)
+    .map((path) => new ChannelStore(path));
   const watcher = await startWatchtower(client, {
     confirmations: integer(o.confirmations, 'confirmations')!,
-    // Read the store afresh each time: the device keeps updating it.
-    latest: (id) => latestFrom(store.loadChannel(id)),
+    // Read the stores afresh each time: the devices keep updating them.
+    latest: (id) => {
+      for (const store of stores) {
+        const latest = latestFrom(store.loadChannel(id));
+        if (latest) return latest;
+      }
+      return null;
+    },
     // Every channel is checked at start and now and then, so a registration made while the tower was down is answered too.
-    channels: () => store.loadChannels().map((c) => c.id),
+    channels: () => stores.flatMap((store) => store.loadChannels().map((c) => c.id)),
     sweepIntervalMs: integer(o['sweep-interval-ms'], 'sweep-interval-ms')!,
     onResponse: (r) => announce('answered', { channel: r.channelId, registeredVersion: r.answered.version, tx: r.tx.hash }),
     onConcluded: (channel, tx) => announce('concluded', { channel, tx: tx.hash }),
     onError: (err) => log.error({ err: String(err) }, 'watchtower'),
   });
-  announce('ready', { account: signer.address, channels: store.loadChannels().length });
+  announce('ready', { account: signer.address, stores: stores.length, channels: stores.reduce((n, s) => n + s.loadChannels().length, 0) });
   const stop = async (): Promise<void> => {
     await watcher.stop();
-    store.close();
+    for (const store of stores) store.close();
     process.exit(0);
   };
   process.once('SIGINT', stop);

@@ -93,10 +93,11 @@ describe('when the gateway is gone: the watchtower and picopay close', () => {
     await register(cheater, { params: net.opened.params, signed: net.opened.current });
     expect((await readDispute(cheater, id))?.version).toBe(0n);
 
-    // The tower starts, on the payer's store, with a key of its own.
+    // The tower starts, watching the payer's store and the hotspot's (one tower, many devices), with a key of its own.
     const towerKey = await net.keystore(join(net.dir, 'tower.json'));
     const before = await net.balanceOf(net.payerAddress);
-    const tower = net.start('tower', ['watchtower', '--store', net.payerDb, '--key', towerKey, '--confirmations', '1', '--sweep-interval-ms', '200', ...net.chainArgs]);
+    const tower = net.start('tower', ['watchtower', '--store', `${net.hotspotDb},${net.payerDb}`, '--key', towerKey, '--confirmations', '1', '--sweep-interval-ms', '200', ...net.chainArgs]);
+    expect((await tower.next('ready')).stores).toBe(2);
     await tower.next('answered');
     expect((await readDispute(cheater, id))?.version).toBe(newest.current.state.version);
     await devnet.increaseTime(period(net.opened) + 1n);
