@@ -2,7 +2,7 @@ import type { Agent } from '../src/client/agent.ts';
 import { DEFAULT_LIMITS } from './admission.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
 import { isFullySigned } from '../src/channel/record.ts';
-import { approveDeposits, type ChainClient, cooperativeClose, deposit, readHoldings, startWatchtower, watchAdjudicator, type Watcher } from '../src/chain/index.ts';
+import { approveDeposits, type ChainClient, ChainTransactionError, cooperativeClose, deposit, readHoldings, startWatchtower, watchAdjudicator, type Watcher } from '../src/chain/index.ts';
 import { totals } from '../src/model/allocation.ts';
 import { depositsCover, sideCovered } from '../src/model/holdings.ts';
 import { type Bytes32, ChannelKind, NATIVE_ASSET } from '../src/model/types.ts';
@@ -232,8 +232,9 @@ export class GatewayChain {
         this.#o.logger.info({ channel: rec.id, asset, amount: amount.toString(), gasUsed: tx.gasUsed?.toString() }, 'deposited own side');
       }
     } catch (err) {
-      // Not sent, or not mined (a journalled one is resumed at the next start): the next poll
-      // tries again, reading first what is already on-chain.
+      // Broadcast and still not mined: it may be yet, so no second one; the journal resumes it at the next start.
+      if (err instanceof ChainTransactionError && /not mined/.test(err.message)) throw err;
+      // Not sent, or reverted: the next poll tries again, reading first what is already on-chain.
       this.#o.facts.deleteFact(`deposit:${rec.id}`);
       throw err;
     }
