@@ -53,7 +53,8 @@ describe('when the gateway is gone: the watchtower and picopay close', () => {
       return p;
     };
     const chainArgs = ['--rpc-url', devnet.anvil.rpcUrl, '--chain-id', String(devnet.anvil.chainId), '--adjudicator', devnet.deployer.adjudicator];
-    const gateway = start('gateway', ['gateway', '--data-dir', join(dir, 'gateway'), ...chainArgs]);
+    const gatewayArgs = ['gateway', '--data-dir', join(dir, 'gateway'), ...chainArgs];
+    const gateway = start('gateway', gatewayArgs);
     const gw = await gateway.next('ready');
     const reach = ['--gateway', gw.address as string, '--mqtt-url', gw.mqttUrl as string, ...chainArgs];
     const common = [...reach, '--deposit', WEI(10n ** 17n), '--gateway-deposit', WEI(10n ** 17n), '--price', WEI(10n ** 14n)];
@@ -71,7 +72,8 @@ describe('when the gateway is gone: the watchtower and picopay close', () => {
     await deposit(owner, { channelId: opened.id, asset: NATIVE_ASSET, amount: 10n ** 17n });
     expect(await payer.exited()).toBe(0);
     const balanceOf = (a: Address): Promise<bigint> => devnet.deployer.publicClient.getBalance({ address: a });
-    return { dir, start, keystore, balanceOf, chainArgs, reach, gateway, hotspot, opened, payerDb, payerAddress: ledger.address as Address, hotspotAddress: hs.address as Address, hotspotDb: join(dir, 'hotspot', 'device.db') };
+    const restartGateway = async (): Promise<void> => void (await start('gateway', gatewayArgs).next('ready'));
+    return { dir, start, keystore, balanceOf, chainArgs, reach, gateway, restartGateway, hotspot, opened, payerDb, payerAddress: ledger.address as Address, hotspotAddress: hs.address as Address, hotspotDb: join(dir, 'hotspot', 'device.db') };
   }
 
   /** What `rec`'s side gets in its newest state. */
@@ -126,6 +128,17 @@ describe('when the gateway is gone: the watchtower and picopay close', () => {
     expect((await alone.next('closed')).how).toBe('on-chain');
     expect(await alone.exited()).toBe(0);
     expect(await net.balanceOf(net.hotspotAddress)).toBe(hotspotBefore + dueTo(hotspotLedger));
+  }, 300_000);
+
+  it('a device registers an old state while the gateway is down: the gateway, restarted, answers it', async () => {
+    const net = await afterAPaidRun();
+    const newest = readChannel(net.payerDb, net.opened.id);
+    await net.gateway.stop('SIGKILL');
+    const cheater = devnet.clients[9]!;
+    await register(cheater, { params: net.opened.params, signed: net.opened.current });
+    await net.restartGateway();
+    // Its chain duties read its channels' registrations at start: the stale one is refuted.
+    await expect.poll(async () => (await readDispute(cheater, net.opened.id))?.version, { timeout: 20_000 }).toBe(newest.current.state.version);
   }, 300_000);
 });
 
