@@ -64,12 +64,12 @@ export async function main(argv: string[]): Promise<void> {
   try {
     const ledgers = store.loadChannels().filter((c) => c.params.kind === ChannelKind.Ledger && c.phase !== 'opening');
     if (ledgers.length === 0) throw new ConfigError(`no ledger channel in ${dataDir}: nothing to close`);
-    for (let rec of ledgers) {
+    const locked = ledgers.filter((c) => c.current.state.outcome.locked.length > 0);
+    for (let rec of ledgers.filter((c) => c.current.state.outcome.locked.length === 0)) {
       if ((await readHoldings(client, rec.id, rec.current.state.outcome.assets[0]!)).concluded) {
         announce('closed', { channel: rec.id, how: 'already' });
         continue;
       }
-      if (rec.current.state.outcome.locked.length > 0) throw new ConfigError(`channel ${rec.id} still funds virtual channels: settle them first (their payers or payees close them), then close`);
       if (!o.force && rec.phase !== 'final') rec = (await finalizeWithGateway(rec, { signer, store, chain, gateway: o.gateway ?? info.address, mqttUrl: o['mqtt-url'] ?? info.mqttUrl, login: mqttLogin(o), timeoutMs, log })) ?? rec;
       if (rec.phase === 'final' && isFullySigned(rec.current)) {
         // The gateway closes it too, as soon as the final state is signed: whoever is first pays out.
@@ -82,6 +82,8 @@ export async function main(argv: string[]): Promise<void> {
       }
       await closeAlone(client, rec, log);
     }
+    // Closed what it could; these wait for their virtual channels.
+    if (locked.length > 0) throw new ConfigError(`channel ${locked.map((c) => c.id).join(', ')} still funds virtual channels: settle them first (their payers or payees close them), then close again`);
   } finally {
     store.close();
   }
@@ -115,10 +117,13 @@ async function closeAlone(client: ChainClient, rec: ChannelRecord, log: Logger):
   let dispute = await readDispute(client, rec.id);
   if (!dispute || dispute.version < rec.current.state.version) {
     const tx = await register(client, { params: rec.params, signed: rec.current });
-    dispute = await readDispute(client, rec.id);
+    // Read at the block that mined it: a node behind the others must not make it look unregistered.
+    dispute = await readDispute(client, rec.id, tx.blockNumber);
     announce('registered', { channel: rec.id, version: rec.current.state.version, timeout: dispute?.timeout, tx: tx.hash });
   }
-  if (!dispute || dispute.version !== rec.current.state.version) throw new ProtocolTimeoutError(`channel ${rec.id} is registered at version ${dispute?.version}, not this store's ${rec.current.state.version}: a watchtower answers it`);
+  if (!dispute || dispute.version !== rec.current.state.version) {
+    throw new ProtocolTimeoutError(`channel ${rec.id} is registered at version ${dispute?.version}, newer than this store's ${rec.current.state.version}: this store is not the device's newest (restore the newest, or let the registered state conclude)`);
+  }
   // The challenge period: wait for the chain's clock, saying how long is left now and then.
   for (let said = 0; ; ) {
     const { timestamp } = await client.publicClient.getBlock();
@@ -131,8 +136,12 @@ async function closeAlone(client: ChainClient, rec: ChannelRecord, log: Logger):
     }
     await new Promise((r) => setTimeout(r, Math.min(5_000, Math.max(200, left * 100))));
   }
-  const tx = await conclude(client, { params: rec.params, outcome: rec.current.state.outcome });
-  announce('closed', { channel: rec.id, how: 'on-chain', tx: tx.hash, paid: formatEth(rec.current.state.outcome.balances[0]![rec.idx]) });
+  // The gateway, or a watchtower, may conclude it first: either way the device is paid.
+  const tx = await conclude(client, { params: rec.params, outcome: rec.current.state.outcome }).catch(async (err: unknown) => {
+    if ((await readHoldings(client, rec.id, rec.current.state.outcome.assets[0]!)).concluded) return null;
+    throw err;
+  });
+  announce('closed', { channel: rec.id, how: 'on-chain', tx: tx?.hash ?? null, paid: formatEth(rec.current.state.outcome.balances[0]![rec.idx]) });
 }
 
 function readInfo(path: string): { address?: string; mqttUrl?: string; chainId?: number; adjudicator?: string; rpcUrl?: string } {

@@ -9,7 +9,8 @@
 // it, is answered as long as the challenge period runs. And when the period of a ledger
 // channel registered at what the party holds ends, it concludes the channel, which pays
 // both sides out: nobody has to take another step.
-import type { Bytes32, Params, SignedState } from '../model/types.ts';
+import { outcomeHash } from '../model/hash.ts';
+import { type Bytes32, ChannelKind, type Params, type SignedState } from '../model/types.ts';
 import type { ChainClient, TxResult } from './client.ts';
 import type { Dispute } from './encode.ts';
 import { AdjudicatorRevertError } from './errors.ts';
@@ -80,7 +81,9 @@ export async function startWatchtower(client: ChainClient, opts: WatchtowerOptio
     if (!registered) return;
     await respond(channelId, registered);
     const latest = await opts.latest(channelId);
-    if (!latest || !('signed' in latest) || latest.signed.state.version !== registered.version || now < registered.timeout) return;
+    if (!latest || !('signed' in latest) || latest.params.kind !== ChannelKind.Ledger || now < registered.timeout) return;
+    // Only what was registered is concluded: the same version and the same outcome.
+    if (latest.signed.state.version !== registered.version || outcomeHash(latest.signed.state.outcome) !== registered.outcome) return;
     // Registered at what this party holds, and the period is over: conclude, which pays out.
     if ((await readHoldings(client, channelId, latest.signed.state.outcome.assets[0]!)).concluded) return;
     try {
@@ -90,17 +93,22 @@ export async function startWatchtower(client: ChainClient, opts: WatchtowerOptio
       opts.onError?.(err as Error);
     }
   };
-  let sweeping: Promise<void> = Promise.resolve();
+  let sweeping: Promise<void> | null = null;
+  // One sweep at a time (a tick while one runs is skipped), and one channel's failure is that channel's alone.
   const sweep = (): Promise<void> => {
-    sweeping = sweeping.then(async () => {
+    sweeping ??= (async () => {
       const { timestamp } = await client.publicClient.getBlock();
-      for (const id of await opts.channels!()) await sweepChannel(id, timestamp);
-    }).catch((err: unknown) => opts.onError?.(err as Error));
+      for (const id of new Set(await opts.channels!())) {
+        await sweepChannel(id, timestamp).catch((err: unknown) => opts.onError?.(err as Error));
+      }
+    })()
+      .catch((err: unknown) => opts.onError?.(err as Error))
+      .finally(() => (sweeping = null));
     return sweeping;
   };
   await sweep();
   let stopped = false;
-  const timer = setInterval(() => void (stopped || sweep()), opts.sweepIntervalMs ?? 10 * (opts.pollIntervalMs ?? 1000));
+  const timer = setInterval(() => void (stopped || sweeping || sweep()), opts.sweepIntervalMs ?? 10 * (opts.pollIntervalMs ?? 1000));
   timer.unref();
   return {
     get cursor() {

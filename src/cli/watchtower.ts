@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { ChannelRecord } from '../channel/record.ts';
 import { isFullySigned } from '../channel/record.ts';
 import { createChainClient, type Latest, startWatchtower } from '../chain/index.ts';
@@ -6,6 +7,7 @@ import { toHex } from '../model/hash.ts';
 import { ChannelKind } from '../model/types.ts';
 import { createLogger } from '../log.ts';
 import { ChannelStore } from '../store/store.ts';
+import { ConfigError } from '../errors.ts';
 import { address, announce, integer, parseOptions, required, usage } from './args.ts';
 
 // A device that does not trust its gateway watches the chain for itself: this command
@@ -37,6 +39,12 @@ export function latestFrom(rec: ChannelRecord | undefined): Latest | null {
   return isFullySigned(rec.current) ? { params: rec.params, signed: rec.current } : null;
 }
 
+/** The newest of what several stores hold for one channel: the highest version, or the highest voucher. */
+function newestOf(candidates: (Latest | null)[]): Latest | null {
+  const rank = (l: Latest): bigint => ('signed' in l ? l.signed.state.version : l.voucher.cumulative);
+  return candidates.reduce<Latest | null>((best, l) => (l && (!best || rank(l) > rank(best)) ? l : best), null);
+}
+
 export async function main(argv: string[]): Promise<void> {
   const o = parseOptions(argv, SPECS);
   if (o.help) {
@@ -51,21 +59,15 @@ export async function main(argv: string[]): Promise<void> {
     privateKey: toHex(signer.exportPrivateKey()),
     adjudicator: address(o.adjudicator, 'adjudicator'),
   });
-  const stores = required(o.store, 'store')
-    .split(',')
-    .map((path) => path.trim())
-    .filter(Boolean)
-    .map((path) => new ChannelStore(path));
+  const paths = required(o.store, 'store').split(',').map((path) => path.trim()).filter(Boolean);
+  // A mistyped path would be a new, empty store, and the tower would watch nothing.
+  for (const path of paths) if (!existsSync(path)) throw new ConfigError(`--store ${path}: no such file`);
+  const stores = paths.map((path) => new ChannelStore(path));
   const watcher = await startWatchtower(client, {
     confirmations: integer(o.confirmations, 'confirmations')!,
     // Read the stores afresh each time: the devices keep updating them.
-    latest: (id) => {
-      for (const store of stores) {
-        const latest = latestFrom(store.loadChannel(id));
-        if (latest) return latest;
-      }
-      return null;
-    },
+    // The newest any store holds (an old copy listed first must not win).
+    latest: (id) => newestOf(stores.map((store) => latestFrom(store.loadChannel(id)))),
     // Every channel is checked at start and now and then, so a registration made while the tower was down is answered too.
     channels: () => stores.flatMap((store) => store.loadChannels().map((c) => c.id)),
     sweepIntervalMs: integer(o['sweep-interval-ms'], 'sweep-interval-ms')!,
