@@ -151,7 +151,12 @@ export class GatewayChain {
   checkFunded = async (id: Bytes32, maxAgeMs = 0): Promise<boolean> => {
     if (this.#funded.has(id)) return true;
     const rec = this.#ledger(id);
-    if (rec) await this.#check(rec, maxAgeMs);
+    if (!rec) return false;
+    const shared = this.#checks.get(id)?.pending ?? false;
+    await this.#check(rec, maxAgeMs);
+    // A read already under way may have begun before the last deposit was mined: when it
+    // says no and a fresh answer was asked for, one more read decides.
+    if (shared && maxAgeMs === 0 && !this.#funded.has(id)) await this.#check(rec, 0);
     return this.#funded.has(id);
   };
 

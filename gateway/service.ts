@@ -147,7 +147,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
         // so a channel the device never funds stays at version 0 and can be abandoned.
         // (A final state that changes nothing, closing it, is always fine.)
         acceptUpdate: async (ctx) =>
-          (ctx.channel.params.kind !== ChannelKind.Ledger || closesAsIs(ctx) || (await gatewayChain!.checkFunded(ctx.channel.id, 1000))) && intermediary.decide(ctx),
+          (ctx.channel.params.kind !== ChannelKind.Ledger || closesAsIs(ctx) || (await gatewayChain!.checkFunded(ctx.channel.id))) && intermediary.decide(ctx),
       },
     });
     intermediary.attach(agent);
