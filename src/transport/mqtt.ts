@@ -143,7 +143,8 @@ export class MqttTransport implements Transport {
     client.on('error', (error: Error & { code?: unknown }) => {
       // Refused while not enrolled yet: expected, and answered by enrolling (see firstConnection).
       if (this.options.enroll && (error.code === 4 || error.code === 5)) return this.log.info({ url: this.options.url }, 'no broker login yet: enrolling');
-      this.log.warn({ err: error, url: this.options.url }, 'mqtt error');
+      // One line, no stack: a broker that is away is an expected condition, retried with backoff.
+      this.log.warn({ err: String(error), url: this.options.url }, 'mqtt error');
     });
     client.on('offline', () => this.log.info({ url: this.options.url }, 'mqtt offline, reconnecting'));
 
