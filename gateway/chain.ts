@@ -45,6 +45,8 @@ export class GatewayChain {
   #timer: NodeJS.Timeout | null = null;
   #watchtower: Watcher | null = null;
   #deposits: Watcher | null = null;
+  /** Disputes answered and channels concluded by dispute, since this process started (the metrics). */
+  readonly disputes = { refuted: 0, concluded: 0 };
   /** Transactions go out one at a time: one account, one nonce sequence. */
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -71,8 +73,14 @@ export class GatewayChain {
       channels: () => this.#ledgerChannels().map((c) => c.id),
       // One read per channel: now and then is enough beside the events (a period lasts an hour or more).
       sweepIntervalMs: 60_000,
-      onResponse: (r) => this.#o.logger.warn({ channel: r.channelId, version: r.answered.version.toString() }, 'refuted an old registration'),
-      onConcluded: (channel) => this.#o.logger.info({ channel }, 'ledger channel concluded on-chain after its challenge period'),
+      onResponse: (r) => {
+        this.disputes.refuted++;
+        this.#o.logger.warn({ channel: r.channelId, version: r.answered.version.toString() }, 'refuted an old registration');
+      },
+      onConcluded: (channel) => {
+        this.disputes.concluded++;
+        this.#o.logger.info({ channel }, 'ledger channel concluded on-chain after its challenge period');
+      },
       onError: (err) => this.#o.logger.error({ err: String(err) }, 'watchtower'),
     });
     // A device's deposit is answered at once, not at the next poll of all unfunded channels.

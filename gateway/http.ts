@@ -20,6 +20,8 @@ export interface StatusSources {
   checkFunded(id: `0x${string}`, maxAgeMs?: number): Promise<boolean>;
   /** What the gateway will put in, and for whom. */
   limits: AdmissionLimits;
+  /** Disputes it answered and channels it concluded by dispute, since it started. */
+  disputes?: { refuted: number; concluded: number };
 }
 
 const json = (v: unknown): string => JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? undefined : x), 2);
@@ -77,6 +79,12 @@ async function route(s: StatusSources, method: string | undefined, url: string):
       '# HELP picopay_virtual_channels Virtual channels the gateway funds now.',
       '# TYPE picopay_virtual_channels gauge',
       `picopay_virtual_channels ${s.intermediary.virtualChannels().length}`,
+      '# HELP picopay_disputes_refuted_total Stale registrations the gateway answered with a newer state.',
+      '# TYPE picopay_disputes_refuted_total counter',
+      `picopay_disputes_refuted_total ${s.disputes?.refuted ?? 0}`,
+      '# HELP picopay_disputes_concluded_total Ledger channels the gateway concluded after a challenge period.',
+      '# TYPE picopay_disputes_concluded_total counter',
+      `picopay_disputes_concluded_total ${s.disputes?.concluded ?? 0}`,
     ];
     return { code: 200, body: `${lines.join('\n')}\n`, type: 'text/plain; version=0.0.4' };
   }

@@ -157,7 +157,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
     cleanup.push(() => transport.close(), () => agent.stop(), () => gatewayChain!.stop());
     await resumeJournalled(client, store, log);
     await gatewayChain.start();
-    const http = await startStatusServer({ address: signer.address, agent, intermediary, isFunded: gatewayChain.isFunded, checkFunded: gatewayChain.checkFunded, limits: cfg.limits }, cfg.httpPort ?? 0);
+    const http = await startStatusServer({ address: signer.address, agent, intermediary, isFunded: gatewayChain.isFunded, checkFunded: gatewayChain.checkFunded, limits: cfg.limits, disputes: gatewayChain.disputes }, cfg.httpPort ?? 0);
     cleanup.push(() => http.close());
     log.info({ address: signer.address, mqttUrl, rpcUrl, http: http.url }, 'gateway ready');
     return {

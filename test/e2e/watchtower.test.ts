@@ -72,7 +72,7 @@ describe('when the gateway is gone: the watchtower and picopay close', () => {
     await deposit(owner, { channelId: opened.id, asset: NATIVE_ASSET, amount: 10n ** 17n });
     expect(await payer.exited()).toBe(0);
     const balanceOf = (a: Address): Promise<bigint> => devnet.deployer.publicClient.getBalance({ address: a });
-    const restartGateway = async (): Promise<void> => void (await start('gateway', gatewayArgs).next('ready'));
+    const restartGateway = async (): Promise<{ httpUrl: string }> => ({ httpUrl: (await start('gateway', gatewayArgs).next('ready')).httpUrl as string });
     return { dir, start, keystore, balanceOf, chainArgs, reach, gateway, restartGateway, hotspot, opened, payerDb, payerAddress: ledger.address as Address, hotspotAddress: hs.address as Address, hotspotDb: join(dir, 'hotspot', 'device.db') };
   }
 
@@ -136,9 +136,10 @@ describe('when the gateway is gone: the watchtower and picopay close', () => {
     await net.gateway.stop('SIGKILL');
     const cheater = devnet.clients[9]!;
     await register(cheater, { params: net.opened.params, signed: net.opened.current });
-    await net.restartGateway();
-    // Its chain duties read its channels' registrations at start: the stale one is refuted.
+    const { httpUrl } = await net.restartGateway();
+    // Its chain duties read its channels' registrations at start: the stale one is refuted, and counted.
     await expect.poll(async () => (await readDispute(cheater, net.opened.id))?.version, { timeout: 20_000 }).toBe(newest.current.state.version);
+    await expect.poll(async () => (await (await fetch(`${httpUrl}/metrics`)).text()).includes('picopay_disputes_refuted_total 1'), { timeout: 20_000 }).toBe(true);
   }, 300_000);
 });
 
