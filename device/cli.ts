@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { address, announce, exitOnStoreFailure, integer, parseOptions, required, usage, type Values } from '../src/cli/args.ts';
@@ -13,6 +12,7 @@ import { runHotspot } from './roles/hotspot.ts';
 import { runPayer } from './roles/payer.ts';
 import { chainFunding, type FundingSource, gatewayFunding } from './funding.ts';
 import { DEFAULT_UNIT_BYTES } from './hotspot/meter.ts';
+import { type GatewayInfo, readGatewayInfo } from './gatewayInfo.ts';
 import { startDevice } from './service.ts';
 
 const SPECS = {
@@ -52,17 +52,6 @@ const SPECS = {
   ...CONNECTION_SPECS,
 } as const;
 
-interface GatewayInfo {
-  address: string;
-  mqttUrl: string;
-  chainId: number;
-  adjudicator: string;
-  rpcUrl: string;
-  httpUrl: string;
-  /** Wei, as a decimal string. */
-  virtualFee?: string;
-}
-
 /**
  * Where the device learns that its ledger channel is funded: an explicit --rpc-url, else an
  * explicit --status-url, else what the gateway's info names (its RPC, else its status API).
@@ -93,14 +82,7 @@ export async function main(argv: string[]): Promise<void> {
     );
     return;
   }
-  let info: Partial<GatewayInfo> = {};
-  if (o['gateway-info']) {
-    try {
-      info = JSON.parse(readFileSync(o['gateway-info'], 'utf8')) as GatewayInfo;
-    } catch (cause) {
-      throw new ConfigError(`cannot read --gateway-info ${o['gateway-info']}`, { cause });
-    }
-  }
+  const info = readGatewayInfo(o['gateway-info']);
   const role = required(o.role, 'role');
   if (role !== 'payer' && role !== 'hotspot') throw new ConfigError('--role must be payer or hotspot');
   const logger = createLogger(`device-${role}`);

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent } from '../src/client/agent.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
@@ -14,6 +13,7 @@ import { type Address, ChannelKind } from '../src/model/types.ts';
 import { createLogger, type Logger } from '../src/log.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { MqttTransport } from '../src/transport/mqtt.ts';
+import { readGatewayInfo } from './gatewayInfo.ts';
 
 // `picopay close`: a device takes its money out of its ledger channel, with its gateway or
 // without it. First cooperatively: it asks the gateway to sign a final state and closes
@@ -49,7 +49,7 @@ export async function main(argv: string[]): Promise<void> {
     );
     return;
   }
-  const info = o['gateway-info'] ? readInfo(o['gateway-info']) : {};
+  const info = readGatewayInfo(o['gateway-info']);
   const log = createLogger('close');
   const password = process.env[o['password-env']!] ?? '';
   const dataDir = o['data-dir']!;
@@ -142,12 +142,4 @@ async function closeAlone(client: ChainClient, rec: ChannelRecord, log: Logger):
     throw err;
   });
   announce('closed', { channel: rec.id, how: 'on-chain', tx: tx?.hash ?? null, paid: formatEth(rec.current.state.outcome.balances[0]![rec.idx]) });
-}
-
-function readInfo(path: string): { address?: string; mqttUrl?: string; chainId?: number; adjudicator?: string; rpcUrl?: string } {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8'));
-  } catch (cause) {
-    throw new ConfigError(`cannot read --gateway-info ${path}`, { cause });
-  }
 }

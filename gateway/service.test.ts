@@ -5,7 +5,7 @@ import { deposit, readDispute, readHoldings, register, startDevnet, withAccount,
 import { Signer } from '../src/crypto/keys.ts';
 import { OpenRejectedError, ProtocolError } from '../src/errors.ts';
 import { toHex } from '../src/model/hash.ts';
-import { NATIVE_ASSET } from '../src/model/types.ts';
+import { NATIVE_ASSET, type State } from '../src/model/types.ts';
 import { silentLogger } from '../src/log.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { MqttTransport } from '../src/transport/mqtt.ts';
@@ -185,8 +185,10 @@ describe('admission: what an outsider or a careless device can make the gateway 
     running.push(idle.stop, payer.stop);
     const unfunded = await idle.agent.open(gateway.address, { balances: [[FINNEY, 10n * FINNEY]] });
     const funded = await payer.agent.open(gateway.address, { balances: [[FINNEY, 10n * FINNEY]] });
-    // Nothing moves in a channel that is not funded on both sides.
+    // Nothing moves in a channel that is not funded on both sides, not even as a "close".
     await expect(idle.agent.pay(unfunded.id, 1n)).rejects.toBeInstanceOf(ProtocolError);
+    const grab = (s: State) => ({ balances: [[s.outcome.balances[0]![0] + 10n * FINNEY, 0n]] as const, locked: [], isFinal: true });
+    await expect(idle.agent.update(unfunded.id, grab)).rejects.toBeInstanceOf(ProtocolError);
     await deposit(devnet.clients[5]!, { channelId: funded.id, asset: NATIVE_ASSET, amount: FINNEY });
     const source = chainFunding({ rpcUrl: devnet.anvil.rpcUrl, chainId: BigInt(gateway.chainId), adjudicator: gateway.adjudicator, confirmations: 1 });
     await waitFunded(source, funded, { timeoutMs: 20_000 });

@@ -15,10 +15,9 @@ import type { Runtime } from './runtime.ts';
 export class Streams {
   constructor(private readonly c: Core) {}
 
-  /** Payer: pays `amount` more. Returns the new cumulative total. */
+  /** Payer: pays `amount` more (the facade has checked the agent is live). Returns the new cumulative total. */
   pay(rt: Runtime, amount: bigint): bigint {
     const c = this.c;
-    c.assertLive();
     if (!c.virtuals.isFunded(rt.rec.id)) throw new ChannelClosedError('virtual channel is not funded yet');
     const { record, message } = signVoucher(rt.rec, c.o.signer, (rt.rec.voucher?.cumulative ?? 0n) + amount);
     rt.active = Date.now();

@@ -1,47 +1,28 @@
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PicopayProcess } from '../../demo/processes.ts';
-import { startOrigin } from '../../device/hotspot/origin.ts';
-import { deposit, readHoldings, startDevnet, type Devnet } from '../../src/chain/index.ts';
-import { writeKeystore } from '../../src/crypto/keystore.ts';
-import { Signer } from '../../src/crypto/keys.ts';
+import { describe, expect, it } from 'vitest';
+import type { PicopayProcess } from '../../demo/processes.ts';
+import { deposit, readHoldings } from '../../src/chain/index.ts';
 import { type Bytes32, NATIVE_ASSET } from '../../src/model/types.ts';
 import { tempDir } from '../../src/testing/agents.ts';
+import { processNetwork, WEI } from './fixture.ts';
 
 // A payer that comes back, as separate processes on a real chain: it downloads, settles,
 // runs again on the same data directory and is served from a fresh channel; a run whose
 // download fails settles its channel instead of leaving it open; a hotspot restart in
 // between changes nothing.
 
-const env = { PICOPAY_LOG: 'warn', PICOPAY_PASSWORD: '' };
-const WEI = (n: bigint): string => `${n}wei`;
 const UNIT = 102_400;
 
 describe('a returning payer', () => {
-  let devnet: Devnet;
-  let origin: Awaited<ReturnType<typeof startOrigin>>;
-  const procs: PicopayProcess[] = [];
-  beforeAll(async () => {
-    devnet = await startDevnet();
-    origin = await startOrigin();
-  }, 60_000);
-  afterAll(async () => {
-    for (const p of procs.reverse()) await p.stop();
-    await origin?.close();
-    await devnet?.stop();
-  });
+  const net = processNetwork();
 
   it('pays, settles and comes back as often as it likes, across a hotspot restart; a failed run leaves nothing open', async () => {
     const dir = tempDir('picopay-returning-');
-    const key = Signer.random();
-    writeKeystore(join(dir, 'gateway', 'key.json'), key, '', { scryptN: 1 << 10 });
-    await devnet.deployer.publicClient.waitForTransactionReceipt({ hash: await devnet.deployer.walletClient.sendTransaction({ to: key.address, value: 10n ** 20n }) });
-    const start = (name: string, args: string[]): PicopayProcess => {
-      const p = new PicopayProcess(name, args, { env });
-      procs.push(p);
-      return p;
-    };
-    const gateway = start('gateway', ['gateway', '--data-dir', join(dir, 'gateway'), '--rpc-url', devnet.anvil.rpcUrl, '--chain-id', String(devnet.anvil.chainId), '--adjudicator', devnet.deployer.adjudicator]);
+    const { start } = net;
+    const devnet = net.devnet();
+    const origin = net.origin();
+    await net.keystore(join(dir, 'gateway', 'key.json'));
+    const gateway = start('gateway', ['gateway', '--data-dir', join(dir, 'gateway'), ...net.chainArgs()]);
     const gw = await gateway.next('ready');
     const common = ['--gateway', gw.address as string, '--mqtt-url', gw.mqttUrl as string, '--chain-id', String(gw.chainId), '--adjudicator', gw.adjudicator as string, '--rpc-url', devnet.anvil.rpcUrl, '--deposit', WEI(10n ** 17n), '--gateway-deposit', WEI(10n ** 17n), '--price', WEI(10n ** 14n)];
     const owner = devnet.clients[6]!;
@@ -51,7 +32,7 @@ describe('a returning payer', () => {
       if (holdings.amount === 0n) await deposit(owner, { channelId: ledger.channel as Bytes32, asset: NATIVE_ASSET, amount: 10n ** 17n });
     };
     const hotspotArgs = ['device', '--role', 'hotspot', '--data-dir', join(dir, 'hotspot'), '--allow-upstream', new URL(origin.url).host, ...common];
-    let hotspot = start('hotspot', hotspotArgs);
+    let hotspot: PicopayProcess = start('hotspot', hotspotArgs);
     await funded(hotspot);
     let ready = await hotspot.next('ready');
     const payer = async (download: string, extra: string[] = []): Promise<{ code: number | null; events: PicopayProcess['events'] }> => {

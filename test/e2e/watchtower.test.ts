@@ -1,15 +1,12 @@
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PicopayProcess } from '../../demo/processes.ts';
-import { startOrigin } from '../../device/hotspot/origin.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { ChannelRecord } from '../../src/channel/record.ts';
-import { deposit, readDispute, readHoldings, register, startDevnet, type Devnet } from '../../src/chain/index.ts';
-import { writeKeystore } from '../../src/crypto/keystore.ts';
-import { Signer } from '../../src/crypto/keys.ts';
+import { deposit, readDispute, readHoldings, register, type Devnet } from '../../src/chain/index.ts';
 import { MIN_CHALLENGE_DURATION } from '../../src/model/duration.ts';
 import { type Address, type Bytes32, ChannelKind, NATIVE_ASSET } from '../../src/model/types.ts';
 import { ChannelStore } from '../../src/store/store.ts';
 import { tempDir } from '../../src/testing/agents.ts';
+import { processNetwork, type ProcessNetwork, WEI } from './fixture.ts';
 
 // The gateway vanishes after a payer's run, and an old state of the payer's ledger
 // channel is registered while the payer and its watchtower are offline. The tower,
@@ -17,42 +14,21 @@ import { tempDir } from '../../src/testing/agents.ts';
 // state and, once the challenge period is over (anvil's clock moved forward), concludes
 // the channel: the payer's balance lands at its address with no other step.
 
-const env = { PICOPAY_LOG: 'warn', PICOPAY_PASSWORD: '' };
-const WEI = (n: bigint): string => `${n}wei`;
-
 describe('when the gateway is gone: the watchtower and picopay close', () => {
+  const network = processNetwork();
   let devnet: Devnet;
-  let origin: Awaited<ReturnType<typeof startOrigin>>;
-  const procs: PicopayProcess[] = [];
-  beforeAll(async () => {
-    devnet = await startDevnet();
-    origin = await startOrigin();
-  }, 60_000);
-  afterAll(async () => {
-    for (const p of procs.reverse()) await p.stop();
-    await origin?.close();
-    await devnet?.stop();
+  let origin: ReturnType<ProcessNetwork['origin']>;
+  beforeAll(() => {
+    devnet = network.devnet();
+    origin = network.origin();
   });
 
   /** A gateway, a hotspot and a payer as processes; the payer has downloaded, paid and settled its virtual channel. */
   async function afterAPaidRun() {
     const dir = tempDir('picopay-tower-');
-    const fund = async (to: Address): Promise<void> => {
-      await devnet.deployer.publicClient.waitForTransactionReceipt({ hash: await devnet.deployer.walletClient.sendTransaction({ to, value: 10n ** 20n }) });
-    };
-    const keystore = async (path: string): Promise<string> => {
-      const key = Signer.random();
-      writeKeystore(path, key, '', { scryptN: 1 << 10 });
-      await fund(key.address);
-      return path;
-    };
+    const { start, keystore } = network;
     await keystore(join(dir, 'gateway', 'key.json'));
-    const start = (name: string, args: string[]): PicopayProcess => {
-      const p = new PicopayProcess(name, args, { env });
-      procs.push(p);
-      return p;
-    };
-    const chainArgs = ['--rpc-url', devnet.anvil.rpcUrl, '--chain-id', String(devnet.anvil.chainId), '--adjudicator', devnet.deployer.adjudicator];
+    const chainArgs = network.chainArgs();
     const gatewayArgs = ['gateway', '--data-dir', join(dir, 'gateway'), ...chainArgs];
     const gateway = start('gateway', gatewayArgs);
     const gw = await gateway.next('ready');
