@@ -20,6 +20,9 @@ export class ChainTransactionError extends PicopayError {
   readonly code = 'CHAIN_TX';
 }
 
+/** A transaction was mined and reverted: the chain changed between its estimate and its block (another sender acted first). */
+export class TransactionRevertedError extends ChainTransactionError {}
+
 /** Params name another chain or another adjudicator than the client talks to. */
 export class ChainMismatchError extends PicopayError {
   readonly code = 'CHAIN_MISMATCH';
@@ -67,4 +70,13 @@ function findRevertData(err: BaseError): Hex | undefined {
     return false;
   });
   return found;
+}
+
+/**
+ * An on-chain settlement cannot go on from what this party holds: the channel is
+ * registered or concluded at a state it does not have (its store is not its newest), or a
+ * virtual channel it locks is unknown to it.
+ */
+export class SettlementError extends PicopayError {
+  readonly code = 'CHAIN_SETTLEMENT';
 }

@@ -19,3 +19,4 @@ export * from './sender.ts';
 export * from './watcher.ts';
 export * from './watchtower.ts';
 export * from './withdraw.ts';
+export * from './settle.ts';

@@ -4,7 +4,7 @@
 import { TransactionReceiptNotFoundError, type Hex } from 'viem';
 import type { Address } from '../model/types.ts';
 import type { ChainClient, TxResult } from './client.ts';
-import { ChainTransactionError } from './errors.ts';
+import { ChainTransactionError, TransactionRevertedError } from './errors.ts';
 
 export interface TxRequest {
   to: Address;
@@ -121,7 +121,7 @@ async function minedVersion(client: ChainClient, hashes: readonly Hex[]): Promis
       throw err;
     });
     if (!receipt) continue;
-    if (receipt.status !== 'success') throw new ChainTransactionError(`transaction ${hash} reverted`);
+    if (receipt.status !== 'success') throw new TransactionRevertedError(`transaction ${hash} reverted`);
     return { hash, blockNumber: receipt.blockNumber, gasUsed: receipt.gasUsed };
   }
   return null;

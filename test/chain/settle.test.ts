@@ -1,0 +1,143 @@
+// The on-chain settlement of a ledger channel with the virtual channels it locks
+// (src/chain/settle.ts), driven by each party from what it holds, against a real anvil:
+// a vanished payer, a stale registration, two devices colluding, racing submitters, and a
+// store that is not the newest. Gas is paid by separate accounts, so every participant's
+// balance changes by exactly what the contract pays it.
+import { parseEther } from 'viem';
+import { describe, expect, it } from 'vitest';
+import { advanceSettlement, type Holding, type Settlement, type VirtualEvidence } from '../../src/chain/settle.ts';
+import { deposit } from '../../src/chain/deposit.ts';
+import type { Devnet } from '../../src/chain/devnet.ts';
+import { SettlementError } from '../../src/chain/errors.ts';
+import { readDispute } from '../../src/chain/read.ts';
+import { register } from '../../src/chain/register.ts';
+import { ChannelKind, NATIVE_ASSET, type Params, type SignedState } from '../../src/model/types.ts';
+import { ethBalance, ethOutcome, idOf, makeParams, makeState, party, signedBy, signVoucher, subAlloc, useDevnet, type Party } from '../../src/testing/chain.ts';
+
+const devnet = useDevnet();
+const ONE = parseEther('1');
+const T = parseEther('0.5');
+
+interface Network {
+  A: Party;
+  G: Party;
+  B: Party;
+  /** Gas accounts: the gateway's and a tower's (not participants). */
+  gGas: Party;
+  bGas: Party;
+  ag: Params;
+  gb: Params;
+  vc: Params;
+  /** Both parents at version 5, each locking T for the virtual channel. */
+  agSigned: SignedState;
+  gbSigned: SignedState;
+}
+
+async function network(d: Devnet, kind: ChannelKind): Promise<Network> {
+  const [A, G, B, gGas, bGas] = [party(d, 1), party(d, 2), party(d, 3), party(d, 7), party(d, 8)];
+  const ag = makeParams(d, A, G);
+  const gb = makeParams(d, G, B);
+  for (const [params, x, y] of [[ag, A, G], [gb, G, B]] as const) {
+    await deposit(x.client, { channelId: idOf(params), asset: NATIVE_ASSET, amount: ONE });
+    await deposit(y.client, { channelId: idOf(params), asset: NATIVE_ASSET, amount: ONE });
+  }
+  const vc = makeParams(d, A, B, kind);
+  const locked = [subAlloc(vc, [T], [0, 1])];
+  const agSigned = signedBy(ag, makeState(ag, 5n, ethOutcome(ONE - T, ONE, locked)), A, G);
+  const gbSigned = signedBy(gb, makeState(gb, 5n, ethOutcome(ONE - T, ONE, locked)), G, B);
+  return { A, G, B, gGas, bGas, ag, gb, vc, agSigned, gbSigned };
+}
+
+const holding = (params: Params, signed: SignedState, vc: VirtualEvidence): Holding => ({ params, signed, virtuals: new Map([[idOf(vc.params), vc]]) });
+
+async function balances(d: Devnet, n: Network): Promise<bigint[]> {
+  return Promise.all([n.A, n.G, n.B].map((p) => ethBalance(d, p.address)));
+}
+
+/** Runs each party's settlement, moving chain time over each period it waits for, until all are settled. */
+async function settleAll(d: Devnet, parties: [Party, Holding][]): Promise<void> {
+  for (let step = 0; step < 10; step++) {
+    const results: Settlement[] = [];
+    for (const [payer, h] of parties) results.push(await advanceSettlement(payer.client, h));
+    if (results.every((r) => r.status === 'settled')) return;
+    const { timestamp } = await d.deployer.publicClient.getBlock();
+    const until = results.flatMap((r) => (r.status === 'waiting' ? [r.until] : []));
+    const next = until.reduce((a, b) => (a < b ? a : b));
+    await d.increaseTime(next > timestamp ? next - timestamp : 1n);
+  }
+  throw new Error('not settled in 10 steps');
+}
+
+describe('on-chain settlement', () => {
+  it('a payer vanishes with a stream open: the gateway refutes its stale state, both parents conclude, the payee is paid its highest voucher, the gateway gets back what it locked', async () => {
+    const d = devnet();
+    const n = await network(d, ChannelKind.Stream);
+    const paid = parseEther('0.3');
+    // The payer registered an old state of its parent, without the lock, before vanishing.
+    await register(n.A.client, { params: n.ag, signed: signedBy(n.ag, makeState(n.ag, 2n, ethOutcome(ONE, ONE)), n.A, n.G) });
+    const before = await balances(d, n);
+    const gateway = { params: n.vc };
+    const payee = { params: n.vc, voucher: { cumulative: paid, signature: signVoucher(n.vc, paid, n.A) } };
+    const steps: string[] = [];
+    const first = await advanceSettlement(n.gGas.client, holding(n.ag, n.agSigned, gateway), { onStep: (s) => steps.push(s) });
+    expect(first.status).toBe('waiting');
+    expect((await readDispute(n.G.client, idOf(n.ag)))?.version).toBe(5n);
+    await settleAll(d, [
+      [n.gGas, holding(n.ag, n.agSigned, gateway)],
+      [n.gGas, holding(n.gb, n.gbSigned, gateway)],
+      [n.bGas, holding(n.gb, n.gbSigned, payee)],
+    ]);
+    const after = await balances(d, n);
+    expect(after.map((x, i) => x - before[i]!)).toEqual([ONE - paid, 2n * ONE, ONE + paid]);
+    expect(steps).toEqual(['registered']);
+  });
+
+  it('two devices collude on a bidirectional channel and resolve it against one parent: the gateway resolves the other and loses nothing', async () => {
+    const d = devnet();
+    const n = await network(d, ChannelKind.Virtual);
+    // A and B sign a state giving B everything locked; B settles its parent with it, alone.
+    const colluded = signedBy(n.vc, makeState(n.vc, 9n, ethOutcome(0n, T)), n.A, n.B);
+    const before = await balances(d, n);
+    const gateway = { params: n.vc, signed: signedBy(n.vc, makeState(n.vc, 0n, ethOutcome(T, 0n)), n.A, n.B) };
+    await settleAll(d, [[n.bGas, holding(n.gb, n.gbSigned, { params: n.vc, signed: colluded })]]);
+    // The gateway holds only version 0: it still releases the other parent with the registered outcome, read from calldata.
+    await settleAll(d, [
+      [n.gGas, holding(n.ag, n.agSigned, gateway)],
+      [n.gGas, holding(n.gb, n.gbSigned, gateway)],
+    ]);
+    const after = await balances(d, n);
+    expect(after.map((x, i) => x - before[i]!)).toEqual([ONE - T, 2n * ONE, ONE + T]);
+  });
+
+  it('parties racing each other through the same steps all end settled, each paid once', async () => {
+    const d = devnet();
+    const n = await network(d, ChannelKind.Stream);
+    const paid = parseEther('0.2');
+    const payee = { params: n.vc, voucher: { cumulative: paid, signature: signVoucher(n.vc, paid, n.A) } };
+    const before = await balances(d, n);
+    for (let step = 0; step < 10; step++) {
+      const results = await Promise.all([
+        advanceSettlement(n.gGas.client, holding(n.gb, n.gbSigned, { params: n.vc })),
+        advanceSettlement(n.bGas.client, holding(n.gb, n.gbSigned, payee)),
+        advanceSettlement(party(d, 9).client, holding(n.gb, n.gbSigned, payee)),
+      ]);
+      if (results.every((r) => r.status === 'settled')) break;
+      await d.increaseTime(n.gb.challengeDuration);
+    }
+    await settleAll(d, [[n.gGas, holding(n.ag, n.agSigned, { params: n.vc })]]);
+    const after = await balances(d, n);
+    expect(after.map((x, i) => x - before[i]!)).toEqual([ONE - paid, 2n * ONE, ONE + paid]);
+  });
+
+  it('a store that is not the newest sends nothing; a lock it does not know stops it', async () => {
+    const d = devnet();
+    const n = await network(d, ChannelKind.Stream);
+    const newer = signedBy(n.gb, makeState(n.gb, 7n, ethOutcome(ONE - T, ONE, n.gbSigned.state.outcome.locked)), n.G, n.B);
+    await register(n.B.client, { params: n.gb, signed: newer });
+    const nonce = await d.deployer.publicClient.getTransactionCount({ address: n.gGas.address });
+    await expect(advanceSettlement(n.gGas.client, holding(n.gb, n.gbSigned, { params: n.vc }))).rejects.toThrow(SettlementError);
+    expect(await d.deployer.publicClient.getTransactionCount({ address: n.gGas.address })).toBe(nonce);
+    await d.increaseTime(n.gb.challengeDuration);
+    await expect(advanceSettlement(n.gGas.client, { params: n.gb, signed: newer, virtuals: new Map() })).rejects.toThrow(/does not know/);
+  });
+});
