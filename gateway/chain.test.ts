@@ -10,6 +10,7 @@ import { ChannelStore } from '../src/store/store.ts';
 import { MemoryNetwork } from '../src/transport/memory.ts';
 import { FAST, makeParty, RecordingSigner, stoppedAfterEach, tempDir, until } from '../src/testing/agents.ts';
 import { party } from '../src/testing/chain.ts';
+import { Intermediary } from '../src/client/intermediary.ts';
 import { GatewayChain } from './chain.ts';
 
 // The gateway's chain duties across a crash: a ledger channel closed on-chain (by the
@@ -53,7 +54,8 @@ describe('gateway chain duties after a restart', () => {
 
     const store = new ChannelStore(gPath, { durability: 'normal' });
     const agent = new Agent({ signer: gp.signer, transport: network.endpoint(gp.address), store, chain, timing: FAST });
-    const duties = new GatewayChain({ client: gp.client, agent, store, facts: store.service, logger: silentLogger, pollMs: 60_000 });
+    const intermediary = new Intermediary({ records: store.service, chain, holdTimeoutMs: 1000, logger: silentLogger });
+    const duties = new GatewayChain({ client: gp.client, agent, store, facts: store.service, intermediary, logger: silentLogger, pollMs: 60_000 });
     agent.start();
     try {
       await duties.start();

@@ -1,4 +1,6 @@
 import type { Agent } from '../src/client/agent.ts';
+import type { Intermediary } from '../src/client/intermediary.ts';
+import { GatewayDisputes } from './disputes.ts';
 import { DEFAULT_LIMITS } from './admission.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
 import { isFullySigned } from '../src/channel/record.ts';
@@ -34,7 +36,15 @@ export interface GatewayChainOptions {
   fundingTimeoutMs?: number;
   /** How often the chain is asked for new deposits (ms): a device's deposit is answered by the gateway's within about this. */
   eventPollMs?: number;
+  intermediary: Intermediary;
+  /** How long a device with a virtual channel open may stay offline before the gateway settles on-chain (ms). */
+  offlineMs?: number;
+  /** How often registrations are read directly and disputes advanced (ms, default 60 s). */
+  sweepMs?: number;
 }
+
+/** A device offline this long with a virtual channel open: the gateway goes on-chain. */
+export const DEFAULT_OFFLINE_MS = 60 * 60_000;
 
 
 export class GatewayChain {
@@ -45,13 +55,26 @@ export class GatewayChain {
   #timer: NodeJS.Timeout | null = null;
   #watchtower: Watcher | null = null;
   #deposits: Watcher | null = null;
-  /** Disputes answered and channels concluded by dispute, since this process started (the metrics). */
-  readonly disputes = { refuted: 0, concluded: 0 };
+  /** Stale registrations answered since this process started (the metrics). */
+  readonly disputes = { refuted: 0 };
+  /** The ledger channels the gateway settles on-chain. */
+  readonly settlements: GatewayDisputes;
   /** Transactions go out one at a time: one account, one nonce sequence. */
   #queue: Promise<unknown> = Promise.resolve();
 
   constructor(options: GatewayChainOptions) {
     this.#o = options;
+    this.settlements = new GatewayDisputes({
+      client: options.client,
+      agent: options.agent,
+      intermediary: options.intermediary,
+      store: options.store,
+      facts: options.facts,
+      logger: options.logger.child({ part: 'disputes' }),
+      offlineMs: options.offlineMs ?? DEFAULT_OFFLINE_MS,
+      checkMs: options.sweepMs ?? 60_000,
+      serial: (job) => this.#serial(job),
+    });
     options.agent.on('opened', (rec) => this.#opened(rec));
     options.agent.on('final', (rec) => this.#serial(() => this.#close(rec)));
     options.agent.on('retired', (rec) => this.#forget(rec.id));
@@ -69,17 +92,15 @@ export class GatewayChain {
         const rec = this.#ledger(id);
         return rec && isFullySigned(rec.current) ? { params: rec.params, signed: rec.current } : null;
       },
-      // Its ledger channels are checked at start too: a registration made while it was down is answered.
-      channels: () => this.#ledgerChannels().map((c) => c.id),
+      // Its ledger channels and the virtual channels it funds are checked at start too: a registration made while it was down is answered.
+      channels: () => [...this.#ledgerChannels().map((c) => c.id), ...this.#o.intermediary.virtualChannels().map((vc) => vc.id)],
       // One read per channel: now and then is enough beside the events (a period lasts an hour or more).
-      sweepIntervalMs: 60_000,
+      sweepIntervalMs: this.#o.sweepMs ?? 60_000,
+      // A registration of one of its channels makes it a dispute, which the gateway settles on-chain (disputes.ts).
+      onRegistered: (id) => this.settlements.registered(id),
       onResponse: (r) => {
         this.disputes.refuted++;
         this.#o.logger.warn({ channel: r.channelId, version: r.answered.version.toString() }, 'refuted an old registration');
-      },
-      onConcluded: (channel) => {
-        this.disputes.concluded++;
-        this.#o.logger.info({ channel }, 'ledger channel concluded on-chain after its challenge period');
       },
       onError: (err) => this.#o.logger.error({ err: String(err) }, 'watchtower'),
     });
@@ -94,6 +115,7 @@ export class GatewayChain {
       },
       onError: (err) => this.#o.logger.warn({ err: String(err) }, 'reading deposits failed'),
     });
+    this.settlements.start();
     for (const rec of this.#ledgerChannels()) {
       if (rec.phase === 'open') this.#opened(rec);
       if (rec.phase === 'final') this.#serial(() => this.#close(rec));
@@ -108,6 +130,7 @@ export class GatewayChain {
 
   async stop(): Promise<void> {
     if (this.#timer) clearTimeout(this.#timer);
+    this.settlements.stop();
     await this.#watchtower?.stop();
     await this.#deposits?.stop();
   }

@@ -5,7 +5,7 @@ import { formatEth, parseAmount } from '../src/cli/units.ts';
 import { ConfigError } from '../src/errors.ts';
 import { createLogger } from '../src/log.ts';
 import { type AdmissionLimits, DEFAULT_LIMITS } from './admission.ts';
-import { DEFAULT_CONFIRMATIONS } from './chain.ts';
+import { DEFAULT_CONFIRMATIONS, DEFAULT_OFFLINE_MS } from './chain.ts';
 import { startGateway } from './service.ts';
 
 const SPECS = {
@@ -29,6 +29,8 @@ const SPECS = {
   'hold-timeout-ms': { type: 'string', arg: 'MS', help: 'how long a virtual-channel request waits for its counterpart', default: '30000' },
   'virtual-fee': { type: 'string', arg: 'AMOUNT', help: 'what each device pays (asset 0) when its ledger channel funds a virtual channel', default: '0' },
   confirmations: { type: 'string', arg: 'N', help: 'blocks deep a deposit or a registration must be to count', default: String(DEFAULT_CONFIRMATIONS) },
+  'offline-timeout': { type: 'string', arg: 'SECONDS', help: 'how long a device with a virtual channel open may stay offline before the gateway settles its channels on-chain', default: String(DEFAULT_OFFLINE_MS / 1000) },
+  'sweep-interval-ms': { type: 'string', arg: 'MS', help: "how often every channel's registration is read directly and on-chain settlements are advanced", default: '60000' },
   ...CONNECTION_SPECS,
 } as const;
 
@@ -72,6 +74,8 @@ export async function main(argv: string[]): Promise<void> {
     holdTimeoutMs: integer(o['hold-timeout-ms'], 'hold-timeout-ms')!,
     virtualFee,
     confirmations,
+    offlineMs: integer(o['offline-timeout'], 'offline-timeout')! * 1000,
+    sweepMs: integer(o['sweep-interval-ms'], 'sweep-interval-ms')!,
     mqttLogin: mqttLogin(o),
     mqttAdmin: o['mqtt-admin-username'] ? { username: o['mqtt-admin-username'], password: process.env[o['mqtt-admin-password-env'] ?? ''] ?? '' } : undefined,
     timing: timing(o),

@@ -1,6 +1,7 @@
 // The operator's dashboard: one self-contained page (no external assets) that reads
 // /status every two seconds and shows the ledger channels, their balances and locks,
-// and the virtual channels the gateway funds. Values are set as text, never as HTML.
+// the virtual channels the gateway funds, and the channels it settles on-chain (each step,
+// and when its challenge period ends). Values are set as text, never as HTML.
 
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en">
@@ -33,6 +34,11 @@ export const DASHBOARD_HTML = `<!doctype html>
   <thead><tr><th>channel</th><th>device</th><th>phase</th><th>version</th><th>device / gateway (wei)</th><th>locks</th><th>funded</th></tr></thead>
   <tbody id="rows"></tbody>
 </table>
+<h2 style="font-size:1rem">on-chain settlements</h2>
+<table>
+  <thead><tr><th>channel</th><th>device</th><th>why</th><th>since</th><th>last step</th><th>challenge period ends</th></tr></thead>
+  <tbody id="disputes"></tbody>
+</table>
 <p class="muted" id="limits"></p>
 <p class="muted">Refreshes every 2 s from <a href="/status">/status</a>; metrics at <a href="/metrics">/metrics</a>.</p>
 <script>
@@ -58,6 +64,14 @@ async function refresh() {
     });
     document.getElementById('locked').textContent = locked.toString();
     document.getElementById('rows').replaceChildren(...rows);
+    const disputes = (s.disputes || []).map((d) => {
+      const tr = document.createElement('tr');
+      tr.append(text('td', short(d.channel)), text('td', short(d.peer)), text('td', d.reason), text('td', new Date(d.since).toISOString()),
+        text('td', d.step), text('td', d.waitingUntil ? new Date(d.waitingUntil * 1000).toISOString() : '–'));
+      return tr;
+    });
+    if (disputes.length === 0) { const tr = document.createElement('tr'); tr.append(text('td', 'none', 'muted')); disputes.push(tr); }
+    document.getElementById('disputes').replaceChildren(...disputes);
   } catch (err) {
     document.getElementById('address').textContent = 'status unavailable: ' + err;
   }

@@ -6,6 +6,7 @@ import { ChannelKind } from '../src/model/types.ts';
 import { DASHBOARD_HTML } from './dashboard.ts';
 import type { Intermediary } from '../src/client/intermediary.ts';
 import type { AdmissionLimits } from './admission.ts';
+import type { DisputeView } from './disputes.ts';
 
 // The operator's view, on 127.0.0.1: a dashboard page, JSON status, one channel, and
 // Prometheus metrics.
@@ -20,8 +21,16 @@ export interface StatusSources {
   checkFunded(id: `0x${string}`, maxAgeMs?: number): Promise<boolean>;
   /** What the gateway will put in, and for whom. */
   limits: AdmissionLimits;
-  /** Disputes it answered and channels it concluded by dispute, since it started. */
-  disputes?: { refuted: number; concluded: number };
+  /** Its disputes: counters since it started, and the ledger channels it settles on-chain now. */
+  disputes?: () => DisputeSummary;
+}
+
+export interface DisputeSummary {
+  refuted: number;
+  started: number;
+  settled: number;
+  steps: number;
+  open: DisputeView[];
 }
 
 const json = (v: unknown): string => JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? undefined : x), 2);
@@ -52,7 +61,7 @@ async function route(s: StatusSources, method: string | undefined, url: string):
   if (path === '/') return { code: 200, body: DASHBOARD_HTML, type: 'text/html; charset=utf-8' };
   if (path === '/status') {
     const channels = s.agent.channels().filter((c) => c.params.kind === ChannelKind.Ledger).map((c) => channelView(s, c));
-    return jsonReply(200, { address: s.address, limits: s.limits, ledgerChannels: channels, virtualChannels: s.intermediary.virtualChannels().map((v) => v.id) });
+    return jsonReply(200, { address: s.address, limits: s.limits, ledgerChannels: channels, virtualChannels: s.intermediary.virtualChannels().map((v) => v.id), disputes: s.disputes?.().open ?? [] });
   }
   const m = /^\/channels\/(0x[0-9a-f]{64})$/.exec(path);
   if (m) {
@@ -69,6 +78,7 @@ async function route(s: StatusSources, method: string | undefined, url: string):
   }
   if (path === '/metrics') {
     const ledger = s.agent.channels().filter((c) => c.params.kind === ChannelKind.Ledger);
+    const d = s.disputes?.() ?? { refuted: 0, started: 0, settled: 0, steps: 0, open: [] };
     const lines = [
       '# HELP picopay_ledger_channels Ledger channels by phase.',
       '# TYPE picopay_ledger_channels gauge',
@@ -81,10 +91,19 @@ async function route(s: StatusSources, method: string | undefined, url: string):
       `picopay_virtual_channels ${s.intermediary.virtualChannels().length}`,
       '# HELP picopay_disputes_refuted_total Stale registrations the gateway answered with a newer state.',
       '# TYPE picopay_disputes_refuted_total counter',
-      `picopay_disputes_refuted_total ${s.disputes?.refuted ?? 0}`,
-      '# HELP picopay_disputes_concluded_total Ledger channels the gateway concluded after a challenge period.',
-      '# TYPE picopay_disputes_concluded_total counter',
-      `picopay_disputes_concluded_total ${s.disputes?.concluded ?? 0}`,
+      `picopay_disputes_refuted_total ${d.refuted}`,
+      '# HELP picopay_disputes_started_total Ledger channels the gateway began to settle on-chain.',
+      '# TYPE picopay_disputes_started_total counter',
+      `picopay_disputes_started_total ${d.started}`,
+      '# HELP picopay_disputes_settled_total Ledger channels settled on-chain: concluded, every virtual channel released.',
+      '# TYPE picopay_disputes_settled_total counter',
+      `picopay_disputes_settled_total ${d.settled}`,
+      '# HELP picopay_disputes_steps_total Transactions of on-chain settlements (register, conclude, resolve, release).',
+      '# TYPE picopay_disputes_steps_total counter',
+      `picopay_disputes_steps_total ${d.steps}`,
+      '# HELP picopay_disputes_open Ledger channels being settled on-chain now.',
+      '# TYPE picopay_disputes_open gauge',
+      `picopay_disputes_open ${d.open.length}`,
     ];
     return { code: 200, body: `${lines.join('\n')}\n`, type: 'text/plain; version=0.0.4' };
   }

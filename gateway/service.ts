@@ -35,6 +35,10 @@ export interface GatewayConfig {
   virtualFee?: bigint;
   /** Blocks deep a deposit or a registration must be to count (default 1: the latest block). */
   confirmations?: number;
+  /** How long a device with a virtual channel open may stay offline before the gateway settles on-chain (ms). */
+  offlineMs?: number;
+  /** How often registrations are read directly and on-chain settlements advanced (ms). */
+  sweepMs?: number;
   /** How often ledger channels still waiting for deposits are checked on-chain (ms); a funding request checks at once. */
   fundingPollMs?: number;
   mqttLogin?: Pick<MqttTransportOptions, 'username' | 'password' | 'tls' | 'enroll'>;
@@ -146,18 +150,21 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
         // A ledger channel moves only once both sides are on-chain: until then no payment,
         // so a channel the device never funds stays at version 0 and can be abandoned.
         // (A final state that changes nothing, closing it, is always fine.)
+        // A channel being settled on-chain takes no update: what the chain pays is decided there.
         acceptUpdate: async (ctx) =>
-          (ctx.channel.params.kind !== ChannelKind.Ledger || closesAsIs(ctx) || (await gatewayChain!.checkFunded(ctx.channel.id))) && intermediary.decide(ctx),
+          !gatewayChain!.settlements.has(ctx.channel.id) &&
+          (ctx.channel.params.kind !== ChannelKind.Ledger || closesAsIs(ctx) || (await gatewayChain!.checkFunded(ctx.channel.id))) &&
+          intermediary.decide(ctx),
       },
     });
     intermediary.attach(agent);
-    gatewayChain = new GatewayChain({ client, agent, store, facts: store.service, pollMs: cfg.fundingPollMs, confirmations: cfg.confirmations, fundingTimeoutMs: cfg.limits.fundingTimeoutMs, eventPollMs: local ? 100 : 1000, logger: log.child({ part: 'chain' }) });
+    gatewayChain = new GatewayChain({ client, agent, store, facts: store.service, pollMs: cfg.fundingPollMs, confirmations: cfg.confirmations, fundingTimeoutMs: cfg.limits.fundingTimeoutMs, eventPollMs: local ? 100 : 1000, intermediary, offlineMs: cfg.offlineMs, sweepMs: cfg.sweepMs, logger: log.child({ part: 'chain' }) });
     agent.start();
     await transport.connect();
     cleanup.push(() => transport.close(), () => agent.stop(), () => gatewayChain!.stop());
     await resumeJournalled(client, store, log);
     await gatewayChain.start();
-    const http = await startStatusServer({ address: signer.address, agent, intermediary, isFunded: gatewayChain.isFunded, checkFunded: gatewayChain.checkFunded, limits: cfg.limits, disputes: gatewayChain.disputes }, cfg.httpPort ?? 0);
+    const http = await startStatusServer({ address: signer.address, agent, intermediary, isFunded: gatewayChain.isFunded, checkFunded: gatewayChain.checkFunded, limits: cfg.limits, disputes: () => ({ refuted: gatewayChain!.disputes.refuted, ...gatewayChain!.settlements.counts, open: gatewayChain!.settlements.list() }) }, cfg.httpPort ?? 0);
     cleanup.push(() => http.close());
     log.info({ address: signer.address, mqttUrl, rpcUrl, http: http.url }, 'gateway ready');
     return {

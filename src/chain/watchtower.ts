@@ -7,16 +7,17 @@
 // registration of every watched channel at start and then now and then (a sweep), so a
 // registration made while it was down, or in blocks an RPC outage or a re-org hid from
 // it, is answered as long as the challenge period runs. And when the period of a ledger
-// channel registered at what the party holds ends, it concludes the channel, which pays
-// both sides out: nobody has to take another step.
+// channel registered at what the party holds ends, it settles the channel (settle.ts):
+// concludes it, which pays both sides out, and resolves and releases every virtual
+// channel it locks, so nobody has to take another step.
 import { outcomeHash } from '../model/hash.ts';
-import { type Bytes32, ChannelKind, type Params, type SignedState } from '../model/types.ts';
+import type { Bytes32, Params, SignedState } from '../model/types.ts';
 import type { ChainClient, TxResult } from './client.ts';
 import type { Dispute } from './encode.ts';
 import { AdjudicatorRevertError } from './errors.ts';
-import { conclude } from './conclude.ts';
 import { readDispute, readHoldings } from './read.ts';
 import { register } from './register.ts';
+import { advanceSettlement, type Holding, type Settlement, type SettleStep } from './settle.ts';
 import { registerVoucher } from './registerVirtual.ts';
 import { watchAdjudicator, type Watcher } from './watcher.ts';
 
@@ -38,8 +39,17 @@ export interface WatchtowerOptions {
   channels?: () => Bytes32[] | Promise<Bytes32[]>;
   /** How often the sweep runs (default 10 × pollIntervalMs). */
   sweepIntervalMs?: number;
-  /** A ledger channel concluded after its challenge period, paid out. */
-  onConcluded?: (channelId: Bytes32, tx: TxResult) => void;
+  /**
+   * What the party holds of a watched ledger channel, with the virtual channels it locks:
+   * with it the sweep settles a ledger channel whose period has ended (see above).
+   */
+  holding?: (channelId: Bytes32) => Holding | null | Promise<Holding | null>;
+  /** A step of a settlement the sweep drove (concluded, released, ...). */
+  onStep?: (step: SettleStep, channelId: Bytes32, tx: TxResult) => void;
+  /** Where a settlement the sweep drives stands after each sweep. */
+  onSettlement?: (channelId: Bytes32, settlement: Settlement) => void;
+  /** Every registration seen, as an event or in a sweep, before it is answered. */
+  onRegistered?: (channelId: Bytes32, registered: Dispute) => void;
   /** Registrations are answered once this deep; keep it well below the challenge duration in blocks. */
   confirmations: number;
   fromBlock?: bigint;
@@ -51,6 +61,7 @@ export interface WatchtowerOptions {
 
 export async function startWatchtower(client: ChainClient, opts: WatchtowerOptions): Promise<Watcher> {
   const respond = async (channelId: Bytes32, registered: Dispute): Promise<void> => {
+    opts.onRegistered?.(channelId, registered);
     const latest = await opts.latest(channelId);
     if (!latest) return;
     try {
@@ -78,20 +89,25 @@ export async function startWatchtower(client: ChainClient, opts: WatchtowerOptio
   // The sweep: every watched channel's registration, read as it stands.
   const sweepChannel = async (channelId: Bytes32, now: bigint): Promise<void> => {
     const registered = await readDispute(client, channelId);
-    if (!registered) return;
-    await respond(channelId, registered);
-    const latest = await opts.latest(channelId);
-    if (!latest || !('signed' in latest) || latest.params.kind !== ChannelKind.Ledger || now < registered.timeout) return;
-    // Only what was registered is concluded: the same version and the same outcome.
-    if (latest.signed.state.version !== registered.version || outcomeHash(latest.signed.state.outcome) !== registered.outcome) return;
-    // Registered at what this party holds, and the period is over: conclude, which pays out.
-    if ((await readHoldings(client, channelId, latest.signed.state.outcome.assets[0]!)).concluded) return;
-    try {
-      const tx = await conclude(client, { params: latest.params, outcome: latest.signed.state.outcome });
-      opts.onConcluded?.(channelId, tx);
-    } catch (err) {
-      opts.onError?.(err as Error);
-    }
+    if (registered) await respond(channelId, registered);
+    if (settled.has(channelId)) return;
+    const held = await opts.holding?.(channelId);
+    if (!held || !(await settling(held, registered, now))) return;
+    const settlement = await advanceSettlement(client, held, { onStep: opts.onStep });
+    if (settlement.status === 'settled') settled.add(channelId);
+    opts.onSettlement?.(channelId, settlement);
+  };
+  /** Channels this tower saw settled: nothing more to read for them. */
+  const settled = new Set<Bytes32>();
+  /**
+   * Whether the sweep settles this channel now: registered at exactly what the party holds
+   * (version and outcome) with the period over, or concluded with locks still to release.
+   */
+  const settling = async (held: Holding, registered: Dispute | null, now: bigint): Promise<boolean> => {
+    const ours = held.signed.state;
+    if (registered) return now >= registered.timeout && registered.version === ours.version && registered.outcome === outcomeHash(ours.outcome);
+    if (ours.outcome.locked.length === 0) return false;
+    return (await readHoldings(client, ours.channelId, ours.outcome.assets[0]!)).concluded;
   };
   let sweeping: Promise<void> | null = null;
   // One sweep at a time (a tick while one runs is skipped), and one channel's failure is that channel's alone.

@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
 import type { ChannelRecord } from '../channel/record.ts';
 import { isFullySigned } from '../channel/record.ts';
-import { createChainClient, type Latest, startWatchtower } from '../chain/index.ts';
+import { createChainClient, type Holding, type Latest, startWatchtower, type VirtualEvidence } from '../chain/index.ts';
 import { readKeystore } from '../crypto/keystore.ts';
 import { toHex } from '../model/hash.ts';
-import { ChannelKind } from '../model/types.ts';
+import { type Bytes32, ChannelKind } from '../model/types.ts';
 import { createLogger } from '../log.ts';
 import { ChannelStore } from '../store/store.ts';
 import { ConfigError } from '../errors.ts';
@@ -37,6 +37,24 @@ export function latestFrom(rec: ChannelRecord | undefined): Latest | null {
     return rec.idx === 1 && rec.voucher ? { params: rec.params, voucher: { cumulative: rec.voucher.cumulative, signature: rec.voucher.sig } } : null;
   }
   return isFullySigned(rec.current) ? { params: rec.params, signed: rec.current } : null;
+}
+
+/**
+ * What the device holds of a ledger channel (`rec`) for an on-chain settlement: its newest
+ * fully signed state and, for each virtual channel it locks, the device's record of it
+ * (`virtual(id)`): a stream's voucher (the payee's highest; the payer's own latest, which
+ * is what it owes) or a bidirectional channel's newest state.
+ */
+export function holdingFrom(rec: ChannelRecord | undefined, virtual: (id: Bytes32) => ChannelRecord | undefined): Holding | null {
+  if (!rec || rec.params.kind !== ChannelKind.Ledger || !isFullySigned(rec.current)) return null;
+  const virtuals = new Map<string, VirtualEvidence>();
+  for (const sub of rec.current.state.outcome.locked) {
+    const vc = virtual(sub.id);
+    if (!vc) continue;
+    const voucher = vc.voucher ? { cumulative: vc.voucher.cumulative, signature: vc.voucher.sig } : undefined;
+    virtuals.set(sub.id.toLowerCase(), { params: vc.params, voucher, signed: isFullySigned(vc.current) ? vc.current : undefined });
+  }
+  return { params: rec.params, signed: rec.current, virtuals };
 }
 
 /** The newest of what several stores hold for one channel: the highest version, or the highest voucher. */
@@ -72,7 +90,16 @@ export async function main(argv: string[]): Promise<void> {
     channels: () => stores.flatMap((store) => store.loadChannels().map((c) => c.id)),
     sweepIntervalMs: integer(o['sweep-interval-ms'], 'sweep-interval-ms')!,
     onResponse: (r) => announce('answered', { channel: r.channelId, registeredVersion: r.answered.version, tx: r.tx.hash }),
-    onConcluded: (channel, tx) => announce('concluded', { channel, tx: tx.hash }),
+    // Settles from the store holding the newest state of the ledger channel.
+    holding: (id) => {
+      const held = stores.flatMap((store) => {
+        const rec = store.loadChannel(id);
+        return rec ? [{ store, rec }] : [];
+      });
+      const best = held.reduce<(typeof held)[number] | null>((a, b) => (!a || b.rec.current.state.version > a.rec.current.state.version ? b : a), null);
+      return best ? holdingFrom(best.rec, (vc) => best.store.loadChannel(vc)) : null;
+    },
+    onStep: (step, channel, tx) => announce(step, { channel, tx: tx.hash }),
     onError: (err) => log.error({ err: String(err) }, 'watchtower'),
   });
   announce('ready', { account: signer.address, stores: stores.length, channels: stores.reduce((n, s) => n + s.loadChannels().length, 0) });

@@ -52,6 +52,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     c.o.transport.setHandler({
       message: (from, frame) => c.dispatch.receive(from, frame),
       connected: () => this.resync(),
+      peerDown: (peer) => c.events.emit('presence', { peer, online: false }),
+      peerUp: (peer) => c.events.emit('presence', { peer, online: true }),
     });
     this.resync();
     for (const rt of c.channels.all()) c.virtuals.resume(rt);
@@ -113,6 +115,24 @@ export class Agent extends EventEmitter<AgentEvents> {
       throw new ChannelClosedError(`channel ${id} has moved since it opened: it cannot be abandoned`);
     }
     c.log.info({ channel: id, peer: rec.peer }, 'unfunded ledger channel abandoned');
+    c.retire(rt);
+  }
+
+  /** Reports the peer's presence as `presence` events, where the transport can observe it (MQTT). */
+  watchPeer(peer: Address): void {
+    this.#c.o.transport.watchPeer?.(peer);
+  }
+
+  /**
+   * Retires a ledger channel the chain has settled by dispute (concluded, every lock
+   * released): whatever its state off-chain, nothing signed for it can move money any more.
+   */
+  retireSettled(id: Bytes32): void {
+    const c = this.#c;
+    if (!c.channels.has(id)) return;
+    const rt = c.runtime(id);
+    if (rt.rec.params.kind !== ChannelKind.Ledger) throw new ChannelClosedError(`channel ${id} is not a ledger channel`);
+    c.log.info({ channel: id, peer: rt.rec.peer }, 'ledger channel settled on-chain retired');
     c.retire(rt);
   }
 

@@ -78,6 +78,16 @@ export class Intermediary {
     return [...this.#funded.values()];
   }
 
+  virtualChannel(id: Bytes32): FundedVirtual | undefined {
+    return this.#funded.get(id.toLowerCase() as Bytes32);
+  }
+
+  /** Forgets a virtual channel settled on-chain in both parents. */
+  forget(id: Bytes32): void {
+    this.#funded.delete(id.toLowerCase() as Bytes32);
+    this.#o.records.deleteVirtual(id.toLowerCase() as Bytes32);
+  }
+
   async #onHeld(ctx: UpdateContext): Promise<void> {
     const key = `${ctx.channel.id}:${ctx.proposed.version}`;
     clearTimeout(this.#bare.get(key));

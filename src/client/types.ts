@@ -140,6 +140,8 @@ export interface AgentEvents {
   settled: [ChannelRecord];
   /** Stream payee: a higher voucher arrived (cumulative amount paid). */
   voucher: [{ channel: ChannelRecord; cumulative: bigint }];
+  /** A watched peer went offline or came back (see Agent.watchPeer). */
+  presence: [{ peer: Address; online: boolean }];
   /** A proposal the policy holds; answer it with answerHeld(). */
   held: [UpdateContext];
   /**

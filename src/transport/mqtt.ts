@@ -351,9 +351,9 @@ export class MqttTransport implements Transport {
     }
     const previous = this.presence.get(peer);
     this.presence.set(peer, state);
-    if (state === PRESENCE_OFFLINE && previous !== PRESENCE_OFFLINE) {
-      this.callHandler('peerDown', () => this.handler?.peerDown?.(peer));
-    }
+    if (state === previous) return;
+    if (state === PRESENCE_OFFLINE) this.callHandler('peerDown', () => this.handler?.peerDown?.(peer));
+    else this.callHandler('peerUp', () => this.handler?.peerUp?.(peer));
   }
 
   private wakeSendersWaitingForRoom(): void {

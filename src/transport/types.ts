@@ -12,6 +12,8 @@ export interface TransportHandler {
   connected?(): void;
   /** A peer went offline (MQTT last will, BLE disconnect), when the transport can tell. */
   peerDown?(peer: Address): void;
+  /** A watched peer is online again (or was when first seen). */
+  peerUp?(peer: Address): void;
 }
 
 /**
@@ -26,7 +28,7 @@ export interface Transport {
   /** Installs the single handler; messages arriving before it is set may be dropped. */
   setHandler(handler: TransportHandler): void;
   /**
-   * Asks to be told through `peerDown` when this peer goes offline. Optional: only
+   * Asks to be told through `peerDown` and `peerUp` when this peer goes offline and back. Optional: only
    * transports that can observe a peer's presence (MQTT last will, memory) offer it.
    */
   watchPeer?(peer: Address): void;

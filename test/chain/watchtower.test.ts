@@ -65,8 +65,9 @@ describe('watchtower', () => {
       pollIntervalMs: 20,
       channels: () => [idOf(ledger)],
       latest: (id) => (id === idOf(ledger) ? { params: ledger, signed: history[1]! } : null),
+      holding: (id) => (id === idOf(ledger) ? { params: ledger, signed: history[1]!, virtuals: new Map() } : null),
       onResponse: (r) => responses.push(r),
-      onConcluded: (id) => concluded.push(id),
+      onStep: (step, id) => step === 'concluded' && concluded.push(id),
       onError: (e) => errors.push(e),
     });
     try {

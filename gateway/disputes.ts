@@ -1,0 +1,201 @@
+import type { Agent } from '../src/client/agent.ts';
+import type { Intermediary } from '../src/client/intermediary.ts';
+import type { ChannelRecord } from '../src/channel/record.ts';
+import { isFullySigned } from '../src/channel/record.ts';
+import { initialVirtualState } from '../src/channel/virtual.ts';
+import { advanceSettlement, type ChainClient, type Holding, type SettleStep, type TxResult, type VirtualEvidence } from '../src/chain/index.ts';
+import { type Address, type Bytes32, ChannelKind } from '../src/model/types.ts';
+import type { Logger } from '../src/log.ts';
+import type { ChannelStorage, FactStorage } from '../src/store/types.ts';
+
+// The gateway settles on-chain what it cannot settle off-chain, by itself. A ledger
+// channel goes on-chain (a dispute) when its device has been offline for `offlineMs`
+// while a virtual channel is locked in it, when anyone registers it, or when a virtual
+// channel locked in it is registered (two devices resolving their channel against one
+// parent). A dispute spreads to the other parent of every virtual channel the channel
+// locks, since a virtual channel is released only from concluded parents. Each dispute is
+// a fact in the store, advanced at every check (settle.ts: register, refute, conclude,
+// resolve, release) until the chain has paid everything out; then the channel retires.
+// A restart picks every dispute up from its fact, and the chain says where it stands.
+
+export interface GatewayDisputesOptions {
+  client: ChainClient;
+  agent: Agent;
+  intermediary: Intermediary;
+  store: Pick<ChannelStorage, 'loadChannel'>;
+  facts: FactStorage;
+  logger: Logger;
+  /** How long a device with a virtual channel open may stay offline before its channel goes on-chain (ms). */
+  offlineMs: number;
+  /** How often offline devices and open disputes are checked (ms). */
+  checkMs: number;
+  /** Runs a chain job after the gateway's others (one account, one nonce sequence). */
+  serial: (job: () => Promise<void>) => void;
+}
+
+/** A dispute as the dashboard shows it. */
+export interface DisputeView {
+  channel: Bytes32;
+  peer: Address;
+  reason: string;
+  since: number;
+  /** The last step taken, and until when (chain time, s) a challenge period runs, if one does. */
+  step: SettleStep | 'started';
+  waitingUntil: number | null;
+}
+
+const DISPUTE = 'dispute:';
+const OFFLINE = 'offline:';
+
+export class GatewayDisputes {
+  readonly #o: GatewayDisputesOptions;
+  readonly #views = new Map<Bytes32, DisputeView>();
+  /** Counters since this process started (the metrics). */
+  readonly counts = { started: 0, settled: 0, steps: 0 };
+  #timer: NodeJS.Timeout | null = null;
+  #checking = false;
+
+  constructor(options: GatewayDisputesOptions) {
+    this.#o = options;
+    const { agent, facts } = options;
+    agent.on('presence', ({ peer, online }) => {
+      if (online) facts.deleteFact(`${OFFLINE}${peer}`);
+      else if (facts.fact(`${OFFLINE}${peer}`) === undefined) facts.setFact(`${OFFLINE}${peer}`, Date.now());
+    });
+    // A device whose ledger channel locks a virtual channel is watched from then on.
+    agent.on('updated', ({ channel }) => {
+      if (channel.params.kind === ChannelKind.Ledger && channel.current.state.outcome.locked.length > 0) agent.watchPeer(channel.peer);
+    });
+  }
+
+  start(): void {
+    for (const rec of this.#ledgers()) if (rec.current.state.outcome.locked.length > 0) this.#o.agent.watchPeer(rec.peer);
+    for (const { key, value } of this.#o.facts.factsWithPrefix<{ reason: string; since: number }>(DISPUTE)) {
+      const rec = this.#o.store.loadChannel(key.slice(DISPUTE.length) as Bytes32);
+      if (rec) this.#views.set(rec.id, { channel: rec.id, peer: rec.peer, reason: value.reason, since: value.since, step: 'started', waitingUntil: null });
+    }
+    const tick = (): void => {
+      this.#timer = setTimeout(() => void this.check().finally(tick), this.#o.checkMs);
+      this.#timer.unref();
+    };
+    void this.check().finally(tick);
+  }
+
+  stop(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+  }
+
+  /** Whether the channel is being settled on-chain: no update of it is accepted any more. */
+  has = (id: Bytes32): boolean => this.#views.has(id);
+
+  list(): DisputeView[] {
+    return [...this.#views.values()];
+  }
+
+  /** A registration seen on-chain (the watchtower's events and sweeps). */
+  registered = (id: Bytes32): void => {
+    const ledger = this.#ledger(id);
+    if (ledger) return this.#begin(ledger, 'registered on-chain');
+    const vc = this.#o.intermediary.virtualChannel(id);
+    if (!vc) return;
+    for (const parent of this.#parentsOf(id)) this.#begin(parent, `virtual channel ${id} registered on-chain`);
+  };
+
+  /** What the gateway holds of a ledger channel, with its evidence for each virtual channel it locks. */
+  holding = (id: Bytes32): Holding | null => {
+    const rec = this.#ledger(id);
+    if (!rec || !isFullySigned(rec.current)) return null;
+    const virtuals = new Map<string, VirtualEvidence>();
+    for (const sub of rec.current.state.outcome.locked) {
+      const vc = this.#o.intermediary.virtualChannel(sub.id);
+      if (!vc) continue;
+      // A stream resolves by voucher (the gateway holds none: a zero one, which the payee raises); a bidirectional channel by its version 0, signed by both when it was funded.
+      const signed = vc.sigs ? { state: initialVirtualState(vc.params, vc.assets, vc.balances), sigs: vc.sigs } : undefined;
+      virtuals.set(sub.id.toLowerCase(), { params: vc.params, signed });
+    }
+    return { params: rec.params, signed: rec.current, virtuals };
+  };
+
+  /** Begins the disputes that are due and advances every open one. */
+  async check(): Promise<void> {
+    if (this.#checking) return;
+    this.#checking = true;
+    try {
+      const now = Date.now();
+      for (const { key, value: since } of this.#o.facts.factsWithPrefix<number>(OFFLINE)) {
+        if (now - since < this.#o.offlineMs) continue;
+        const peer = key.slice(OFFLINE.length) as Address;
+        for (const rec of this.#ledgers().filter((c) => c.peer === peer && c.current.state.outcome.locked.length > 0)) {
+          this.#begin(rec, `device offline since ${new Date(since).toISOString()} with a virtual channel open`);
+        }
+      }
+      await Promise.all([...this.#views.keys()].map((id) => new Promise<void>((done) => this.#o.serial(() => this.#advance(id).finally(done)))));
+    } finally {
+      this.#checking = false;
+    }
+  }
+
+  #begin(rec: ChannelRecord, reason: string): void {
+    if (this.#views.has(rec.id) || this.#o.facts.fact(`${DISPUTE}${rec.id}`) !== undefined) return;
+    const since = Date.now();
+    this.#o.facts.setFact(`${DISPUTE}${rec.id}`, { reason, since });
+    this.#views.set(rec.id, { channel: rec.id, peer: rec.peer, reason, since, step: 'started', waitingUntil: null });
+    this.counts.started++;
+    this.#o.logger.warn({ channel: rec.id, peer: rec.peer, reason }, 'settling a ledger channel on-chain');
+    // Its virtual channels are released only from concluded parents: their other parents go on-chain too.
+    for (const sub of rec.current.state.outcome.locked) {
+      for (const parent of this.#parentsOf(sub.id)) this.#begin(parent, `virtual channel ${sub.id} is settled on-chain`);
+    }
+    this.#o.serial(() => this.#advance(rec.id));
+  }
+
+  async #advance(id: Bytes32): Promise<void> {
+    const view = this.#views.get(id);
+    const held = this.holding(id);
+    if (!view || !held) return;
+    try {
+      const settlement = await advanceSettlement(this.#o.client, held, { onStep: (step, channel, tx) => this.#stepped(view, step, channel, tx) });
+      if (settlement.status === 'waiting') {
+        view.waitingUntil = Number(settlement.until);
+        return;
+      }
+      this.#settled(id);
+    } catch (err) {
+      this.#o.logger.error({ channel: id, err: String(err) }, 'on-chain settlement step failed (tried again at the next check)');
+    }
+  }
+
+  #stepped(view: DisputeView, step: SettleStep, channel: Bytes32, tx: TxResult): void {
+    view.step = step;
+    this.counts.steps++;
+    this.#o.logger.info({ channel: view.channel, step, subject: channel, tx: tx.hash }, 'on-chain settlement step');
+  }
+
+  /** Paid out: the channel retires, and so does each virtual channel no other live dispute still needs. */
+  #settled(id: Bytes32): void {
+    const rec = this.#ledger(id)!;
+    this.#views.delete(id);
+    this.#o.facts.deleteFact(`${DISPUTE}${id}`);
+    this.counts.settled++;
+    this.#o.agent.retireSettled(id);
+    for (const sub of rec.current.state.outcome.locked) {
+      if (!this.#parentsOf(sub.id).some((p) => this.#views.has(p.id))) this.#o.intermediary.forget(sub.id);
+    }
+    this.#o.logger.info({ channel: id, peer: rec.peer }, 'ledger channel settled on-chain: everything paid out');
+  }
+
+  #ledgers(): ChannelRecord[] {
+    return this.#o.agent.channels().filter((c) => c.params.kind === ChannelKind.Ledger);
+  }
+
+  /** A live ledger channel of the gateway's. */
+  #ledger(id: Bytes32): ChannelRecord | undefined {
+    return this.#ledgers().find((c) => c.id === id);
+  }
+
+  /** The gateway's live ledger channels that lock virtual channel `vcId`. */
+  #parentsOf(vcId: Bytes32): ChannelRecord[] {
+    const id = vcId.toLowerCase();
+    return this.#ledgers().filter((c) => c.current.state.outcome.locked.some((l) => l.id.toLowerCase() === id));
+  }
+}
