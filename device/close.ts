@@ -2,12 +2,13 @@ import { join } from 'node:path';
 import { Agent } from '../src/client/agent.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
 import { isFullySigned } from '../src/channel/record.ts';
-import { type ChainClient, conclude, cooperativeClose, createChainClient, readDispute, readHoldings, register } from '../src/chain/index.ts';
+import { advanceSettlement, type ChainClient, cooperativeClose, createChainClient, readHoldings } from '../src/chain/index.ts';
+import { holdingFrom } from '../src/cli/watchtower.ts';
 import { address, announce, integer, parseOptions, usage } from '../src/cli/args.ts';
 import { CONNECTION_SPECS, mqttLogin } from '../src/cli/connection.ts';
 import { formatEth } from '../src/cli/units.ts';
 import { readKeystore } from '../src/crypto/keystore.ts';
-import { ConfigError, ProtocolTimeoutError } from '../src/errors.ts';
+import { ConfigError } from '../src/errors.ts';
 import { toHex } from '../src/model/hash.ts';
 import { type Address, ChannelKind } from '../src/model/types.ts';
 import { createLogger, type Logger } from '../src/log.ts';
@@ -19,7 +20,8 @@ import { readGatewayInfo } from './gatewayInfo.ts';
 // without it. First cooperatively: it asks the gateway to sign a final state and closes
 // on-chain with it at once. If the gateway does not answer within --timeout (or with
 // --force), on-chain from its own store alone: it registers its newest fully signed state,
-// waits out the challenge period, and concludes; the funds land at the device's address.
+// waits out the challenge period, concludes, and releases the virtual channels it funds
+// with the vouchers or states the device holds; the funds land at the device's address.
 // Every step reads the chain first, so an interrupted run is resumed by running it again.
 // The one device command that loads chain code.
 
@@ -42,7 +44,7 @@ export async function main(argv: string[]): Promise<void> {
   const o = parseOptions(argv, SPECS);
   if (o.help) {
     process.stdout.write(
-      usage('close', "Closes this device's ledger channel and pays its balance to its address: with the gateway if it answers, else on-chain alone (register, wait the challenge period, conclude). Run it again to resume. Prints JSON lines on stdout.", SPECS, [
+      usage('close', "Closes this device's ledger channel and pays its balance to its address: with the gateway if it answers, else on-chain alone (register, wait the challenge period, conclude, release the virtual channels it funds). Run it again to resume. Prints JSON lines on stdout.", SPECS, [
         'picopay close --data-dir .picopay/device --gateway-info gateway.json',
         'picopay close --data-dir .picopay/device --rpc-url https://rpc.example --chain-id 100 --adjudicator 0x… --force',
       ]),
@@ -64,13 +66,14 @@ export async function main(argv: string[]): Promise<void> {
   try {
     const ledgers = store.loadChannels().filter((c) => c.params.kind === ChannelKind.Ledger && c.phase !== 'opening');
     if (ledgers.length === 0) throw new ConfigError(`no ledger channel in ${dataDir}: nothing to close`);
-    const locked = ledgers.filter((c) => c.current.state.outcome.locked.length > 0);
-    for (let rec of ledgers.filter((c) => c.current.state.outcome.locked.length === 0)) {
-      if ((await readHoldings(client, rec.id, rec.current.state.outcome.assets[0]!)).concluded) {
+    for (let rec of ledgers) {
+      const locks = rec.current.state.outcome.locked.length > 0;
+      if (!locks && (await readHoldings(client, rec.id, rec.current.state.outcome.assets[0]!)).concluded) {
         announce('closed', { channel: rec.id, how: 'already' });
         continue;
       }
-      if (!o.force && rec.phase !== 'final') rec = (await finalizeWithGateway(rec, { signer, store, chain, gateway: o.gateway ?? info.address, mqttUrl: o['mqtt-url'] ?? info.mqttUrl, login: mqttLogin(o), timeoutMs, log })) ?? rec;
+      // A channel that funds virtual channels cannot be finalized until they settle: it goes on-chain with them.
+      if (!o.force && !locks && rec.phase !== 'final') rec = (await finalizeWithGateway(rec, { signer, store, chain, gateway: o.gateway ?? info.address, mqttUrl: o['mqtt-url'] ?? info.mqttUrl, login: mqttLogin(o), timeoutMs, log })) ?? rec;
       if (rec.phase === 'final' && isFullySigned(rec.current)) {
         // The gateway closes it too, as soon as the final state is signed: whoever is first pays out.
         const tx = await cooperativeClose(client, { params: rec.params, signed: rec.current }).catch(async (err: unknown) => {
@@ -80,10 +83,8 @@ export async function main(argv: string[]): Promise<void> {
         announce('closed', { channel: rec.id, how: 'cooperative', tx: tx?.hash ?? null, paid: formatEth(rec.current.state.outcome.balances[0]![rec.idx]) });
         continue;
       }
-      await closeAlone(client, rec, log);
+      await closeAlone(client, rec, store, log);
     }
-    // Closed what it could; these wait for their virtual channels.
-    if (locked.length > 0) throw new ConfigError(`channel ${locked.map((c) => c.id).join(', ')} still funds virtual channels: settle them first (their payers or payees close them), then close again`);
   } finally {
     store.close();
   }
@@ -111,35 +112,26 @@ async function finalizeWithGateway(
   }
 }
 
-/** Registers the newest fully signed state (unless it is already), waits out the period, concludes. */
-async function closeAlone(client: ChainClient, rec: ChannelRecord, log: Logger): Promise<void> {
-  if (!isFullySigned(rec.current)) throw new ConfigError(`channel ${rec.id} has no fully signed state to register`);
-  let dispute = await readDispute(client, rec.id);
-  if (!dispute || dispute.version < rec.current.state.version) {
-    const tx = await register(client, { params: rec.params, signed: rec.current });
-    // Read at the block that mined it: a node behind the others must not make it look unregistered.
-    dispute = await readDispute(client, rec.id, tx.blockNumber);
-    announce('registered', { channel: rec.id, version: rec.current.state.version, timeout: dispute?.timeout, tx: tx.hash });
-  }
-  if (!dispute || dispute.version !== rec.current.state.version) {
-    throw new ProtocolTimeoutError(`channel ${rec.id} is registered at version ${dispute?.version}, newer than this store's ${rec.current.state.version}: this store is not the device's newest (restore the newest, or let the registered state conclude)`);
-  }
-  // The challenge period: wait for the chain's clock, saying how long is left now and then.
+/**
+ * On-chain from the store alone (settle.ts): registers the newest fully signed state,
+ * waits out the challenge period, concludes, and resolves and releases each virtual
+ * channel the state locks with what the device holds of it. Shows how long is left while
+ * it waits; run again, it carries on where the chain stands.
+ */
+async function closeAlone(client: ChainClient, rec: ChannelRecord, store: ChannelStore, log: Logger): Promise<void> {
+  const held = holdingFrom(rec, (id) => store.loadChannel(id));
+  if (!held) throw new ConfigError(`channel ${rec.id} has no fully signed state to register`);
   for (let said = 0; ; ) {
+    const settlement = await advanceSettlement(client, held, { onStep: (step, channel, tx) => announce(step, { channel, tx: tx.hash }) });
+    if (settlement.status === 'settled') break;
     const { timestamp } = await client.publicClient.getBlock();
-    if (timestamp >= dispute.timeout) break;
-    const left = Number(dispute.timeout - timestamp);
+    const left = Number(settlement.until - timestamp);
     if (Date.now() - said > 60_000) {
-      announce('waiting', { channel: rec.id, secondsLeft: left });
-      log.info({ channel: rec.id, secondsLeft: left }, 'challenge period running');
+      announce('waiting', { channel: settlement.channel, secondsLeft: left });
+      log.info({ channel: settlement.channel, secondsLeft: left }, 'challenge period running');
       said = Date.now();
     }
     await new Promise((r) => setTimeout(r, Math.min(5_000, Math.max(200, left * 100))));
   }
-  // The gateway, or a watchtower, may conclude it first: either way the device is paid.
-  const tx = await conclude(client, { params: rec.params, outcome: rec.current.state.outcome }).catch(async (err: unknown) => {
-    if ((await readHoldings(client, rec.id, rec.current.state.outcome.assets[0]!)).concluded) return null;
-    throw err;
-  });
-  announce('closed', { channel: rec.id, how: 'on-chain', tx: tx?.hash ?? null, paid: formatEth(rec.current.state.outcome.balances[0]![rec.idx]) });
+  announce('closed', { channel: rec.id, how: 'on-chain', paid: formatEth(rec.current.state.outcome.balances[0]![rec.idx]) });
 }

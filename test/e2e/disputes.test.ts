@@ -1,0 +1,151 @@
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { ChannelRecord } from '../../src/channel/record.ts';
+import { cumulativeOf, deposit, readDispute, readHoldings, readSettled, registerVoucher, type Devnet } from '../../src/chain/index.ts';
+import { advanceSettlement } from '../../src/chain/settle.ts';
+import { holdingFrom } from '../../src/cli/watchtower.ts';
+import { readKeystore } from '../../src/crypto/keystore.ts';
+import { domainSeparator, voucherDigest } from '../../src/model/hash.ts';
+import { type Address, type Bytes32, NATIVE_ASSET } from '../../src/model/types.ts';
+import { ChannelStore } from '../../src/store/store.ts';
+import { tempDir } from '../../src/testing/agents.ts';
+import { processNetwork, type ProcessNetwork, WEI } from './fixture.ts';
+
+// The gateway settles on-chain by itself, as its own process against anvil: a payer that
+// vanishes mid-download with its virtual channel open, and two devices that collude to
+// resolve their virtual channel against one parent. Chain time moves with anvil's clock;
+// every party ends with exactly its due on-chain.
+
+const DEPOSIT = 10n ** 17n;
+const LOCK = 10n ** 16n;
+
+describe('the gateway settles on-chain by itself', () => {
+  const network = processNetwork();
+  let devnet: Devnet;
+  let origin: ReturnType<ProcessNetwork['origin']>;
+  beforeAll(() => {
+    devnet = network.devnet();
+    origin = network.origin();
+  });
+
+  /** A gateway, a hotspot and a payer as processes; the payer is downloading through its virtual channel, and the hotspot holds a voucher. */
+  async function duringADownload() {
+    const dir = tempDir('picopay-disputes-');
+    const { start, keystore } = network;
+    await keystore(join(dir, 'gateway', 'key.json'));
+    const chainArgs = network.chainArgs();
+    const gateway = start('gateway', ['gateway', '--data-dir', join(dir, 'gateway'), '--offline-timeout', '1', '--sweep-interval-ms', '300', ...chainArgs]);
+    const gw = await gateway.next('ready');
+    const common = ['--gateway', gw.address as string, '--mqtt-url', gw.mqttUrl as string, ...chainArgs, '--deposit', WEI(DEPOSIT), '--gateway-deposit', WEI(DEPOSIT), '--price', WEI(10n ** 14n)];
+    const owner = devnet.clients[7]!;
+    const hotspot = start('hotspot', ['device', '--role', 'hotspot', '--data-dir', join(dir, 'hotspot'), '--allow-upstream', new URL(origin.url).host, ...common]);
+    const hs = await hotspot.next('ledger');
+    await deposit(owner, { channelId: hs.channel as Bytes32, asset: NATIVE_ASSET, amount: DEPOSIT });
+    const ready = await hotspot.next('ready');
+    // A download far longer than the test: the payer is killed while it runs.
+    const payer = start('payer', ['device', '--role', 'payer', '--data-dir', join(dir, 'payer'), '--hotspot', ready.address as string, '--proxy-url', ready.proxyUrl as string, '--download', `${origin.url}/bytes/1000000000`, '--lock', WEI(LOCK), ...common]);
+    const ledger = await payer.next('ledger');
+    await deposit(owner, { channelId: ledger.channel as Bytes32, asset: NATIVE_ASSET, amount: DEPOSIT });
+    const vc = (await payer.next('virtual')).channel as Bytes32;
+    const hotspotDb = join(dir, 'hotspot', 'device.db');
+    // The hotspot has stored a voucher (what its tower can prove).
+    await expect.poll(() => readChannel(hotspotDb, vc)?.voucher?.cumulative ?? 0n, { timeout: 60_000 }).toBeGreaterThan(0n);
+    const balanceOf = (a: Address): Promise<bigint> => devnet.deployer.publicClient.getBalance({ address: a });
+    return {
+      dir,
+      gateway,
+      hotspot,
+      payer,
+      vc,
+      parents: [ledger.channel as Bytes32, hs.channel as Bytes32] as const,
+      payerAddress: ledger.address as Address,
+      hotspotAddress: hs.address as Address,
+      hotspotDb,
+      payerDb: join(dir, 'payer', 'device.db'),
+      httpUrl: gw.httpUrl as string,
+      balanceOf,
+    };
+  }
+
+  /** Moves anvil's clock past the latest timeout among `ids`' registrations, once all are registered. */
+  async function pastTimeouts(ids: readonly Bytes32[]): Promise<void> {
+    const client = devnet.deployer;
+    await expect.poll(async () => (await Promise.all(ids.map((id) => readDispute(client, id)))).every(Boolean), { timeout: 60_000 }).toBe(true);
+    const timeouts = (await Promise.all(ids.map((id) => readDispute(client, id)))).map((d) => d!.timeout);
+    const { timestamp } = await client.publicClient.getBlock();
+    const last = timeouts.reduce((a, b) => (a > b ? a : b));
+    if (last >= timestamp) await devnet.increaseTime(last - timestamp + 1n);
+  }
+
+  /** Both parents concluded with nothing left locked: the contract holds nothing of them. */
+  async function drained(parents: readonly Bytes32[]): Promise<boolean> {
+    for (const id of parents) {
+      if (!(await readHoldings(devnet.deployer, id, NATIVE_ASSET)).concluded) return false;
+      if ((await readSettled(devnet.deployer, id))?.held.some((h) => h !== 0n) ?? true) return false;
+    }
+    return true;
+  }
+
+  const settledCount = async (httpUrl: string): Promise<number> => Number(/picopay_disputes_settled_total (\d+)/.exec(await (await fetch(`${httpUrl}/metrics`)).text())?.[1] ?? 0);
+
+  it('a payer vanishes with its virtual channel open: the gateway settles both parents on-chain, the hotspot is paid its highest voucher', async () => {
+    const run = await duringADownload();
+    const payerBefore = await run.balanceOf(run.payerAddress);
+    const hotspotBefore = await run.balanceOf(run.hotspotAddress);
+    await run.payer.stop('SIGKILL');
+    // The hotspot's own tower (the README's "what each party runs"), with a key of its own.
+    const towerKey = await network.keystore(join(run.dir, 'tower.json'));
+    const tower = network.start('tower', ['watchtower', '--store', run.hotspotDb, '--key', towerKey, '--confirmations', '1', '--sweep-interval-ms', '200', ...network.chainArgs()]);
+    await tower.next('ready');
+    // The gateway sees the payer offline and registers both parents; their period passes.
+    await pastTimeouts(run.parents);
+    // It concludes them and starts the virtual channel's resolution with a zero voucher; the tower raises it.
+    await tower.next('answered');
+    const paid = cumulativeOf((await readDispute(devnet.deployer, run.vc))!);
+    expect(paid).toBe(readChannel(run.hotspotDb, run.vc)!.voucher!.cumulative);
+    await pastTimeouts([run.vc]);
+    await expect.poll(() => drained(run.parents), { timeout: 60_000 }).toBe(true);
+    await expect.poll(() => settledCount(run.httpUrl), { timeout: 20_000 }).toBe(2);
+    expect(await run.balanceOf(run.payerAddress)).toBe(payerBefore + DEPOSIT - paid);
+    expect(await run.balanceOf(run.hotspotAddress)).toBe(hotspotBefore + DEPOSIT + paid);
+    // The dashboard's source says what happened: nothing is left open.
+    const status = (await (await fetch(`${run.httpUrl}/status`)).json()) as { disputes: unknown[]; ledgerChannels: { id: string }[] };
+    expect(status.disputes).toEqual([]);
+    expect(status.ledgerChannels.map((c) => c.id)).not.toContain(run.parents[0]);
+  }, 300_000);
+
+  it('two devices collude and resolve their virtual channel against one parent: the gateway resolves the other and gets back all it put in', async () => {
+    const run = await duringADownload();
+    await run.payer.stop('SIGKILL');
+    await run.hotspot.stop('SIGKILL');
+    const payerBefore = await run.balanceOf(run.payerAddress);
+    const hotspotBefore = await run.balanceOf(run.hotspotAddress);
+    // The payer's key signs the whole lock over to the hotspot, which registers it and settles its own parent with it, paying gas from another account.
+    const payerKey = readKeystore(join(run.dir, 'payer', 'key.json'), '');
+    const hotspotVc = readChannel(run.hotspotDb, run.vc)!;
+    const signature = payerKey.sign(voucherDigest(domainSeparator(hotspotVc.params), run.vc, LOCK));
+    const accomplice = devnet.clients[8]!;
+    await registerVoucher(accomplice, { params: hotspotVc.params, cumulative: LOCK, signature });
+    const hotspotLedger = readChannel(run.hotspotDb, run.parents[1])!;
+    const held = holdingFrom(hotspotLedger, (id) => (id === run.vc ? { ...hotspotVc, voucher: { cumulative: LOCK, sig: signature } } : undefined))!;
+    expect((await advanceSettlement(accomplice, held)).status).toBe('waiting');
+    // The gateway saw the virtual channel registered: it registers the payer's parent too.
+    await pastTimeouts([...run.parents, run.vc]);
+    for (let i = 0; i < 5 && (await advanceSettlement(accomplice, held)).status !== 'settled'; i++);
+    await expect.poll(() => drained(run.parents), { timeout: 60_000 }).toBe(true);
+    await expect.poll(() => settledCount(run.httpUrl), { timeout: 20_000 }).toBe(2);
+    // The colluders got their deposits and nothing of the gateway's: the payer lost the lock, the hotspot gained it.
+    expect(await run.balanceOf(run.payerAddress)).toBe(payerBefore + DEPOSIT - LOCK);
+    expect(await run.balanceOf(run.hotspotAddress)).toBe(hotspotBefore + DEPOSIT + LOCK);
+  }, 300_000);
+});
+
+/** A channel as a device's store holds it (the device may be running: SQLite lets a reader in). */
+function readChannel(path: string, id: Bytes32): ChannelRecord | undefined {
+  const store = new ChannelStore(path);
+  try {
+    return store.loadChannel(id);
+  } finally {
+    store.close();
+  }
+}
