@@ -44,7 +44,7 @@ export function processNetwork(): ProcessNetwork {
     devnet: () => devnet,
     origin: () => origin,
     start: (name, args) => {
-      const p = new PicopayProcess(name, args, { env: { PICOPAY_LOG: 'warn', PICOPAY_PASSWORD: '' } });
+      const p = new PicopayProcess(name, args, { env: { PICOPAY_LOG: process.env.E2E_LOG ?? 'warn', PICOPAY_PASSWORD: '' } });
       procs.push(p);
       return p;
     },
