@@ -118,6 +118,36 @@ describe('the gateway settles on-chain by itself', () => {
     expect(status.ledgerChannels.map((c) => c.id)).not.toContain(run.parents[0]);
   }, 300_000);
 
+  it('the gateway vanishes for good with a virtual channel open: each device closes on-chain alone and gets its balance and what the virtual channel owes it', async () => {
+    const run = await duringADownload();
+    await run.gateway.stop('SIGKILL');
+    await run.payer.stop('SIGKILL');
+    await run.hotspot.stop();
+    const payerBefore = await run.balanceOf(run.payerAddress);
+    const hotspotBefore = await run.balanceOf(run.hotspotAddress);
+    // The payer's own latest voucher is what it owes; the hotspot holds at most that (it stores one now and then).
+    const owed = readChannel(run.payerDb, run.vc)!.voucher!.cumulative;
+    const proven = readChannel(run.hotspotDb, run.vc)!.voucher!.cumulative;
+    expect(proven).toBeLessThanOrEqual(owed);
+    const closes = [];
+    for (const who of ['payer', 'hotspot']) {
+      const gasKey = await network.keystore(join(run.dir, `gas-${who}.json`));
+      closes.push(network.start(`close-${who}`, ['close', '--data-dir', join(run.dir, who), '--gas-key', gasKey, '--force', ...network.chainArgs()]));
+    }
+    await pastTimeouts(run.parents);
+    await pastTimeouts([run.vc]);
+    for (const close of closes) {
+      expect((await close.next('closed')).how).toBe('on-chain');
+      expect(await close.exited()).toBe(0);
+    }
+    expect(await drained(run.parents)).toBe(true);
+    // Each registered its own voucher; whichever stood when the period ended resolved it.
+    const paid = cumulativeOf((await readDispute(devnet.deployer, run.vc))!);
+    expect([proven, owed]).toContain(paid);
+    expect(await run.balanceOf(run.payerAddress)).toBe(payerBefore + DEPOSIT - paid);
+    expect(await run.balanceOf(run.hotspotAddress)).toBe(hotspotBefore + DEPOSIT + paid);
+  }, 300_000);
+
   it('two devices collude and resolve their virtual channel against one parent: the gateway resolves the other and gets back all it put in', async () => {
     const run = await duringADownload();
     await run.payer.stop('SIGKILL');
