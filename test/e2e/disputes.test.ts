@@ -34,7 +34,8 @@ describe('the gateway settles on-chain by itself', () => {
     const { start, keystore } = network;
     await keystore(join(dir, 'gateway', 'key.json'));
     const chainArgs = network.chainArgs();
-    const gateway = start('gateway', ['gateway', '--data-dir', join(dir, 'gateway'), '--offline-timeout', '1', '--sweep-interval-ms', '300', ...chainArgs]);
+    const gatewayArgs = ['gateway', '--data-dir', join(dir, 'gateway'), '--offline-timeout', '1', '--sweep-interval-ms', '300', ...chainArgs];
+    const gateway = start('gateway', gatewayArgs);
     const gw = await gateway.next('ready');
     const common = ['--gateway', gw.address as string, '--mqtt-url', gw.mqttUrl as string, ...chainArgs, '--deposit', WEI(DEPOSIT), '--gateway-deposit', WEI(DEPOSIT), '--price', WEI(10n ** 14n)];
     const owner = devnet.clients[7]!;
@@ -64,6 +65,8 @@ describe('the gateway settles on-chain by itself', () => {
       payerDb: join(dir, 'payer', 'device.db'),
       httpUrl: gw.httpUrl as string,
       balanceOf,
+      /** The gateway again, on its data directory; returns its status URL. */
+      restartGateway: async (): Promise<string> => (await start('gateway', gatewayArgs).next('ready')).httpUrl as string,
     };
   }
 
@@ -97,7 +100,11 @@ describe('the gateway settles on-chain by itself', () => {
     const towerKey = await network.keystore(join(run.dir, 'tower.json'));
     const tower = network.start('tower', ['watchtower', '--store', run.hotspotDb, '--key', towerKey, '--confirmations', '1', '--sweep-interval-ms', '200', ...network.chainArgs()]);
     await tower.next('ready');
-    // The gateway sees the payer offline and registers both parents; their period passes.
+    // The gateway sees the payer offline and registers both parents; it is killed and
+    // restarted meanwhile (its disputes are facts in its store); their period passes.
+    await expect.poll(async () => (await Promise.all(run.parents.map((id) => readDispute(devnet.deployer, id)))).every(Boolean), { timeout: 60_000 }).toBe(true);
+    await run.gateway.stop('SIGKILL');
+    const httpUrl = await run.restartGateway();
     await pastTimeouts(run.parents);
     // The parents conclude, and the virtual channel is registered: by the gateway with a zero
     // voucher, which the tower raises, or by the tower with its voucher, whichever is first.
@@ -106,14 +113,14 @@ describe('the gateway settles on-chain by itself', () => {
     await expect.poll(async () => (await registered()) > 0n && (await registered()) === stored(), { timeout: 60_000 }).toBe(true);
     await pastTimeouts([run.vc]);
     await expect.poll(() => drained(run.parents), { timeout: 60_000 }).toBe(true);
-    await expect.poll(() => settledCount(run.httpUrl), { timeout: 20_000 }).toBe(2);
+    await expect.poll(() => settledCount(httpUrl), { timeout: 20_000 }).toBe(2);
     // What resolved it is the highest voucher the hotspot stored.
     const paid = await registered();
     expect(paid).toBe(stored());
     expect(await run.balanceOf(run.payerAddress)).toBe(payerBefore + DEPOSIT - paid);
     expect(await run.balanceOf(run.hotspotAddress)).toBe(hotspotBefore + DEPOSIT + paid);
     // The dashboard's source says what happened: nothing is left open.
-    const status = (await (await fetch(`${run.httpUrl}/status`)).json()) as { disputes: unknown[]; ledgerChannels: { id: string }[] };
+    const status = (await (await fetch(`${httpUrl}/status`)).json()) as { disputes: unknown[]; ledgerChannels: { id: string }[] };
     expect(status.disputes).toEqual([]);
     expect(status.ledgerChannels.map((c) => c.id)).not.toContain(run.parents[0]);
   }, 300_000);
