@@ -112,6 +112,10 @@ contract Adjudicator {
 
     event Deposited(bytes32 indexed channelId, address indexed asset, uint256 holdings);
     event Registered(bytes32 indexed channelId, uint64 version, uint64 timeout, bytes32 outcome);
+    /// A bidirectional virtual channel's registered outcome in full (the record keeps only its
+    /// hash): what a party that does not hold the registered state needs to `release` it,
+    /// whoever sent the registration and through whatever contract.
+    event VirtualOutcome(bytes32 indexed channelId, uint64 version, Outcome outcome);
     event Concluded(bytes32 indexed channelId, bytes32 lockedRoot, uint256[] held);
     event Released(bytes32 indexed parentId, bytes32 indexed subId, bytes32 lockedRoot, uint256[] held);
     event Credited(address indexed account, address indexed asset, uint256 amount);
@@ -199,6 +203,8 @@ contract Adjudicator {
     function register(Params calldata p, State calldata s, Signature[2] calldata sigs) external {
         if (p.kind > VIRTUAL) revert WrongKind(p.kind);
         _requireValidOutcome(s.outcome);
+        // A virtual channel locks nothing itself; a root would only hide its outcome.
+        if (p.kind == VIRTUAL && s.outcome.lockedRoot != bytes32(0)) revert InvalidOutcome();
         bytes32 id = channelId(p);
         if (p.kind == LEDGER) _requireOpen(id, s.outcome.assets);
         bytes32 oh = outcomeHash(s.outcome);
@@ -222,6 +228,7 @@ contract Adjudicator {
         if (s.isFinal) timeout = uint64(block.timestamp);
         records[id] = Record(s.version, timeout, 0, oh);
         emit Registered(id, s.version, timeout, oh);
+        if (p.kind == VIRTUAL) emit VirtualOutcome(id, s.version, s.outcome);
     }
 
     /// After the challenge period, pays out a ledger channel's registered outcome and keeps

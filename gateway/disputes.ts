@@ -71,8 +71,10 @@ export class GatewayDisputes {
   start(): void {
     for (const rec of this.#ledgers()) if (rec.current.state.outcome.locked.length > 0) this.#o.agent.watchPeer(rec.peer);
     for (const { key, value } of this.#o.facts.factsWithPrefix<{ reason: string; since: number }>(DISPUTE)) {
-      const rec = this.#o.store.loadChannel(key.slice(DISPUTE.length) as Bytes32);
-      if (rec) this.#views.set(rec.id, { channel: rec.id, peer: rec.peer, reason: value.reason, since: value.since, step: 'started', waitingUntil: null });
+      const rec = this.#ledger(key.slice(DISPUTE.length) as Bytes32);
+      // Retired before its fact went (a crash between the two): it is settled.
+      if (!rec) this.#o.facts.deleteFact(key);
+      else this.#views.set(rec.id, { channel: rec.id, peer: rec.peer, reason: value.reason, since: value.since, step: 'started', waitingUntil: null });
     }
     const tick = (): void => {
       this.#timer = setTimeout(() => void this.check().finally(tick), this.#o.checkMs);
@@ -171,15 +173,19 @@ export class GatewayDisputes {
     this.#o.logger.info({ channel: view.channel, step, subject: channel, tx: tx.hash }, 'on-chain settlement step');
   }
 
-  /** Paid out: the channel retires, and so does each virtual channel no other live dispute still needs. */
+  /**
+   * Paid out: the channel retires (before its fact goes: a crash between the two must not
+   * leave a settled channel live and taking updates), and so does each virtual channel no
+   * live parent locks any more.
+   */
   #settled(id: Bytes32): void {
     const rec = this.#ledger(id)!;
+    this.#o.agent.retireSettled(id);
     this.#views.delete(id);
     this.#o.facts.deleteFact(`${DISPUTE}${id}`);
     this.counts.settled++;
-    this.#o.agent.retireSettled(id);
     for (const sub of rec.current.state.outcome.locked) {
-      if (!this.#parentsOf(sub.id).some((p) => this.#views.has(p.id))) this.#o.intermediary.forget(sub.id);
+      if (this.#parentsOf(sub.id).length === 0) this.#o.intermediary.forget(sub.id);
     }
     this.#o.logger.info({ channel: id, peer: rec.peer }, 'ledger channel settled on-chain: everything paid out');
   }

@@ -6,10 +6,8 @@
 // does what is due now and says what it waits for; calling again after a crash, or after
 // another party acted (a tower, the peer), carries on from where the chain stands.
 import { channelId } from '../model/channelId.ts';
-import { lockedRoot } from '../model/locked.ts';
 import { outcomeHash } from '../model/hash.ts';
 import { type Allocation, type Bytes32, ChannelKind, type Params, type SignedState } from '../model/types.ts';
-import { decodeFunctionData } from 'viem';
 import { adjudicatorAbi } from './abi.generated.ts';
 import type { ChainClient, TxResult } from './client.ts';
 import { conclude } from './conclude.ts';
@@ -77,22 +75,28 @@ export async function advanceSettlement(client: ChainClient, h: Holding, opts: S
     if (open.length === 0) return { status: 'settled' };
     let wait: Waiting | null = null;
     let acted = false;
+    // One virtual channel that cannot be settled (yet) must not hold up its siblings.
+    let failure: unknown = null;
     for (const sub of open) {
-      const evidence = h.virtuals.get(sub.id.toLowerCase());
-      if (!evidence) throw new SettlementError(`channel ${id} locks virtual channel ${sub.id}, which this party does not know`);
-      const resolved = await resolveVirtual(client, evidence, now, opts);
-      if (resolved === null) {
-        acted = true;
-        continue;
+      try {
+        const evidence = h.virtuals.get(sub.id.toLowerCase());
+        if (!evidence) throw new SettlementError(`channel ${id} locks virtual channel ${sub.id}, which this party does not know`);
+        const resolved = await resolveVirtual(client, evidence, now, opts);
+        if (resolved === null) {
+          acted = true;
+        } else if ('status' in resolved) {
+          if (!wait || resolved.until < wait.until) wait = resolved;
+        } else {
+          acted = true;
+          await settleRace('released', sub.id, () => concludeVirtual(client, { parent: h.params, parentOutcome: outcome, virtual: evidence.params, virtualOutcome: resolved.outcome, fromBlock: opts.fromBlock }), opts);
+        }
+      } catch (err) {
+        failure ??= err;
       }
-      if ('status' in resolved) {
-        if (!wait || resolved.until < wait.until) wait = resolved;
-        continue;
-      }
-      acted = true;
-      await settleRace('released', sub.id, () => concludeVirtual(client, { parent: h.params, parentOutcome: outcome, virtual: evidence.params, virtualOutcome: resolved.outcome, fromBlock: opts.fromBlock }), opts);
     }
-    if (wait && !acted) return wait;
+    if (acted) continue;
+    if (wait) return wait;
+    throw failure;
   }
   throw new SettlementError(`channel ${id}: the chain kept changing under ${MAX_ROUNDS} rounds of settlement; try again`);
 }
@@ -157,25 +161,17 @@ async function submitVirtual(client: ChainClient, ev: VirtualEvidence): Promise<
 }
 
 /**
- * The outcome a bidirectional virtual channel was registered with, which the contract
- * keeps only as a hash: decoded from the calldata of the transaction that registered it.
+ * The outcome a bidirectional virtual channel was registered with, which the record keeps
+ * only as a hash: from the contract's VirtualOutcome event of that registration.
  */
 async function registeredOutcome(client: ChainClient, id: Bytes32, registered: Dispute, range: LogRange): Promise<Allocation> {
-  const logs = await client.publicClient.getContractEvents({ address: client.adjudicator, abi: adjudicatorAbi, eventName: 'Registered', args: { channelId: id }, fromBlock: range.fromBlock ?? 0n, strict: true });
+  const logs = await client.publicClient.getContractEvents({ address: client.adjudicator, abi: adjudicatorAbi, eventName: 'VirtualOutcome', args: { channelId: id }, fromBlock: range.fromBlock ?? 0n, strict: true });
   for (const log of logs.reverse()) {
-    const tx = await client.publicClient.getTransaction({ hash: log.transactionHash });
-    let call;
-    try {
-      call = decodeFunctionData({ abi: adjudicatorAbi, data: tx.input });
-    } catch {
-      continue;
-    }
-    if (call.functionName !== 'register') continue;
-    const o = call.args[1].outcome;
+    const o = log.args.outcome;
     const outcome: Allocation = { assets: o.assets, balances: o.balances.map(([a, b]) => [a, b] as const), locked: [] };
-    if (o.lockedRoot === lockedRoot([]) && outcomeHash(outcome) === registered.outcome) return outcome;
+    if (log.args.version === registered.version && outcomeHash(outcome) === registered.outcome) return outcome;
   }
-  throw new SettlementError(`virtual channel ${id}: its registered outcome was not found in a direct register call`);
+  throw new SettlementError(`virtual channel ${id}: no VirtualOutcome event matches its registration`);
 }
 
 /** Sends one step; a revert because another party acted first (same step, newer state) is no failure: the next round reads the chain again. */

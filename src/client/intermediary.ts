@@ -25,6 +25,8 @@ export interface IntermediaryOptions {
   isFunded?: (ledgerChannel: Bytes32) => boolean | Promise<boolean>;
   /** What each device pays, in asset 0, in the update that funds its side of a virtual channel (default 0). */
   fee?: bigint;
+  /** Whether a ledger channel takes no update any more (it is being settled on-chain); checked again when a held pair is signed. */
+  frozen?: (ledgerChannel: Bytes32) => boolean;
 }
 
 export type { FundedVirtual };
@@ -132,6 +134,7 @@ export class Intermediary {
     pending.outcome = match;
     pending.sigs.set(device, terms.sig);
     if (pending.sides.size < 2) return;
+    if ([...pending.sides.values()].some((side) => this.#o.frozen?.(side.channelId))) return this.#complete(key, false);
     const [p0, p1] = params.participants;
     const [s0, s1] = [pending.sigs.get(p0) ?? null, pending.sigs.get(p1) ?? null];
     this.#funded.set(vcId, { id: vcId, params, assets: ctx.current.outcome.assets, balances: terms.balances, sigs: s0 && s1 ? [s0, s1] : null });
@@ -173,6 +176,8 @@ export class Intermediary {
     if (!pending) return;
     clearTimeout(pending.timer);
     this.#pending.delete(key);
+    // A side that went on-chain while the pair was held signs nothing: its other parent would not follow it there.
+    if (accept && [...pending.sides.values()].some((side) => this.#o.frozen?.(side.channelId))) accept = false;
     for (const side of pending.sides.values()) this.#agent!.answerHeld(side.channelId, side.version, accept, RejectReason.InvalidTerms);
   }
 

@@ -127,6 +127,9 @@ function brokerOptions(access: NonNullable<EmbeddedBrokerOptions['access']>, aut
   };
   options.authorizePublish = (client, packet, done) => {
     const username = usernames.get(client!);
+    // A last will on one's presence says one is gone, whatever it was set to: one announcing
+    // `online` would hide that a device vanished (the gateway settles on-chain when it does).
+    if ((client as unknown as { will?: unknown } | null)?.will === packet && packet.topic === `${TOPIC_ROOT}/presence/${username}`) packet.payload = Buffer.from(PRESENCE_OFFLINE);
     // Retained messages outlive every session: only one's own presence may be one, and only as online or offline.
     const retainOk = !packet.retain || (packet.topic === `${TOPIC_ROOT}/presence/${username}` && PRESENCE.has(packet.payload.toString()));
     const ok = client && mayPublish(username, packet.topic) && retainOk && packet.payload.length <= MAX_PAYLOAD_BYTES;

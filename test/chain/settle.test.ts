@@ -97,6 +97,9 @@ describe('on-chain settlement', () => {
     const n = await network(d, ChannelKind.Virtual);
     // A and B sign a state giving B everything locked; B settles its parent with it, alone.
     const colluded = signedBy(n.vc, makeState(n.vc, 9n, ethOutcome(0n, T)), n.A, n.B);
+    // A state whose outcome hides behind a locked root is refused: its outcome is always on-chain in full.
+    const hidden = signedBy(n.vc, makeState(n.vc, 10n, ethOutcome(0n, T, [subAlloc(n.ag, [1n], [0, 1])])), n.A, n.B);
+    await expect(register(n.bGas.client, { params: n.vc, signed: hidden })).rejects.toThrow(/InvalidOutcome/);
     const before = await balances(d, n);
     const gateway = { params: n.vc, signed: signedBy(n.vc, makeState(n.vc, 0n, ethOutcome(T, 0n)), n.A, n.B) };
     await settleAll(d, [[n.bGas, holding(n.gb, n.gbSigned, { params: n.vc, signed: colluded })]]);

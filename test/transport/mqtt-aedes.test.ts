@@ -198,6 +198,18 @@ describe('the embedded broker by default: logins by picopay key, and the ACL', (
     await fine.publishAsync(`picopay/v1/presence/${mallory.address}`, 'online', { qos: 1, retain: true });
   });
 
+  it("a last will is 'offline' whatever the device set: one that vanishes is seen offline", async () => {
+    const { transport, recorder } = await device(alice);
+    const down = new Promise<void>((resolve) => (recorder.peerDown = () => resolve()));
+    const presence = `picopay/v1/presence/${mallory.address}`;
+    const liar = (await connectAsync(broker.url, { username: mallory.address, password: loginToken(mallory, authority()), reconnectPeriod: 0, will: { topic: presence, payload: Buffer.from('online'), qos: 1, retain: true } })) as MqttClient;
+    await liar.publishAsync(presence, 'online', { qos: 1, retain: true });
+    transport.watchPeer(mallory.address);
+    // It vanishes without a DISCONNECT: its will would say it is still there.
+    liar.stream.destroy();
+    await down;
+  });
+
   it('a device logs in again with a fresh token after the broker restarts', async () => {
     const port = broker.port;
     const a = await device(alice);
