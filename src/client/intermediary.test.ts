@@ -151,6 +151,18 @@ describe('virtual channels through a gateway', () => {
     expect(balancesOf(a, la)).toEqual([100n, 100n]);
   });
 
+  it('refuses to fund into a ledger channel that is being settled on-chain, checked when the pair is complete: nothing stays locked', async () => {
+    const frozen = new Set<string>();
+    const { a, b, g, la, lb } = await gatewayNetwork(live, { holdTimeoutMs: 2000, frozen });
+    // A's channel went on-chain (the policy of this test holds its request anyway): the pair is refused once B's arrives.
+    frozen.add(la);
+    const opened = a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 0n]] });
+    await expect(opened).rejects.toThrow();
+    expect(await until(() => !a.agent.channel(la).staged && !b.agent.channel(lb).staged)).toBe(true);
+    expect(balancesOf(a, la)).toEqual([100n, 100n]);
+    expect(balancesOf(b, lb)).toEqual([50n, 100n]);
+  });
+
   it('refuses to fund when the other device never asks: nothing stays locked', async () => {
     const { a, b, g, la, network } = await gatewayNetwork(live, { holdTimeoutMs: 200 });
     // B vanishes right after the open, so only A's funding request reaches G.

@@ -16,6 +16,8 @@ export interface GatewayNetworkOptions {
   /** Options of both devices; `payee` (B) overrides them for B. */
   devices?: Partial<AgentOptions>;
   payee?: Partial<AgentOptions>;
+  /** Ledger channels of the gateway's that take no new locks (being settled on-chain). */
+  frozen?: Set<string>;
 }
 
 /**
@@ -27,7 +29,7 @@ export async function gatewayNetwork(live: Party[], o: GatewayNetworkOptions = {
   const network = new MemoryNetwork({ seed: o.seed ?? 1 });
   const dir = tempDir();
   const gStore = new ChannelStore(join(dir, 'g.db'), { durability: 'normal' });
-  const intermediary = new Intermediary({ records: gStore.service, chain: CHAIN, holdTimeoutMs: o.holdTimeoutMs ?? 3000, fee: o.fees?.gateway ?? 0n, logger: silentLogger });
+  const intermediary = new Intermediary({ records: gStore.service, chain: CHAIN, holdTimeoutMs: o.holdTimeoutMs ?? 3000, fee: o.fees?.gateway ?? 0n, logger: silentLogger, frozen: (id) => o.frozen?.has(id) ?? false });
   const g = makeParty(network, dir, 'g', { policy: { acceptUpdate: intermediary.decide } }, undefined, gStore);
   intermediary.attach(g.agent);
   const fee = { virtualFee: o.fees?.devices ?? 0n };
