@@ -3,7 +3,8 @@ import type { Intermediary } from '../src/client/intermediary.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
 import { isFullySigned } from '../src/channel/record.ts';
 import { initialVirtualState } from '../src/channel/virtual.ts';
-import { advanceSettlement, type ChainClient, type Holding, type SettleStep, type TxResult, type VirtualEvidence } from '../src/chain/index.ts';
+import { advanceSettlement, type ChainClient, cumulativeOf, type Holding, readDispute, registerVoucher, SettlementError, type SettleStep, type TxResult, type VirtualEvidence } from '../src/chain/index.ts';
+import type { FundedVirtual } from '../src/channel/intermediary.ts';
 import { type Address, type Bytes32, ChannelKind } from '../src/model/types.ts';
 import type { Logger } from '../src/log.ts';
 import type { ChannelStorage, FactStorage } from '../src/store/types.ts';
@@ -111,9 +112,10 @@ export class GatewayDisputes {
     for (const sub of rec.current.state.outcome.locked) {
       const vc = this.#o.intermediary.virtualChannel(sub.id);
       if (!vc) continue;
-      // A stream resolves by voucher (the gateway holds none: a zero one, which the payee raises); a bidirectional channel by its version 0, signed by both when it was funded.
+      // A stream resolves by the voucher its payee claimed with (else a zero one, which the payee raises); a bidirectional channel by its version 0, signed by both when it was funded.
       const signed = vc.sigs ? { state: initialVirtualState(vc.params, vc.assets, vc.balances), sigs: vc.sigs } : undefined;
-      virtuals.set(sub.id.toLowerCase(), { params: vc.params, signed });
+      const voucher = vc.voucher ? { cumulative: vc.voucher.cumulative, signature: vc.voucher.sig } : undefined;
+      virtuals.set(sub.id.toLowerCase(), { params: vc.params, signed, voucher });
     }
     return { params: rec.params, signed: rec.current, virtuals };
   };
@@ -144,8 +146,11 @@ export class GatewayDisputes {
     this.#views.set(rec.id, { channel: rec.id, peer: rec.peer, reason, since, step: 'started', waitingUntil: null });
     this.counts.started++;
     this.#o.logger.warn({ channel: rec.id, peer: rec.peer, reason }, 'settling a ledger channel on-chain');
-    // Its virtual channels are released only from concluded parents: their other parents go on-chain too.
+    // Its virtual channels are released only from concluded parents: their other parents go
+    // on-chain too, except a stream whose payer this is: its payee claims off-chain (secureClaim).
     for (const sub of rec.current.state.outcome.locked) {
+      const vc = this.#o.intermediary.virtualChannel(sub.id);
+      if (vc?.params.kind === ChannelKind.Stream && vc.params.participants[0] === rec.peer) continue;
       for (const parent of this.#parentsOf(sub.id)) this.#begin(parent, `virtual channel ${sub.id} is settled on-chain`);
     }
     this.#o.serial(() => this.#advance(rec.id));
@@ -174,6 +179,32 @@ export class GatewayDisputes {
   }
 
   /**
+   * A payee claims a stream whose payer does not answer (Intermediary.secureClaim): its
+   * voucher is registered on-chain first, so that the stream resolves at no less and the
+   * gateway gets back from the payer's parent what it pays the payee; the payer's parent
+   * then goes on-chain. Throws, refusing the claim, if the stream resolved lower already.
+   */
+  secureClaim = async (vc: FundedVirtual, voucher: { cumulative: bigint; sig: Uint8Array }): Promise<void> => {
+    await new Promise<void>((resolve, reject) => this.#o.serial(() => this.#registerClaim(vc, voucher).then(resolve, reject)));
+    for (const parent of this.#parentsOf(vc.id)) {
+      if (parent.peer === vc.params.participants[0]) this.#begin(parent, `its payee claimed stream ${vc.id}: the payer does not answer`);
+    }
+  };
+
+  async #registerClaim(vc: FundedVirtual, voucher: { cumulative: bigint; sig: Uint8Array }): Promise<void> {
+    const { client } = this.#o;
+    const registered = await readDispute(client, vc.id);
+    const { timestamp } = await client.publicClient.getBlock();
+    if (registered && cumulativeOf(registered) >= voucher.cumulative) return;
+    if (registered && timestamp >= registered.timeout) throw new SettlementError(`stream ${vc.id} resolved on-chain at ${cumulativeOf(registered)}, below the claim`);
+    const tx = await registerVoucher(client, { params: vc.params, cumulative: voucher.cumulative, signature: voucher.sig });
+    const after = await readDispute(client, vc.id, tx.blockNumber);
+    if (!after || cumulativeOf(after) < voucher.cumulative) throw new SettlementError(`stream ${vc.id}: the claimed voucher did not land`);
+    this.counts.steps++;
+    this.#o.logger.info({ vc: vc.id, cumulative: voucher.cumulative.toString(), tx: tx.hash }, 'claimed voucher registered on-chain');
+  }
+
+  /**
    * Paid out: the channel retires (before its fact goes: a crash between the two must not
    * leave a settled channel live and taking updates), and so does each virtual channel no
    * live parent locks any more.
@@ -185,7 +216,10 @@ export class GatewayDisputes {
     this.#o.facts.deleteFact(`${DISPUTE}${id}`);
     this.counts.settled++;
     for (const sub of rec.current.state.outcome.locked) {
-      if (this.#parentsOf(sub.id).length === 0) this.#o.intermediary.forget(sub.id);
+      const others = this.#parentsOf(sub.id);
+      if (others.length === 0) this.#o.intermediary.forget(sub.id);
+      // Resolved on-chain, still locked in a parent nobody released it from off-chain (a payee that did not claim in time): on-chain there too.
+      for (const parent of others) this.#begin(parent, `virtual channel ${sub.id} resolved on-chain`);
     }
     this.#o.logger.info({ channel: id, peer: rec.peer }, 'ledger channel settled on-chain: everything paid out');
   }

@@ -4,11 +4,11 @@ import { Signer } from '../crypto/keys.ts';
 import { InvalidAllocationError, InvalidSignatureError, ProtocolError } from '../errors.ts';
 import { channelId } from '../model/channelId.ts';
 import { MIN_CHALLENGE_DURATION } from '../model/duration.ts';
-import { domainSeparator, stateDigest } from '../model/hash.ts';
+import { domainSeparator, fromHex, stateDigest, voucherDigest } from '../model/hash.ts';
 import { ChannelKind, NATIVE_ASSET, type Params, type State } from '../model/types.ts';
-import { assertEvidencedLocks, checkFunding, checkRelease, type FundedVirtual, lockDiff, type ParentRequest } from './intermediary.ts';
+import { assertEvidencedLocks, checkClaim, checkFunding, checkRelease, type FundedVirtual, lockDiff, type ParentRequest } from './intermediary.ts';
 import type { ChannelRecord } from './record.ts';
-import { feeOutcome, initialVirtualState, lockOutcome, unlockOutcome } from './virtual.ts';
+import { claimBalances, feeOutcome, initialVirtualState, lockOutcome, unlockOutcome } from './virtual.ts';
 
 const CHAIN = { chainId: 31337n, adjudicator: '0x5fbdb2315678afecb367f032d93f642f64180aa3' as const };
 const [device, other, gateway] = [Signer.random(), Signer.random(), Signer.random()];
@@ -102,5 +102,48 @@ describe('lockDiff', () => {
       expect(() => assertEvidencedLocks(funded, next, { fund: terms }, device.address, CHAIN)).toThrow(InvalidAllocationError);
     }
     expect(lockDiff(funded, { ...funded, version: 5n })).toEqual({ added: [], removed: [], altered: [] });
+  });
+});
+
+describe('checkClaim', () => {
+  /** G's ledger channel with the payee ([payee's, G's] = [100, 100]) locking a stream from `other` to it, and the payee's claim of `cumulative`. */
+  function claimRequest(lock: bigint, cumulative: bigint) {
+    const parentParams: Params = { ...CHAIN, participants: [device.address, gateway.address], challengeDuration: MIN_CHALLENGE_DURATION, nonce: 2n, kind: ChannelKind.Ledger };
+    const vcParams: Params = { ...CHAIN, participants: [other.address, device.address], challengeDuration: MIN_CHALLENGE_DURATION, nonce: 7n, kind: ChannelKind.Stream };
+    const vcId = channelId(vcParams);
+    // G stands in for the payer (index 1 in this parent), the payee is itself (index 0).
+    const locked = [{ id: vcId, balances: [lock], indexMap: [1, 0] as const }];
+    const current: State = { channelId: channelId(parentParams), version: 5n, outcome: { assets: [NATIVE_ASSET], balances: [[100n, 100n - lock]], locked }, isFinal: false };
+    const channel = { id: current.channelId, params: parentParams, idx: 1, peer: device.address } as ChannelRecord;
+    const vc: FundedVirtual = { id: vcId, params: vcParams, assets: [NATIVE_ASSET], balances: [[lock, 0n]], sigs: null };
+    const voucher = (signer: Signer, amount: bigint) => signer.sign(voucherDigest(domainSeparator(vcParams), vcId, amount));
+    const release = (amount: bigint) => unlockOutcome(current.outcome, vcId, claimBalances(vc.balances, amount));
+    const req: ParentRequest = { channel, current, proposed: { ...current, version: 6n, outcome: release(cumulative) } };
+    return { req, vc, claim: { id: fromHex(vcId), cumulative, sig: voucher(other, cumulative) }, voucher, release };
+  }
+
+  it("accepts the payee's release per its payer's voucher, capped at the lock; refuses a forged voucher, more than it says, the payer, a bidirectional channel", () => {
+    fc.assert(
+      fc.property(fc.bigInt({ min: 1n, max: 50n }), fc.bigInt({ min: 1n, max: 80n }), (lock, cumulative) => {
+        const { req, vc, claim, voucher, release } = claimRequest(lock, cumulative);
+        checkClaim(req, vc, claim);
+        const paid = cumulative < lock ? cumulative : lock;
+        expect(req.proposed.outcome.balances[0]).toEqual([100n + paid, 100n - paid]);
+        const refused = (r: ParentRequest, v: FundedVirtual | undefined, c: typeof claim): unknown => {
+          try {
+            checkClaim(r, v, c);
+          } catch (err) {
+            return err;
+          }
+          return null;
+        };
+        expect(refused(req, vc, { ...claim, sig: voucher(device, cumulative) })).toBeInstanceOf(InvalidSignatureError);
+        if (cumulative < lock) expect(refused({ ...req, proposed: { ...req.proposed, outcome: release(cumulative + 1n) } }, vc, claim)).toBeInstanceOf(InvalidAllocationError);
+        expect(refused({ ...req, channel: { ...req.channel, peer: other.address } }, vc, claim)).toBeInstanceOf(ProtocolError);
+        expect(refused(req, { ...vc, params: { ...vc.params, kind: ChannelKind.Virtual } }, claim)).toBeInstanceOf(InvalidAllocationError);
+        expect(refused(req, undefined, claim)).toBeInstanceOf(ProtocolError);
+      }),
+      { numRuns: 20 },
+    );
   });
 });

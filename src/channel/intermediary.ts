@@ -1,11 +1,11 @@
 import { recoverAddress } from '../crypto/verify.ts';
 import { InvalidAllocationError, InvalidSignatureError, UnknownChannelError, WrongPeerError } from '../errors.ts';
 import { sameLock } from '../model/allocation.ts';
-import { domainSeparator, outcomeHash, stateDigest, toHex } from '../model/hash.ts';
+import { domainSeparator, outcomeHash, stateDigest, toHex, voucherDigest } from '../model/hash.ts';
 import { type Address, type Bytes32, ChannelKind, type Params, type State } from '../model/types.ts';
-import type { Balances, VirtualFinal, VirtualTerms } from '../wire/messages.ts';
-import type { ChannelRecord } from './record.ts';
-import { feeOutcome, initialVirtualState, lockOutcome, unlockOutcome, virtualParams } from './virtual.ts';
+import type { Balances, VirtualFinal, VirtualTerms, VoucherClaim } from '../wire/messages.ts';
+import type { Attachment, ChannelRecord } from './record.ts';
+import { claimBalances, feeOutcome, initialVirtualState, lockOutcome, unlockOutcome, virtualParams } from './virtual.ts';
 
 // The intermediary's rules, as pure functions: what a device's request to lock or release
 // a virtual channel in its ledger channel must show before the gateway may hold it for
@@ -27,6 +27,8 @@ export interface FundedVirtual {
   balances: Balances;
   /** Both signatures on version 0 (null for a stream, which vouchers resolve). */
   sigs: readonly [Uint8Array, Uint8Array] | null;
+  /** A stream: the highest voucher its payee claimed with (see checkClaim), which the gateway registers on-chain. */
+  voucher?: { cumulative: bigint; sig: Uint8Array };
 }
 
 /**
@@ -53,7 +55,7 @@ export function lockDiff(current: State, proposed: State): { added: Bytes32[]; r
 export function assertEvidencedLocks(
   current: State,
   next: Pick<State, 'outcome'>,
-  evidence: { fund: VirtualTerms } | { settle: VirtualFinal } | undefined,
+  evidence: Attachment | undefined,
   self: Address,
   chain: { chainId: bigint; adjudicator: Address },
 ): void {
@@ -64,7 +66,7 @@ export function assertEvidencedLocks(
     ? { added: '', removed: '' }
     : 'fund' in evidence
       ? { added: initialVirtualState(virtualParams(self, evidence.fund, chain), current.outcome.assets, evidence.fund.balances).channelId, removed: '' }
-      : { added: '', removed: toHex(evidence.settle.id) };
+      : { added: '', removed: toHex('settle' in evidence ? evidence.settle.id : evidence.claim.id) };
   if (id(added) !== expected.added || id(removed) !== expected.removed) {
     throw new InvalidAllocationError(evidence ? 'the update changes other locks than its evidence names' : 'locks change only with evidence: fund or settle a virtual channel through its protocol');
   }
@@ -108,4 +110,21 @@ export function checkRelease(req: ParentRequest, vc: FundedVirtual | undefined, 
   const expected = unlockOutcome(req.current.outcome, vc.id, final.balances);
   if (outcomeHash(expected) !== outcomeHash(req.proposed.outcome)) throw new InvalidAllocationError('parent update does not release per the final state');
   return { match: outcomeHash(state.outcome) + final.version };
+}
+
+/**
+ * A claim: the payee of a funded stream shows a voucher its payer signed and proposes an
+ * update that releases the stream's lock per it (the payee gets the amount, capped at the
+ * lock). Nothing else may be claimed: not by the payer, not a bidirectional channel, not
+ * more than the voucher says.
+ */
+export function checkClaim(req: ParentRequest, vc: FundedVirtual | undefined, claim: VoucherClaim): void {
+  if (!vc || toHex(claim.id) !== vc.id) throw new UnknownChannelError('unknown virtual channel');
+  if (vc.params.kind !== ChannelKind.Stream) throw new InvalidAllocationError('only a stream is claimed by voucher');
+  if (req.channel.peer !== vc.params.participants[1]) throw new WrongPeerError("only a stream's payee claims its vouchers");
+  if (recoverAddress(claim.sig, voucherDigest(domainSeparator(vc.params), vc.id, claim.cumulative)) !== vc.params.participants[0]) {
+    throw new InvalidSignatureError('voucher not signed by the payer');
+  }
+  const expected = unlockOutcome(req.current.outcome, vc.id, claimBalances(vc.balances, claim.cumulative));
+  if (outcomeHash(expected) !== outcomeHash(req.proposed.outcome)) throw new InvalidAllocationError('parent update does not release per the voucher');
 }

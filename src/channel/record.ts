@@ -1,6 +1,6 @@
 import { domainSeparator, outcomeHash, stateDigest } from '../model/hash.ts';
 import type { Address, Bytes32, Params, Signature, SignedState, State } from '../model/types.ts';
-import { MessageType, type StateBody, type Update, type VirtualFinal, type VirtualTerms } from '../wire/messages.ts';
+import { MessageType, type StateBody, type Update, type VirtualFinal, type VirtualTerms, type VoucherClaim } from '../wire/messages.ts';
 
 /**
  * Everything a party keeps about one channel, and all a dispute needs: the latest state
@@ -38,7 +38,7 @@ export interface ChannelRecord {
 }
 
 /** Evidence sent with a parent update that funds or releases a virtual channel. */
-export type Attachment = { fund: VirtualTerms } | { settle: VirtualFinal };
+export type Attachment = { fund: VirtualTerms } | { settle: VirtualFinal } | { claim: VoucherClaim };
 
 const separators = new Map<string, Uint8Array>();
 

@@ -121,6 +121,23 @@ export function unlockBody(parent: ChannelRecord, vc: ChannelRecord): Omit<State
   return { balances: outcome.balances, locked: outcome.locked, isFinal: false };
 }
 
+/**
+ * A stream's balances released per a voucher of `cumulative`: the payee gets it, capped at
+ * what the payer locked, in asset 0 (vouchers pay in asset 0), as the contract's release does.
+ */
+export function claimBalances(locked: Balances, cumulative: bigint): Balances {
+  return locked.map(([x, y], a) => {
+    const paid = a === 0 ? (cumulative < x ? cumulative : x) : 0n;
+    return [x - paid, y + paid] as const;
+  });
+}
+
+/** The parent update a stream's payee proposes to claim its voucher (see ClaimRequest). */
+export function claimBody(parent: ChannelRecord, vc: ChannelRecord, cumulative: bigint): Omit<StateBody, 'version'> {
+  const outcome = unlockOutcome(parent.current.state.outcome, vc.id, claimBalances(vc.current.state.outcome.balances, cumulative));
+  return { balances: outcome.balances, locked: outcome.locked, isFinal: false };
+}
+
 // ---- stream vouchers ----
 
 /** What the payer (participant 0) locked: no voucher may exceed it. A stream stays at version 0 until its final state. */

@@ -54,6 +54,8 @@ export class Dispatch {
         return c.updates.onUpdate(rt, { ...msg, type: MessageType.Update }, { fund: msg.vc });
       case MessageType.SettleRequest:
         return c.updates.onUpdate(rt, { ...msg, type: MessageType.Update }, { settle: msg.vc });
+      case MessageType.ClaimRequest:
+        return c.updates.onUpdate(rt, { ...msg, type: MessageType.Update }, { claim: msg.vc });
       case MessageType.Voucher:
         return c.streams.onVoucher(rt, msg);
       case MessageType.VoucherAck:

@@ -233,6 +233,38 @@ describe('ledger terms the gateway refuses', () => {
 describe('idle virtual channels', () => {
   const idle = { virtualLimits: { idleMs: 100 } };
 
+  it("a payer that vanishes mid-stream: its payee claims the highest voucher, secured first, and is paid off-chain; the gateway keeps the voucher for the payer's parent", async () => {
+    const secured: bigint[] = [];
+    const { a, b, g, la, lb, network, intermediary } = await gatewayNetwork(live, { payee: idle, secureClaim: async (_vc, v) => void secured.push(v.cumulative) });
+    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 0n]] });
+    const received: bigint[] = [];
+    b.agent.on('voucher', (e) => received.push(e.cumulative));
+    for (let i = 0; i < 6; i++) a.agent.payStream(vc.id, 2n);
+    expect(await until(() => received.at(-1) === 12n)).toBe(true);
+    network.disconnect(a.signer.address);
+    // After two idle periods without an answer to its close requests, B claims.
+    expect(await until(() => balancesOf(b, lb)[0] === 62n, 5000)).toBe(true);
+    expect(secured).toContain(12n);
+    expect(b.agent.channel(lb).current.state.outcome.locked).toEqual([]);
+    expect(balancesOf(b, lb)).toEqual([62n, 88n]);
+    expect(b.agent.channels().some((c) => c.id === vc.id)).toBe(false);
+    // The payer's parent still locks the stream, and G holds the voucher to settle it on-chain.
+    expect(g.agent.channel(la).current.state.outcome.locked.map((l) => l.id)).toEqual([vc.id]);
+    expect(intermediary.virtualChannel(vc.id)?.voucher?.cumulative).toBe(12n);
+  });
+
+  it('a claim the gateway cannot secure is refused: nothing moves, and it is asked again', async () => {
+    let attempts = 0;
+    const { a, b, g, lb, network } = await gatewayNetwork(live, { payee: idle, secureClaim: async () => { attempts++; throw new InvalidAllocationError('resolved lower on-chain'); } });
+    const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 0n]] });
+    a.agent.payStream(vc.id, 5n);
+    expect(await until(() => b.agent.channel(vc.id).voucher?.cumulative === 5n)).toBe(true);
+    network.disconnect(a.signer.address);
+    expect(await until(() => attempts >= 2, 5000)).toBe(true);
+    expect(balancesOf(b, lb)).toEqual([50n, 70n]);
+    expect(b.agent.channel(lb).current.state.outcome.locked.map((l) => l.id)).toEqual([vc.id]);
+  });
+
   it('an idle stream is settled by its payee at the highest voucher: each device gets its due, the gateway what it locked', async () => {
     const { a, b, g, la, lb } = await gatewayNetwork(live, { devices: idle });
     const vc = await a.agent.openVirtual(b.signer.address, { gateway: g.signer.address, kind: ChannelKind.Stream, balances: [[30n, 0n]] });

@@ -1,10 +1,10 @@
-import { checkFunding, checkRelease, type FundedVirtual, lockDiff } from '../channel/intermediary.ts';
+import { checkClaim, checkFunding, checkRelease, type FundedVirtual, lockDiff } from '../channel/intermediary.ts';
 import { reasonOf } from '../channel/update.ts';
-import { InsufficientFundsError, ProtocolError, UnknownChannelError } from '../errors.ts';
+import { InsufficientFundsError, InvalidAllocationError, ProtocolError, UnknownChannelError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { type Address, type Bytes32, ChannelKind, type Signature } from '../model/types.ts';
 import type { VirtualStorage } from '../store/types.ts';
-import { RejectReason, type VirtualFinal, type VirtualTerms } from '../wire/messages.ts';
+import { RejectReason, type VirtualFinal, type VirtualTerms, type VoucherClaim } from '../wire/messages.ts';
 import type { Agent, Decision, UpdateContext } from './agent.ts';
 
 // The gateway's part in virtual channels. A device asks for a virtual channel to be
@@ -25,6 +25,12 @@ export interface IntermediaryOptions {
   isFunded?: (ledgerChannel: Bytes32) => boolean | Promise<boolean>;
   /** What each device pays, in asset 0, in the update that funds its side of a virtual channel (default 0). */
   fee?: bigint;
+  /**
+   * Secures a payee's claim on-chain before the gateway signs it (its voucher registered,
+   * so the stream resolves at no less); throws to refuse it. Without it claims are refused:
+   * off-chain alone nothing stops the payer and payee from resolving lower against the other parent.
+   */
+  secureClaim?: (vc: FundedVirtual, voucher: { cumulative: bigint; sig: Uint8Array }) => Promise<void>;
   /** Whether a ledger channel takes no update any more (it is being settled on-chain); checked again when a held pair is signed. */
   frozen?: (ledgerChannel: Bytes32) => boolean;
 }
@@ -108,6 +114,8 @@ export class Intermediary {
       const { added, removed } = lockDiff(ctx.current, ctx.proposed);
       if (added[0] && ctx.attachment && 'fund' in ctx.attachment) await this.#fundSide(ctx, added[0], ctx.attachment.fund);
       else if (removed[0] && ctx.attachment && 'settle' in ctx.attachment) this.#settleSide(ctx, removed[0], ctx.attachment.settle);
+      else if (removed[0] && ctx.attachment && 'claim' in ctx.attachment) await this.#claimSide(ctx, removed[0], ctx.attachment.claim);
+      else throw new InvalidAllocationError('the evidence does not match the locks the update changes');
     } catch (err) {
       // Whatever a device sent, the gateway refuses it and carries on.
       const known = err instanceof ProtocolError;
@@ -157,6 +165,24 @@ export class Intermediary {
     this.#funded.delete(vcId);
     this.#o.records.deleteVirtual(vcId);
     this.#o.logger.info({ vc: vcId }, 'virtual channel settled');
+  }
+
+  /** A payee's claim: checked, secured on-chain, then signed alone (the payer does not answer). */
+  async #claimSide(ctx: UpdateContext, vcId: Bytes32, claim: VoucherClaim): Promise<void> {
+    const vc = this.#funded.get(vcId);
+    checkClaim(ctx, vc, claim);
+    if (!this.#o.secureClaim) throw new InsufficientFundsError('this gateway takes no claims: it watches no chain');
+    if (this.#o.frozen?.(ctx.channel.id)) throw new InsufficientFundsError('ledger channel is being settled on-chain');
+    const voucher = { cumulative: claim.cumulative, sig: claim.sig };
+    await this.#o.secureClaim(vc!, voucher);
+    if (this.#o.frozen?.(ctx.channel.id)) throw new InsufficientFundsError('ledger channel is being settled on-chain');
+    // Kept: the payer's parent still locks the stream, and is settled on-chain with this voucher.
+    if (!vc!.voucher || vc!.voucher.cumulative < voucher.cumulative) {
+      vc!.voucher = voucher;
+      this.#o.records.saveVirtual(vcId, vc);
+    }
+    this.#agent!.answerHeld(ctx.channel.id, ctx.proposed.version, true);
+    this.#o.logger.info({ vc: vcId, cumulative: claim.cumulative.toString() }, 'stream claimed by its payee');
   }
 
   #hold(key: string, kind: Pending['kind'], ctx: UpdateContext, device: Address): Pending {

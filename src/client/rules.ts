@@ -1,7 +1,7 @@
 import type { Attachment, ChannelRecord } from '../channel/record.ts';
 import { sameLock } from '../model/allocation.ts';
 import { ChannelKind, type State } from '../model/types.ts';
-import { type FundRequest, MessageType, type SettleRequest, type Update } from '../wire/messages.ts';
+import { type ClaimRequest, type FundRequest, MessageType, type SettleRequest, type Update } from '../wire/messages.ts';
 import type { UpdateContext } from './types.ts';
 
 // The Agent's fixed rules, as pure functions: the default policy, what a channel kind
@@ -21,11 +21,11 @@ function sameLocks(current: State, proposed: State): boolean {
 }
 
 /** A parent update that funds or releases a virtual channel travels with its evidence. */
-export function withAttachment(update: Update, attachment?: Attachment): Update | FundRequest | SettleRequest {
+export function withAttachment(update: Update, attachment?: Attachment): Update | FundRequest | SettleRequest | ClaimRequest {
   if (!attachment) return update;
-  return 'fund' in attachment
-    ? { ...update, type: MessageType.FundRequest, vc: attachment.fund }
-    : { ...update, type: MessageType.SettleRequest, vc: attachment.settle };
+  if ('fund' in attachment) return { ...update, type: MessageType.FundRequest, vc: attachment.fund };
+  if ('settle' in attachment) return { ...update, type: MessageType.SettleRequest, vc: attachment.settle };
+  return { ...update, type: MessageType.ClaimRequest, vc: attachment.claim };
 }
 
 /**

@@ -1,7 +1,7 @@
 import { closeRequest } from '../channel/control.ts';
 import type { ChannelRecord } from '../channel/record.ts';
 import { finalBody } from '../channel/update.ts';
-import { lockBody, streamFinalBody, unlockBody } from '../channel/virtual.ts';
+import { claimBody, lockBody, streamFinalBody, unlockBody } from '../channel/virtual.ts';
 import { InvalidAllocationError, ProtocolTimeoutError, UnknownChannelError } from '../errors.ts';
 import { MAX_LOCKED } from '../model/allocation.ts';
 import { fromHex, toHex } from '../model/hash.ts';
@@ -182,6 +182,27 @@ export class Virtuals {
       .finally(() => this.#settling.delete(id));
   }
 
+  /**
+   * Stream payee whose payer answers no close request: asks the gateway to release the
+   * lock in this side's ledger channel per the highest voucher it holds (a ClaimRequest);
+   * once signed, the stream is done here. Asked again at each sweep until it is.
+   */
+  claim(vc: Runtime): void {
+    const c = this.c;
+    const id = vc.rec.id;
+    const voucher = vc.rec.voucher;
+    if (!voucher || this.#settling.has(id) || c.stopped) return;
+    const parent = vc.rec.virtual!.parent;
+    const claim = { id: fromHex(id), cumulative: voucher.cumulative, sig: voucher.sig };
+    this.#settling.add(id);
+    c.log.warn({ channel: id, peer: vc.rec.peer, cumulative: voucher.cumulative.toString() }, 'the payer does not answer: claiming the highest voucher from the gateway');
+    c.requests
+      .enqueue(parent, () => claimBody(c.runtime(parent).rec, c.runtime(id).rec, voucher.cumulative), { claim })
+      .then(() => c.afterCommit(() => c.channels.has(id) && c.retire(c.runtime(id))))
+      .catch((err) => c.log.warn({ channel: id, err: String(err) }, 'claiming the stream failed (asked again at the next sweep)'))
+      .finally(() => this.#settling.delete(id));
+  }
+
   /** After a restart: ask again for what each virtual channel was waiting on, unless that is still in flight. */
   resume(rt: Runtime): void {
     const info = rt.rec.virtual;
@@ -213,6 +234,11 @@ export class Virtuals {
       // Only the payer proposes in a stream: the payee asks it to.
       const stream = rec.params.kind === ChannelKind.Stream;
       if (stream ? rec.idx !== 1 : rt.inflight || rt.queue.length > 0) continue;
+      // A payer that answered no close request for another idle period is gone: claim.
+      if (stream && now - rt.active >= 2 * c.o.virtualLimits.idleMs && rec.voucher) {
+        this.claim(rt);
+        continue;
+      }
       c.log.info({ channel: rec.id, peer: rec.peer, idleMs: now - rt.active }, 'settling an idle virtual channel');
       if (stream) c.send(rec.peer, closeRequest(rec, c.o.signer));
       else c.requests.enqueue(rec.id, finalBody).catch((err) => c.log.debug({ channel: rec.id, err: String(err) }, 'closing an idle virtual channel failed'));
@@ -224,6 +250,7 @@ export class Virtuals {
     const staged = parent.rec.staged;
     if (!staged?.attachment) return false;
     if ('settle' in staged.attachment) return toHex(staged.attachment.settle.id) === vcId;
+    if ('claim' in staged.attachment) return toHex(staged.attachment.claim.id) === vcId;
     const locks = (s: State): boolean => s.outcome.locked.some((l) => l.id === vcId);
     return locks(staged.state) && !locks(parent.rec.current.state);
   }

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Intermediary } from '../client/intermediary.ts';
+import { Intermediary, type IntermediaryOptions } from '../client/intermediary.ts';
 import type { AgentOptions } from '../client/types.ts';
 import { silentLogger } from '../log.ts';
 import { ChannelStore } from '../store/store.ts';
@@ -18,6 +18,8 @@ export interface GatewayNetworkOptions {
   payee?: Partial<AgentOptions>;
   /** Ledger channels of the gateway's that take no new locks (being settled on-chain). */
   frozen?: Set<string>;
+  /** What the gateway does before signing a payee's claim (on-chain, in a real gateway). */
+  secureClaim?: IntermediaryOptions['secureClaim'];
 }
 
 /**
@@ -29,7 +31,7 @@ export async function gatewayNetwork(live: Party[], o: GatewayNetworkOptions = {
   const network = new MemoryNetwork({ seed: o.seed ?? 1 });
   const dir = tempDir();
   const gStore = new ChannelStore(join(dir, 'g.db'), { durability: 'normal' });
-  const intermediary = new Intermediary({ records: gStore.service, chain: CHAIN, holdTimeoutMs: o.holdTimeoutMs ?? 3000, fee: o.fees?.gateway ?? 0n, logger: silentLogger, frozen: (id) => o.frozen?.has(id) ?? false });
+  const intermediary = new Intermediary({ records: gStore.service, chain: CHAIN, holdTimeoutMs: o.holdTimeoutMs ?? 3000, fee: o.fees?.gateway ?? 0n, logger: silentLogger, frozen: (id) => o.frozen?.has(id) ?? false, secureClaim: o.secureClaim });
   const g = makeParty(network, dir, 'g', { policy: { acceptUpdate: intermediary.decide } }, undefined, gStore);
   intermediary.attach(g.agent);
   const fee = { virtualFee: o.fees?.devices ?? 0n };

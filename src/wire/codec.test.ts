@@ -76,6 +76,11 @@ export const arbitraryMessage: fc.Arbitrary<Message> = fc.oneof(
       })
       .map((m) => ({ ...b, ...m })),
   ),
+  body.chain((b) =>
+    fc
+      .record({ type: fc.constant(MessageType.ClaimRequest), alias: bytesN(8), sig: bytesN(65), vc: fc.record({ id: bytesN(32), cumulative: amount, sig: bytesN(65) }) })
+      .map((m) => ({ ...b, ...m })),
+  ),
   fc.record({ type: fc.constant(MessageType.Voucher), alias: bytesN(8), cumulative: amount, sig: bytesN(65) }),
   fc.record({ type: fc.constant(MessageType.VoucherAck), alias: bytesN(8), cumulative: amount }),
   fc.record({ type: fc.constant(MessageType.CloseRequest), alias: bytesN(8), cumulative: fc.bigInt({ min: 0n, max: (1n << 256n) - 1n }), sig: bytesN(65) }),

@@ -82,6 +82,8 @@ function toArray(m: Message): unknown[] {
       ];
     case MessageType.SettleRequest:
       return [m.alias, ...bodyOut(m), m.sig, [m.vc.id, int(m.vc.version), balancesOut(m.vc.balances), m.vc.sigs[0], m.vc.sigs[1]]];
+    case MessageType.ClaimRequest:
+      return [m.alias, ...bodyOut(m), m.sig, [m.vc.id, int(m.vc.cumulative), m.vc.sig]];
     case MessageType.Voucher:
       return [m.alias, int(m.cumulative), m.sig];
     case MessageType.VoucherAck:
@@ -185,6 +187,11 @@ function fromArray(type: unknown, f: unknown[]): Message {
           sigs: [sig(vc[3], 'vc.sigs[0]'), sig(vc[4], 'vc.sigs[1]')],
         },
       };
+    }
+    case MessageType.ClaimRequest: {
+      fields(7);
+      const vc = array(f[6], 'vc', 3, 3);
+      return { type, ...updateFields(f), vc: { id: bytes(vc[0], 'vc.id', 32), cumulative: uint256(vc[1], 'vc.cumulative'), sig: sig(vc[2], 'vc.sig') } };
     }
     case MessageType.Voucher:
       fields(3);

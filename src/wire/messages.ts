@@ -23,6 +23,7 @@ export const MessageType = {
   Voucher: 10,
   CloseRequest: 11,
   VoucherAck: 12,
+  ClaimRequest: 13,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -166,6 +167,25 @@ export interface SettleRequest extends Omit<Update, 'type'> {
   vc: VirtualFinal;
 }
 
+/** A stream's voucher, as its payee shows it: what the payer signed it has paid in total. */
+export interface VoucherClaim {
+  id: Uint8Array;
+  cumulative: bigint;
+  /** The payer's voucher signature. */
+  sig: Signature;
+}
+
+/**
+ * A stream's payee whose payer does not answer asks the gateway to release the stream's
+ * lock in their ledger channel per the highest voucher it holds. The gateway, which
+ * cannot hear the payer either, secures the voucher on-chain first (see
+ * src/client/intermediary.ts): the stream can then resolve at nothing less.
+ */
+export interface ClaimRequest extends Omit<Update, 'type'> {
+  type: typeof MessageType.ClaimRequest;
+  vc: VoucherClaim;
+}
+
 /** Stream channels: "I, the payer, have paid `cumulative` of asset 0 in total". No reply. */
 export interface Voucher {
   type: typeof MessageType.Voucher;
@@ -210,6 +230,7 @@ export type Message =
   | Sync
   | FundRequest
   | SettleRequest
+  | ClaimRequest
   | Voucher
   | VoucherAck
   | CloseRequest;
