@@ -1,7 +1,7 @@
 import type { Agent } from '../src/client/agent.ts';
 import type { Intermediary } from '../src/client/intermediary.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
-import { isFullySigned } from '../src/channel/record.ts';
+import { isFullySigned, latestProposal } from '../src/channel/record.ts';
 import { initialVirtualState } from '../src/channel/virtual.ts';
 import { advanceSettlement, type ChainClient, cumulativeOf, type Holding, readDispute, registerVoucher, SettlementError, type SettleStep, type TxResult, type VirtualEvidence } from '../src/chain/index.ts';
 import type { FundedVirtual } from '../src/channel/intermediary.ts';
@@ -117,7 +117,7 @@ export class GatewayDisputes {
       const voucher = vc.voucher ? { cumulative: vc.voucher.cumulative, signature: vc.voucher.sig } : undefined;
       virtuals.set(sub.id.toLowerCase(), { params: vc.params, signed, voucher });
     }
-    return { params: rec.params, signed: rec.current, virtuals };
+    return { params: rec.params, signed: rec.current, proposed: latestProposal(rec)?.state, virtuals };
   };
 
   /** Begins the disputes that are due and advances every open one. */

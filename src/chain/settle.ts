@@ -7,7 +7,7 @@
 // another party acted (a tower, the peer), carries on from where the chain stands.
 import { channelId } from '../model/channelId.ts';
 import { outcomeHash } from '../model/hash.ts';
-import { type Allocation, type Bytes32, ChannelKind, type Params, type SignedState } from '../model/types.ts';
+import { type Allocation, type Bytes32, ChannelKind, type Params, type SignedState, type State } from '../model/types.ts';
 import { adjudicatorAbi } from './abi.generated.ts';
 import type { ChainClient, TxResult } from './client.ts';
 import { conclude } from './conclude.ts';
@@ -33,6 +33,12 @@ export interface Holding {
   params: Params;
   /** Its newest state signed by both participants. */
   signed: SignedState;
+  /**
+   * Its own proposal the peer may have countersigned without its acceptance arriving:
+   * should the peer register and conclude that one, the party settles from it (a
+   * conclusion needs no signature, and its locks are the party's own).
+   */
+  proposed?: State;
   /** Evidence per virtual channel the state locks (by id, lower case). */
   virtuals: ReadonlyMap<string, VirtualEvidence>;
 }
@@ -58,17 +64,19 @@ const MAX_ROUNDS = 8;
 /** Does what is due now to settle `h` on-chain; see the file's note. Throws SettlementError when it cannot. */
 export async function advanceSettlement(client: ChainClient, h: Holding, opts: SettleOptions = {}): Promise<Settlement> {
   const id = channelId(h.params);
-  const { outcome } = h.signed.state;
+  const assets = h.signed.state.outcome.assets;
   for (let round = 0; round < MAX_ROUNDS; round++) {
     const { timestamp: now } = await client.publicClient.getBlock();
-    if (!(await readHoldings(client, id, outcome.assets[0]!)).concluded) {
+    if (!(await readHoldings(client, id, assets[0]!)).concluded) {
       const waiting = await disputeLedger(client, h, id, now, opts);
       if (waiting) return waiting;
       continue;
     }
-    if (outcome.locked.length === 0) return { status: 'settled' };
     const [settled, released] = await Promise.all([readSettled(client, id, opts), readReleased(client, id, opts)]);
-    if (!settled || currentLockedRoot(outcome.locked, released) !== settled.lockedRoot) {
+    // Concluded at the party's newest state, or at its own proposal (see Holding.proposed).
+    const outcome = [h.signed.state, h.proposed].find((s) => s && settled && currentLockedRoot(s.outcome.locked, released) === settled.lockedRoot)?.outcome;
+    if (!outcome) {
+      if (h.signed.state.outcome.locked.length === 0 && !h.proposed?.outcome.locked.length) return { status: 'settled' };
       throw new SettlementError(`channel ${id} concluded at a state this party does not hold: its locks cannot be released from here`);
     }
     const open = outcome.locked.filter((sub) => !released.has(sub.id.toLowerCase()));
@@ -103,12 +111,13 @@ export async function advanceSettlement(client: ChainClient, h: Holding, opts: S
 
 /** The ledger channel is not concluded: register or refute, wait, or conclude. Returns what it waits for, or null to read again. */
 async function disputeLedger(client: ChainClient, h: Holding, id: Bytes32, now: bigint, opts: SettleOptions): Promise<Settlement | null> {
-  const ours = h.signed.state;
   const registered = await readDispute(client, id);
-  if (!registered || (registered.version < ours.version && now < registered.timeout)) {
+  if (!registered || (registered.version < h.signed.state.version && now < registered.timeout)) {
     await settleRace('registered', id, () => register(client, { params: h.params, signed: h.signed }), opts);
     return null;
   }
+  // The peer may have registered the party's own proposal, countersigned: it concludes from that.
+  const ours = h.proposed && registered.version === h.proposed.version && registered.outcome === outcomeHash(h.proposed.outcome) ? h.proposed : h.signed.state;
   if (registered.version !== ours.version || registered.outcome !== outcomeHash(ours.outcome)) {
     throw new SettlementError(
       registered.version > ours.version

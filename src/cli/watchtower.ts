@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import type { ChannelRecord } from '../channel/record.ts';
-import { isFullySigned } from '../channel/record.ts';
+import { isFullySigned, latestProposal } from '../channel/record.ts';
 import { createChainClient, type Holding, type Latest, startWatchtower, type VirtualEvidence } from '../chain/index.ts';
 import { readKeystore } from '../crypto/keystore.ts';
 import { toHex } from '../model/hash.ts';
@@ -54,7 +54,7 @@ export function holdingFrom(rec: ChannelRecord | undefined, virtual: (id: Bytes3
     const voucher = vc.voucher ? { cumulative: vc.voucher.cumulative, signature: vc.voucher.sig } : undefined;
     virtuals.set(sub.id.toLowerCase(), { params: vc.params, voucher, signed: isFullySigned(vc.current) ? vc.current : undefined });
   }
-  return { params: rec.params, signed: rec.current, virtuals };
+  return { params: rec.params, signed: rec.current, proposed: latestProposal(rec)?.state, virtuals };
 }
 
 /** The newest of what several stores hold for one channel: the highest version, or the highest voucher. */

@@ -132,6 +132,26 @@ describe('on-chain settlement', () => {
     expect(after.map((x, i) => x - before[i]!)).toEqual([ONE - paid, 2n * ONE, ONE + paid]);
   });
 
+  it("the gateway withholds its acceptance of the payee's last proposal and concludes it: the payee settles from its own proposal", async () => {
+    const d = devnet();
+    const n = await network(d, ChannelKind.Stream);
+    const paid = parseEther('0.1');
+    const payee = { params: n.vc, voucher: { cumulative: paid, signature: signVoucher(n.vc, paid, n.A) } };
+    // B proposed version 6 (a payment to G, the lock kept); G signed it but B never got G's signature.
+    const proposed = makeState(n.gb, 6n, ethOutcome(ONE - T + 1n, ONE - 1n, n.gbSigned.state.outcome.locked));
+    const gHolds = signedBy(n.gb, proposed, n.G, n.B);
+    await register(n.G.client, { params: n.gb, signed: gHolds });
+    // Without its proposal it could not: the registered state is not one it holds fully signed.
+    await expect(advanceSettlement(n.bGas.client, holding(n.gb, n.gbSigned, payee))).rejects.toThrow(/newer than this party/);
+    const before = await balances(d, n);
+    const bHolds: Holding = { ...holding(n.gb, n.gbSigned, payee), proposed };
+    await settleAll(d, [[n.bGas, bHolds]]);
+    const after = await balances(d, n);
+    // B's balance per its own proposal, plus its voucher from the lock; G the rest of both.
+    expect(after[2]! - before[2]!).toBe(ONE - 1n + paid);
+    expect(after[1]! - before[1]!).toBe(ONE - T + 1n + T - paid);
+  });
+
   it('a store that is not the newest sends nothing; a lock it does not know stops it', async () => {
     const d = devnet();
     const n = await network(d, ChannelKind.Stream);
