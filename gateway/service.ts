@@ -135,7 +135,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
       enrolled = true;
     }
     const chain = { chainId: BigInt(chainId), adjudicator };
-    const transport = new MqttTransport({ url: mqttUrl, self: signer.address, signer, ...cfg.mqttLogin, enroll: enrolled || cfg.mqttLogin?.enroll, logger: log.child({ part: 'mqtt' }) });
+    const transport = new MqttTransport({ url: mqttUrl, self: signer.address, signer, ...cfg.mqttLogin, enroll: enrolled || cfg.mqttLogin?.enroll, watchAllPeers: true, logger: log.child({ part: 'mqtt' }) });
     let gatewayChain: GatewayChain | null = null;
     const intermediary = new Intermediary({ records: store.service, chain, holdTimeoutMs: cfg.holdTimeoutMs, fee: cfg.virtualFee, logger: log.child({ part: 'intermediary' }), isFunded: (id) => gatewayChain!.checkFunded(id), frozen: (id) => gatewayChain!.settlements.has(id), secureClaim: (vc, voucher) => gatewayChain!.settlements.secureClaim(vc, voucher) });
     const agent: Agent = new Agent({

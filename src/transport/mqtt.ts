@@ -47,6 +47,12 @@ export interface MqttTransportOptions {
    * until connectTimeoutMs.
    */
   enroll?: boolean;
+  /**
+   * Watches every peer's presence with one subscription (`presence/+`), as a gateway
+   * watching thousands of devices must: a broker bounds the subscriptions of a session.
+   * watchPeer then only says whose changes to report.
+   */
+  watchAllPeers?: boolean;
   tls?: MqttTlsOptions;
   /** Session identity at the broker (default derived from the address, so that a restart resumes the session). */
   clientId?: string;
@@ -193,6 +199,7 @@ export class MqttTransport implements Transport {
     if (!isAddress(address)) throw new TransportError(`not an address: ${peer}`);
     if (this.watched.has(address)) return;
     this.watched.add(address);
+    if (this.options.watchAllPeers) return;
     // While offline mqtt.js queues the request and sends it on reconnection.
     this.client?.subscribe(presenceTopic(address), { qos: QOS }, (error) => {
       if (error) this.log.warn({ err: error, peer: address }, 'cannot watch peer presence');
@@ -302,7 +309,7 @@ export class MqttTransport implements Transport {
   private async onConnect(client: MqttClient, connack: IConnackPacket): Promise<void> {
     if (this.closed) return;
     try {
-      const presence = [...this.watched].map(presenceTopic);
+      const presence = this.options.watchAllPeers ? [presenceTopic('+' as Address)] : [...this.watched].map(presenceTopic);
       const topics = connack.sessionPresent ? presence : [inboxFilter(this.self), ...presence];
       if (topics.length > 0) {
         const refused = await subscribeReportingRefusals(client, topics);

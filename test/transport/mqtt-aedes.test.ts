@@ -210,6 +210,29 @@ describe('the embedded broker by default: logins by picopay key, and the ACL', (
     await down;
   });
 
+  it('a gateway watches every presence with one subscription, and reports only the peers it watches', async () => {
+    const transport = new MqttTransport({ url: broker.url, self: alice.address, signer: alice, connectTimeoutMs: 10_000, watchAllPeers: true });
+    const recorder = new Recorder();
+    transport.setHandler(recorder);
+    cleanups.push(() => transport.close());
+    await transport.connect();
+    transport.watchPeer(mallory.address);
+    const seen: string[] = [];
+    const down = new Promise<void>((resolve) => (recorder.peerDown = (peer) => {
+      seen.push(peer);
+      if (peer === mallory.address.toLowerCase()) resolve();
+    }));
+    const bobClient = (await connectAsync(broker.url, { username: bob.address, password: loginToken(bob, authority()), reconnectPeriod: 0 })) as MqttClient;
+    await bobClient.publishAsync(`picopay/v1/presence/${bob.address}`, 'offline', { qos: 1, retain: true });
+    await bobClient.endAsync();
+    const liar = (await connectAsync(broker.url, { username: mallory.address, password: loginToken(mallory, authority()), reconnectPeriod: 0 })) as MqttClient;
+    await liar.publishAsync(`picopay/v1/presence/${mallory.address}`, 'offline', { qos: 1, retain: true });
+    await down;
+    await liar.endAsync();
+    // Bob went offline first, but nobody watches it.
+    expect(seen).toEqual([mallory.address.toLowerCase()]);
+  });
+
   it('a device logs in again with a fresh token after the broker restarts', async () => {
     const port = broker.port;
     const a = await device(alice);
