@@ -24,6 +24,8 @@ export interface GatewayConfig {
   rpcUrl?: string;
   chainId?: number;
   adjudicator?: Address;
+  /** With rpcUrl: the block the adjudicator was deployed in (event reads start there). */
+  adjudicatorBlock?: bigint;
   /** Broker URL; without it an embedded broker listens on 127.0.0.1:mqttPort. */
   mqttUrl?: string;
   mqttPort?: number;
@@ -115,6 +117,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
       privateKey: toHex(signer.exportPrivateKey()),
       adjudicator,
       pollingInterval: local ? 50 : 1000,
+      fromBlock: cfg.adjudicatorBlock,
       send: { onBroadcast: (pending) => store.service.setFact(`${PENDING_TX}${String(pending.nonce).padStart(12, '0')}`, pending) },
     });
 

@@ -28,6 +28,8 @@ export interface ChainClient extends Deployment {
   account: Address;
   /** How transactions are replaced when stuck and journalled for restarts. */
   send: SendOptions;
+  /** The adjudicator's deployment block: event reads start there. */
+  fromBlock?: bigint;
 }
 
 export interface ChainClientOptions {
@@ -38,6 +40,8 @@ export interface ChainClientOptions {
   /** Milliseconds between polls for receipts and blocks (default 1000; use ~50 on anvil). */
   pollingInterval?: number;
   send?: SendOptions;
+  /** The adjudicator's deployment block: event reads start there (default 0). */
+  fromBlock?: bigint;
 }
 
 export function chainFor(chainId: number, rpcUrl: string): Chain {
@@ -61,6 +65,7 @@ export function createChainClient(opts: ChainClientOptions): ChainClient {
     publicClient: createPublicClient({ chain, transport, pollingInterval }),
     walletClient: createWalletClient({ chain, transport, account, pollingInterval }),
     send: opts.send ?? {},
+    fromBlock: opts.fromBlock,
   };
 }
 

@@ -8,14 +8,13 @@
 import { channelId } from '../model/channelId.ts';
 import { outcomeHash } from '../model/hash.ts';
 import { type Allocation, type Bytes32, ChannelKind, type Params, type SignedState, type State } from '../model/types.ts';
-import { adjudicatorAbi } from './abi.generated.ts';
 import type { ChainClient, TxResult } from './client.ts';
 import { conclude } from './conclude.ts';
 import { concludeVirtual } from './concludeVirtual.ts';
 import { cumulativeOf, type Dispute } from './encode.ts';
 import { AdjudicatorRevertError, SettlementError, TransactionRevertedError } from './errors.ts';
 import { currentLockedRoot } from './lockedTree.ts';
-import { readDispute, readHoldings, readReleased, readSettled, type LogRange } from './read.ts';
+import { readDispute, readEvents, readHoldings, readReleased, readSettled, type LogRange } from './read.ts';
 import { register } from './register.ts';
 import { registerVoucher } from './registerVirtual.ts';
 
@@ -174,7 +173,7 @@ async function submitVirtual(client: ChainClient, ev: VirtualEvidence): Promise<
  * only as a hash: from the contract's VirtualOutcome event of that registration.
  */
 async function registeredOutcome(client: ChainClient, id: Bytes32, registered: Dispute, range: LogRange): Promise<Allocation> {
-  const logs = await client.publicClient.getContractEvents({ address: client.adjudicator, abi: adjudicatorAbi, eventName: 'VirtualOutcome', args: { channelId: id }, fromBlock: range.fromBlock ?? 0n, strict: true });
+  const logs = await readEvents(client, 'VirtualOutcome', { channelId: id }, range);
   for (const log of logs.reverse()) {
     const o = log.args.outcome;
     const outcome: Allocation = { assets: o.assets, balances: o.balances.map(([a, b]) => [a, b] as const), locked: [] };

@@ -9,7 +9,8 @@ import { advanceSettlement, type Holding, type Settlement, type VirtualEvidence 
 import { deposit } from '../../src/chain/deposit.ts';
 import type { Devnet } from '../../src/chain/devnet.ts';
 import { SettlementError } from '../../src/chain/errors.ts';
-import { readDispute } from '../../src/chain/read.ts';
+import { readDispute, readEvents } from '../../src/chain/read.ts';
+import { adjudicatorAbi } from '../../src/chain/abi.generated.ts';
 import { register } from '../../src/chain/register.ts';
 import { ChannelKind, NATIVE_ASSET, type Params, type SignedState } from '../../src/model/types.ts';
 import { ethBalance, ethOutcome, idOf, makeParams, makeState, party, signedBy, signVoucher, subAlloc, useDevnet, type Party } from '../../src/testing/chain.ts';
@@ -150,6 +151,31 @@ describe('on-chain settlement', () => {
     // B's balance per its own proposal, plus its voucher from the lock; G the rest of both.
     expect(after[2]! - before[2]!).toBe(ONE - 1n + paid);
     expect(after[1]! - before[1]!).toBe(ONE - T + 1n + T - paid);
+  });
+
+  it('reads events in windows a hosted node accepts, from the adjudicator block on', async () => {
+    const d = devnet();
+    const n = await network(d, ChannelKind.Stream);
+    await register(n.G.client, { params: n.gb, signed: n.gbSigned });
+    await d.mine(25);
+    await register(n.G.client, { params: n.ag, signed: n.agSigned });
+    const head = await d.deployer.publicClient.getBlockNumber();
+    const windows: [bigint, bigint][] = [];
+    const client = { ...n.gGas.client, publicClient: new Proxy(n.gGas.client.publicClient, { get: (target, key) => (key === 'getContractEvents' ? (q: { fromBlock: bigint; toBlock: bigint }) => (windows.push([q.fromBlock, q.toBlock]), target.getContractEvents(q as never)) : Reflect.get(target, key)) }) };
+    const found = await readEvents(client, 'Released', {}, { window: 10n });
+    // The same as one query over the whole range (earlier tests released into other parents).
+    const all = await d.deployer.publicClient.getContractEvents({ address: d.deployer.adjudicator, abi: adjudicatorAbi, eventName: 'Released', fromBlock: 0n, toBlock: head, strict: true });
+    expect(found.map((l) => l.transactionHash)).toEqual(all.map((l) => l.transactionHash));
+    expect(found.length).toBeGreaterThan(0);
+    expect(windows.length).toBeGreaterThan(2);
+    expect(windows.every(([from, to]) => to - from < 10n)).toBe(true);
+    expect(windows.slice(1).every(([from], i) => from === windows[i]![1] + 1n)).toBe(true);
+    expect(windows[0]![0]).toBe(0n);
+    expect(windows.at(-1)![1]).toBe(head);
+    // From the client's deployment block on, when it knows it.
+    windows.length = 0;
+    await readEvents({ ...client, fromBlock: head - 3n }, 'Released', {}, { window: 10n });
+    expect(windows).toEqual([[head - 3n, head]]);
   });
 
   it('a store that is not the newest sends nothing; a lock it does not know stops it', async () => {
