@@ -101,7 +101,12 @@ export class GatewayDisputes {
     if (ledger) return this.#begin(ledger, 'registered on-chain');
     const vc = this.#o.intermediary.virtualChannel(id);
     if (!vc) return;
-    for (const parent of this.#parentsOf(id)) this.#begin(parent, `virtual channel ${id} registered on-chain`);
+    // A stream's payee claims off-chain (secureClaim): only its payer's channel goes on-chain,
+    // and the payee's only if it is registered itself or never claims (see #settled).
+    const stream = vc.params.kind === ChannelKind.Stream;
+    for (const parent of this.#parentsOf(id)) {
+      if (!stream || parent.peer === vc.params.participants[0]) this.#begin(parent, `virtual channel ${id} registered on-chain`);
+    }
   };
 
   /** What the gateway holds of a ledger channel, with its evidence for each virtual channel it locks. */
