@@ -1,11 +1,11 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent } from '../src/client/agent.ts';
-import { deposit, readDispute, readHoldings, register, startDevnet, withAccount, type Devnet } from '../src/chain/index.ts';
+import { Agent, type AgentOptions } from '../src/client/agent.ts';
+import { cumulativeOf, deposit, readDispute, readHoldings, register, registerVoucher, startDevnet, withAccount, type Devnet } from '../src/chain/index.ts';
 import { Signer } from '../src/crypto/keys.ts';
 import { OpenRejectedError, ProtocolError } from '../src/errors.ts';
 import { toHex } from '../src/model/hash.ts';
-import { NATIVE_ASSET, type State } from '../src/model/types.ts';
+import { ChannelKind, NATIVE_ASSET, type State } from '../src/model/types.ts';
 import { silentLogger } from '../src/log.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import { MqttTransport } from '../src/transport/mqtt.ts';
@@ -51,11 +51,11 @@ async function gatewayOnDevnet(limits: AdmissionLimits, extra: Partial<GatewayCo
 }
 
 /** A device agent connected to the gateway's broker with its own key. */
-async function connectDevice(gateway: RunningGateway): Promise<{ agent: Agent; signer: Signer; stop(): Promise<void> }> {
+async function connectDevice(gateway: RunningGateway, options: Partial<AgentOptions> = {}): Promise<{ agent: Agent; signer: Signer; stop(): Promise<void> }> {
   const signer = Signer.random();
   const store = new ChannelStore(':memory:');
   const transport = new MqttTransport({ url: gateway.mqttUrl, self: signer.address, signer });
-  const agent = new Agent({ signer, transport, store, chain: { chainId: BigInt(gateway.chainId), adjudicator: gateway.adjudicator } });
+  const agent = new Agent({ signer, transport, store, chain: { chainId: BigInt(gateway.chainId), adjudicator: gateway.adjudicator }, ...options });
   agent.start();
   await transport.connect();
   return {
@@ -92,6 +92,43 @@ describe('gateway service', () => {
       expect(a.agent.isFunded(vc.id)).toBe(true);
     } finally {
       await a.stop();
+      await b.stop();
+    }
+  }, 60_000);
+
+  it("a payer registers a zero voucher for its own stream: only its channel goes on-chain; the payee claims off-chain and is paid", async () => {
+    // This gateway sweeps often, so that the registration is seen at once.
+    const gw = await gatewayOnDevnet(DEFAULT_LIMITS, { sweepMs: 200 });
+    const a = await connectDevice(gw);
+    const b = await connectDevice(gw, { virtualLimits: { idleMs: 300 } });
+    try {
+      const owner = devnet.clients[5]!;
+      const ledgers: `0x${string}`[] = [];
+      for (const d of [a, b]) {
+        const ledger = await d.agent.open(gw.address, { balances: [[10n ** 16n, 10n ** 16n]] });
+        await deposit(owner, { channelId: ledger.id, asset: NATIVE_ASSET, amount: 10n ** 16n });
+        ledgers.push(ledger.id);
+      }
+      const source = chainFunding({ rpcUrl: devnet.anvil.rpcUrl, chainId: BigInt(gw.chainId), adjudicator: gw.adjudicator, confirmations: 1 });
+      for (const [i, d] of [a, b].entries()) await waitFunded(source, d.agent.channel(ledgers[i]!), { timeoutMs: 20_000 });
+      const vc = await a.agent.openVirtual(b.agent.address, { gateway: gw.address, kind: ChannelKind.Stream, balances: [[10n ** 15n, 0n]] });
+      await expect.poll(() => b.agent.isFunded(vc.id), { timeout: 10_000 }).toBe(true);
+      a.agent.payStream(vc.id, 10n ** 14n);
+      await expect.poll(() => b.agent.channel(vc.id).voucher?.cumulative, { timeout: 10_000 }).toBe(10n ** 14n);
+      // A grieves: a zero voucher, which needs no signature, then it goes quiet.
+      await registerVoucher(withAccount(devnet.clients[6]!, devnet.anvil.accounts[6]!.privateKey), { params: vc.params, cumulative: 0n, signature: null });
+      await a.stop();
+      // The gateway registers A's channel; B claims its voucher (raised on-chain first) and is paid off-chain.
+      await expect.poll(async () => Boolean(await readDispute(devnet.deployer, ledgers[0]!)), { timeout: 20_000 }).toBe(true);
+      await expect.poll(() => b.agent.channel(ledgers[1]!).current.state.outcome.locked.length, { timeout: 20_000 }).toBe(0);
+      expect(b.agent.channel(ledgers[1]!).current.state.outcome.balances[0]![0]).toBe(10n ** 16n + 10n ** 14n);
+      expect(cumulativeOf((await readDispute(devnet.deployer, vc.id))!)).toBe(10n ** 14n);
+      // B's channel never went on-chain.
+      expect(await readDispute(devnet.deployer, ledgers[1]!)).toBeNull();
+      const status = (await (await fetch(`${gw.httpUrl}/status`)).json()) as { disputes: { channel: string }[] };
+      expect(status.disputes.map((d) => d.channel)).toEqual([ledgers[0]]);
+    } finally {
+      await a.stop().catch(() => {});
       await b.stop();
     }
   }, 60_000);
