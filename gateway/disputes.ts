@@ -5,6 +5,7 @@ import { isFullySigned, latestProposal } from '../src/channel/record.ts';
 import { initialVirtualState } from '../src/channel/virtual.ts';
 import { advanceSettlement, type ChainClient, cumulativeOf, type Holding, readDispute, registerVoucher, SettlementError, type SettleStep, type TxResult, type VirtualEvidence } from '../src/chain/index.ts';
 import type { FundedVirtual } from '../src/channel/intermediary.ts';
+import { PeerOnlineError } from '../src/errors.ts';
 import { type Address, type Bytes32, ChannelKind } from '../src/model/types.ts';
 import type { Logger } from '../src/log.ts';
 import type { ChannelStorage, FactStorage } from '../src/store/types.ts';
@@ -190,6 +191,8 @@ export class GatewayDisputes {
    * then goes on-chain. Throws, refusing the claim, if the stream resolved lower already.
    */
   secureClaim = async (vc: FundedVirtual, voucher: { cumulative: bigint; sig: Uint8Array }): Promise<void> => {
+    // A payee may claim only against a payer that is gone: one that is there is asked to close, and a claim would put its channel on-chain for nothing.
+    if (this.#o.facts.fact(`${OFFLINE}${vc.params.participants[0].toLowerCase()}`) === undefined) throw new PeerOnlineError(`the payer of stream ${vc.id} is online: it settles with its payee`);
     await new Promise<void>((resolve, reject) => this.#o.serial(() => this.#registerClaim(vc, voucher).then(resolve, reject)));
     for (const parent of this.#parentsOf(vc.id)) {
       if (parent.peer === vc.params.participants[0]) this.#begin(parent, `its payee claimed stream ${vc.id}: the payer does not answer`);

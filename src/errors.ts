@@ -137,6 +137,11 @@ export class ChannelClosedError extends ProtocolError {
   readonly code = 'CHANNEL_CLOSED';
 }
 
+/** A claim against a peer that is still there: settle with it instead (refused as Policy). */
+export class PeerOnlineError extends ProtocolError {
+  readonly code = 'PEER_ONLINE';
+}
+
 // ---- local files ----
 
 export class KeystoreError extends PicopayError {

@@ -50,6 +50,13 @@ describe('checkFunding', () => {
     );
   });
 
+  it('refuses a stream whose payee starts above zero, which two colluding devices could ask for: a claim or a release would pay it out of the gateway', () => {
+    const { req, terms, vcId } = fundingRequest([30n, 5n], 0n, ChannelKind.Stream);
+    expect(() => checkFunding(req, vcId, terms, CHAIN, 0n)).toThrow(InvalidAllocationError);
+    const fine = fundingRequest([30n, 0n], 0n, ChannelKind.Stream);
+    expect(checkFunding(fine.req, fine.vcId, fine.terms, CHAIN, 0n).params.kind).toBe(ChannelKind.Stream);
+  });
+
   it('the match value is the initial outcome: two different claims never match', () => {
     const a = fundingRequest([10n, 5n], 0n);
     const b = fundingRequest([5n, 10n], 0n);
@@ -142,6 +149,8 @@ describe('checkClaim', () => {
         expect(refused({ ...req, channel: { ...req.channel, peer: other.address } }, vc, claim)).toBeInstanceOf(ProtocolError);
         expect(refused(req, { ...vc, params: { ...vc.params, kind: ChannelKind.Virtual } }, claim)).toBeInstanceOf(InvalidAllocationError);
         expect(refused(req, undefined, claim)).toBeInstanceOf(ProtocolError);
+        // A record of a stream with its payee above zero (kept from before this check) is never claimed.
+        expect(refused(req, { ...vc, balances: [[lock, 1n]] }, claim)).toBeInstanceOf(InvalidAllocationError);
       }),
       { numRuns: 20 },
     );

@@ -4,6 +4,7 @@ import { sameLock } from '../model/allocation.ts';
 import { domainSeparator, outcomeHash, stateDigest, toHex, voucherDigest } from '../model/hash.ts';
 import { type Address, type Bytes32, ChannelKind, type Params, type State } from '../model/types.ts';
 import type { Balances, VirtualFinal, VirtualTerms, VoucherClaim } from '../wire/messages.ts';
+import { assertStreamShape } from './open.ts';
 import type { Attachment, ChannelRecord } from './record.ts';
 import { claimBalances, feeOutcome, initialVirtualState, lockOutcome, unlockOutcome, virtualParams } from './virtual.ts';
 
@@ -83,6 +84,8 @@ export function assertEvidencedLocks(
 export function checkFunding(req: ParentRequest, vcId: Bytes32, terms: VirtualTerms, chain: { chainId: bigint; adjudicator: Address }, fee: bigint): { params: Params; match: string } {
   const device = req.channel.peer;
   const params = virtualParams(device, terms, chain);
+  // The devices check this between them; two colluding ones would not (see checkClaim).
+  assertStreamShape(params.kind, req.current.outcome.assets.length, terms.balances);
   const v0 = initialVirtualState(params, req.current.outcome.assets, terms.balances);
   if (v0.channelId !== vcId) throw new InvalidAllocationError('locked id is not the virtual channel described');
   if (terms.peer === device) throw new WrongPeerError('a virtual channel needs two different participants');
@@ -121,6 +124,8 @@ export function checkRelease(req: ParentRequest, vc: FundedVirtual | undefined, 
 export function checkClaim(req: ParentRequest, vc: FundedVirtual | undefined, claim: VoucherClaim): void {
   if (!vc || toHex(claim.id) !== vc.id) throw new UnknownChannelError('unknown virtual channel');
   if (vc.params.kind !== ChannelKind.Stream) throw new InvalidAllocationError('only a stream is claimed by voucher');
+  // What the claim pays must be what the contract pays in the other parent.
+  assertStreamShape(vc.params.kind, vc.assets.length, vc.balances);
   if (req.channel.peer !== vc.params.participants[1]) throw new WrongPeerError("only a stream's payee claims its vouchers");
   if (recoverAddress(claim.sig, voucherDigest(domainSeparator(vc.params), vc.id, claim.cumulative)) !== vc.params.participants[0]) {
     throw new InvalidSignatureError('voucher not signed by the payer');

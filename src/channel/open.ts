@@ -65,7 +65,16 @@ function outcomeOf(m: Pick<OpenPropose, 'assets' | 'balances'>): Allocation {
 function assertTerms(kind: ChannelKind, challengeDuration: bigint, outcome: Allocation): void {
   assertChallengeDuration(challengeDuration);
   assertWellFormed(outcome);
-  if (kind === ChannelKind.Stream && (outcome.assets.length !== 1 || outcome.balances[0]![1] !== 0n)) {
+  assertStreamShape(kind, outcome.assets.length, outcome.balances);
+}
+
+/**
+ * A stream holds one asset and its payee starts at zero: on-chain it resolves from the
+ * locked total and the voucher alone (the payee gets min(voucher, total) in asset 0), so
+ * any other shape would pay out otherwise than the channel says.
+ */
+export function assertStreamShape(kind: ChannelKind, assets: number, balances: readonly (readonly [bigint, bigint])[]): void {
+  if (kind === ChannelKind.Stream && (assets !== 1 || balances.length !== 1 || balances[0]![1] !== 0n)) {
     throw new InvalidAllocationError('a stream channel holds one asset and the payee starts at zero');
   }
 }

@@ -123,7 +123,8 @@ export function unlockBody(parent: ChannelRecord, vc: ChannelRecord): Omit<State
 
 /**
  * A stream's balances released per a voucher of `cumulative`: the payee gets it, capped at
- * what the payer locked, in asset 0 (vouchers pay in asset 0), as the contract's release does.
+ * what the payer locked, in asset 0 (vouchers pay in asset 0). For a stream of the one shape
+ * allowed (one asset, payee at zero: assertStreamShape) this is what the contract's release pays.
  */
 export function claimBalances(locked: Balances, cumulative: bigint): Balances {
   return locked.map(([x, y], a) => {

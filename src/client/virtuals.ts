@@ -12,6 +12,14 @@ import { abandoned, type Runtime } from './runtime.ts';
 import type { OpenOptions } from './types.ts';
 
 /**
+ * An open stream of which this side is the payee and holds a voucher: paid while funded, so
+ * a lock of it that went away went by its claim (see Virtuals.claim).
+ */
+function claimed(vc: ChannelRecord): boolean {
+  return vc.params.kind === ChannelKind.Stream && vc.idx === 1 && vc.phase === 'open' && vc.voucher !== undefined;
+}
+
+/**
  * Virtual channels on a device: opened with a peer, funded by a lock in this side's ledger
  * channel with the gateway (a FundRequest the gateway matches with the peer's), settled
  * back into it once final (a SettleRequest, asked again until the gateway signs), and
@@ -87,8 +95,8 @@ export class Virtuals {
       if (now.has(id) || !vrt) continue;
       const vc = vrt.rec;
       c.notify(() => c.events.emit('settled', vc));
-      // Its funds are back, per a final state both signed: nothing is left to do with it.
-      if (vc.phase === 'final') c.afterCommit(() => c.retire(vrt));
+      // Its funds are back, per a final state both signed, or per its payee's claim: nothing is left to do with it.
+      if (vc.phase === 'final' || claimed(vc)) c.afterCommit(() => c.retire(vrt));
     }
   }
 
@@ -198,7 +206,6 @@ export class Virtuals {
     c.log.warn({ channel: id, peer: vc.rec.peer, cumulative: voucher.cumulative.toString() }, 'the payer does not answer: claiming the highest voucher from the gateway');
     c.requests
       .enqueue(parent, () => claimBody(c.runtime(parent).rec, c.runtime(id).rec, voucher.cumulative), { claim })
-      .then(() => c.afterCommit(() => c.channels.has(id) && c.retire(c.runtime(id))))
       .catch((err) => c.log.warn({ channel: id, err: String(err) }, 'claiming the stream failed (asked again at the next sweep)'))
       .finally(() => this.#settling.delete(id));
   }
@@ -208,7 +215,9 @@ export class Virtuals {
     const info = rt.rec.virtual;
     const parent = info && this.c.channels.get(info.parent);
     if (!parent || this.#askedInFlight(parent, rt.rec.id)) return;
-    if (rt.rec.phase === 'open' && !this.isFunded(rt.rec.id)) this.fund(rt);
+    // A crash came between a claim and retiring the stream: it is done, not to be funded again.
+    if (claimed(rt.rec) && !this.isFunded(rt.rec.id)) this.c.retire(rt);
+    else if (rt.rec.phase === 'open' && !this.isFunded(rt.rec.id)) this.fund(rt);
     if (rt.rec.phase === 'final' && this.isFunded(rt.rec.id)) this.settleParent(rt);
     // A crash came between settling and retiring it.
     else if (rt.rec.phase === 'final' && !rt.rec.staged) this.c.retire(rt);
