@@ -147,6 +147,8 @@ export class MqttTransport implements Transport {
     // Senders waiting for acknowledgements that will not come before a reconnection give up.
     client.on('close', () => this.wakeSendersWaitingForRoom());
     client.on('error', (error: Error & { code?: unknown }) => {
+      // Closing: an acknowledgement owed for a message that arrived meanwhile cannot go out any more, and need not.
+      if (this.closed) return;
       // Refused while not enrolled yet: expected, and answered by enrolling (see firstConnection).
       if (this.options.enroll && (error.code === 4 || error.code === 5)) return this.log.info({ url: this.options.url }, 'no broker login yet: enrolling');
       // One line, no stack: a broker that is away is an expected condition, retried with backoff.
