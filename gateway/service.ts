@@ -63,12 +63,13 @@ export interface RunningGateway {
 }
 
 const PENDING_TX = 'pending-tx:';
+const journalKey = (pending: PendingTx): string => `${PENDING_TX}${String(pending.nonce).padStart(12, '0')}`;
 
 /** Transactions broadcast before a restart: wait for them, replacing those stuck. */
 async function resumeJournalled(client: ChainClient, store: ChannelStore, log: Logger): Promise<void> {
   for (const { key, value } of store.service.factsWithPrefix<PendingTx>(PENDING_TX)) {
     try {
-      const tx = await resumePending(client, value);
+      const tx = await resumePending(client, value, client.send);
       log.info({ nonce: value.nonce, hash: tx.hash }, 'journalled transaction mined');
     } catch (err) {
       log.error({ nonce: value.nonce, err: String(err) }, 'journalled transaction could not be resumed');
@@ -118,7 +119,8 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
       adjudicator,
       pollingInterval: local ? 50 : 1000,
       fromBlock: cfg.adjudicatorBlock,
-      send: { onBroadcast: (pending) => store.service.setFact(`${PENDING_TX}${String(pending.nonce).padStart(12, '0')}`, pending) },
+      // Journalled from broadcast until its nonce is spent, so a restart resumes only what is still in flight.
+      send: { onBroadcast: (pending) => store.service.setFact(journalKey(pending), pending), onFinished: (pending) => store.service.deleteFact(journalKey(pending)) },
     });
 
     let broker: EmbeddedBroker | null = null;

@@ -32,6 +32,12 @@ export interface SendOptions {
   maxReplacements?: number;
   /** Called after every broadcast, before waiting; journal `pending` to resume after a restart. */
   onBroadcast?: (pending: PendingTx) => void | Promise<void>;
+  /**
+   * Called once a nonce is spent: one version mined (successfully or reverted), or another
+   * transaction took it. Nothing is left to resume: drop `pending` from the journal. (A
+   * transaction given up on while still unmined is not finished: it stays to be resumed.)
+   */
+  onFinished?: (pending: PendingTx) => void | Promise<void>;
 }
 
 /** Per account, the tail of the queue of nonce assignments in this process. */
@@ -53,15 +59,33 @@ export async function sendReliably(client: ChainClient, request: TxRequest, opts
   nonceQueues.set(client.account, broadcasted);
   const pending = await broadcasted;
   if (nonceQueues.get(client.account) === broadcasted) nonceQueues.delete(client.account);
-  return waitOrReplace(client, pending, opts);
+  return finishing(waitOrReplace(client, pending, opts), pending, opts);
+}
+
+/** Reports the nonce spent (see SendOptions.onFinished) when `waiting` ends otherwise than by giving up unmined. */
+async function finishing(waiting: Promise<TxResult>, pending: PendingTx, opts: SendOptions): Promise<TxResult> {
+  try {
+    const result = await waiting;
+    await opts.onFinished?.(pending);
+    return result;
+  } catch (err) {
+    if (err instanceof TransactionRevertedError || (err instanceof ChainTransactionError && /used by another/.test(err.message))) await opts.onFinished?.(pending);
+    throw err;
+  }
 }
 
 /** After a restart: waits for a journalled transaction, re-broadcasting it if the node lost it. */
 export async function resumePending(client: ChainClient, pending: PendingTx, opts: SendOptions = {}): Promise<TxResult> {
-  const mined = await minedVersion(client, pending.hashes);
-  if (mined) return mined;
-  if (!(await nonceUsed(client, pending.nonce))) await replace(client, pending, opts);
-  return waitOrReplace(client, pending, opts);
+  return finishing(
+    (async () => {
+      const mined = await minedVersion(client, pending.hashes);
+      if (mined) return mined;
+      if (!(await nonceUsed(client, pending.nonce))) await replace(client, pending, opts);
+      return waitOrReplace(client, pending, opts);
+    })(),
+    pending,
+    opts,
+  );
 }
 
 async function broadcast(client: ChainClient, pending: PendingTx, opts: SendOptions): Promise<void> {

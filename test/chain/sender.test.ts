@@ -20,7 +20,8 @@ describe('transactions survive a stuck mempool and a restart', () => {
     const [a, b] = [party(d, 5), party(d, 6)];
     const channelId = idOf(makeParams(d, a, b));
     const broadcasts: PendingTx[] = [];
-    const client = { ...a.client, send: { stuckAfterMs: 150, onBroadcast: (p: PendingTx) => void broadcasts.push(structuredClone(p)) } };
+    const finished: number[] = [];
+    const client = { ...a.client, send: { stuckAfterMs: 150, onBroadcast: (p: PendingTx) => void broadcasts.push(structuredClone(p)), onFinished: (p: PendingTx) => void finished.push(p.nonce) } };
     await test.setAutomine(false);
     try {
       const sent = deposit(client, { channelId, asset: NATIVE_ASSET, amount: 7n });
@@ -30,6 +31,8 @@ describe('transactions survive a stuck mempool and a restart', () => {
       expect(new Set(broadcasts.map((p) => p.nonce)).size).toBe(1);
       expect(broadcasts[1]!.maxFeePerGas).toBeGreaterThan(broadcasts[0]!.maxFeePerGas);
       expect(broadcasts.at(-1)!.hashes).toContain(result.hash);
+      // Mined: the journal may drop it, once.
+      expect(finished).toEqual([broadcasts[0]!.nonce]);
     } finally {
       await test.setAutomine(true);
     }
@@ -45,13 +48,19 @@ describe('transactions survive a stuck mempool and a restart', () => {
     await test.setAutomine(false);
     try {
       // The process "dies" while its transaction waits in the mempool.
-      const dying = { ...a.client, send: { stuckAfterMs: 100, maxReplacements: 0, onBroadcast: (p: PendingTx) => void (journal = structuredClone(p)) } };
+      const finished: number[] = [];
+      const dying = { ...a.client, send: { stuckAfterMs: 100, maxReplacements: 0, onBroadcast: (p: PendingTx) => void (journal = structuredClone(p)), onFinished: (p: PendingTx) => void finished.push(p.nonce) } };
       await expect(deposit(dying, { channelId, asset: NATIVE_ASSET, amount: 3n })).rejects.toBeInstanceOf(ChainTransactionError);
+      // Given up on while unmined: it stays in the journal.
+      expect(finished).toEqual([]);
       await test.dropTransaction({ hash: journal!.hashes[0]! });
-      const resumed = resumePending({ ...a.client, send: { stuckAfterMs: 5000 } }, journal!);
-      setTimeout(() => void test.mine({ blocks: 1 }), 200);
+      const resumed = resumePending({ ...a.client, send: { stuckAfterMs: 5000 } }, journal!, { onFinished: (p) => void finished.push(p.nonce) });
+      // Mined in a block of its own; no sleep decides anything here: the resume waits for it.
+      await expect.poll(async () => (await test.getTxpoolContent()).pending[a.address.toLowerCase() as `0x${string}`] !== undefined || (await test.getTxpoolContent()).pending[a.address as `0x${string}`] !== undefined, { timeout: 5000 }).toBe(true);
+      await test.mine({ blocks: 1 });
       const result = await resumed;
       expect(result.hash).not.toBe(journal!.hashes[0]);
+      expect(finished).toEqual([journal!.nonce]);
     } finally {
       await test.setAutomine(true);
     }
