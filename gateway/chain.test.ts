@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../src/client/agent.ts';
-import { cooperativeClose, deposit, readHoldings } from '../src/chain/index.ts';
+import { cooperativeClose, deposit, type PendingTx, readHoldings } from '../src/chain/index.ts';
+import { createTestClient, http } from 'viem';
 import type { Devnet } from '../src/chain/devnet.ts';
 import { startDevnet } from '../src/chain/devnet.ts';
 import { silentLogger } from '../src/log.ts';
@@ -71,6 +72,42 @@ describe('gateway chain duties after a restart', () => {
       await duties.stop();
       agent.stop();
       store.close();
+    }
+  }, 60_000);
+
+  it('its own deposit stuck and then lost by the node is sent again with the same nonce by the next poll: the channel is funded once, never twice', async () => {
+    const network = new MemoryNetwork();
+    const dir = tempDir();
+    const gp = party(devnet, 8);
+    const chain = { chainId: devnet.deployer.chainId, adjudicator: devnet.deployer.adjudicator };
+    const store = new ChannelStore(join(dir, 'g.db'), { durability: 'normal' });
+    const g = makeParty(network, dir, 'g', { chain }, new RecordingSigner(gp.signer.exportPrivateKey()), store);
+    const a = makeParty(network, dir, 'a', { chain });
+    live.push(a, g);
+    const ch = await a.agent.open(gp.address, { balances: [[10n ** 15n, 2n * 10n ** 15n]] });
+    await deposit(devnet.clients[7]!, { channelId: ch.id, asset: NATIVE_ASSET, amount: 10n ** 15n });
+    const test = createTestClient({ mode: 'anvil', transport: http(devnet.anvil.rpcUrl) });
+    const broadcasts: PendingTx[] = [];
+    // Gives up on an unmined transaction at once: the poll must take over.
+    const client = { ...gp.client, send: { stuckAfterMs: 100, maxReplacements: 0, onBroadcast: (p: PendingTx) => void broadcasts.push(structuredClone(p)) } };
+    const intermediary = new Intermediary({ records: store.service, chain, holdTimeoutMs: 1000, logger: silentLogger });
+    const duties = new GatewayChain({ client, agent: g.agent, store, facts: store.service, intermediary, logger: silentLogger, pollMs: 100 });
+    await test.setAutomine(false);
+    try {
+      await duties.start();
+      await expect.poll(() => broadcasts.length, { timeout: 10_000 }).toBeGreaterThan(0);
+      // The node loses it; mining resumes.
+      await test.dropTransaction({ hash: broadcasts[0]!.hashes[0]! });
+      await test.setAutomine(true);
+      await test.mine({ blocks: 1 });
+      await expect.poll(() => duties.isFunded(ch.id), { timeout: 20_000 }).toBe(true);
+      expect((await readHoldings(gp.client, ch.id, NATIVE_ASSET)).amount).toBe(3n * 10n ** 15n);
+      // Re-broadcast, always with the one nonce.
+      expect(broadcasts.length).toBeGreaterThan(1);
+      expect(new Set(broadcasts.map((p) => p.nonce)).size).toBe(1);
+    } finally {
+      await test.setAutomine(true);
+      await duties.stop();
     }
   }, 60_000);
 });

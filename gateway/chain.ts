@@ -4,7 +4,7 @@ import { GatewayDisputes } from './disputes.ts';
 import { DEFAULT_LIMITS } from './admission.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
 import { isFullySigned } from '../src/channel/record.ts';
-import { approveDeposits, type ChainClient, ChainTransactionError, cooperativeClose, deposit, readHoldings, startWatchtower, watchAdjudicator, type Watcher } from '../src/chain/index.ts';
+import { approveDeposits, type ChainClient, cooperativeClose, deposit, type PendingTx, readHoldings, resumePending, startWatchtower, watchAdjudicator, type Watcher } from '../src/chain/index.ts';
 import { totals } from '../src/model/allocation.ts';
 import { depositsCover, sideCovered } from '../src/model/holdings.ts';
 import { type Bytes32, ChannelKind, NATIVE_ASSET } from '../src/model/types.ts';
@@ -43,6 +43,11 @@ export interface GatewayChainOptions {
   sweepMs?: number;
 }
 
+/** The gateway's own deposit into a ledger channel, from before it is sent until it counts: every broadcast version. */
+interface OwnDeposit {
+  txs: PendingTx[];
+}
+
 /** A device offline this long with a virtual channel open: the gateway goes on-chain. */
 export const DEFAULT_OFFLINE_MS = 60 * 60_000;
 
@@ -50,6 +55,8 @@ export const DEFAULT_OFFLINE_MS = 60 * 60_000;
 export class GatewayChain {
   readonly #o: GatewayChainOptions;
   readonly #funded = new Set<Bytes32>();
+  /** Channels whose own deposit this process is sending or recovering now. */
+  readonly #depositing = new Set<Bytes32>();
   /** The last deposit read of each channel not yet funded (see #check). */
   readonly #checks = new Map<Bytes32, { at: number; pending: boolean; done: Promise<void> }>();
   #timer: NodeJS.Timeout | null = null;
@@ -148,7 +155,7 @@ export class GatewayChain {
   isFunded = (id: Bytes32): boolean => this.#funded.has(id);
 
   /** Whether the device's side is in: the gateway's own deposit followed it, or both are in. */
-  deviceFunded = (id: Bytes32): boolean => this.#funded.has(id) || this.#o.facts.fact(`deposit:${id}`) === true;
+  deviceFunded = (id: Bytes32): boolean => this.#funded.has(id) || this.#o.facts.fact(`deposit:${id}`) !== undefined;
 
   #ledgerChannels(): ChannelRecord[] {
     return this.#o.agent.channels().filter((c) => c.params.kind === ChannelKind.Ledger);
@@ -230,8 +237,9 @@ export class GatewayChain {
       if (this.#funded.has(rec.id)) return;
       this.#funded.add(rec.id);
       this.#o.logger.info({ channel: rec.id, peer: rec.peer }, 'ledger channel funded on-chain');
-    } else if (this.#o.facts.fact(`deposit:${rec.id}`)) {
-      // Ours is sent (or being resumed from the journal): it counts once it is this deep.
+    } else if (this.#o.facts.fact(`deposit:${rec.id}`) !== undefined) {
+      // Ours is sent: it counts once it is this deep; if it is stuck, lost or failed, it is seen to.
+      if (!this.#depositing.has(rec.id)) this.#serial(() => this.#recoverDeposit(rec));
     } else if (sideCovered(outcome, have, rec.idx === 0 ? 1 : 0)) {
       this.#serial(() => this.#depositOwnSide(rec));
     } else if (Date.now() - (this.#o.facts.fact<number>(`opened:${rec.id}`) ?? Date.now()) > (this.#o.fundingTimeoutMs ?? DEFAULT_LIMITS.fundingTimeoutMs)) {
@@ -249,9 +257,13 @@ export class GatewayChain {
   }
 
   async #depositOwnSide(rec: ChannelRecord): Promise<void> {
-    if (rec.params.kind !== ChannelKind.Ledger || rec.phase !== 'open' || this.#o.facts.fact(`deposit:${rec.id}`)) return;
-    // Recorded first: a crash after sending must not deposit twice (the journalled sender resumes it).
-    this.#o.facts.setFact(`deposit:${rec.id}`, true);
+    const key = `deposit:${rec.id}`;
+    if (rec.params.kind !== ChannelKind.Ledger || rec.phase !== 'open' || this.#o.facts.fact(key) !== undefined) return;
+    // The intention first, then every broadcast version in it: a crash or a failure after
+    // sending must never deposit twice (see #recoverDeposit).
+    const record: OwnDeposit = { txs: [] };
+    this.#o.facts.setFact(key, record);
+    this.#depositing.add(rec.id);
     const outcome = rec.current.state.outcome;
     const need = totals(outcome);
     try {
@@ -264,15 +276,64 @@ export class GatewayChain {
         const amount = held.concluded || missing <= 0n ? 0n : missing < ours ? missing : ours;
         if (amount === 0n) continue;
         if (asset !== NATIVE_ASSET) await approveDeposits(this.#o.client, asset, amount);
-        const tx = await deposit(this.#o.client, { channelId: rec.id, asset, amount });
+        const tx = await deposit(this.#recording(key, record), { channelId: rec.id, asset, amount });
         this.#o.logger.info({ channel: rec.id, asset, amount: amount.toString(), gasUsed: tx.gasUsed?.toString() }, 'deposited own side');
       }
     } catch (err) {
-      // Broadcast and still not mined: it may be yet, so no second one; the journal resumes it at the next start.
-      if (err instanceof ChainTransactionError && /not mined/.test(err.message)) throw err;
-      // Not sent, or reverted: the next poll tries again, reading first what is already on-chain.
-      this.#o.facts.deleteFact(`deposit:${rec.id}`);
+      // Nothing broadcast: the next poll tries again, reading first what is already on-chain.
+      // Broadcast: stuck, lost or failed, #recoverDeposit sees to it at the next poll.
+      if (record.txs.length === 0) this.#o.facts.deleteFact(key);
       throw err;
+    } finally {
+      this.#depositing.delete(rec.id);
+    }
+  }
+
+  /** The chain client, recording every broadcast version of its transactions in the deposit's fact (and the journal). */
+  #recording(key: string, record: OwnDeposit): ChainClient {
+    const client = this.#o.client;
+    return {
+      ...client,
+      send: {
+        ...client.send,
+        onBroadcast: async (pending) => {
+          await client.send.onBroadcast?.(pending);
+          record.txs = [...record.txs.filter((p) => p.nonce !== pending.nonce), structuredClone(pending)];
+          this.#o.facts.setFact(key, record);
+        },
+      },
+    };
+  }
+
+  /**
+   * The gateway's deposit was sent and the channel is not funded yet, `confirmations`
+   * deep. A version whose nonce is not spent that deep is waited for, and re-broadcast with
+   * the same nonce if the node lost it, so it can never land twice. Once every nonce is
+   * spent that deep and the deposits still do not cover the channel, the deposit did not
+   * land (reverted, replaced, or re-orged out): the intention is dropped and the next poll
+   * deposits what is missing.
+   */
+  async #recoverDeposit(rec: ChannelRecord): Promise<void> {
+    const key = `deposit:${rec.id}`;
+    const record = this.#o.facts.fact<OwnDeposit | true>(key);
+    // `true`: written before versions were recorded; its journal entry is resumed at start.
+    if (!record || record === true || this.#depositing.has(rec.id) || this.#funded.has(rec.id)) return;
+    this.#depositing.add(rec.id);
+    try {
+      const { client } = this.#o;
+      const at = await this.#confirmedBlock();
+      const spent = await client.publicClient.getTransactionCount({ address: client.account, ...(at === 'latest' ? { blockTag: 'latest' } : { blockNumber: at }) });
+      const open = record.txs.filter((p) => p.nonce >= spent);
+      if (open.length > 0) {
+        for (const pending of open) await resumePending(this.#recording(key, record), pending, client.send);
+        return;
+      }
+      const have = await Promise.all(rec.current.state.outcome.assets.map((a) => readHoldings(client, rec.id, a, at === 'latest' ? undefined : at)));
+      if (depositsCover(rec.current.state.outcome, have)) return;
+      this.#o.logger.warn({ channel: rec.id, nonces: record.txs.map((p) => p.nonce) }, 'own deposit did not land: depositing again what is missing');
+      this.#o.facts.deleteFact(key);
+    } finally {
+      this.#depositing.delete(rec.id);
     }
   }
 
