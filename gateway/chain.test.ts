@@ -110,4 +110,35 @@ describe('gateway chain duties after a restart', () => {
       await duties.stop();
     }
   }, 60_000);
+
+  it('a cooperative close that fails (the RPC away) is sent again by a later poll, and the channel retires', async () => {
+    const network = new MemoryNetwork();
+    const dir = tempDir();
+    const gp = party(devnet, 9);
+    const chain = { chainId: devnet.deployer.chainId, adjudicator: devnet.deployer.adjudicator };
+    const store = new ChannelStore(join(dir, 'g.db'), { durability: 'normal' });
+    const g = makeParty(network, dir, 'g', { chain }, new RecordingSigner(gp.signer.exportPrivateKey()), store);
+    const a = makeParty(network, dir, 'a', { chain });
+    live.push(a, g);
+    // The RPC refuses the first two calls of the gateway's that would send a transaction.
+    let refusals = 2;
+    const publicClient = new Proxy(gp.client.publicClient, {
+      get: (target, key) => (key === 'estimateContractGas' ? async (...args: unknown[]) => (refusals-- > 0 ? Promise.reject(new Error('fetch failed: RPC away')) : (target.estimateContractGas as (...a: unknown[]) => unknown)(...args)) : Reflect.get(target, key)),
+    });
+    const client = { ...gp.client, publicClient };
+    const intermediary = new Intermediary({ records: store.service, chain, holdTimeoutMs: 1000, logger: silentLogger });
+    const duties = new GatewayChain({ client, agent: g.agent, store, facts: store.service, intermediary, logger: silentLogger, pollMs: 50, retryMs: 50 });
+    try {
+      await duties.start();
+      const ch = await a.agent.open(gp.address, { balances: [[10n ** 15n, 0n]] });
+      await deposit(devnet.clients[7]!, { channelId: ch.id, asset: NATIVE_ASSET, amount: 10n ** 15n });
+      await expect.poll(() => duties.isFunded(ch.id), { timeout: 20_000 }).toBe(true);
+      await a.agent.finalize(ch.id);
+      await expect.poll(() => g.agent.channels().some((c) => c.id === ch.id), { timeout: 20_000 }).toBe(false);
+      expect(refusals).toBeLessThan(0);
+      expect((await readHoldings(gp.client, ch.id, NATIVE_ASSET)).concluded).toBe(true);
+    } finally {
+      await duties.stop();
+    }
+  }, 60_000);
 });

@@ -37,6 +37,8 @@ export interface GatewayChainOptions {
   /** How often the chain is asked for new deposits (ms): a device's deposit is answered by the gateway's within about this. */
   eventPollMs?: number;
   intermediary: Intermediary;
+  /** The first delay before a failed cooperative close is sent again (ms, default 5 s; it doubles). */
+  retryMs?: number;
   /** How long a device with a virtual channel open may stay offline before the gateway settles on-chain (ms). */
   offlineMs?: number;
   /** How often registrations are read directly and disputes advanced (ms, default 60 s). */
@@ -55,6 +57,8 @@ export const DEFAULT_OFFLINE_MS = 60 * 60_000;
 export class GatewayChain {
   readonly #o: GatewayChainOptions;
   readonly #funded = new Set<Bytes32>();
+  /** When each final channel's close is sent again, and the delay after that. */
+  readonly #closeRetries = new Map<Bytes32, { at: number; delayMs: number }>();
   /** Channels whose own deposit this process is sending or recovering now. */
   readonly #depositing = new Set<Bytes32>();
   /** The last deposit read of each channel not yet funded (see #check). */
@@ -171,6 +175,7 @@ export class GatewayChain {
   #forget(id: Bytes32): void {
     this.#funded.delete(id);
     this.#checks.delete(id);
+    this.#closeRetries.delete(id);
     this.#o.facts.deleteFact(`deposit:${id}`);
     this.#o.facts.deleteFact(`closed:${id}`);
     this.#o.facts.deleteFact(`opened:${id}`);
@@ -199,10 +204,33 @@ export class GatewayChain {
   };
 
   async #refresh(): Promise<void> {
+    this.#retryCloses();
     const unfunded = this.#ledgerChannels().filter((c) => !this.#funded.has(c.id) && c.phase === 'open');
     if (unfunded.length === 0) return;
     const block = await this.#confirmedBlock();
     for (const rec of unfunded) await this.#check(rec, 0, block);
+  }
+
+  /**
+   * A final channel still live has not been closed on-chain: its close failed (an RPC
+   * outage, a transaction lost), so it is sent again, backing off from retryMs to 5 min.
+   * (A second close of a concluded channel only reverts, so a retry can never pay twice.)
+   */
+  #retryCloses(): void {
+    const now = Date.now();
+    const base = this.#o.retryMs ?? 5_000;
+    for (const rec of this.#ledgerChannels().filter((c) => c.phase === 'final')) {
+      const retry = this.#closeRetries.get(rec.id);
+      if (!retry) {
+        this.#closeRetries.set(rec.id, { at: now + base, delayMs: base });
+        continue;
+      }
+      if (now < retry.at) continue;
+      const delayMs = Math.min(retry.delayMs * 2, 300_000);
+      this.#closeRetries.set(rec.id, { at: now + delayMs, delayMs });
+      this.#o.logger.info({ channel: rec.id }, 'closing a final ledger channel on-chain again');
+      this.#serial(() => this.#close(rec));
+    }
   }
 
   /**
