@@ -86,4 +86,37 @@ describe('watchtower', () => {
       await tower.stop();
     }
   });
+
+  it('a refutation dropped by a re-org is sent again at the next sweep', async () => {
+    const d = devnet();
+    const [a, b, cheater] = [party(d, 7), party(d, 8), party(d, 9)];
+    const ledger = makeParams(d, a, b);
+    const history = [1n, 2n].map((v) => signedBy(ledger, makeState(ledger, v, ethOutcome(10n - v, v)), a, b));
+    const responses: Response[] = [];
+    const tower = await startWatchtower(b.client, {
+      confirmations: 1,
+      pollIntervalMs: 20,
+      sweepIntervalMs: 60_000,
+      channels: () => [idOf(ledger)],
+      latest: (id) => (id === idOf(ledger) ? { params: ledger, signed: history[1]! } : null),
+      onResponse: (r) => responses.push(r),
+    });
+    try {
+      await register(cheater.client, { params: ledger, signed: history[0]! });
+      await d.mine(1);
+      await expect.poll(() => responses.length, { timeout: 10_000 }).toBe(1);
+      expect((await readDispute(a.client, idOf(ledger)))?.version).toBe(2n);
+      // A re-org drops the blocks from the refutation on: the stale state stands again.
+      const refutedIn = responses[0]!.tx.blockNumber;
+      const depth = Number((await d.deployer.publicClient.getBlockNumber()) - refutedIn + 1n);
+      await d.deployer.publicClient.request({ method: 'anvil_reorg' as never, params: [depth, []] as never });
+      expect((await readDispute(a.client, idOf(ledger)))?.version).toBe(1n);
+      // The next sweep reads the registration as it stands, and answers it again.
+      await tower.poll();
+      expect(responses).toHaveLength(2);
+      expect((await readDispute(a.client, idOf(ledger)))?.version).toBe(2n);
+    } finally {
+      await tower.stop();
+    }
+  });
 });
