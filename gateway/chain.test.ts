@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../src/client/agent.ts';
-import { cooperativeClose, deposit, type PendingTx, readHoldings } from '../src/chain/index.ts';
+import { type ChainClient, cooperativeClose, deposit, type PendingTx, readHoldings } from '../src/chain/index.ts';
 import { createTestClient, http } from 'viem';
 import type { Devnet } from '../src/chain/devnet.ts';
 import { startDevnet } from '../src/chain/devnet.ts';
@@ -21,7 +21,8 @@ import { GatewayChain } from './chain.ts';
 describe('gateway chain duties after a restart', () => {
   let devnet: Devnet;
   beforeAll(async () => {
-    devnet = await startDevnet();
+    // One gateway account per test: nonces and balances stay the test's own.
+    devnet = await startDevnet({ accounts: 12 });
   }, 60_000);
   afterAll(async () => {
     await devnet?.stop();
@@ -139,6 +140,77 @@ describe('gateway chain duties after a restart', () => {
       expect((await readHoldings(gp.client, ch.id, NATIVE_ASSET)).concluded).toBe(true);
     } finally {
       await duties.stop();
+    }
+  }, 60_000);
+
+  /** A gateway (anvil account `i`) with chain duties through `client(base)`, and a device whose channel [1e15 device, 2e15 gateway] is open and whose side is deposited. */
+  async function fundingRun(i: number, client: (base: ChainClient) => ChainClient) {
+    const network = new MemoryNetwork();
+    const dir = tempDir();
+    const gp = party(devnet, i);
+    const chain = { chainId: devnet.deployer.chainId, adjudicator: devnet.deployer.adjudicator };
+    const store = new ChannelStore(join(dir, 'g.db'), { durability: 'normal' });
+    const g = makeParty(network, dir, 'g', { chain }, new RecordingSigner(gp.signer.exportPrivateKey()), store);
+    const a = makeParty(network, dir, 'a', { chain });
+    live.push(a, g);
+    const ch = await a.agent.open(gp.address, { balances: [[10n ** 15n, 2n * 10n ** 15n]] });
+    await deposit(devnet.clients[7]!, { channelId: ch.id, asset: NATIVE_ASSET, amount: 10n ** 15n });
+    const broadcasts: PendingTx[] = [];
+    const base = { ...gp.client, send: { stuckAfterMs: 100, maxReplacements: 0, onBroadcast: (p: PendingTx) => void broadcasts.push(structuredClone(p)) } };
+    const intermediary = new Intermediary({ records: store.service, chain, holdTimeoutMs: 1000, logger: silentLogger });
+    const duties = new GatewayChain({ client: client(base), agent: g.agent, store, facts: store.service, intermediary, logger: silentLogger, pollMs: 50 });
+    return { ch, gp, duties, broadcasts };
+  }
+
+  /** `client` with one of its public client's methods replaced. */
+  const replacing = (client: ChainClient, method: string, by: (real: (...args: unknown[]) => Promise<unknown>, ...args: unknown[]) => Promise<unknown>): ChainClient => ({
+    ...client,
+    publicClient: new Proxy(client.publicClient, {
+      get: (target, key) => {
+        const real = Reflect.get(target, key) as (...args: unknown[]) => Promise<unknown>;
+        return key === method ? (...args: unknown[]) => by(real.bind(target), ...args) : real;
+      },
+    }),
+  });
+
+  it('a node whose holdings lag behind: the deposit that succeeded is never sent again, whatever the holdings say', async () => {
+    let lagging = true;
+    let lagged = 0;
+    const run = await fundingRun(10, (base) =>
+      replacing(base, 'readContract', async (real, q) => ((q as { functionName: string }).functionName === 'holdings' && lagging ? (lagged++, 10n ** 15n) : real(q))),
+    );
+    try {
+      await run.duties.start();
+      await expect.poll(() => run.broadcasts.length, { timeout: 10_000 }).toBeGreaterThan(0);
+      // Many polls see the channel short of the gateway's side; the recovery reads the deposit's own receipt.
+      await expect.poll(() => lagged, { timeout: 10_000 }).toBeGreaterThan(20);
+      await run.duties.idle();
+      lagging = false;
+      await expect.poll(() => run.duties.isFunded(run.ch.id), { timeout: 20_000 }).toBe(true);
+      expect((await readHoldings(run.gp.client, run.ch.id, NATIVE_ASSET)).amount).toBe(3n * 10n ** 15n);
+      expect(new Set(run.broadcasts.map((p) => p.nonce)).size).toBe(1);
+    } finally {
+      await run.duties.stop();
+    }
+  }, 60_000);
+
+  it('a send that fails after the node took the transaction: it was journalled before, and is never sent twice', async () => {
+    let failures = 1;
+    const run = await fundingRun(11, (base) =>
+      replacing(base, 'sendRawTransaction', async (real, q) => {
+        const hash = await real(q);
+        if (failures-- > 0) throw new Error('request timed out');
+        return hash;
+      }),
+    );
+    try {
+      await run.duties.start();
+      await expect.poll(() => run.duties.isFunded(run.ch.id), { timeout: 20_000 }).toBe(true);
+      expect(failures).toBeLessThan(1);
+      expect((await readHoldings(run.gp.client, run.ch.id, NATIVE_ASSET)).amount).toBe(3n * 10n ** 15n);
+      expect(new Set(run.broadcasts.map((p) => p.nonce)).size).toBe(1);
+    } finally {
+      await run.duties.stop();
     }
   }, 60_000);
 });

@@ -4,10 +4,10 @@ import { GatewayDisputes } from './disputes.ts';
 import { DEFAULT_LIMITS } from './admission.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
 import { isFullySigned } from '../src/channel/record.ts';
-import { approveDeposits, type ChainClient, cooperativeClose, deposit, type PendingTx, readHoldings, resumePending, startWatchtower, watchAdjudicator, type Watcher } from '../src/chain/index.ts';
+import { approveDeposits, type ChainClient, cooperativeClose, deposit, nudgePending, outcomeOf, type PendingTx, readHoldings, startWatchtower, watchAdjudicator, type Watcher } from '../src/chain/index.ts';
 import { totals } from '../src/model/allocation.ts';
 import { depositsCover, sideCovered } from '../src/model/holdings.ts';
-import { type Bytes32, ChannelKind, NATIVE_ASSET } from '../src/model/types.ts';
+import { type Address, type Bytes32, ChannelKind, NATIVE_ASSET } from '../src/model/types.ts';
 import type { Logger } from '../src/log.ts';
 import type { ChannelStorage, FactStorage } from '../src/store/types.ts';
 
@@ -47,7 +47,12 @@ export interface GatewayChainOptions {
 
 /** The gateway's own deposit into a ledger channel, from before it is sent until it counts: every broadcast version. */
 interface OwnDeposit {
-  txs: PendingTx[];
+  txs: (PendingTx & { asset: Address })[];
+}
+
+/** The nonces of the gateway's own deposits, which its chain duties resume themselves (see #recoverDeposit). */
+export function depositNonces(facts: FactStorage): Set<number> {
+  return new Set(facts.factsWithPrefix<OwnDeposit | true>('deposit:').flatMap(({ value }) => (value === true ? [] : value.txs.map((t) => t.nonce))));
 }
 
 /** A device offline this long with a virtual channel open: the gateway goes on-chain. */
@@ -57,10 +62,16 @@ export const DEFAULT_OFFLINE_MS = 60 * 60_000;
 export class GatewayChain {
   readonly #o: GatewayChainOptions;
   readonly #funded = new Set<Bytes32>();
+  /** Channels with a close job queued or running. */
+  readonly #closing = new Set<Bytes32>();
   /** When each final channel's close is sent again, and the delay after that. */
   readonly #closeRetries = new Map<Bytes32, { at: number; delayMs: number }>();
-  /** Channels whose own deposit this process is sending or recovering now. */
+  /** Channels whose own deposit this process is sending or recovering now, or has queued that for. */
   readonly #depositing = new Set<Bytes32>();
+  /** Channels with a #recoverDeposit job queued or running. */
+  readonly #recovering = new Set<Bytes32>();
+  /** Channels whose deposit intention #recoverDeposit trimmed to what landed: #depositOwnSide completes it. */
+  readonly #redeposit = new Set<Bytes32>();
   /** The last deposit read of each channel not yet funded (see #check). */
   readonly #checks = new Map<Bytes32, { at: number; pending: boolean; done: Promise<void> }>();
   #timer: NodeJS.Timeout | null = null;
@@ -87,7 +98,7 @@ export class GatewayChain {
       serial: (job) => this.#serial(job),
     });
     options.agent.on('opened', (rec) => this.#opened(rec));
-    options.agent.on('final', (rec) => this.#serial(() => this.#close(rec)));
+    options.agent.on('final', (rec) => this.#queueClose(rec));
     options.agent.on('retired', (rec) => this.#forget(rec.id));
   }
 
@@ -129,7 +140,7 @@ export class GatewayChain {
     this.settlements.start();
     for (const rec of this.#ledgerChannels()) {
       if (rec.phase === 'open') this.#opened(rec);
-      if (rec.phase === 'final') this.#serial(() => this.#close(rec));
+      if (rec.phase === 'final') this.#queueClose(rec);
     }
     const poll = async (): Promise<void> => {
       await this.#refresh().catch((err) => this.#o.logger.warn({ err: String(err) }, 'reading holdings failed'));
@@ -229,8 +240,21 @@ export class GatewayChain {
       const delayMs = Math.min(retry.delayMs * 2, 300_000);
       this.#closeRetries.set(rec.id, { at: now + delayMs, delayMs });
       this.#o.logger.info({ channel: rec.id }, 'closing a final ledger channel on-chain again');
-      this.#serial(() => this.#close(rec));
+      this.#queueClose(rec);
     }
+  }
+
+  /** One close job per channel at a time; one that runs after the channel retired does nothing. */
+  #queueClose(rec: ChannelRecord): void {
+    if (this.#closing.has(rec.id)) return;
+    this.#closing.add(rec.id);
+    this.#serial(async () => {
+      try {
+        if (this.#o.agent.channels().some((c) => c.id === rec.id)) await this.#close(rec);
+      } finally {
+        this.#closing.delete(rec.id);
+      }
+    });
   }
 
   /**
@@ -266,8 +290,11 @@ export class GatewayChain {
       this.#funded.add(rec.id);
       this.#o.logger.info({ channel: rec.id, peer: rec.peer }, 'ledger channel funded on-chain');
     } else if (this.#o.facts.fact(`deposit:${rec.id}`) !== undefined) {
-      // Ours is sent: it counts once it is this deep; if it is stuck, lost or failed, it is seen to.
-      if (!this.#depositing.has(rec.id)) this.#serial(() => this.#recoverDeposit(rec));
+      // Ours is sent: it counts once it is this deep; if it is stuck, lost or failed, it is seen to (one job at a time).
+      if (!this.#depositing.has(rec.id) && !this.#recovering.has(rec.id)) {
+        this.#recovering.add(rec.id);
+        this.#serial(() => this.#recoverDeposit(rec).finally(() => this.#recovering.delete(rec.id)));
+      }
     } else if (sideCovered(outcome, have, rec.idx === 0 ? 1 : 0)) {
       this.#serial(() => this.#depositOwnSide(rec));
     } else if (Date.now() - (this.#o.facts.fact<number>(`opened:${rec.id}`) ?? Date.now()) > (this.#o.fundingTimeoutMs ?? DEFAULT_LIMITS.fundingTimeoutMs)) {
@@ -284,12 +311,19 @@ export class GatewayChain {
     this.#o.agent.finalize(rec.id).catch((err) => this.#o.logger.warn({ channel: rec.id, err: String(err) }, 'closing an unfunded ledger channel failed'));
   }
 
+  /**
+   * Deposits the gateway's side, asset by asset, as a durable intention: the fact is
+   * written before anything is sent and records every signed version of each deposit
+   * before the node gets it (see sender.ts), so that an asset is never deposited twice.
+   * An asset with a version that succeeded, or one still open, is skipped; so this runs
+   * again safely after #recoverDeposit has dropped versions that can no longer land.
+   */
   async #depositOwnSide(rec: ChannelRecord): Promise<void> {
     const key = `deposit:${rec.id}`;
-    if (rec.params.kind !== ChannelKind.Ledger || rec.phase !== 'open' || this.#o.facts.fact(key) !== undefined) return;
-    // The intention first, then every broadcast version in it: a crash or a failure after
-    // sending must never deposit twice (see #recoverDeposit).
-    const record: OwnDeposit = { txs: [] };
+    const existing = this.#o.facts.fact<OwnDeposit | true>(key);
+    if (rec.params.kind !== ChannelKind.Ledger || rec.phase !== 'open' || existing === true || (existing && !this.#redeposit.has(rec.id))) return;
+    this.#redeposit.delete(rec.id);
+    const record: OwnDeposit = existing ?? { txs: [] };
     this.#o.facts.setFact(key, record);
     this.#depositing.add(rec.id);
     const outcome = rec.current.state.outcome;
@@ -297,28 +331,26 @@ export class GatewayChain {
     try {
       for (let a = 0; a < outcome.assets.length; a++) {
         const asset = outcome.assets[a]!;
-        // What is missing, read first: a retry after a partial failure deposits each asset once.
+        if (record.txs.some((t) => t.asset === asset)) continue;
+        // What is missing, read first: none of ours is in it (see #recoverDeposit).
         const held = await readHoldings(this.#o.client, rec.id, asset);
         const missing = need[a]! - held.amount;
         const ours = outcome.balances[a]![rec.idx];
         const amount = held.concluded || missing <= 0n ? 0n : missing < ours ? missing : ours;
         if (amount === 0n) continue;
         if (asset !== NATIVE_ASSET) await approveDeposits(this.#o.client, asset, amount);
-        const tx = await deposit(this.#recording(key, record), { channelId: rec.id, asset, amount });
+        const tx = await deposit(this.#recording(key, record, asset), { channelId: rec.id, asset, amount });
         this.#o.logger.info({ channel: rec.id, asset, amount: amount.toString(), gasUsed: tx.gasUsed?.toString() }, 'deposited own side');
       }
-    } catch (err) {
-      // Nothing broadcast: the next poll tries again, reading first what is already on-chain.
-      // Broadcast: stuck, lost or failed, #recoverDeposit sees to it at the next poll.
-      if (record.txs.length === 0) this.#o.facts.deleteFact(key);
-      throw err;
     } finally {
+      // Nothing signed at all: no intention is left, and the next poll tries again.
+      if (record.txs.length === 0) this.#o.facts.deleteFact(key);
       this.#depositing.delete(rec.id);
     }
   }
 
-  /** The chain client, recording every broadcast version of its transactions in the deposit's fact (and the journal). */
-  #recording(key: string, record: OwnDeposit): ChainClient {
+  /** The chain client, recording every signed version of a deposit of `asset` in the fact (and the journal) before it is sent. */
+  #recording(key: string, record: OwnDeposit, asset: Address): ChainClient {
     const client = this.#o.client;
     return {
       ...client,
@@ -326,7 +358,7 @@ export class GatewayChain {
         ...client.send,
         onBroadcast: async (pending) => {
           await client.send.onBroadcast?.(pending);
-          record.txs = [...record.txs.filter((p) => p.nonce !== pending.nonce), structuredClone(pending)];
+          record.txs = [...record.txs.filter((t) => t.nonce !== pending.nonce), { ...structuredClone(pending), asset }];
           this.#o.facts.setFact(key, record);
         },
       },
@@ -334,12 +366,14 @@ export class GatewayChain {
   }
 
   /**
-   * The gateway's deposit was sent and the channel is not funded yet, `confirmations`
-   * deep. A version whose nonce is not spent that deep is waited for, and re-broadcast with
-   * the same nonce if the node lost it, so it can never land twice. Once every nonce is
-   * spent that deep and the deposits still do not cover the channel, the deposit did not
-   * land (reverted, replaced, or re-orged out): the intention is dropped and the next poll
-   * deposits what is missing.
+   * The gateway's deposit was sent and the channel is not funded `confirmations` deep.
+   * Decided from the deposit's own transactions, never from holdings (a lagging node may
+   * show them short): a version whose nonce is not spent that deep is nudged (re-broadcast
+   * with the same nonce once it has waited, so it can never land twice); once every nonce
+   * is spent that deep, the versions of an asset none of which succeeded (reverted, or the
+   * nonce taken by another transaction) are dropped, and that asset is deposited again.
+   * An asset whose deposit succeeded is never deposited again: a shortfall left is the
+   * device's.
    */
   async #recoverDeposit(rec: ChannelRecord): Promise<void> {
     const key = `deposit:${rec.id}`;
@@ -351,18 +385,21 @@ export class GatewayChain {
       const { client } = this.#o;
       const at = await this.#confirmedBlock();
       const spent = await client.publicClient.getTransactionCount({ address: client.account, ...(at === 'latest' ? { blockTag: 'latest' } : { blockNumber: at }) });
-      const open = record.txs.filter((p) => p.nonce >= spent);
-      if (open.length > 0) {
-        for (const pending of open) await resumePending(this.#recording(key, record), pending, client.send);
-        return;
-      }
-      const have = await Promise.all(rec.current.state.outcome.assets.map((a) => readHoldings(client, rec.id, a, at === 'latest' ? undefined : at)));
-      if (depositsCover(rec.current.state.outcome, have)) return;
-      this.#o.logger.warn({ channel: rec.id, nonces: record.txs.map((p) => p.nonce) }, 'own deposit did not land: depositing again what is missing');
-      this.#o.facts.deleteFact(key);
+      const open = record.txs.filter((t) => t.nonce >= spent);
+      for (const t of open) await nudgePending(this.#recording(key, record, t.asset), t, client.send);
+      if (open.length > 0) return;
+      const outcomes = await Promise.all(record.txs.map((t) => outcomeOf(client, t)));
+      const landed = new Set(record.txs.filter((_, i) => outcomes[i] === 'succeeded').map((t) => t.asset));
+      const failed = record.txs.filter((t) => !landed.has(t.asset));
+      if (failed.length === 0) return;
+      this.#o.logger.warn({ channel: rec.id, nonces: failed.map((t) => t.nonce) }, 'own deposit did not land: depositing again what is missing');
+      record.txs = record.txs.filter((t) => landed.has(t.asset));
+      this.#o.facts.setFact(key, record);
+      this.#redeposit.add(rec.id);
     } finally {
       this.#depositing.delete(rec.id);
     }
+    await this.#depositOwnSide(rec);
   }
 
   async #close(rec: ChannelRecord): Promise<void> {

@@ -11,7 +11,7 @@ import { startEmbeddedBroker, type EmbeddedBroker } from '../src/transport/broke
 import { MqttTransport, type MqttTransportOptions } from '../src/transport/mqtt.ts';
 import { brokerAuthority, brokerPassword } from '../src/transport/login.ts';
 import { startEnrollment } from './enrollment.ts';
-import { GatewayChain } from './chain.ts';
+import { depositNonces, GatewayChain } from './chain.ts';
 import { startStatusServer } from './http.ts';
 import { Intermediary } from '../src/client/intermediary.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
@@ -65,17 +65,25 @@ export interface RunningGateway {
 const PENDING_TX = 'pending-tx:';
 const journalKey = (pending: PendingTx): string => `${PENDING_TX}${String(pending.nonce).padStart(12, '0')}`;
 
-/** Transactions broadcast before a restart: wait for them, replacing those stuck. */
+/**
+ * Transactions broadcast before a restart: waited for, all at once, stuck ones replaced.
+ * An entry goes once its nonce is spent (onFinished); one given up on stays for the next
+ * start. The gateway's own deposits are left to its chain duties, which record every
+ * version of them (a version sent from here, unrecorded, could mine unseen, and the
+ * deposit be sent again).
+ */
 async function resumeJournalled(client: ChainClient, store: ChannelStore, log: Logger): Promise<void> {
-  for (const { key, value } of store.service.factsWithPrefix<PendingTx>(PENDING_TX)) {
-    try {
-      const tx = await resumePending(client, value, client.send);
-      log.info({ nonce: value.nonce, hash: tx.hash }, 'journalled transaction mined');
-    } catch (err) {
-      log.error({ nonce: value.nonce, err: String(err) }, 'journalled transaction could not be resumed');
-    }
-    store.service.deleteFact(key);
-  }
+  const deposits = depositNonces(store.service);
+  await Promise.all(
+    store.service.factsWithPrefix<PendingTx>(PENDING_TX).filter(({ value }) => !deposits.has(value.nonce)).map(async ({ value }) => {
+      try {
+        const tx = await resumePending(client, value, client.send);
+        log.info({ nonce: value.nonce, hash: tx.hash }, 'journalled transaction mined');
+      } catch (err) {
+        log.error({ nonce: value.nonce, err: String(err) }, 'journalled transaction could not be resumed');
+      }
+    }),
+  );
 }
 
 /** A final state with the outcome as it is: it closes the channel and moves nothing. */

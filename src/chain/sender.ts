@@ -1,7 +1,7 @@
 // Sends a transaction so that it survives a stuck mempool and a restart: a transaction not
 // mined in time is replaced (same nonce, higher fees), and every broadcast is reported
 // before waiting, so the caller can journal it and `resumePending` after a restart.
-import { TransactionReceiptNotFoundError, type Hex } from 'viem';
+import { keccak256, TransactionReceiptNotFoundError, type Hex } from 'viem';
 import type { Address } from '../model/types.ts';
 import type { ChainClient, TxResult } from './client.ts';
 import { ChainTransactionError, TransactionRevertedError } from './errors.ts';
@@ -21,6 +21,8 @@ export interface PendingTx {
   maxPriorityFeePerGas: bigint;
   /** Every hash broadcast for this nonce, oldest first; any of them may be mined. */
   hashes: Hex[];
+  /** When the last version was broadcast (ms since the epoch). */
+  at?: number;
 }
 
 export interface SendOptions {
@@ -88,8 +90,16 @@ export async function resumePending(client: ChainClient, pending: PendingTx, opt
   );
 }
 
+/**
+ * Signs here and reports the version (its hash known) before handing it to the node: a
+ * call that fails or a crash after the node took it must still leave it journalled, or a
+ * caller would send a second transaction beside the first.
+ */
 async function broadcast(client: ChainClient, pending: PendingTx, opts: SendOptions): Promise<void> {
-  const hash = await client.walletClient.sendTransaction({
+  const signed = await client.walletClient.signTransaction({
+    account: client.walletClient.account,
+    chain: client.walletClient.chain,
+    type: 'eip1559',
     to: pending.request.to,
     data: pending.request.data,
     value: pending.request.value,
@@ -98,8 +108,23 @@ async function broadcast(client: ChainClient, pending: PendingTx, opts: SendOpti
     maxFeePerGas: pending.maxFeePerGas,
     maxPriorityFeePerGas: pending.maxPriorityFeePerGas,
   });
-  pending.hashes.push(hash);
+  pending.hashes.push(keccak256(signed));
+  pending.at = Date.now();
   await opts.onBroadcast?.(pending);
+  await client.publicClient.sendRawTransaction({ serializedTransaction: signed });
+}
+
+/**
+ * One step of resumePending, for a caller that polls: if no version of `pending` is
+ * mined and its nonce is still free, and its last version has waited `stuckAfterMs`,
+ * broadcasts a replacement (same nonce, higher fees). Returns the mined version, if any.
+ */
+export async function nudgePending(client: ChainClient, pending: PendingTx, opts: SendOptions = {}): Promise<TxResult | null> {
+  const mined = await minedVersion(client, pending.hashes);
+  if (mined) return mined;
+  if ((await nonceUsed(client, pending.nonce)) || Date.now() - (pending.at ?? 0) < (opts.stuckAfterMs ?? 60_000)) return null;
+  await replace(client, pending, opts);
+  return null;
 }
 
 async function replace(client: ChainClient, pending: PendingTx, opts: SendOptions): Promise<void> {
@@ -131,6 +156,16 @@ async function waitOrReplace(client: ChainClient, pending: PendingTx, opts: Send
     }
     if (replacements >= (opts.maxReplacements ?? 5)) throw new ChainTransactionError(`transaction with nonce ${pending.nonce} not mined after ${replacements} replacements`);
     await replace(client, pending, opts);
+  }
+}
+
+/** Whether a version of `pending` is mined and succeeded, mined and reverted, or none is mined. */
+export async function outcomeOf(client: ChainClient, pending: PendingTx): Promise<'succeeded' | 'reverted' | null> {
+  try {
+    return (await minedVersion(client, pending.hashes)) ? 'succeeded' : null;
+  } catch (err) {
+    if (err instanceof TransactionRevertedError) return 'reverted';
+    throw err;
   }
 }
 
