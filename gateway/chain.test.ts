@@ -158,7 +158,7 @@ describe('gateway chain duties after a restart', () => {
     const broadcasts: PendingTx[] = [];
     const base = { ...gp.client, send: { stuckAfterMs: 100, maxReplacements: 0, onBroadcast: (p: PendingTx) => void broadcasts.push(structuredClone(p)) } };
     const intermediary = new Intermediary({ records: store.service, chain, holdTimeoutMs: 1000, logger: silentLogger });
-    const duties = new GatewayChain({ client: client(base), agent: g.agent, store, facts: store.service, intermediary, logger: silentLogger, pollMs: 50 });
+    const duties = new GatewayChain({ client: client(base), agent: g.agent, store, facts: store.service, intermediary, logger: silentLogger, pollMs: 50, recheckMs: 1000 });
     return { ch, gp, duties, broadcasts };
   }
 
@@ -209,6 +209,30 @@ describe('gateway chain duties after a restart', () => {
       expect(failures).toBeLessThan(1);
       expect((await readHoldings(run.gp.client, run.ch.id, NATIVE_ASSET)).amount).toBe(3n * 10n ** 15n);
       expect(new Set(run.broadcasts.map((p) => p.nonce)).size).toBe(1);
+    } finally {
+      await run.duties.stop();
+    }
+  }, 60_000);
+
+  it('deposits re-orged away after they counted: the channel is unfunded again, its own deposit sent again (once), funded once the device deposits again', async () => {
+    const run = await fundingRun(9, (base) => base);
+    const test = createTestClient({ mode: 'anvil', transport: http(devnet.anvil.rpcUrl) });
+    // The block of the device's deposit, the last one mined.
+    const before = await devnet.deployer.publicClient.getBlockNumber({ cacheTime: 0 });
+    try {
+      await run.duties.start();
+      await expect.poll(() => run.duties.isFunded(run.ch.id), { timeout: 20_000 }).toBe(true);
+      // A fork from before the device's deposit: both deposits are gone.
+      const depth = Number((await devnet.deployer.publicClient.getBlockNumber({ cacheTime: 0 })) - before + 1n);
+      await test.request({ method: 'anvil_reorg' as never, params: [depth, []] as never });
+      expect((await readHoldings(run.gp.client, run.ch.id, NATIVE_ASSET)).amount).toBe(0n);
+      await expect.poll(() => run.duties.isFunded(run.ch.id), { timeout: 20_000 }).toBe(false);
+      // The gateway's own deposit comes back; the device deposits again.
+      await expect.poll(async () => (await readHoldings(run.gp.client, run.ch.id, NATIVE_ASSET)).amount, { timeout: 20_000 }).toBe(2n * 10n ** 15n);
+      await deposit(devnet.clients[7]!, { channelId: run.ch.id, asset: NATIVE_ASSET, amount: 10n ** 15n });
+      await expect.poll(() => run.duties.isFunded(run.ch.id), { timeout: 20_000 }).toBe(true);
+      // The gateway's side exactly once: no version of its first deposit landed after the fork, so it was sent again.
+      expect((await readHoldings(run.gp.client, run.ch.id, NATIVE_ASSET)).amount).toBe(3n * 10n ** 15n);
     } finally {
       await run.duties.stop();
     }

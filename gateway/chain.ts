@@ -37,6 +37,8 @@ export interface GatewayChainOptions {
   /** How often the chain is asked for new deposits (ms): a device's deposit is answered by the gateway's within about this. */
   eventPollMs?: number;
   intermediary: Intermediary;
+  /** For how long after a channel is first seen funded its deposits are read again, in case a re-org removes them (ms, default 10 min). */
+  recheckMs?: number;
   /** The first delay before a failed cooperative close is sent again (ms, default 5 s; it doubles). */
   retryMs?: number;
   /** How long a device with a virtual channel open may stay offline before the gateway settles on-chain (ms). */
@@ -62,6 +64,9 @@ export const DEFAULT_OFFLINE_MS = 60 * 60_000;
 export class GatewayChain {
   readonly #o: GatewayChainOptions;
   readonly #funded = new Set<Bytes32>();
+  #rechecked = 0;
+  /** When each channel was last seen funded, while that is recent enough for a re-org to undo it (see #recheckFunded). */
+  readonly #fundedAt = new Map<Bytes32, number>();
   /** Channels with a close job queued or running. */
   readonly #closing = new Set<Bytes32>();
   /** When each final channel's close is sent again, and the delay after that. */
@@ -185,6 +190,7 @@ export class GatewayChain {
   /** A retired channel needs no duty any more: what was kept for it goes. */
   #forget(id: Bytes32): void {
     this.#funded.delete(id);
+    this.#fundedAt.delete(id);
     this.#checks.delete(id);
     this.#closeRetries.delete(id);
     this.#o.facts.deleteFact(`deposit:${id}`);
@@ -216,10 +222,39 @@ export class GatewayChain {
 
   async #refresh(): Promise<void> {
     this.#retryCloses();
+    await this.#recheckFunded();
     const unfunded = this.#ledgerChannels().filter((c) => !this.#funded.has(c.id) && c.phase === 'open');
     if (unfunded.length === 0) return;
     const block = await this.#confirmedBlock();
     for (const rec of unfunded) await this.#check(rec, 0, block);
+  }
+
+  /**
+   * Deposits counted at confirmation depth can still be re-orged away by a deeper fork.
+   * For `recheckMs` after it was first seen funded (default 10 min), a channel's deposits
+   * are read again at each poll; one they no longer cover is unfunded again: it takes no
+   * payment and backs no virtual channel until the next poll sees it covered (its own
+   * deposit is sent again by #recoverDeposit).
+   */
+  async #recheckFunded(): Promise<void> {
+    const window = this.#o.recheckMs ?? 600_000;
+    const now = Date.now();
+    // Every few seconds is enough: a fork is seen by the next read either way.
+    if (now - this.#rechecked < Math.min(10_000, window / 10)) return;
+    this.#rechecked = now;
+    const recent = [...this.#fundedAt].filter(([, at]) => now - at < window).map(([id]) => id);
+    for (const [id, at] of this.#fundedAt) if (now - at >= window) this.#fundedAt.delete(id);
+    if (recent.length === 0) return;
+    const block = await this.#confirmedBlock();
+    for (const id of recent) {
+      const rec = this.#ledger(id);
+      if (!rec || rec.phase !== 'open') continue;
+      const have = await Promise.all(rec.current.state.outcome.assets.map((a) => readHoldings(this.#o.client, id, a, block === 'latest' ? undefined : block)));
+      if (depositsCover(rec.current.state.outcome, have) || have.some((h) => h.concluded)) continue;
+      this.#funded.delete(id);
+      this.#fundedAt.delete(id);
+      this.#o.logger.warn({ channel: id, peer: rec.peer }, 'deposits counted before are gone (a re-org): the channel is unfunded until they are back');
+    }
   }
 
   /**
@@ -288,6 +323,7 @@ export class GatewayChain {
     if (depositsCover(outcome, have)) {
       if (this.#funded.has(rec.id)) return;
       this.#funded.add(rec.id);
+      this.#fundedAt.set(rec.id, Date.now());
       this.#o.logger.info({ channel: rec.id, peer: rec.peer }, 'ledger channel funded on-chain');
     } else if (this.#o.facts.fact(`deposit:${rec.id}`) !== undefined) {
       // Ours is sent: it counts once it is this deep; if it is stuck, lost or failed, it is seen to (one job at a time).

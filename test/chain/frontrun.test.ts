@@ -3,7 +3,7 @@
 // state, or a voucher 1 wei higher) goes first in each block, the honest party's call
 // second: the contract compares against the stored version and amount, so the honest
 // one still lands, for ledger, bidirectional virtual and stream channels.
-import { createTestClient, http, parseEther, parseGwei, type TransactionReceipt } from 'viem';
+import { createTestClient, type Hex, http, parseEther, parseGwei, type TransactionReceipt } from 'viem';
 import { describe, expect, it } from 'vitest';
 import { adjudicatorAbi } from '../../src/chain/abi.generated.ts';
 import type { ChainClient, TxResult } from '../../src/chain/client.ts';
@@ -55,11 +55,13 @@ async function attackerFirst(
       maxPriorityFeePerGas: parseGwei('50'),
       maxFeePerGas: parseGwei('100'),
     } as never);
-    let broadcast!: () => void;
-    const sent = new Promise<void>((resolve) => (broadcast = resolve));
-    const honestCall = honest({ ...honestClient, send: { onBroadcast: () => broadcast() } });
-    // The honest call estimates against the last block (the attack is still pending), then broadcasts.
-    await Promise.race([sent, honestCall]);
+    let broadcast!: (hash: Hex) => void;
+    const signed = new Promise<Hex>((resolve) => (broadcast = resolve));
+    const honestCall = honest({ ...honestClient, send: { onBroadcast: (p) => broadcast(p.hashes.at(-1)!) } });
+    // The honest call estimates against the last block (the attack is still pending), signs,
+    // and hands the transaction to the node: mine once the node has it.
+    const hash = await Promise.race([signed, honestCall.then((tx) => tx.hash)]);
+    await expect.poll(() => d.deployer.publicClient.getTransaction({ hash }).then(() => true, () => false), { timeout: 10_000 }).toBe(true);
     await test.mine({ blocks: 1 });
     const [honestTx, attackReceipt] = await Promise.all([honestCall, d.deployer.publicClient.waitForTransactionReceipt({ hash: attackHash })]);
     const honestReceipt = await d.deployer.publicClient.getTransactionReceipt({ hash: honestTx.hash });
