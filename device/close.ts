@@ -5,7 +5,7 @@ import { isFullySigned } from '../src/channel/record.ts';
 import { advanceSettlement, type ChainClient, cooperativeClose, createChainClient, readHoldings } from '../src/chain/index.ts';
 import { holdingFrom } from '../src/cli/watchtower.ts';
 import { address, announce, integer, parseOptions, usage } from '../src/cli/args.ts';
-import { CONNECTION_SPECS, mqttLogin } from '../src/cli/connection.ts';
+import { ADJUDICATOR_BLOCK_SPEC, adjudicatorBlock, CONNECTION_SPECS, mqttLogin } from '../src/cli/connection.ts';
 import { formatEth } from '../src/cli/units.ts';
 import { readKeystore } from '../src/crypto/keystore.ts';
 import { ConfigError } from '../src/errors.ts';
@@ -34,7 +34,7 @@ const SPECS = {
   'rpc-url': { type: 'string', arg: 'URL', help: 'chain RPC (default: from --gateway-info)' },
   'chain-id': { type: 'string', arg: 'N', help: 'chain id (default: from --gateway-info)' },
   adjudicator: { type: 'string', arg: 'ADDR', help: 'adjudicator contract (default: from --gateway-info)' },
-  'adjudicator-block': { type: 'string', arg: 'N', help: "the block the adjudicator was deployed in: on-chain event reads start there", default: '0' },
+  ...ADJUDICATOR_BLOCK_SPEC,
   'gas-key': { type: 'string', arg: 'FILE', help: "V3 keystore of the account paying gas (default: the device's own key)" },
   force: { type: 'boolean', help: 'do not ask the gateway: close on-chain from the store alone' },
   timeout: { type: 'string', arg: 'SECONDS', help: 'how long the gateway has to sign the final state before the close goes on-chain alone', default: '30' },
@@ -62,7 +62,7 @@ export async function main(argv: string[]): Promise<void> {
   const rpcUrl = o['rpc-url'] ?? info.rpcUrl;
   if (!rpcUrl) throw new ConfigError('--rpc-url is required (or --gateway-info naming one)');
   const timeoutMs = integer(o.timeout, 'timeout')! * 1000;
-  const client = createChainClient({ rpcUrl, chainId: Number(chain.chainId), privateKey: toHex(payer.exportPrivateKey()), adjudicator: chain.adjudicator, fromBlock: BigInt(integer(o['adjudicator-block'], 'adjudicator-block')!) });
+  const client = createChainClient({ rpcUrl, chainId: Number(chain.chainId), privateKey: toHex(payer.exportPrivateKey()), adjudicator: chain.adjudicator, fromBlock: adjudicatorBlock(o) });
   const store = new ChannelStore(join(dataDir, 'device.db'));
   try {
     const ledgers = store.loadChannels().filter((c) => c.params.kind === ChannelKind.Ledger && c.phase !== 'opening');

@@ -22,7 +22,7 @@ describe('gateway chain duties after a restart', () => {
   let devnet: Devnet;
   beforeAll(async () => {
     // One gateway account per test: nonces and balances stay the test's own.
-    devnet = await startDevnet({ accounts: 12 });
+    devnet = await startDevnet({ accounts: 13 });
   }, 60_000);
   afterAll(async () => {
     await devnet?.stop();
@@ -76,23 +76,23 @@ describe('gateway chain duties after a restart', () => {
     }
   }, 60_000);
 
-  it('its own deposit stuck and then lost by the node is sent again with the same nonce by the next poll: the channel is funded once, never twice', async () => {
+  /** The gateway (anvil account `i`, its own per test) and a device, as agents on a memory network, the gateway's store on disk. */
+  function gatewayAndDevice(i: number) {
     const network = new MemoryNetwork();
     const dir = tempDir();
-    const gp = party(devnet, 8);
+    const gp = party(devnet, i);
     const chain = { chainId: devnet.deployer.chainId, adjudicator: devnet.deployer.adjudicator };
     const store = new ChannelStore(join(dir, 'g.db'), { durability: 'normal' });
     const g = makeParty(network, dir, 'g', { chain }, new RecordingSigner(gp.signer.exportPrivateKey()), store);
     const a = makeParty(network, dir, 'a', { chain });
     live.push(a, g);
-    const ch = await a.agent.open(gp.address, { balances: [[10n ** 15n, 2n * 10n ** 15n]] });
-    await deposit(devnet.clients[7]!, { channelId: ch.id, asset: NATIVE_ASSET, amount: 10n ** 15n });
+    return { gp, chain, store, g, a };
+  }
+
+  it('its own deposit stuck and then lost by the node is sent again with the same nonce by the next poll: the channel is funded once, never twice', async () => {
+    const { ch, gp, duties, broadcasts } = await fundingRun(8, (base) => base);
     const test = createTestClient({ mode: 'anvil', transport: http(devnet.anvil.rpcUrl) });
-    const broadcasts: PendingTx[] = [];
-    // Gives up on an unmined transaction at once: the poll must take over.
-    const client = { ...gp.client, send: { stuckAfterMs: 100, maxReplacements: 0, onBroadcast: (p: PendingTx) => void broadcasts.push(structuredClone(p)) } };
-    const intermediary = new Intermediary({ records: store.service, chain, holdTimeoutMs: 1000, logger: silentLogger });
-    const duties = new GatewayChain({ client, agent: g.agent, store, facts: store.service, intermediary, logger: silentLogger, pollMs: 100 });
+    // The run's client gives up on an unmined transaction at once: the poll must take over.
     await test.setAutomine(false);
     try {
       await duties.start();
@@ -113,14 +113,7 @@ describe('gateway chain duties after a restart', () => {
   }, 60_000);
 
   it('a cooperative close that fails (the RPC away) is sent again by a later poll, and the channel retires', async () => {
-    const network = new MemoryNetwork();
-    const dir = tempDir();
-    const gp = party(devnet, 9);
-    const chain = { chainId: devnet.deployer.chainId, adjudicator: devnet.deployer.adjudicator };
-    const store = new ChannelStore(join(dir, 'g.db'), { durability: 'normal' });
-    const g = makeParty(network, dir, 'g', { chain }, new RecordingSigner(gp.signer.exportPrivateKey()), store);
-    const a = makeParty(network, dir, 'a', { chain });
-    live.push(a, g);
+    const { gp, chain, store, g, a } = gatewayAndDevice(9);
     // The RPC refuses the first two calls of the gateway's that would send a transaction.
     let refusals = 2;
     const publicClient = new Proxy(gp.client.publicClient, {
@@ -145,14 +138,7 @@ describe('gateway chain duties after a restart', () => {
 
   /** A gateway (anvil account `i`) with chain duties through `client(base)`, and a device whose channel [1e15 device, 2e15 gateway] is open and whose side is deposited. */
   async function fundingRun(i: number, client: (base: ChainClient) => ChainClient) {
-    const network = new MemoryNetwork();
-    const dir = tempDir();
-    const gp = party(devnet, i);
-    const chain = { chainId: devnet.deployer.chainId, adjudicator: devnet.deployer.adjudicator };
-    const store = new ChannelStore(join(dir, 'g.db'), { durability: 'normal' });
-    const g = makeParty(network, dir, 'g', { chain }, new RecordingSigner(gp.signer.exportPrivateKey()), store);
-    const a = makeParty(network, dir, 'a', { chain });
-    live.push(a, g);
+    const { gp, chain, store, g, a } = gatewayAndDevice(i);
     const ch = await a.agent.open(gp.address, { balances: [[10n ** 15n, 2n * 10n ** 15n]] });
     await deposit(devnet.clients[7]!, { channelId: ch.id, asset: NATIVE_ASSET, amount: 10n ** 15n });
     const broadcasts: PendingTx[] = [];
@@ -215,7 +201,7 @@ describe('gateway chain duties after a restart', () => {
   }, 60_000);
 
   it('deposits re-orged away after they counted: the channel is unfunded again, its own deposit sent again (once), funded once the device deposits again', async () => {
-    const run = await fundingRun(9, (base) => base);
+    const run = await fundingRun(12, (base) => base);
     const test = createTestClient({ mode: 'anvil', transport: http(devnet.anvil.rpcUrl) });
     // The block of the device's deposit, the last one mined.
     const before = await devnet.deployer.publicClient.getBlockNumber({ cacheTime: 0 });

@@ -4,7 +4,7 @@ import { GatewayDisputes } from './disputes.ts';
 import { DEFAULT_LIMITS } from './admission.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
 import { isFullySigned } from '../src/channel/record.ts';
-import { approveDeposits, type ChainClient, cooperativeClose, deposit, nudgePending, outcomeOf, type PendingTx, readHoldings, startWatchtower, watchAdjudicator, type Watcher } from '../src/chain/index.ts';
+import { approveDeposits, type ChainClient, cooperativeClose, deposit, nudgePending, resultOf, type PendingTx, readHoldings, startWatchtower, watchAdjudicator, type Watcher } from '../src/chain/index.ts';
 import { totals } from '../src/model/allocation.ts';
 import { depositsCover, sideCovered } from '../src/model/holdings.ts';
 import { type Address, type Bytes32, ChannelKind, NATIVE_ASSET } from '../src/model/types.ts';
@@ -194,6 +194,7 @@ export class GatewayChain {
     this.#checks.delete(id);
     this.#closeRetries.delete(id);
     this.#o.facts.deleteFact(`deposit:${id}`);
+    this.#o.facts.deleteFact(`funded:${id}`);
     this.#o.facts.deleteFact(`closed:${id}`);
     this.#o.facts.deleteFact(`opened:${id}`);
   }
@@ -231,7 +232,8 @@ export class GatewayChain {
 
   /**
    * Deposits counted at confirmation depth can still be re-orged away by a deeper fork.
-   * For `recheckMs` after it was first seen funded (default 10 min), a channel's deposits
+   * For `recheckMs` after it was first seen funded (default 10 min; the time is a fact, so
+   * a restart does not read every channel again), a channel's deposits
    * are read again at each poll; one they no longer cover is unfunded again: it takes no
    * payment and backs no virtual channel until the next poll sees it covered (its own
    * deposit is sent again by #recoverDeposit).
@@ -253,6 +255,7 @@ export class GatewayChain {
       if (depositsCover(rec.current.state.outcome, have) || have.some((h) => h.concluded)) continue;
       this.#funded.delete(id);
       this.#fundedAt.delete(id);
+      this.#o.facts.deleteFact(`funded:${id}`);
       this.#o.logger.warn({ channel: id, peer: rec.peer }, 'deposits counted before are gone (a re-org): the channel is unfunded until they are back');
     }
   }
@@ -323,7 +326,10 @@ export class GatewayChain {
     if (depositsCover(outcome, have)) {
       if (this.#funded.has(rec.id)) return;
       this.#funded.add(rec.id);
-      this.#fundedAt.set(rec.id, Date.now());
+      // When it was first seen funded is kept: after a restart only recent ones are read again.
+      let at = this.#o.facts.fact<number>(`funded:${rec.id}`);
+      if (at === undefined) this.#o.facts.setFact(`funded:${rec.id}`, (at = Date.now()));
+      this.#fundedAt.set(rec.id, at);
       this.#o.logger.info({ channel: rec.id, peer: rec.peer }, 'ledger channel funded on-chain');
     } else if (this.#o.facts.fact(`deposit:${rec.id}`) !== undefined) {
       // Ours is sent: it counts once it is this deep; if it is stuck, lost or failed, it is seen to (one job at a time).
@@ -424,7 +430,7 @@ export class GatewayChain {
       const open = record.txs.filter((t) => t.nonce >= spent);
       for (const t of open) await nudgePending(this.#recording(key, record, t.asset), t, client.send);
       if (open.length > 0) return;
-      const outcomes = await Promise.all(record.txs.map((t) => outcomeOf(client, t)));
+      const outcomes = await Promise.all(record.txs.map((t) => resultOf(client, t)));
       const landed = new Set(record.txs.filter((_, i) => outcomes[i] === 'succeeded').map((t) => t.asset));
       const failed = record.txs.filter((t) => !landed.has(t.asset));
       if (failed.length === 0) return;

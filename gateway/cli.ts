@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { address, announce, exitOnStoreFailure, integer, parseOptions, usage } from '../src/cli/args.ts';
-import { CONNECTION_SPECS, mqttLogin, timing } from '../src/cli/connection.ts';
+import { ADJUDICATOR_BLOCK_SPEC, adjudicatorBlock, CONNECTION_SPECS, mqttLogin, timing } from '../src/cli/connection.ts';
 import { formatEth, parseAmount } from '../src/cli/units.ts';
 import { ConfigError } from '../src/errors.ts';
 import { createLogger } from '../src/log.ts';
@@ -14,7 +14,7 @@ const SPECS = {
   'rpc-url': { type: 'string', arg: 'URL', help: 'chain RPC (default: start anvil on 127.0.0.1 and deploy the contracts)' },
   'chain-id': { type: 'string', arg: 'N', help: 'chain id, with --rpc-url' },
   adjudicator: { type: 'string', arg: 'ADDR', help: 'adjudicator contract, with --rpc-url' },
-  'adjudicator-block': { type: 'string', arg: 'N', help: "the block the adjudicator was deployed in: on-chain event reads start there", default: '0' },
+  ...ADJUDICATOR_BLOCK_SPEC,
   'mqtt-url': { type: 'string', arg: 'URL', help: 'MQTT broker (default: an embedded broker on 127.0.0.1)' },
   'mqtt-admin-username': { type: 'string', arg: 'NAME', help: "with --mqtt-url: the Mosquitto dynamic-security admin; the gateway then issues devices' logins (docs/mqtt)" },
   'mqtt-admin-password-env': { type: 'string', arg: 'NAME', help: "environment variable holding that admin's password" },
@@ -68,7 +68,7 @@ export async function main(argv: string[]): Promise<void> {
     rpcUrl: o['rpc-url'],
     chainId: integer(o['chain-id'], 'chain-id'),
     adjudicator: o.adjudicator ? address(o.adjudicator, 'adjudicator') : undefined,
-    adjudicatorBlock: BigInt(integer(o['adjudicator-block'], 'adjudicator-block')!),
+    adjudicatorBlock: adjudicatorBlock(o),
     mqttUrl: o['mqtt-url'],
     mqttPort: integer(o['mqtt-port'], 'mqtt-port'),
     httpPort: integer(o['http-port'], 'http-port'),

@@ -55,6 +55,12 @@ const STATUS_READ_MAX_AGE_MS = 1000;
 
 const jsonReply = (code: number, value: unknown): Reply => ({ code, body: json(value) });
 
+/** One Prometheus metric: its HELP and TYPE lines, then a sample per label set (or one without labels). */
+function metric(name: string, type: 'gauge' | 'counter', help: string, samples: number | [labels: string, value: number][]): string[] {
+  const rows = typeof samples === 'number' ? [['', samples] as const] : samples;
+  return [`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...rows.map(([labels, value]) => `${name}${labels} ${value}`)];
+}
+
 async function route(s: StatusSources, method: string | undefined, url: string): Promise<Reply> {
   if (method !== 'GET') return jsonReply(405, { error: 'GET only' });
   const path = new URL(url, 'http://x').pathname;
@@ -80,30 +86,14 @@ async function route(s: StatusSources, method: string | undefined, url: string):
     const ledger = s.agent.channels().filter((c) => c.params.kind === ChannelKind.Ledger);
     const d = s.disputes?.() ?? { refuted: 0, started: 0, settled: 0, steps: 0, open: [] };
     const lines = [
-      '# HELP picopay_ledger_channels Ledger channels by phase.',
-      '# TYPE picopay_ledger_channels gauge',
-      ...(['opening', 'open', 'final'] as const).map((p) => `picopay_ledger_channels{phase="${p}"} ${ledger.filter((c) => c.phase === p).length}`),
-      '# HELP picopay_ledger_channels_funded Ledger channels funded on-chain.',
-      '# TYPE picopay_ledger_channels_funded gauge',
-      `picopay_ledger_channels_funded ${ledger.filter((c) => s.isFunded(c.id)).length}`,
-      '# HELP picopay_virtual_channels Virtual channels the gateway funds now.',
-      '# TYPE picopay_virtual_channels gauge',
-      `picopay_virtual_channels ${s.intermediary.virtualChannels().length}`,
-      '# HELP picopay_disputes_refuted_total Stale registrations the gateway answered with a newer state.',
-      '# TYPE picopay_disputes_refuted_total counter',
-      `picopay_disputes_refuted_total ${d.refuted}`,
-      '# HELP picopay_disputes_started_total Ledger channels the gateway began to settle on-chain.',
-      '# TYPE picopay_disputes_started_total counter',
-      `picopay_disputes_started_total ${d.started}`,
-      '# HELP picopay_disputes_settled_total Ledger channels settled on-chain: concluded, every virtual channel released.',
-      '# TYPE picopay_disputes_settled_total counter',
-      `picopay_disputes_settled_total ${d.settled}`,
-      '# HELP picopay_disputes_steps_total Transactions of on-chain settlements (register, conclude, resolve, release).',
-      '# TYPE picopay_disputes_steps_total counter',
-      `picopay_disputes_steps_total ${d.steps}`,
-      '# HELP picopay_disputes_open Ledger channels being settled on-chain now.',
-      '# TYPE picopay_disputes_open gauge',
-      `picopay_disputes_open ${d.open.length}`,
+      ...metric('picopay_ledger_channels', 'gauge', 'Ledger channels by phase.', (['opening', 'open', 'final'] as const).map((p) => [`{phase="${p}"}`, ledger.filter((c) => c.phase === p).length])),
+      ...metric('picopay_ledger_channels_funded', 'gauge', 'Ledger channels funded on-chain.', ledger.filter((c) => s.isFunded(c.id)).length),
+      ...metric('picopay_virtual_channels', 'gauge', 'Virtual channels the gateway funds now.', s.intermediary.virtualChannels().length),
+      ...metric('picopay_disputes_refuted_total', 'counter', 'Stale registrations the gateway answered with a newer state.', d.refuted),
+      ...metric('picopay_disputes_started_total', 'counter', 'Ledger channels the gateway began to settle on-chain.', d.started),
+      ...metric('picopay_disputes_settled_total', 'counter', 'Ledger channels settled on-chain: concluded, every virtual channel released.', d.settled),
+      ...metric('picopay_disputes_steps_total', 'counter', 'Transactions of on-chain settlements (register, conclude, resolve, release).', d.steps),
+      ...metric('picopay_disputes_open', 'gauge', 'Ledger channels being settled on-chain now.', d.open.length),
     ];
     return { code: 200, body: `${lines.join('\n')}\n`, type: 'text/plain; version=0.0.4' };
   }

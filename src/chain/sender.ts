@@ -166,7 +166,7 @@ async function waitOrReplace(client: ChainClient, pending: PendingTx, opts: Send
 }
 
 /** Whether a version of `pending` is mined and succeeded, mined and reverted, or none is mined. */
-export async function outcomeOf(client: ChainClient, pending: PendingTx): Promise<'succeeded' | 'reverted' | null> {
+export async function resultOf(client: ChainClient, pending: PendingTx): Promise<'succeeded' | 'reverted' | null> {
   try {
     return (await minedVersion(client, pending.hashes)) ? 'succeeded' : null;
   } catch (err) {

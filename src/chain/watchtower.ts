@@ -17,7 +17,7 @@ import type { Dispute } from './encode.ts';
 import { AdjudicatorRevertError } from './errors.ts';
 import { readDispute, readHoldings } from './read.ts';
 import { register } from './register.ts';
-import { advanceSettlement, type Holding, type Settlement, type SettleStep } from './settle.ts';
+import { advanceSettlement, type Holding, type SettleStep } from './settle.ts';
 import { registerVoucher } from './registerVirtual.ts';
 import { watchAdjudicator, type Watcher } from './watcher.ts';
 
@@ -46,8 +46,6 @@ export interface WatchtowerOptions {
   holding?: (channelId: Bytes32) => Holding | null | Promise<Holding | null>;
   /** A step of a settlement the sweep drove (concluded, released, ...). */
   onStep?: (step: SettleStep, channelId: Bytes32, tx: TxResult) => void;
-  /** Where a settlement the sweep drives stands after each sweep. */
-  onSettlement?: (channelId: Bytes32, settlement: Settlement) => void;
   /** Every registration seen, as an event or in a sweep, before it is answered. */
   onRegistered?: (channelId: Bytes32, registered: Dispute) => void;
   /** Registrations are answered once this deep; keep it well below the challenge duration in blocks. */
@@ -95,7 +93,6 @@ export async function startWatchtower(client: ChainClient, opts: WatchtowerOptio
     if (!held || !(await settling(held, registered, now))) return;
     const settlement = await advanceSettlement(client, held, { onStep: opts.onStep });
     if (settlement.status === 'settled') settled.add(channelId);
-    opts.onSettlement?.(channelId, settlement);
   };
   /** Channels this tower saw settled: nothing more to read for them. */
   const settled = new Set<Bytes32>();

@@ -5,7 +5,17 @@ import type { MqttTransportOptions } from '../transport/mqtt.ts';
 import { integer, type Values } from './args.ts';
 
 // Options every long-running command shares: how to log in to the broker, and the
-// protocol's timeouts (none is hard-coded).
+// protocol's timeouts (none is hard-coded); and, for the commands that read the chain,
+// where its events start.
+
+/** The block the adjudicator was deployed in (gateway, watchtower, close). */
+export const ADJUDICATOR_BLOCK_SPEC = {
+  'adjudicator-block': { type: 'string', arg: 'N', help: 'the block the adjudicator was deployed in: on-chain event reads start there', default: '0' },
+} as const;
+
+export function adjudicatorBlock(o: { 'adjudicator-block'?: string }): bigint {
+  return BigInt(integer(o['adjudicator-block'], 'adjudicator-block') ?? 0);
+}
 
 export const CONNECTION_SPECS = {
   'mqtt-username': { type: 'string', arg: 'NAME', help: 'broker login (default: this party’s address, as the ACL expects)' },

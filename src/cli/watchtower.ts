@@ -9,6 +9,7 @@ import { createLogger } from '../log.ts';
 import { ChannelStore } from '../store/store.ts';
 import { ConfigError } from '../errors.ts';
 import { address, announce, integer, parseOptions, required, usage } from './args.ts';
+import { ADJUDICATOR_BLOCK_SPEC, adjudicatorBlock } from './connection.ts';
 
 // A device that does not trust its gateway watches the chain for itself: this command
 // reads the device's channel store (read-only use; the device keeps running) and answers
@@ -23,7 +24,7 @@ const SPECS = {
   'rpc-url': { type: 'string', arg: 'URL', help: 'chain RPC' },
   'chain-id': { type: 'string', arg: 'N', help: 'chain id' },
   adjudicator: { type: 'string', arg: 'ADDR', help: 'adjudicator contract' },
-  'adjudicator-block': { type: 'string', arg: 'N', help: "the block the adjudicator was deployed in: on-chain event reads start there", default: '0' },
+  ...ADJUDICATOR_BLOCK_SPEC,
   key: { type: 'string', arg: 'FILE', help: 'V3 keystore of the account that pays for answers (any funded key)' },
   'password-env': { type: 'string', arg: 'NAME', help: 'environment variable holding its password', default: 'PICOPAY_PASSWORD' },
   confirmations: { type: 'string', arg: 'N', help: 'answer registrations this many blocks deep', default: '2' },
@@ -77,7 +78,7 @@ export async function main(argv: string[]): Promise<void> {
     chainId: integer(required(o['chain-id'], 'chain-id'), 'chain-id')!,
     privateKey: toHex(signer.exportPrivateKey()),
     adjudicator: address(o.adjudicator, 'adjudicator'),
-    fromBlock: BigInt(integer(o['adjudicator-block'], 'adjudicator-block')!),
+    fromBlock: adjudicatorBlock(o),
   });
   const paths = required(o.store, 'store').split(',').map((path) => path.trim()).filter(Boolean);
   // A mistyped path would be a new, empty store, and the tower would watch nothing.

@@ -51,6 +51,9 @@ async function network(d: Devnet, kind: ChannelKind): Promise<Network> {
 
 const holding = (params: Params, signed: SignedState, vc: VirtualEvidence): Holding => ({ params, signed, virtuals: new Map([[idOf(vc.params), vc]]) });
 
+/** What the payee B holds of the stream: A's voucher for `paid`. */
+const payeeHolds = (n: Network, paid: bigint): VirtualEvidence => ({ params: n.vc, voucher: { cumulative: paid, signature: signVoucher(n.vc, paid, n.A) } });
+
 async function balances(d: Devnet, n: Network): Promise<bigint[]> {
   return Promise.all([n.A, n.G, n.B].map((p) => ethBalance(d, p.address)));
 }
@@ -78,7 +81,7 @@ describe('on-chain settlement', () => {
     await register(n.A.client, { params: n.ag, signed: signedBy(n.ag, makeState(n.ag, 2n, ethOutcome(ONE, ONE)), n.A, n.G) });
     const before = await balances(d, n);
     const gateway = { params: n.vc };
-    const payee = { params: n.vc, voucher: { cumulative: paid, signature: signVoucher(n.vc, paid, n.A) } };
+    const payee = payeeHolds(n, paid);
     const steps: string[] = [];
     const first = await advanceSettlement(n.gGas.client, holding(n.ag, n.agSigned, gateway), { onStep: (s) => steps.push(s) });
     expect(first.status).toBe('waiting');
@@ -104,7 +107,7 @@ describe('on-chain settlement', () => {
     const before = await balances(d, n);
     const gateway = { params: n.vc, signed: signedBy(n.vc, makeState(n.vc, 0n, ethOutcome(T, 0n)), n.A, n.B) };
     await settleAll(d, [[n.bGas, holding(n.gb, n.gbSigned, { params: n.vc, signed: colluded })]]);
-    // The gateway holds only version 0: it still releases the other parent with the registered outcome, read from calldata.
+    // The gateway holds only version 0: it still releases the other parent with the registered outcome, read from its VirtualOutcome event.
     await settleAll(d, [
       [n.gGas, holding(n.ag, n.agSigned, gateway)],
       [n.gGas, holding(n.gb, n.gbSigned, gateway)],
@@ -117,7 +120,7 @@ describe('on-chain settlement', () => {
     const d = devnet();
     const n = await network(d, ChannelKind.Stream);
     const paid = parseEther('0.2');
-    const payee = { params: n.vc, voucher: { cumulative: paid, signature: signVoucher(n.vc, paid, n.A) } };
+    const payee = payeeHolds(n, paid);
     const before = await balances(d, n);
     for (let step = 0; step < 10; step++) {
       const results = await Promise.all([
@@ -137,7 +140,7 @@ describe('on-chain settlement', () => {
     const d = devnet();
     const n = await network(d, ChannelKind.Stream);
     const paid = parseEther('0.1');
-    const payee = { params: n.vc, voucher: { cumulative: paid, signature: signVoucher(n.vc, paid, n.A) } };
+    const payee = payeeHolds(n, paid);
     // B proposed version 6 (a payment to G, the lock kept); G signed it but B never got G's signature.
     const proposed = makeState(n.gb, 6n, ethOutcome(ONE - T + 1n, ONE - 1n, n.gbSigned.state.outcome.locked));
     const gHolds = signedBy(n.gb, proposed, n.G, n.B);

@@ -1,15 +1,13 @@
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { ChannelRecord } from '../../src/channel/record.ts';
 import { cumulativeOf, deposit, readDispute, readHoldings, readSettled, registerVoucher, type Devnet } from '../../src/chain/index.ts';
 import { advanceSettlement } from '../../src/chain/settle.ts';
 import { holdingFrom } from '../../src/cli/watchtower.ts';
 import { readKeystore } from '../../src/crypto/keystore.ts';
 import { domainSeparator, voucherDigest } from '../../src/model/hash.ts';
 import { type Address, type Bytes32, NATIVE_ASSET } from '../../src/model/types.ts';
-import { ChannelStore } from '../../src/store/store.ts';
 import { tempDir } from '../../src/testing/agents.ts';
-import { processNetwork, type ProcessNetwork, WEI } from './fixture.ts';
+import { processNetwork, type ProcessNetwork, readChannel, WEI } from './fixture.ts';
 
 // The gateway settles on-chain by itself, as its own process against anvil: a payer that
 // vanishes mid-download with its virtual channel open, and two devices that collude to
@@ -176,13 +174,3 @@ describe('the gateway settles on-chain by itself', () => {
     expect(await run.balanceOf(run.hotspotAddress)).toBe(hotspotBefore + DEPOSIT + LOCK);
   }, 300_000);
 });
-
-/** A channel as a device's store holds it (the device may be running: SQLite lets a reader in). */
-function readChannel(path: string, id: Bytes32): ChannelRecord | undefined {
-  const store = new ChannelStore(path);
-  try {
-    return store.loadChannel(id);
-  } finally {
-    store.close();
-  }
-}

@@ -4,7 +4,9 @@ import { startOrigin } from '../../device/hotspot/origin.ts';
 import { startDevnet, type Devnet } from '../../src/chain/index.ts';
 import { writeKeystore } from '../../src/crypto/keystore.ts';
 import { Signer } from '../../src/crypto/keys.ts';
-import type { Address } from '../../src/model/types.ts';
+import type { ChannelRecord } from '../../src/channel/record.ts';
+import type { Address, Bytes32 } from '../../src/model/types.ts';
+import { ChannelStore } from '../../src/store/store.ts';
 
 // What the real-process tests of a picopay network share: a devnet and an origin for the
 // describe block, processes stopped after it, and funded keystores.
@@ -57,4 +59,14 @@ export function processNetwork(): ProcessNetwork {
     },
     chainArgs: () => ['--rpc-url', devnet.anvil.rpcUrl, '--chain-id', String(devnet.anvil.chainId), '--adjudicator', devnet.deployer.adjudicator],
   };
+}
+
+/** A channel as a device's store holds it, live or retired (the device may be running: SQLite lets a reader in). */
+export function readChannel(path: string, id: Bytes32): ChannelRecord | undefined {
+  const store = new ChannelStore(path);
+  try {
+    return store.loadChannel(id);
+  } finally {
+    store.close();
+  }
 }

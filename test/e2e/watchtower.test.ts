@@ -6,7 +6,7 @@ import { MIN_CHALLENGE_DURATION } from '../../src/model/duration.ts';
 import { type Address, type Bytes32, ChannelKind, NATIVE_ASSET } from '../../src/model/types.ts';
 import { ChannelStore } from '../../src/store/store.ts';
 import { tempDir } from '../../src/testing/agents.ts';
-import { processNetwork, type ProcessNetwork, WEI } from './fixture.ts';
+import { processNetwork, type ProcessNetwork, readChannel, WEI } from './fixture.ts';
 
 // The gateway vanishes after a payer's run, and an old state of the payer's ledger
 // channel is registered while the payer and its watchtower are offline. The tower,
@@ -43,7 +43,7 @@ describe('when the gateway is gone: the watchtower and picopay close', () => {
     const ledger = await payer.next('ledger');
     const payerDb = join(dir, 'payer', 'device.db');
     // The payer's ledger channel as it opened: version 0, both signatures.
-    const opened = readChannel(payerDb, ledger.channel as Bytes32);
+    const opened = readChannel(payerDb, ledger.channel as Bytes32)!;
     expect(opened.current.state.version).toBe(0n);
     await deposit(owner, { channelId: opened.id, asset: NATIVE_ASSET, amount: 10n ** 17n });
     expect(await payer.exited()).toBe(0);
@@ -60,7 +60,7 @@ describe('when the gateway is gone: the watchtower and picopay close', () => {
   it('answers a stale registration made while it was down, then concludes and the device is paid', async () => {
     const net = await afterAPaidRun();
     const id = net.opened.id;
-    const newest = readChannel(net.payerDb, id);
+    const newest = readChannel(net.payerDb, id)!;
     expect(newest.current.state.version).toBeGreaterThan(0n);
     expect(dueTo(newest)).toBeLessThan(10n ** 17n); // it paid the hotspot and the gateway's fee
 
@@ -88,7 +88,7 @@ describe('when the gateway is gone: the watchtower and picopay close', () => {
     const net = await afterAPaidRun();
     const gasKey = await net.keystore(join(net.dir, 'gas.json'));
     // The payer, its gateway online: a final state, closed on-chain at once.
-    const payerDue = dueTo(readChannel(net.payerDb, net.opened.id));
+    const payerDue = dueTo(readChannel(net.payerDb, net.opened.id)!);
     const payerBefore = await net.balanceOf(net.payerAddress);
     const cooperative = net.start('close-payer', ['close', '--data-dir', join(net.dir, 'payer'), '--gas-key', gasKey, ...net.reach]);
     expect((await cooperative.next('closed')).how).toBe('cooperative');
@@ -96,7 +96,7 @@ describe('when the gateway is gone: the watchtower and picopay close', () => {
     // The hotspot, its gateway gone for good: registered, the period waited out, concluded.
     await net.gateway.stop('SIGKILL');
     await net.hotspot.stop();
-    const hotspotLedger = readChannel(net.hotspotDb, readLedgerId(net.hotspotDb));
+    const hotspotLedger = readChannel(net.hotspotDb, readLedgerId(net.hotspotDb))!;
     const hotspotBefore = await net.balanceOf(net.hotspotAddress);
     const alone = net.start('close-hotspot', ['close', '--data-dir', join(net.dir, 'hotspot'), '--gas-key', gasKey, '--timeout', '2', ...net.reach]);
     await alone.next('registered');
@@ -108,7 +108,7 @@ describe('when the gateway is gone: the watchtower and picopay close', () => {
 
   it('a device registers an old state while the gateway is down: the gateway, restarted, answers it', async () => {
     const net = await afterAPaidRun();
-    const newest = readChannel(net.payerDb, net.opened.id);
+    const newest = readChannel(net.payerDb, net.opened.id)!;
     await net.gateway.stop('SIGKILL');
     const cheater = devnet.clients[9]!;
     await register(cheater, { params: net.opened.params, signed: net.opened.current });
@@ -118,16 +118,6 @@ describe('when the gateway is gone: the watchtower and picopay close', () => {
     await expect.poll(async () => (await (await fetch(`${httpUrl}/metrics`)).text()).includes('picopay_disputes_refuted_total 1'), { timeout: 20_000 }).toBe(true);
   }, 300_000);
 });
-
-/** A channel as the device's store holds it (the device may be running: SQLite lets a reader in). */
-function readChannel(path: string, id: Bytes32): ChannelRecord {
-  const store = new ChannelStore(path);
-  try {
-    return store.loadChannel(id)!;
-  } finally {
-    store.close();
-  }
-}
 
 /** The device's ledger channel id. */
 function readLedgerId(path: string): Bytes32 {
