@@ -108,6 +108,8 @@ export function writeKeystore(path: string, signer: Signer, password: string, op
 }
 
 export function readKeystore(path: string, password: string): Signer {
+  // A path that names no keystore is a user's mistake: one line, not a stack.
+  if (!existsSync(path)) throw new KeystoreError(`no keystore at ${path}`);
   const mode = statSync(path).mode & 0o777;
   if (mode & 0o077) throw new KeystoreError(`keystore ${path} has mode ${mode.toString(8)}: must be 0600`);
   let json: unknown;

@@ -55,3 +55,21 @@ describe('a careless device command is refused before it creates anything', () =
     }
   }, 90_000);
 });
+
+describe('a careless close or watchtower command', () => {
+  it.each([
+    ['picopay close on a data directory with no key', ['close', '--force', '--rpc-url', 'http://127.0.0.1:9', '--chain-id', '31337', '--adjudicator', ADJUDICATOR]],
+    ['picopay watchtower with a --key that does not exist', ['watchtower', '--rpc-url', 'http://127.0.0.1:9', '--chain-id', '31337', '--adjudicator', ADJUDICATOR, '--store', 'x.db']],
+  ])('%s: one line, exit 2, no stack', async (_, args) => {
+    const dir = tempDir('picopay-careless-');
+    const extra = args[0] === 'close' ? ['--data-dir', join(dir, 'device')] : ['--key', join(dir, 'none.json')];
+    const r = await promisify(execFile)(process.execPath, [BIN, ...args, ...extra], { timeout: 60_000, env: { ...process.env, PICOPAY_LOG: 'silent' } }).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code: number; stderr: string }) => err,
+    );
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/no keystore at .*KEYSTORE/);
+  });
+});
+
