@@ -48,6 +48,7 @@ const SPECS = {
   lock: { type: 'string', arg: 'AMOUNT', help: 'payer: most it may pay the hotspot (locked in the virtual channel)', default: '0.05' },
   mode: { type: 'string', arg: 'forward|connect', help: 'payer: plain HTTP forwarding or a CONNECT tunnel', default: 'forward' },
   'close-after': { type: 'boolean', help: 'payer: close the ledger channel when done' },
+  'retry-for': { type: 'string', arg: 'SECONDS', help: 'payer: how long an interrupted download (the hotspot, the broker or the link gone) is tried again, from the byte it reached', default: '300' },
   'fund-timeout-ms': { type: 'string', arg: 'MS', help: 'how long to wait for the ledger channel to be funded on-chain', default: '120000' },
   ...CONNECTION_SPECS,
 } as const;
@@ -129,6 +130,7 @@ export async function main(argv: string[]): Promise<void> {
           price,
           mode: o.mode === 'connect' ? ('connect' as const) : ('forward' as const),
           fundTimeoutMs,
+          retryForMs: integer(o['retry-for'], 'retry-for')! * 1000,
           closeAfter: o['close-after'],
           logger,
         }

@@ -4,7 +4,7 @@
 // Each request to the proxy first fetches a challenge and answers it with the client's
 // key (auth.ts): one round trip more per download, in exchange for a header nobody can
 // forge or replay.
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
 import http, { type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
@@ -26,13 +26,15 @@ export interface PayingClientOptions {
   price: bigint;
   /** Units paid ahead of the bytes used (default 1). */
   prepaidUnits?: number;
+  /** What this channel paid before this client (an earlier run's vouchers), in wei. */
+  paid?: bigint;
   payments: PaymentsOut;
   /** Signs a 32-byte digest with clientAddress's key: 65 bytes r ‖ s ‖ v (a Signer's sign). */
   sign: (digest: Uint8Array) => Uint8Array;
 }
 
 export interface DownloadProgress {
-  /** Body bytes of this download received so far. */
+  /** Body bytes of this download received so far (earlier attempts included). */
   bytes: number;
   /** The body's content-length, when the origin sent one. */
   totalBytes: number | undefined;
@@ -48,6 +50,18 @@ export interface DownloadOptions {
   /** 'forward' (default): `GET http://…` to the proxy; 'connect': through a CONNECT tunnel. */
   mode?: 'forward' | 'connect';
   onProgress?: (progress: DownloadProgress) => void;
+  /** What earlier attempts at this URL received: the download asks for the rest, and adds to it. */
+  received?: Received;
+}
+
+/** A body received so far, across attempts. */
+export interface Received {
+  bytes: number;
+  hash: Hash;
+}
+
+export function nothingReceived(): Received {
+  return { bytes: 0, hash: createHash('sha256') };
 }
 
 export interface DownloadResult {
@@ -64,6 +78,13 @@ export interface DownloadResult {
 
 export interface PayingClient {
   download(url: string, options?: DownloadOptions): Promise<DownloadResult>;
+  /**
+   * Before going on after an interruption (or on a channel an earlier run paid from): the
+   * hotspot may have served everything paid for, so the client pays its units ahead again
+   * from there. That may pay up to prepaidUnits twice; counting less could leave the
+   * hotspot waiting for a payment and the client for a byte.
+   */
+  assumeServed(): void;
   readonly meteredBytes: number;
   readonly unitsPaid: number;
   readonly vouchers: number;
@@ -80,9 +101,9 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
   const address = options.clientAddress.toLowerCase();
   const channel = options.channel.toLowerCase();
   if (!/^0x[0-9a-f]{64}$/.test(channel)) throw new ConfigError(`channel must be a 0x channel id, got ${options.channel}`);
-  const payer = new Payer(tariff, options.payments);
+  const payer = new Payer(tariff, options.payments, options.paid ?? 0n);
 
-  async function download(url: string, { mode = 'forward', onProgress }: DownloadOptions = {}): Promise<DownloadResult> {
+  async function download(url: string, { mode = 'forward', onProgress, received = nothingReceived() }: DownloadOptions = {}): Promise<DownloadResult> {
     const target = new URL(url);
     if (target.protocol !== 'http:') throw new ConfigError(`only http:// URLs can be downloaded, got ${url}`);
     const started = performance.now();
@@ -95,7 +116,8 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
     let opened: Opened | undefined;
     let response: IncomingMessage | undefined;
     try {
-      opened = mode === 'connect' ? await openTunnel(target, failed.signal) : await openForwarding(target, failed.signal);
+      const from = received.bytes;
+      opened = mode === 'connect' ? await openTunnel(target, failed.signal, from) : await openForwarding(target, failed.signal, from);
       const { request, metered } = opened;
       let totalBytes: number | undefined;
       let bytes = 0;
@@ -105,27 +127,32 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
         pay(now - counted);
         counted = now;
         const seconds = (performance.now() - started) / 1000;
-        onProgress?.({ bytes, totalBytes, meteredBytes: payer.meteredBytes, unitsPaid: payer.unitsPaid, vouchersPerSec: seconds > 0 ? (payer.vouchers - vouchersBefore) / seconds : 0 });
+        onProgress?.({ bytes: received.bytes, totalBytes, meteredBytes: payer.meteredBytes, unitsPaid: payer.unitsPaid, vouchersPerSec: seconds > 0 ? (payer.vouchers - vouchersBefore) / seconds : 0 });
       };
       // What we send is metered too, and the proxy may wait for its payment before it answers.
       request.once('finish', account);
       request.end();
       [response] = (await once(request, 'response')) as [IncomingMessage];
-      if (response.statusCode !== 200) throw new HttpStatusError(response.statusCode ?? 0, url);
-      totalBytes = response.headers['content-length'] === undefined ? undefined : Number(response.headers['content-length']);
-      const hash = createHash('sha256');
+      const status = response.statusCode ?? 0;
+      // The rest of the body, or (an origin that ignores ranges) all of it again.
+      const continues = from > 0 && status === 206 && contentRangeStart(response.headers['content-range']) === from;
+      if (status !== 200 && !continues) throw new HttpStatusError(status, url);
+      if (!continues) Object.assign(received, nothingReceived());
+      const length = response.headers['content-length'] === undefined ? undefined : Number(response.headers['content-length']);
+      totalBytes = length === undefined ? undefined : received.bytes + length;
       account();
       try {
         for await (const chunk of response as AsyncIterable<Buffer>) {
-          hash.update(chunk);
+          received.hash.update(chunk);
+          received.bytes += chunk.length;
           bytes += chunk.length;
           account();
         }
       } catch (error) {
-        throw new DownloadInterruptedError(url, bytes, totalBytes, { cause: error });
+        throw new DownloadInterruptedError(url, received.bytes, totalBytes, { cause: error });
       }
-      if (!response.complete || (totalBytes !== undefined && bytes !== totalBytes)) throw new DownloadInterruptedError(url, bytes, totalBytes);
-      return { bytes, sha256: hash.digest('hex'), meteredBytes: payer.meteredBytes, unitsPaid: payer.unitsPaid, vouchers: payer.vouchers - vouchersBefore };
+      if (!response.complete || (totalBytes !== undefined && received.bytes !== totalBytes)) throw new DownloadInterruptedError(url, received.bytes, totalBytes);
+      return { bytes: received.bytes, sha256: received.hash.digest('hex'), meteredBytes: payer.meteredBytes, unitsPaid: payer.unitsPaid, vouchers: payer.vouchers - vouchersBefore };
     } catch (error) {
       throw failed.signal.aborted ? failed.signal.reason : error;
     } finally {
@@ -156,14 +183,14 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
   }
 
   // Plain forwarding: the proxy meters the body, so the body is what we count.
-  async function openForwarding(target: URL, signal: AbortSignal): Promise<Opened> {
+  async function openForwarding(target: URL, signal: AbortSignal, from: number): Promise<Opened> {
     const proxyAuthorization = await authorization('GET', target.href, target.host, target, signal);
     const request = http.request({
       host: proxy.hostname,
       port: proxy.port,
       method: 'GET',
       path: target.href,
-      headers: { host: target.host, 'proxy-authorization': proxyAuthorization },
+      headers: { host: target.host, 'proxy-authorization': proxyAuthorization, ...rangeFrom(from) },
       agent: false,
       signal,
     });
@@ -171,7 +198,7 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
   }
 
   // CONNECT: the proxy meters every tunnel byte both ways, so we count the socket's.
-  async function openTunnel(target: URL, signal: AbortSignal): Promise<Opened> {
+  async function openTunnel(target: URL, signal: AbortSignal, from: number): Promise<Opened> {
     const authority = `${target.hostname}:${target.port || 80}`;
     const proxyAuthorization = await authorization('CONNECT', authority, authority, target, signal);
     const connect = http.request({
@@ -193,12 +220,13 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
     const readBefore = socket.bytesRead - head.length;
     const writtenBefore = socket.bytesWritten;
     if (head.length > 0) socket.unshift(head);
-    const request = http.request(target, { createConnection: () => socket, headers: { connection: 'close' }, signal });
+    const request = http.request(target, { createConnection: () => socket, headers: { connection: 'close', ...rangeFrom(from) }, signal });
     return { request, socket, metered: () => socket.bytesRead - readBefore + (socket.bytesWritten - writtenBefore) };
   }
 
   return {
     download,
+    assumeServed: () => payer.assumeServed(),
     get meteredBytes() {
       return payer.meteredBytes;
     },
@@ -209,6 +237,15 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
       return payer.vouchers;
     },
   };
+}
+
+function rangeFrom(from: number): Record<string, string> {
+  return from > 0 ? { range: `bytes=${from}-` } : {};
+}
+
+function contentRangeStart(header: string | undefined): number | undefined {
+  const match = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(header ?? '');
+  return match ? Number(match[1]) : undefined;
 }
 
 /** A download's request, not yet ended. */
@@ -234,9 +271,18 @@ class Payer {
   #sent = 0n;
   #sending: Promise<void> | undefined;
 
-  constructor(tariff: Tariff, payments: PaymentsOut) {
+  constructor(tariff: Tariff, payments: PaymentsOut, paid: bigint) {
     this.#tariff = tariff;
     this.#payments = payments;
+    this.#due = paid;
+    this.#sent = paid;
+    this.unitsPaid = Number(paid / tariff.pricePerUnit);
+    if (paid > 0n) this.assumeServed();
+  }
+
+  /** Counts every unit paid for as used (see PayingClient.assumeServed). */
+  assumeServed(): void {
+    this.meteredBytes = Math.max(this.meteredBytes, this.unitsPaid * this.#tariff.unitBytes);
   }
 
   /** Adds `bytes` used and pays what is due; returns the voucher round it started, if any. */

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Signer } from '../../src/crypto/keys.ts';
 import { silentLogger } from '../../src/log.ts';
 import { authDigest, formatCredentials, parseChallenge } from './auth.ts';
-import { createPayingClient, type DownloadProgress } from './client.ts';
+import { createPayingClient, type DownloadProgress, nothingReceived } from './client.ts';
 import { DownloadInterruptedError, HttpStatusError, TariffRefusedError } from './errors.ts';
 import { MEMORY_CHANNEL, MemoryPayments, MemoryServedLog } from './memory-payments.ts';
 import { pseudoRandomSha256, startOrigin } from './origin.ts';
@@ -422,6 +422,64 @@ describe('metering per virtual channel', () => {
     const stats = second.stats().clients.find((c) => c.channel === MEMORY_CHANNEL)!;
     expect(stats.bytesServed).toBe(paidUnits * UNIT + 10);
     expect(stats.allowance).toBe(UNIT - 10);
+  });
+});
+
+describe.each(['forward', 'connect'] as const)('resuming, %s mode', (mode) => {
+  it('a download cut by a hotspot restart goes on from the byte it reached, on the same channel, paying at most one unit more', async () => {
+    const origin = await startOrigin();
+    cleanups.push(origin.close);
+    const payments = new MemoryPayments();
+    const servedLog = new MemoryServedLog();
+    const start = (port?: number) => startMeteredProxy({ port, price: PRICE, payments, idleCutoffMs: 10_000, servedLog, upstream: { allowed: [new URL(origin.url).host] }, logger: silentLogger });
+    const first = await start();
+    const client = createPayingClient({ proxyUrl: first.url, clientAddress: ALICE.address, channel: MEMORY_CHANNEL, price: PRICE, payments: payments.payer(ALICE.address), sign: (d) => ALICE.sign(d) });
+    const size = 6 * UNIT + 777;
+    const url = `${origin.url}/bytes/${size}`;
+    const received = nothingReceived();
+    const offset = Math.floor(2.5 * UNIT);
+    const hold = origin.hold(offset);
+    let reached!: () => void;
+    const arrived = new Promise<void>((resolve) => (reached = resolve));
+    const cut = client.download(url, { mode, received, onProgress: (p) => p.bytes >= offset && reached() });
+    await arrived;
+    await first.close();
+    await expect(cut).rejects.toBeInstanceOf(DownloadInterruptedError);
+    hold.release();
+    expect(received.bytes).toBe(offset);
+    const second = await start(first.port);
+    cleanups.push(second.close);
+    client.assumeServed();
+    const result = await client.download(url, { mode, received });
+    expect(result.bytes).toBe(size);
+    expect(result.sha256).toBe(pseudoRandomSha256(size));
+    const credited = payments.credited(ALICE.address, MEMORY_CHANNEL);
+    // What a fresh client would pay (every started unit plus one ahead), and at most the one unit the restart re-bought.
+    const fresh = BigInt(Math.floor(client.meteredBytes / UNIT) + 1) * PRICE;
+    expect(credited).toBeGreaterThanOrEqual(BigInt(Math.floor(result.meteredBytes / UNIT)) * PRICE);
+    expect(credited).toBeLessThanOrEqual(fresh + PRICE);
+    // The hotspot never served what it was not paid for.
+    const stats = second.stats().clients.find((c) => c.channel === MEMORY_CHANNEL)!;
+    expect(BigInt(stats.bytesServed)).toBeLessThanOrEqual((credited / PRICE) * BigInt(UNIT));
+  });
+
+  it('a payer restarted after the hotspot served all it had paid for goes on in the same channel from what it paid', async () => {
+    const { origin, payments, proxy, statsOf } = await setup({ idleCutoffMs: 200 });
+    const stopping = payments.payer(ALICE.address);
+    const before = createPayingClient({ proxyUrl: proxy.url, clientAddress: ALICE.address, channel: MEMORY_CHANNEL, price: PRICE, payments: stopping, sign: (d) => ALICE.sign(d) });
+    const cut = before.download(`${origin.url}/bytes/${4 * 1024 * 1024}`, { mode, onProgress: (p) => p.unitsPaid >= 4 && stopping.stop() });
+    await expect(cut).rejects.toBeInstanceOf(DownloadInterruptedError);
+    const paid = payments.credited(ALICE.address, MEMORY_CHANNEL);
+    expect(statsOf(ALICE)?.allowance).toBe(0);
+    // The restarted payer knows only what its channel paid: it pays its unit ahead again and is served.
+    const after = createPayingClient({ proxyUrl: proxy.url, clientAddress: ALICE.address, channel: MEMORY_CHANNEL, price: PRICE, paid, payments: payments.payer(ALICE.address), sign: (d) => ALICE.sign(d) });
+    const size = 2 * UNIT + 5;
+    const result = await after.download(`${origin.url}/bytes/${size}`, { mode });
+    expect(result.sha256).toBe(pseudoRandomSha256(size));
+    const credited = payments.credited(ALICE.address, MEMORY_CHANNEL);
+    expect(credited).toBeGreaterThan(paid);
+    expect(credited - paid).toBeLessThanOrEqual(BigInt(Math.floor((after.meteredBytes - Number(paid / PRICE) * UNIT) / UNIT) + 1) * PRICE);
+    await eventually(() => expect(statsOf(ALICE)?.connections).toBe(0));
   });
 });
 

@@ -1,10 +1,14 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import type { ChannelRecord } from '../../src/channel/record.ts';
 import { announce } from '../../src/cli/args.ts';
 import { Progress } from '../../src/cli/progress.ts';
 import { formatEth } from '../../src/cli/units.ts';
+import { InsufficientFundsError } from '../../src/errors.ts';
 import { type Address, ChannelKind } from '../../src/model/types.ts';
 import type { Logger } from '../../src/log.ts';
-import { createPayingClient } from '../hotspot/client.ts';
-import { TariffRefusedError } from '../hotspot/errors.ts';
+import { Backoff } from '../../src/transport/backoff.ts';
+import { createPayingClient, type DownloadProgress, type DownloadResult, nothingReceived } from '../hotspot/client.ts';
+import { DownloadInterruptedError, HttpStatusError, TariffRefusedError } from '../hotspot/errors.ts';
 import { fetchTariff } from '../hotspot/tariff.ts';
 import { streamPaymentsOut } from '../payments.ts';
 import type { RunningDevice } from '../service.ts';
@@ -22,48 +26,95 @@ export interface PayerOptions {
   mode: 'forward' | 'connect';
   /** How long to wait for the ledger channel's deposits on-chain. */
   fundTimeoutMs: number;
+  /** How long an interrupted download (or an unreachable hotspot) is tried again before the run gives up. */
+  retryForMs: number;
   closeAfter: boolean;
   logger: Logger;
 }
 
+/** How a download goes on after the hotspot, the broker or the link went away for a while. */
+const BACKOFF = { initialMs: 500, maxMs: 10_000 };
+
 /**
  * Downloads through the hotspot, paying one unit ahead with stream vouchers in a virtual
- * channel of its own, then settles it, whether the download succeeded or not. A channel
- * left open by an earlier run (a crash, a kill) is settled first, at what its vouchers
- * say: each run pays from a fresh channel, which the hotspot meters from zero.
+ * channel, then settles it. A stream an earlier run left open (a crash, a kill) is gone on
+ * with, from what it paid; an interrupted download goes on from the byte it reached for
+ * `retryForMs`, and when it cannot, the channel is settled at its highest voucher, so
+ * nothing stays locked.
  */
 export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<void> {
   const { agent } = dev;
+  const deadline = Date.now() + o.retryForMs;
+  const backoff = new Backoff(BACKOFF);
+  const retrying = async <T>(what: string, attempt: () => Promise<T>, transient: (err: unknown) => boolean): Promise<T> => {
+    for (;;) {
+      try {
+        return await attempt();
+      } catch (err) {
+        if (!transient(err) || Date.now() >= deadline) throw err;
+        o.logger.warn({ err: String(err) }, `${what} failed; trying again`);
+        await delay(backoff.next());
+      }
+    }
+  };
   // What the hotspot charges, signed by it, within this payer's limit: checked before anything is locked.
-  const tariff = await fetchTariff(o.proxyUrl, o.hotspot, { maxPrice: o.price, unitBytes: o.unitBytes });
-  if (o.lock < BigInt(tariff.prepaidUnits) * tariff.pricePerUnit) {
+  const tariff = await retrying('fetching the tariff', () => fetchTariff(o.proxyUrl, o.hotspot, { maxPrice: o.price, unitBytes: o.unitBytes }), (err) => err instanceof TariffRefusedError && err.cause !== undefined);
+  const needed = BigInt(tariff.prepaidUnits) * tariff.pricePerUnit;
+  if (o.lock < needed) {
     throw new TariffRefusedError(`--lock ${formatEth(o.lock)} does not cover the ${tariff.prepaidUnits} unit(s) the hotspot wants paid ahead at ${formatEth(tariff.pricePerUnit)}`);
   }
   o.logger.info({ unitBytes: tariff.unitBytes, price: formatEth(tariff.pricePerUnit), prepaidUnits: tariff.prepaidUnits }, "the hotspot's signed tariff");
   await dev.untilFunded(o.fundTimeoutMs);
-  for (const left of agent.channelsWith(o.hotspot).filter((c) => c.params.kind === ChannelKind.Stream && c.phase === 'open' && c.idx === 0)) {
-    o.logger.info({ channel: left.id, paid: formatEth(left.voucher?.cumulative ?? 0n) }, 'settling a virtual channel an earlier run left open');
-    await agent.settleVirtual(left.id).catch((err) => o.logger.warn({ channel: left.id, err: String(err) }, 'settling it failed; the idle sweep will ask again'));
-  }
-  const vc = await agent.openVirtual(o.hotspot, { gateway: o.gateway, kind: ChannelKind.Stream, balances: [[o.lock, 0n]] });
-  announce('virtual', { channel: vc.id, lock: o.lock });
 
-  const client = createPayingClient({ proxyUrl: o.proxyUrl, clientAddress: dev.signer.address, channel: vc.id, unitBytes: tariff.unitBytes, price: tariff.pricePerUnit, prepaidUnits: tariff.prepaidUnits, payments: streamPaymentsOut(agent, vc.id), sign: (d) => dev.signer.sign(d) });
+  const settle = (vc: ChannelRecord, why: string) => agent.settleVirtual(vc.id).catch((err) => o.logger.warn({ channel: vc.id, err: String(err) }, `settling ${why} failed; the idle sweep will ask again`));
+  // The stream left open with the most left to pay from goes on; any other is settled.
+  const left = (vc: ChannelRecord) => (vc.current.state.outcome.balances[0]?.[0] ?? 0n) - (vc.voucher?.cumulative ?? 0n);
+  const open = agent.channelsWith(o.hotspot).filter((c) => c.params.kind === ChannelKind.Stream && c.phase === 'open' && c.idx === 0 && agent.isFunded(c.id));
+  open.sort((a, b) => (left(b) > left(a) ? 1 : left(b) < left(a) ? -1 : 0));
+  let vc = open[0] && left(open[0]) >= needed ? open.shift()! : undefined;
+  for (const other of open) {
+    o.logger.info({ channel: other.id, paid: formatEth(other.voucher?.cumulative ?? 0n) }, 'settling a virtual channel an earlier run left open');
+    await settle(other, 'it');
+  }
+  let resumed = vc !== undefined;
+  if (vc) announce('resumed', { channel: vc.id, paid: vc.voucher?.cumulative ?? 0n, left: left(vc) });
+  const openFresh = async (): Promise<ChannelRecord> => {
+    const fresh = await agent.openVirtual(o.hotspot, { gateway: o.gateway, kind: ChannelKind.Stream, balances: [[o.lock, 0n]] });
+    announce('virtual', { channel: fresh.id, lock: o.lock });
+    return fresh;
+  };
+  vc ??= await openFresh();
+  const clientOn = (channel: ChannelRecord) =>
+    createPayingClient({ proxyUrl: o.proxyUrl, clientAddress: dev.signer.address, channel: channel.id, unitBytes: tariff.unitBytes, price: tariff.pricePerUnit, prepaidUnits: tariff.prepaidUnits, paid: channel.voucher?.cumulative ?? 0n, payments: streamPaymentsOut(agent, channel.id), sign: (d) => dev.signer.sign(d) });
+  let client = clientOn(vc);
+
   let bar: Progress | null = null;
-  let result;
-  try {
-    result = await client.download(o.url, {
-      mode: o.mode,
-      onProgress: (p) => {
-        if (!p.totalBytes) return;
-        bar ??= new Progress('downloading', p.totalBytes);
-        bar.update(p.bytes, `${(p.bytes / 1e6).toFixed(1)} MB, ${p.unitsPaid} units paid, ${p.vouchersPerSec.toFixed(0)} vouchers/s`);
-      },
-    });
-  } catch (err) {
-    // A failed download leaves nothing locked: the channel settles at what was paid.
-    await agent.settleVirtual(vc.id).catch((e) => o.logger.warn({ channel: vc.id, err: String(e) }, 'settling after the failed download failed; the idle sweep will ask again'));
-    throw err;
+  const received = nothingReceived();
+  const onProgress = (p: DownloadProgress) => {
+    if (!p.totalBytes) return;
+    bar ??= new Progress('downloading', p.totalBytes);
+    bar.update(p.bytes, `${(p.bytes / 1e6).toFixed(1)} MB, ${p.unitsPaid} units paid, ${p.vouchersPerSec.toFixed(0)} vouchers/s`);
+  };
+  let result: DownloadResult | undefined;
+  while (!result) {
+    try {
+      result = await retrying('the download', () => client.download(o.url, { mode: o.mode, onProgress, received }).catch((err) => {
+        client.assumeServed();
+        throw err;
+      }), interrupted);
+    } catch (err) {
+      // A channel an earlier run paid from ran out: this run's own goes on from the byte reached.
+      if (resumed && err instanceof InsufficientFundsError) {
+        await settle(vc, 'the spent channel');
+        vc = await openFresh();
+        client = clientOn(vc);
+        resumed = false;
+        continue;
+      }
+      // A failed download leaves nothing locked: the channel settles at what was paid.
+      await settle(vc, 'after the failed download');
+      throw err;
+    }
   }
   (bar as Progress | null)?.done();
   const paid = agent.channel(vc.id).voucher?.cumulative ?? 0n;
@@ -76,4 +127,12 @@ export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<voi
     await agent.finalize(dev.ledger.id);
     announce('closed', { channel: dev.ledger.id });
   }
+}
+
+/** What may go on: the hotspot went away or cut this payer off (its vouchers did not get through), the link broke. */
+function interrupted(err: unknown): boolean {
+  if (err instanceof DownloadInterruptedError) return true;
+  if (err instanceof HttpStatusError) return err.status === 402 || err.status === 502 || err.status === 503;
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE';
 }
