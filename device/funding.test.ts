@@ -5,7 +5,7 @@ import { deposit } from '../src/chain/deposit.ts';
 import { ChainReadError, ConfigError, ProtocolTimeoutError, TransportError } from '../src/errors.ts';
 import { NATIVE_ASSET } from '../src/model/types.ts';
 import { ethOutcome, idOf, makeParams, party, useDevnet } from '../src/testing/chain.ts';
-import { chainFunding, gatewayFunding, type LedgerView, waitFunded } from './funding.ts';
+import { chainFunding, gatewayFunding, type LedgerView, waitFunded, watchFunding } from './funding.ts';
 
 // The device's own look at the chain: both deposits of its ledger channel, read over
 // plain JSON-RPC from a real anvil with the contracts deployed.
@@ -93,6 +93,67 @@ describe('a server that accepts and never answers', () => {
     await expect(gateway.isFunded(ledger, AbortSignal.timeout(20))).rejects.toBeInstanceOf(TransportError);
     for (const source of [chain, gateway]) {
       await expect(waitFunded(source, ledger, { timeoutMs: 100, pollMs: 10 })).rejects.toBeInstanceOf(ProtocolTimeoutError);
+    }
+  });
+});
+
+describe('watchFunding', () => {
+  const answers = (...said: boolean[]) => {
+    let i = 0;
+    return { name: 'scripted', isFunded: async () => said[Math.min(i++, said.length - 1)]! };
+  };
+  const ledger = { id: `0x${'ab'.repeat(32)}`, current: { state: { channelId: `0x${'ab'.repeat(32)}`, version: 0n, outcome: ethOutcome(1n, 1n), isFinal: false }, sigs: [null, null] } } as LedgerView;
+
+  it('reports deposits that went and came back; past its window it reads nothing', async () => {
+    const changes: boolean[] = [];
+    const watch = watchFunding(answers(true, false, false, true), ledger, { since: Date.now(), windowMs: 60_000, pollMs: 1, onChange: (f) => changes.push(f) });
+    await expect.poll(() => changes, { timeout: 5000 }).toEqual([false, true]);
+    expect(watch.funded).toBe(true);
+    watch.stop();
+    let calls = 0;
+    const late = watchFunding({ name: 'counted', isFunded: async () => (calls++, false) }, ledger, { since: Date.now() - 60_000, windowMs: 60_000, pollMs: 1, onChange: (f) => changes.push(f) });
+    await new Promise((r) => setImmediate(r));
+    expect(calls).toBe(0);
+    late.stop();
+  });
+
+  it('within its window reads again after each answer; a failing source is asked again', async () => {
+    const changes: boolean[] = [];
+    const errors: unknown[] = [];
+    let calls = 0;
+    const source = {
+      name: 'flaky',
+      isFunded: async () => {
+        calls++;
+        if (calls === 2) throw new ChainReadError('down');
+        return calls < 4;
+      },
+    };
+    const watch = watchFunding(source, ledger, { since: Date.now(), windowMs: 60_000, pollMs: 1, onChange: (f) => changes.push(f), onError: (e) => errors.push(e) });
+    await expect.poll(() => changes, { timeout: 5000 }).toEqual([false]);
+    expect(errors).toHaveLength(1);
+    expect(watch.funded).toBe(false);
+    watch.stop();
+  });
+
+  it('on a real chain: a deposit a re-org took back makes the channel unfunded until it is deposited again', async () => {
+    const d = devnet();
+    const ledger = ledgerOf(7, 8);
+    const chain = { rpcUrl: d.anvil.rpcUrl, chainId: d.deployer.chainId, adjudicator: d.deployer.adjudicator };
+    await deposit(party(d, 7).client, { channelId: ledger.id, asset: NATIVE_ASSET, amount: 3n });
+    const last = await deposit(party(d, 8).client, { channelId: ledger.id, asset: NATIVE_ASSET, amount: 5n });
+    const source = chainFunding({ ...chain, confirmations: 1 });
+    expect(await source.isFunded(ledger)).toBe(true);
+    const changes: boolean[] = [];
+    const watch = watchFunding(source, ledger, { since: Date.now(), windowMs: 60_000, pollMs: 20, onChange: (f) => changes.push(f) });
+    try {
+      const depth = Number((await d.deployer.publicClient.getBlockNumber({ cacheTime: 0 })) - last.blockNumber + 1n);
+      await d.deployer.publicClient.request({ method: 'anvil_reorg' as never, params: [depth, []] as never });
+      await expect.poll(() => changes, { timeout: 10_000 }).toEqual([false]);
+      await deposit(party(d, 8).client, { channelId: ledger.id, asset: NATIVE_ASSET, amount: 5n });
+      await expect.poll(() => changes, { timeout: 10_000 }).toEqual([false, true]);
+    } finally {
+      watch.stop();
     }
   });
 });

@@ -125,3 +125,47 @@ export async function waitFunded(source: FundingSource, ledger: LedgerView, o: {
     await Promise.race([sleep(o.pollMs ?? 250), expired]);
   }
 }
+
+export interface FundingWatch {
+  /** Whether the deposits were there at the last check. */
+  readonly funded: boolean;
+  stop(): void;
+}
+
+/**
+ * After the channel was seen funded: a re-org deeper than the confirmation depth can take
+ * a deposit back, so the deposits are read again every `pollMs` until `windowMs` after
+ * `since` (when they were first seen). `onChange` hears of each change (false: stop paying
+ * and serving; true: they are back). While unfunded the watch goes on past the window.
+ */
+export function watchFunding(source: FundingSource, ledger: LedgerView, o: { since: number; windowMs: number; pollMs: number; onChange: (funded: boolean) => void; onError?: (err: unknown) => void }): FundingWatch {
+  let funded = true;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const check = async (): Promise<void> => {
+    if (stopped) return;
+    if (funded && Date.now() - o.since >= o.windowMs) return;
+    try {
+      const now = await source.isFunded(ledger);
+      if (!stopped && now !== funded) {
+        funded = now;
+        o.onChange(now);
+      }
+    } catch (err) {
+      o.onError?.(err);
+    }
+    if (stopped) return;
+    timer = setTimeout(() => void check(), o.pollMs);
+    timer.unref();
+  };
+  void check();
+  return {
+    get funded() {
+      return funded;
+    },
+    stop: () => {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}

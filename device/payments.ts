@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Agent } from '../src/client/agent.ts';
+import { UnfundedError } from '../src/errors.ts';
 import { type Bytes32, ChannelKind } from '../src/model/types.ts';
 import type { FactStorage } from '../src/store/types.ts';
 import type { PaidListener, PaymentsIn, PaymentsOut, ServedLog } from './hotspot/payments.ts';
@@ -33,10 +34,15 @@ export function storedServedLog(facts: FactStorage): ServedLog {
     forget: (channel) => facts.deleteFact(`served:${channel}`),
   };
 }
-/** The client's side: each cumulative total becomes one voucher in its stream channel. */
-export function streamPaymentsOut(agent: Agent, channel: Bytes32): PaymentsOut {
+/**
+ * The client's side: each cumulative total becomes one voucher in its stream channel,
+ * while `funded()` says the ledger channel's deposits are on-chain (a payment refused
+ * meanwhile stops the download, which goes on once they are back).
+ */
+export function streamPaymentsOut(agent: Agent, channel: Bytes32, funded: () => boolean = () => true): PaymentsOut {
   return {
     payUpTo(cumulative: bigint): void {
+      if (!funded()) throw new UnfundedError('the ledger channel is not funded on-chain (a re-org took a deposit): paying again once it is');
       const paid = agent.channel(channel).voucher?.cumulative ?? 0n;
       if (cumulative > paid) agent.payStream(channel, cumulative - paid);
     },

@@ -8,7 +8,7 @@ import type { Logger } from '../src/log.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import type { FactStorage } from '../src/store/types.ts';
 import { MqttTransport, type MqttTransportOptions } from '../src/transport/mqtt.ts';
-import { type FundingSource, waitFunded } from './funding.ts';
+import { type FundingSource, type FundingWatch, waitFunded, watchFunding } from './funding.ts';
 
 // A device: its key, its store, its MQTT link, and its ledger channel with the gateway.
 // No chain code: the device's owner funds its side from any wallet, the device reads the
@@ -39,6 +39,8 @@ export interface DeviceConfig {
   timing?: Partial<Timing>;
   /** Where the device learns that its ledger channel is funded on-chain; none: it does not check. */
   funding?: FundingSource;
+  /** How long after its deposits were first seen they are read again, for a re-org deeper than the confirmations (default 10 min). */
+  recheckMs?: number;
 }
 
 export interface RunningDevice {
@@ -52,6 +54,10 @@ export interface RunningDevice {
    * accepts no virtual channel: what the gateway would lock in it is not there yet.
    */
   untilFunded(timeoutMs: number): Promise<void>;
+  /** Whether the deposits are on-chain as last read (a re-org can take them back: see watchFunding). */
+  readonly funded: boolean;
+  /** Hears when the deposits go (false: pay and serve nothing more) and come back. */
+  onFunding(listener: (funded: boolean) => void): void;
   stop(): Promise<void>;
 }
 
@@ -86,20 +92,44 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
   const existing = agent.channelsWith(cfg.gateway).find((c) => c.params.kind === ChannelKind.Ledger && c.phase !== 'final');
   const ledger = existing ?? (await agent.open(cfg.gateway, { balances: [[cfg.deposit, cfg.gatewayDeposit]] }));
   cfg.logger.info({ channel: ledger.id, resumed: !!existing }, 'ledger channel with the gateway');
+  const listeners: ((funded: boolean) => void)[] = [];
+  let watch: FundingWatch | undefined;
   return {
     signer,
     agent,
     ledger,
     facts: store.service,
+    get funded() {
+      return funded;
+    },
+    onFunding: (listener) => void listeners.push(listener),
     untilFunded: async (timeoutMs) => {
       const source = cfg.funding;
       if (funded || !source) return;
       cfg.logger.info({ channel: ledger.id, source: source.name }, 'waiting for the deposits on-chain');
-      await waitFunded(source, ledger, { timeoutMs, onError: (err) => cfg.logger.warn({ err: String(err), source: source.name }, 'funding check failed; retrying') });
+      const onError = (err: unknown) => cfg.logger.warn({ err: String(err), source: source.name }, 'funding check failed; retrying');
+      await waitFunded(source, ledger, { timeoutMs, onError });
       funded = true;
       cfg.logger.info({ channel: ledger.id }, 'ledger channel funded on-chain');
+      // When they were first seen is kept, so that a restart does not watch them for another window.
+      let since = store.service.fact<number>(`funded:${ledger.id}`);
+      if (since === undefined) store.service.setFact(`funded:${ledger.id}`, (since = Date.now()));
+      const windowMs = cfg.recheckMs ?? 600_000;
+      watch = watchFunding(source, ledger, {
+        since,
+        windowMs,
+        pollMs: Math.min(10_000, windowMs / 10),
+        onError,
+        onChange: (now) => {
+          funded = now;
+          if (now) cfg.logger.info({ channel: ledger.id }, 'the deposits are back: paying and serving again');
+          else cfg.logger.warn({ channel: ledger.id }, 'the deposits counted before are gone (a re-org): no payment or service until they are back');
+          for (const listener of listeners) listener(now);
+        },
+      });
     },
     stop: async () => {
+      watch?.stop();
       agent.stop();
       await transport.close();
       store.close();

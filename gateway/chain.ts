@@ -140,6 +140,11 @@ export class GatewayChain {
         const rec = this.#ledgerChannels().find((c) => c.id === event.args.channelId);
         if (rec) void this.#check(rec);
       },
+      // Blocks it had read were replaced: the deposits counted lately are read again at the next poll.
+      onReorg: (from) => {
+        this.#o.logger.warn({ fromBlock: from.toString() }, 'chain re-org: reading deposits again');
+        this.#rechecked = 0;
+      },
       onError: (err) => this.#o.logger.warn({ err: String(err) }, 'reading deposits failed'),
     });
     this.settlements.start();

@@ -137,6 +137,11 @@ export class ChannelClosedError extends ProtocolError {
   readonly code = 'CHANNEL_CLOSED';
 }
 
+/** The ledger channel's deposits are not (or no longer, after a re-org) on-chain: nothing is paid or served on it until they are. */
+export class UnfundedError extends ProtocolError {
+  readonly code = 'UNFUNDED';
+}
+
 /** A claim against a peer that is still there: settle with it instead (refused as Policy). */
 export class PeerOnlineError extends ProtocolError {
   readonly code = 'PEER_ONLINE';

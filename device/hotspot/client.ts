@@ -280,19 +280,20 @@ class Payer {
     if (paid > 0n) this.assumeServed();
   }
 
-  /** Counts every unit paid for as used (see PayingClient.assumeServed). */
+  /** Counts every unit a voucher went out for as used (see PayingClient.assumeServed). */
   assumeServed(): void {
-    this.meteredBytes = Math.max(this.meteredBytes, this.unitsPaid * this.#tariff.unitBytes);
+    this.meteredBytes = Math.max(this.meteredBytes, Number(this.#sent / this.#tariff.pricePerUnit) * this.#tariff.unitBytes);
   }
 
-  /** Adds `bytes` used and pays what is due; returns the voucher round it started, if any. */
+  /** Adds `bytes` used and pays what is due (a payment that failed is tried again); returns the voucher round it started, if any. */
   use(bytes: number): Promise<void> | undefined {
     this.meteredBytes += bytes;
     const due = unitsDue(this.#tariff, this.meteredBytes);
-    if (due <= this.unitsPaid) return undefined;
-    this.unitsPaid = due;
-    this.#due = BigInt(due) * this.#tariff.pricePerUnit;
-    if (this.#sending !== undefined) return undefined;
+    if (due > this.unitsPaid) {
+      this.unitsPaid = due;
+      this.#due = BigInt(due) * this.#tariff.pricePerUnit;
+    }
+    if (this.#sent >= this.#due || this.#sending !== undefined) return undefined;
     this.#sending = this.#flush().finally(() => {
       this.#sending = undefined;
     });

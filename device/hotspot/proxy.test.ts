@@ -483,6 +483,31 @@ describe.each(['forward', 'connect'] as const)('resuming, %s mode', (mode) => {
   });
 });
 
+describe('a paused hotspot', () => {
+  it('cuts every client and answers 503 until resumed; the client goes on from the byte it reached', async () => {
+    const { origin, proxy, clientFor, statsOf } = await setup();
+    const { client } = clientFor(ALICE);
+    const size = 5 * UNIT;
+    const url = `${origin.url}/bytes/${size}`;
+    const received = nothingReceived();
+    const hold = origin.hold(2 * UNIT);
+    let reached!: () => void;
+    const arrived = new Promise<void>((resolve) => (reached = resolve));
+    const cut = client.download(url, { received, onProgress: (p) => p.bytes >= 2 * UNIT && reached() });
+    await arrived;
+    proxy.pause();
+    await expect(cut).rejects.toBeInstanceOf(DownloadInterruptedError);
+    hold.release();
+    client.assumeServed();
+    await expect(client.download(url, { received })).rejects.toMatchObject({ status: 503 });
+    const paidWhilePaused = statsOf(ALICE)!.paid;
+    proxy.resume();
+    const result = await client.download(url, { received });
+    expect(result.sha256).toBe(pseudoRandomSha256(size));
+    expect(statsOf(ALICE)!.paid).toBeGreaterThanOrEqual(paidWhilePaused);
+  });
+});
+
 describe('the tariff', () => {
   it("is served to anyone, signed by the hotspot's key, and is what the proxy meters by", async () => {
     const origin = await startOrigin();

@@ -67,6 +67,12 @@ export interface MeteredProxy {
   stats(): { clients: ClientStats[]; usedNonces: number };
   /** The channel is settled and gone: its account goes too (what it had paid ahead and not used is forfeited). */
   closeChannel(channel: string): void;
+  /**
+   * Serves nothing until resumed (the hotspot's earnings are not backed on-chain for now):
+   * every client's connections are cut, new requests are answered 503. Meters are kept.
+   */
+  pause(): void;
+  resume(): void;
   close(): Promise<void>;
 }
 
@@ -82,6 +88,7 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
   const log = options.logger ?? createLogger('hotspot');
   const accounts = new Map<string, ClientAccount>();
   const nonces = new NonceBook({ ttlMs: options.nonceTtlMs, max: options.maxNonces });
+  let paused = false;
 
   // Every request proves its key with a nonce of its own, keep-alive or not: a socket is
   // never bound to a client, so nothing on it is trusted beyond the request that was signed.
@@ -138,6 +145,7 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
     if (address === null) return refuse(res, 403);
     const closed = new AbortController();
     res.once('close', () => closed.abort());
+    if (paused) return refuse(res, 503, { 'retry-after': '10' });
     if (!(await paidFor(account, closed.signal))) return refuse(res, 402);
     // Spent now that it is served: a replay of this header, waiting beside it, is not.
     if (!nonces.use(who.nonce)) return challenge(res);
@@ -176,6 +184,7 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
     if (address === null) return refuseRaw(socket, 403);
     const closed = new AbortController();
     socket.once('close', () => closed.abort());
+    if (paused) return refuseRaw(socket, 503, { 'Retry-After': '10' });
     if (!(await paidFor(account, closed.signal))) return refuseRaw(socket, 402);
     if (!nonces.use(who.nonce)) return challengeRaw(socket);
 
@@ -254,6 +263,15 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
         account.cutOff();
         accounts.delete(key);
       }
+    },
+    pause: () => {
+      paused = true;
+      for (const account of accounts.values()) account.cutOff();
+      log.warn('paused: serving nothing until the ledger channel is funded again');
+    },
+    resume: () => {
+      paused = false;
+      log.info('serving again');
     },
     close: async () => {
       options.payments.off('paid', onPaid);

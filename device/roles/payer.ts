@@ -3,7 +3,7 @@ import type { ChannelRecord } from '../../src/channel/record.ts';
 import { announce } from '../../src/cli/args.ts';
 import { Progress } from '../../src/cli/progress.ts';
 import { formatEth } from '../../src/cli/units.ts';
-import { InsufficientFundsError } from '../../src/errors.ts';
+import { InsufficientFundsError, UnfundedError } from '../../src/errors.ts';
 import { type Address, ChannelKind } from '../../src/model/types.ts';
 import type { Logger } from '../../src/log.ts';
 import { Backoff } from '../../src/transport/backoff.ts';
@@ -85,7 +85,7 @@ export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<voi
   };
   vc ??= await openFresh();
   const clientOn = (channel: ChannelRecord) =>
-    createPayingClient({ proxyUrl: o.proxyUrl, clientAddress: dev.signer.address, channel: channel.id, unitBytes: tariff.unitBytes, price: tariff.pricePerUnit, prepaidUnits: tariff.prepaidUnits, paid: channel.voucher?.cumulative ?? 0n, payments: streamPaymentsOut(agent, channel.id), sign: (d) => dev.signer.sign(d) });
+    createPayingClient({ proxyUrl: o.proxyUrl, clientAddress: dev.signer.address, channel: channel.id, unitBytes: tariff.unitBytes, price: tariff.pricePerUnit, prepaidUnits: tariff.prepaidUnits, paid: channel.voucher?.cumulative ?? 0n, payments: streamPaymentsOut(agent, channel.id, () => dev.funded), sign: (d) => dev.signer.sign(d) });
   let client = clientOn(vc);
 
   let bar: Progress | null = null;
@@ -129,9 +129,9 @@ export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<voi
   }
 }
 
-/** What may go on: the hotspot went away or cut this payer off (its vouchers did not get through), the link broke. */
+/** What may go on: the hotspot went away, cut this payer off (its vouchers did not get through) or paused (503); the link broke; the deposits are gone for a while. */
 function interrupted(err: unknown): boolean {
-  if (err instanceof DownloadInterruptedError) return true;
+  if (err instanceof DownloadInterruptedError || err instanceof UnfundedError) return true;
   if (err instanceof HttpStatusError) return err.status === 402 || err.status === 502 || err.status === 503;
   const code = (err as NodeJS.ErrnoException).code;
   return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE';

@@ -1,8 +1,11 @@
 // Delivers the adjudicator's events once they are `confirmations` blocks deep, in chain
 // order, so that a re-org shallower than that can never make the caller act on a log
-// that disappears. Delivery is at least once: if a handler throws, the same block range
-// is delivered again on the next poll. The caller persists `cursor` to resume after a restart.
-import type { GetContractEventsReturnType } from 'viem';
+// that disappears. A deeper one is found by block hash (the last blocks scanned are
+// remembered by hash, not only by number): the watcher rewinds to the fork point, says
+// so, and delivers the new blocks' events. Delivery is at least once: if a handler
+// throws, the same block range is delivered again on the next poll, so handlers must be
+// idempotent. The caller persists `cursor` to resume after a restart.
+import type { GetContractEventsReturnType, Hash } from 'viem';
 import { adjudicatorAbi } from './abi.generated.ts';
 import type { ChainClient } from './client.ts';
 import { decodeChainError } from './errors.ts';
@@ -18,6 +21,8 @@ export interface WatchOptions {
   /** Largest block range per getLogs request. */
   maxBlockRange?: bigint;
   onEvent: (event: AdjudicatorEvent) => void | Promise<void>;
+  /** A re-org replaced blocks already delivered: events from `fromBlock` on are delivered again. */
+  onReorg?: (fromBlock: bigint) => void | Promise<void>;
   /** Polling errors; the watcher retries on the next tick. Default: ignored. */
   onError?: (err: Error) => void;
 }
@@ -30,6 +35,9 @@ export interface Watcher {
   stop(): Promise<void>;
 }
 
+/** Blocks remembered by hash: a re-org deeper than this rewinds a whole range further. */
+const REMEMBERED = 128;
+
 export async function watchAdjudicator(client: ChainClient, opts: WatchOptions): Promise<Watcher> {
   if (!Number.isInteger(opts.confirmations) || opts.confirmations < 1) throw new RangeError('confirmations must be an integer ≥ 1');
   const depth = BigInt(opts.confirmations - 1);
@@ -38,15 +46,46 @@ export async function watchAdjudicator(client: ChainClient, opts: WatchOptions):
   let stopped = false;
   let running: Promise<void> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
+  /** The newest blocks delivered, by hash, oldest first: where a re-org is looked for. */
+  const delivered: { block: bigint; hash: Hash }[] = [];
+  const hashOf = async (block: bigint): Promise<Hash | null> => (await client.publicClient.getBlock({ blockNumber: block }).catch(() => null))?.hash ?? null;
+
+  /** Moves the cursor back past the newest delivered block the chain still has, if a re-org replaced any. */
+  async function rewind(): Promise<void> {
+    const newest = delivered.at(-1);
+    if (!newest || (await hashOf(newest.block)) === newest.hash) return;
+    // Deeper than what is remembered: from the oldest remembered block's range on.
+    let from = delivered[0]!.block - maxRange;
+    for (let kept = delivered.pop(); kept; kept = delivered.pop()) {
+      if ((await hashOf(kept.block)) !== kept.hash) continue;
+      delivered.push(kept);
+      from = kept.block + 1n;
+      break;
+    }
+    const first = opts.fromBlock ?? 0n;
+    cursor = from < first ? first : from;
+    await opts.onReorg?.(cursor);
+  }
 
   async function scan(): Promise<void> {
+    await rewind();
     const head = await client.publicClient.getBlockNumber({ cacheTime: 0 });
     const safe = head - depth;
     while (!stopped && cursor <= safe) {
       const toBlock = cursor + maxRange - 1n < safe ? cursor + maxRange - 1n : safe;
+      const tail: { block: bigint; hash: Hash }[] = [];
+      for (let block = toBlock - BigInt(REMEMBERED) + 1n > cursor ? toBlock - BigInt(REMEMBERED) + 1n : cursor; block <= toBlock; block++) {
+        const hash = await hashOf(block);
+        if (hash === null) return;
+        tail.push({ block, hash });
+      }
       const logs = await client.publicClient.getContractEvents({ address: client.adjudicator, abi: adjudicatorAbi, fromBlock: cursor, toBlock, strict: true });
+      // The range changed while it was read: it is read again at the next poll.
+      if ((await hashOf(toBlock)) !== tail.at(-1)!.hash) return;
       logs.sort((a, b) => (a.blockNumber === b.blockNumber ? a.logIndex - b.logIndex : a.blockNumber < b.blockNumber ? -1 : 1));
       for (const log of logs) await opts.onEvent(log);
+      delivered.push(...tail);
+      delivered.splice(0, Math.max(0, delivered.length - REMEMBERED));
       cursor = toBlock + 1n;
     }
   }

@@ -76,6 +76,8 @@ export async function startWatchtower(client: ChainClient, opts: WatchtowerOptio
     fromBlock: opts.fromBlock,
     pollIntervalMs: opts.pollIntervalMs,
     onError: opts.onError,
+    // Registrations answered on blocks a re-org replaced are read again as they stand now.
+    onReorg: () => void (opts.channels && sweep()),
     onEvent: async (event) => {
       if (event.eventName !== 'Registered') return;
       const { channelId, version, timeout, outcome } = event.args;

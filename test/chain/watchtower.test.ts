@@ -119,4 +119,29 @@ describe('watchtower', () => {
       await tower.stop();
     }
   });
+
+  it('a stale registration replayed by a deeper re-org at the same height is refuted again (the events rewind, no sweep)', async () => {
+    const d = devnet();
+    const [a, b, cheater] = [party(d, 4), party(d, 5), party(d, 6)];
+    const ledger = makeParams(d, a, b);
+    const history = [1n, 2n].map((v) => signedBy(ledger, makeState(ledger, v, ethOutcome(10n - v, v)), a, b));
+    const responses: Response[] = [];
+    const tower = await startWatchtower(b.client, { confirmations: 1, pollIntervalMs: 60_000, latest: (id) => (id === idOf(ledger) ? { params: ledger, signed: history[1]! } : null), onResponse: (r) => responses.push(r) });
+    try {
+      const stale = await register(cheater.client, { params: ledger, signed: history[0]! });
+      await tower.poll();
+      expect(responses).toHaveLength(1);
+      expect((await readDispute(a.client, idOf(ledger)))?.version).toBe(2n);
+      // The blocks from the stale registration on are replaced; the new first one holds the same registration again.
+      const raw = await d.deployer.publicClient.request({ method: 'eth_getRawTransactionByHash' as never, params: [stale.hash] as never });
+      const depth = Number((await d.deployer.publicClient.getBlockNumber({ cacheTime: 0 })) - stale.blockNumber + 1n);
+      await d.deployer.publicClient.request({ method: 'anvil_reorg' as never, params: [depth, [[raw, 0]]] as never });
+      expect((await readDispute(a.client, idOf(ledger)))?.version).toBe(1n);
+      await tower.poll();
+      expect(responses).toHaveLength(2);
+      expect((await readDispute(a.client, idOf(ledger)))?.version).toBe(2n);
+    } finally {
+      await tower.stop();
+    }
+  });
 });
