@@ -151,6 +151,8 @@ export async function main(argv: string[]): Promise<void> {
     mqttLogin: mqttLogin(o),
     timing: timing(o),
     funding,
+    // Power-cut tests (the chaos suite): killing the process then loses what was not fsynced.
+    writeBack: process.env.PICOPAY_STORE_WRITE_BACK === '1',
     logger,
   });
   announce('ledger', { address: dev.signer.address, channel: dev.ledger.id, deposit: dev.ledger.current.state.outcome.balances[0]![dev.ledger.idx] });

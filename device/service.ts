@@ -39,6 +39,8 @@ export interface DeviceConfig {
   timing?: Partial<Timing>;
   /** Where the device learns that its ledger channel is funded on-chain; none: it does not check. */
   funding?: FundingSource;
+  /** Tests of power cuts: commits made without fsync are lost with the process (see StoreOptions.writeBack). */
+  writeBack?: boolean;
   /** How long after its deposits were first seen they are read again, for a re-org deeper than the confirmations (default 10 min). */
   recheckMs?: number;
 }
@@ -64,7 +66,7 @@ export interface RunningDevice {
 export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
   const { signer, created } = loadOrCreateKeystore(join(cfg.dataDir, 'key.json'), cfg.password);
   cfg.logger.info({ address: signer.address, created }, 'device key');
-  const store = new ChannelStore(join(cfg.dataDir, 'device.db'));
+  const store = new ChannelStore(join(cfg.dataDir, 'device.db'), { writeBack: cfg.writeBack });
   const transport = new MqttTransport({ url: cfg.mqttUrl, self: signer.address, signer, ...cfg.mqttLogin, logger: cfg.logger.child({ part: 'mqtt' }) });
   const chain = { chainId: cfg.chainId, adjudicator: cfg.adjudicator };
   let funded = !cfg.funding;

@@ -14,6 +14,12 @@ export interface StoreOptions {
    * process crash only; for tests and benchmarks on throwaway data.
    */
   durability?: 'full' | 'normal';
+  /**
+   * For tests of power cuts, in this process or a real one killed: a commit made without
+   * fsync stays in memory (as in a disk's write-back cache) until the next fsynced commit
+   * carries it down, so that losing the process loses it, as a power cut would.
+   */
+  writeBack?: boolean;
 }
 
 export type { AcceptedOpen } from './types.ts';
@@ -75,6 +81,8 @@ export class ChannelStore implements ChannelStorage {
   readonly #deleteAccepted;
   readonly #deleteLive;
   readonly #durable: boolean;
+  /** With writeBack: the records committed without fsync, not yet written. */
+  readonly #unsynced: Map<Bytes32, ChannelRecord> | null;
   readonly #syncOff;
   readonly #syncOn;
 
@@ -83,6 +91,7 @@ export class ChannelStore implements ChannelStorage {
     this.#db = new Database(path);
     this.#db.pragma('journal_mode = WAL');
     this.#durable = options.durability !== 'normal';
+    this.#unsynced = options.writeBack ? new Map() : null;
     this.#db.pragma(`synchronous = ${this.#durable ? 'FULL' : 'NORMAL'}`);
     this.#syncOff = this.#db.prepare('PRAGMA synchronous = NORMAL');
     this.#syncOn = this.#db.prepare('PRAGMA synchronous = FULL');
@@ -115,6 +124,8 @@ export class ChannelStore implements ChannelStorage {
   }
 
   saveChannel(rec: ChannelRecord): void {
+    // A record written now is newer than one still in the write-back cache.
+    this.#unsynced?.delete(rec.id);
     this.#put.run(rec.id, rec.peer, serialize(rec));
   }
 
@@ -124,6 +135,11 @@ export class ChannelStore implements ChannelStorage {
    * resync with the peer, brings them back); they still survive a crash of the process.
    */
   saveChannels(recs: readonly ChannelRecord[], durable: boolean): void {
+    if (this.#unsynced) {
+      for (const rec of recs) this.#unsynced.set(rec.id, rec);
+      if (!durable) return;
+      recs = [...this.#unsynced.values()];
+    }
     const write = (): void => this.atomically(() => recs.forEach((r) => this.saveChannel(r)));
     if (durable || !this.#durable) return write();
     this.#syncOff.run();
@@ -132,6 +148,17 @@ export class ChannelStore implements ChannelStorage {
     } finally {
       this.#syncOn.run();
     }
+  }
+
+  /** With writeBack: how many channel records only memory holds. */
+  get unsynced(): number {
+    return this.#unsynced?.size ?? 0;
+  }
+
+  /** With writeBack: the machine loses power. What was not fsynced is gone, and the file is closed. */
+  powerLoss(): void {
+    this.#unsynced?.clear();
+    if (this.#db.open) this.#db.close();
   }
 
   /** The live channels: what a restart resumes. */
@@ -160,6 +187,7 @@ export class ChannelStore implements ChannelStorage {
    * between them leaves the channel in both, which retiring again resolves.
    */
   retireChannel(rec: ChannelRecord, alias: string): void {
+    this.#unsynced?.delete(rec.id);
     this.atomically(() => {
       this.#archive.run(rec.id, alias, serialize(rec));
       this.#archiveAccepted.run(rec.id);
@@ -201,7 +229,10 @@ export class ChannelStore implements ChannelStorage {
     return pages * pageSize;
   }
 
+  /** Closes the file; with writeBack, what memory holds is written first (a clean shutdown). */
   close(): void {
-    if (this.#db.open) this.#db.close();
+    if (!this.#db.open) return;
+    if (this.#unsynced?.size) this.saveChannels([], true);
+    this.#db.close();
   }
 }
