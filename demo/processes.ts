@@ -26,7 +26,8 @@ export class PicopayProcess {
   #waiters: Waiter[] = [];
   #exited: Promise<number | null>;
 
-  constructor(readonly name: string, args: string[], options: { env?: NodeJS.ProcessEnv; stderr?: 'inherit' | 'ignore' } = {}) {
+  /** `stderr`: inherited, ignored, or an open file descriptor (a log file). */
+  constructor(readonly name: string, args: string[], options: { env?: NodeJS.ProcessEnv; stderr?: 'inherit' | 'ignore' | number } = {}) {
     this.child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', options.stderr ?? 'inherit'], env: { ...process.env, ...options.env } });
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
       let e: Event;

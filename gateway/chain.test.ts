@@ -22,7 +22,7 @@ describe('gateway chain duties after a restart', () => {
   let devnet: Devnet;
   beforeAll(async () => {
     // One gateway account per test: nonces and balances stay the test's own.
-    devnet = await startDevnet({ accounts: 13 });
+    devnet = await startDevnet({ accounts: 14 });
   }, 60_000);
   afterAll(async () => {
     await devnet?.stop();
@@ -131,6 +131,31 @@ describe('gateway chain duties after a restart', () => {
       await expect.poll(() => g.agent.channels().some((c) => c.id === ch.id), { timeout: 20_000 }).toBe(false);
       expect(refusals).toBeLessThan(0);
       expect((await readHoldings(gp.client, ch.id, NATIVE_ASSET)).concluded).toBe(true);
+    } finally {
+      await duties.stop();
+    }
+  }, 60_000);
+
+  it('a cooperative close a re-org drops after the channel retired is sent again from the archived final state', async () => {
+    const { gp, chain, store, g, a } = gatewayAndDevice(13);
+    const test = createTestClient({ mode: 'anvil', transport: http(devnet.anvil.rpcUrl) });
+    const intermediary = new Intermediary({ records: store.service, chain, holdTimeoutMs: 1000, logger: silentLogger });
+    const duties = new GatewayChain({ client: gp.client, agent: g.agent, store, facts: store.service, intermediary, logger: silentLogger, pollMs: 50, retryMs: 50, eventPollMs: 50 });
+    try {
+      await duties.start();
+      const ch = await a.agent.open(gp.address, { balances: [[10n ** 15n, 0n]] });
+      await deposit(devnet.clients[7]!, { channelId: ch.id, asset: NATIVE_ASSET, amount: 10n ** 15n });
+      await expect.poll(() => duties.isFunded(ch.id), { timeout: 20_000 }).toBe(true);
+      await a.agent.finalize(ch.id);
+      await expect.poll(() => g.agent.channels().some((c) => c.id === ch.id), { timeout: 20_000 }).toBe(false);
+      const device = await devnet.deployer.publicClient.getBalance({ address: a.signer.address });
+      expect(device).toBe(10n ** 15n);
+      // The block with the close is replaced: the device's payout is gone, and comes back.
+      await test.request({ method: 'anvil_reorg' as never, params: [1, []] as never });
+      expect((await readHoldings(gp.client, ch.id, NATIVE_ASSET)).concluded).toBe(false);
+      await expect.poll(async () => (await readHoldings(gp.client, ch.id, NATIVE_ASSET)).concluded, { timeout: 20_000 }).toBe(true);
+      expect((await readHoldings(gp.client, ch.id, NATIVE_ASSET)).amount).toBe(0n);
+      expect(await devnet.deployer.publicClient.getBalance({ address: a.signer.address })).toBe(10n ** 15n);
     } finally {
       await duties.stop();
     }

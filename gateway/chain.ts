@@ -65,6 +65,7 @@ export class GatewayChain {
   readonly #o: GatewayChainOptions;
   readonly #funded = new Set<Bytes32>();
   #rechecked = 0;
+  #closesRechecked = 0;
   /** When each channel was last seen funded, while that is recent enough for a re-org to undo it (see #recheckFunded). */
   readonly #fundedAt = new Map<Bytes32, number>();
   /** Channels with a close job queued or running. */
@@ -140,10 +141,11 @@ export class GatewayChain {
         const rec = this.#ledgerChannels().find((c) => c.id === event.args.channelId);
         if (rec) void this.#check(rec);
       },
-      // Blocks it had read were replaced: the deposits counted lately are read again at the next poll.
+      // Blocks it had read were replaced: the deposits and conclusions of late are read again at the next poll.
       onReorg: (from) => {
-        this.#o.logger.warn({ fromBlock: from.toString() }, 'chain re-org: reading deposits again');
+        this.#o.logger.warn({ fromBlock: from.toString() }, 'chain re-org: reading deposits and conclusions again');
         this.#rechecked = 0;
+        this.#closesRechecked = 0;
       },
       onError: (err) => this.#o.logger.warn({ err: String(err) }, 'reading deposits failed'),
     });
@@ -229,6 +231,7 @@ export class GatewayChain {
   async #refresh(): Promise<void> {
     this.#retryCloses();
     await this.#recheckFunded();
+    await this.#recheckClosed();
     const unfunded = this.#ledgerChannels().filter((c) => !this.#funded.has(c.id) && c.phase === 'open');
     if (unfunded.length === 0) return;
     const block = await this.#confirmedBlock();
@@ -466,7 +469,35 @@ export class GatewayChain {
         return;
       }
     }
-    // Its outcome is concluded on-chain: no state of it can be registered any more.
+    // Its outcome is concluded on-chain: no state of it can be registered any more. A re-org
+    // can still drop the conclusion for a while: it is read again until then (#recheckClosed).
+    this.#o.facts.setFact(`concluded:${rec.id}`, Date.now());
     this.#o.agent.retire(rec.id);
+  }
+
+  /**
+   * For `recheckMs` after the gateway saw a channel concluded and retired it, its conclusion
+   * is read again every few seconds; one a re-org dropped is sent again from the archived
+   * final state (anyone may send it; it pays every participant what the state says).
+   */
+  async #recheckClosed(): Promise<void> {
+    const window = this.#o.recheckMs ?? 600_000;
+    const now = Date.now();
+    if (now - this.#closesRechecked < Math.min(10_000, window / 10)) return;
+    this.#closesRechecked = now;
+    for (const { key, value: at } of this.#o.facts.factsWithPrefix<number>('concluded:')) {
+      const id = key.slice('concluded:'.length) as Bytes32;
+      const rec = this.#o.store.loadChannel(id);
+      if (!rec || now - at >= window) {
+        this.#o.facts.deleteFact(key);
+        continue;
+      }
+      if ((await readHoldings(this.#o.client, id, rec.current.state.outcome.assets[0]!)).concluded) continue;
+      this.#o.logger.warn({ channel: id }, 'a conclusion is gone (a re-org): closing the channel on-chain again');
+      this.#serial(async () => {
+        const tx = await cooperativeClose(this.#o.client, { params: rec.params, signed: rec.current });
+        this.#o.logger.info({ channel: id, gasUsed: tx.gasUsed?.toString() }, 'ledger channel closed on-chain again');
+      });
+    }
   }
 }

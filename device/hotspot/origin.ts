@@ -47,6 +47,8 @@ export interface Origin {
   url: string;
   /** Holds every body once it has served `offset` bytes of it, until released. */
   hold(offset: number): Hold;
+  /** Body bytes handed to the network so far, all requests together. */
+  readonly sent: number;
   close(): Promise<void>;
 }
 
@@ -72,6 +74,13 @@ const RANGE = /^bytes=(\d+)-$/;
 
 export async function startOrigin(options: { host?: string; port?: number } = {}): Promise<Origin> {
   let held: { offset: number; reach(): void; released: Promise<void> } | undefined;
+  let sent = 0;
+  const counted = async function* (chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    for await (const chunk of chunks) {
+      sent += chunk.length;
+      yield chunk;
+    }
+  };
   const server: Server = http.createServer((req, res) => {
     const match = /^\/bytes\/(\d+)$/.exec(req.url ?? '');
     const total = Number(match?.[1]);
@@ -88,7 +97,7 @@ export async function startOrigin(options: { host?: string; port?: number } = {}
     }
     if (range) res.writeHead(206, { 'content-type': 'application/octet-stream', 'content-length': total - start, 'content-range': `bytes ${start}-${total - 1}/${total}` });
     else res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total });
-    pipeline(Readable.from(bodyFrom(total, start, held)), res).catch(() => {
+    pipeline(Readable.from(counted(bodyFrom(total, start, held))), res).catch(() => {
       // The client went away mid-body: nothing to clean up beyond what pipeline did.
     });
   });
@@ -100,6 +109,9 @@ export async function startOrigin(options: { host?: string; port?: number } = {}
   return {
     port,
     url: `http://${address.includes(':') ? `[${address}]` : address}:${port}`,
+    get sent() {
+      return sent;
+    },
     hold(offset) {
       let reach!: () => void;
       let release!: () => void;

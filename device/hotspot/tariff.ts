@@ -66,7 +66,9 @@ export async function fetchTariff(proxyUrl: string, hotspot: string, limit: { ma
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     body = await res.json();
   } catch (cause) {
-    throw new TariffRefusedError(`cannot get the hotspot's tariff from ${proxyUrl}: ${(cause as Error).message}`, { cause });
+    // fetch says only "fetch failed": the reason is its cause's.
+    const reason = ((cause as Error).cause as NodeJS.ErrnoException | undefined)?.code ?? (cause as Error).message;
+    throw new TariffRefusedError(`cannot get the hotspot's tariff from ${proxyUrl}: ${reason}`, { cause });
   }
   return acceptTariff(body, hotspot, limit);
 }
