@@ -3,7 +3,7 @@ import type { ChannelRecord } from '../../src/channel/record.ts';
 import { announce } from '../../src/cli/args.ts';
 import { Progress } from '../../src/cli/progress.ts';
 import { formatEth } from '../../src/cli/units.ts';
-import { InsufficientFundsError, UnfundedError } from '../../src/errors.ts';
+import { InsufficientFundsError, OpenRejectedError, ProtocolTimeoutError, UnfundedError } from '../../src/errors.ts';
 import { type Address, ChannelKind } from '../../src/model/types.ts';
 import type { Logger } from '../../src/log.ts';
 import { Backoff } from '../../src/transport/backoff.ts';
@@ -78,8 +78,10 @@ export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<voi
   }
   let resumed = vc !== undefined;
   if (vc) announce('resumed', { channel: vc.id, paid: vc.voucher?.cumulative ?? 0n, left: left(vc) });
+  // A hotspot that refuses now (still waiting for its own deposits, restarting) or does not answer may take it later.
   const openFresh = async (): Promise<ChannelRecord> => {
-    const fresh = await agent.openVirtual(o.hotspot, { gateway: o.gateway, kind: ChannelKind.Stream, balances: [[o.lock, 0n]] });
+    const open = () => agent.openVirtual(o.hotspot, { gateway: o.gateway, kind: ChannelKind.Stream, balances: [[o.lock, 0n]] });
+    const fresh = await retrying('opening the virtual channel', open, (err) => err instanceof OpenRejectedError || err instanceof ProtocolTimeoutError);
     announce('virtual', { channel: fresh.id, lock: o.lock });
     return fresh;
   };

@@ -195,7 +195,12 @@ export async function chaosRun(env: ChaosEnv, seed: number): Promise<Report> {
     await within(60_000, 'gateway ready', start('gateway').next('ready'));
     await within(60_000, 'hotspot ready', start('hotspot').next('ready'));
     start('payer');
-    const hold = plan.phase === 'download' || plan.chainPhase === 'download' ? origin.hold(plan.holdUnits * UNIT) : null;
+    // The download is held where a fault is to strike it, until the fault has struck.
+    let strikes = (plan.victim !== null && plan.phase === 'download' ? 1 : 0) + (plan.chain !== 'none' && plan.chainPhase === 'download' ? 1 : 0);
+    const hold = strikes > 0 ? origin.hold(plan.holdUnits * UNIT) : null;
+    const struck = (phase: Phase): void => {
+      if (phase === 'download' && --strikes === 0) hold!.release();
+    };
     // A moment of the payer's run, whichever incarnation of it gets there.
     const reached = async (phase: Phase): Promise<unknown> => {
       if (phase === 'download') return hold!.reached;
@@ -215,7 +220,7 @@ export async function chaosRun(env: ChaosEnv, seed: number): Promise<Report> {
       await reached(plan.phase);
       await sleep(plan.killDelayMs);
       await current.get(plan.victim)!.stop('SIGKILL');
-      if (plan.phase === 'download') hold!.release();
+      struck(plan.phase);
       await sleep(plan.restartDelayMs);
       start(plan.victim);
     };
@@ -238,7 +243,7 @@ export async function chaosRun(env: ChaosEnv, seed: number): Promise<Report> {
         await anvil('anvil_reorg', [plan.reorgDepth, []]);
         mining = true;
       }
-      if (plan.chainPhase === 'download' && plan.phase !== 'download') hold!.release();
+      struck(plan.chainPhase);
     };
     const faults = Promise.allSettled([kill(), chainFault()]).then((results) => {
       for (const r of results) if (r.status === 'rejected') problems.push(`fault not injected: ${String(r.reason)}`);
@@ -316,7 +321,8 @@ export async function chaosRun(env: ChaosEnv, seed: number): Promise<Report> {
     if (paid !== earned) problems.push(`the payer paid ${paid} wei, the hotspot got ${earned}`);
     if (paid > most) problems.push(`the payer paid ${paid} wei for ${served} bytes sent (at most ${most})`);
     if (downloaded && earned < least) problems.push(`the hotspot got ${earned} wei for a whole download (at least ${least})`);
-    const lost = locked + (gatewayChange < 0n ? -gatewayChange : 0n) + (paid > earned ? paid - earned : 0n) + (paid > most ? paid - most : 0n) + (downloaded && earned < least ? least - earned : 0n);
+    // What a party is short of its due (funds still locked show up here, as someone's shortfall).
+    const lost = (gatewayChange < 0n ? -gatewayChange : 0n) + (paid > most ? paid - most : 0n) + (downloaded && earned < least ? least - earned : 0n);
     return { seed, plan, recovered: problems.length === 0, lost, problems, seconds: (Date.now() - started) / 1000, log };
   } catch (err) {
     problems.push(`run failed: ${String(err)}`);
