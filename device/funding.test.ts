@@ -97,6 +97,26 @@ describe('a server that accepts and never answers', () => {
   });
 });
 
+describe('gatewayFunding', () => {
+  it("takes the gateway's word on 200, 404 is not funded, any other status is an error (never \"gone\")", async () => {
+    const answers: [number, string][] = [[200, '{"funded":true}'], [200, '{"funded":false}'], [404, '{}'], [503, '{"error":"cannot read the chain now"}'], [502, 'bad gateway']];
+    let i = 0;
+    const server = createServer((_req, res) => {
+      const [status, body] = answers[i++]!;
+      res.writeHead(status, { 'content-type': 'application/json' }).end(body);
+    });
+    const gateway = gatewayFunding(await listen(server));
+    const ledger = ledgerOf(9, 2);
+    expect(await gateway.isFunded(ledger)).toBe(true);
+    expect(await gateway.isFunded(ledger)).toBe(false);
+    expect(await gateway.isFunded(ledger)).toBe(false);
+    await expect(gateway.isFunded(ledger)).rejects.toBeInstanceOf(TransportError);
+    await expect(gateway.isFunded(ledger)).rejects.toBeInstanceOf(TransportError);
+    server.closeAllConnections();
+    server.close();
+  });
+});
+
 describe('watchFunding', () => {
   const answers = (...said: boolean[]) => {
     let i = 0;

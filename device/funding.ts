@@ -95,12 +95,16 @@ export function gatewayFunding(statusUrl: string): FundingSource {
     name: `gateway ${statusUrl}`,
     async isFunded(ledger, signal) {
       const url = `${statusUrl}/channels/${ledger.id}`;
+      let res: Response;
       try {
-        const res = await fetch(url, { signal: callSignal(signal) });
-        return res.ok && ((await res.json()) as { funded?: boolean }).funded === true;
+        res = await fetch(url, { signal: callSignal(signal) });
       } catch (cause) {
         throw new TransportError(`GET ${url} failed`, { cause });
       }
+      // 404: the gateway has no such channel. Anything else but 200 says nothing of the deposits.
+      if (res.status === 404) return false;
+      if (!res.ok) throw new TransportError(`GET ${url}: HTTP ${res.status}`);
+      return ((await res.json().catch(() => ({}))) as { funded?: boolean }).funded === true;
     },
   };
 }

@@ -66,6 +66,8 @@ export class GatewayChain {
   readonly #funded = new Set<Bytes32>();
   #rechecked = 0;
   #closesRechecked = 0;
+  /** Conclusions a re-org dropped, sent again: when each may be sent once more. */
+  readonly #reclosing = new Map<Bytes32, { at: number; delayMs: number }>();
   /** When each channel was last seen funded, while that is recent enough for a re-org to undo it (see #recheckFunded). */
   readonly #fundedAt = new Map<Bytes32, number>();
   /** Channels with a close job queued or running. */
@@ -490,14 +492,23 @@ export class GatewayChain {
       const rec = this.#o.store.loadChannel(id);
       if (!rec || now - at >= window) {
         this.#o.facts.deleteFact(key);
+        this.#reclosing.delete(id);
         continue;
       }
-      if ((await readHoldings(this.#o.client, id, rec.current.state.outcome.assets[0]!)).concluded) continue;
-      this.#o.logger.warn({ channel: id }, 'a conclusion is gone (a re-org): closing the channel on-chain again');
+      // Once per backoff step (a lagging node would say "not concluded" at every read), read again in the job.
+      const retry = this.#reclosing.get(id);
+      if (retry && now < retry.at) continue;
+      const isConcluded = async (): Promise<boolean> => (await readHoldings(this.#o.client, id, rec.current.state.outcome.assets[0]!)).concluded;
+      if (await isConcluded().catch(() => true)) continue;
+      const delayMs = Math.min((retry?.delayMs ?? (this.#o.retryMs ?? 5_000) / 2) * 2, 300_000);
+      this.#reclosing.set(id, { at: now + delayMs, delayMs });
       this.#serial(async () => {
+        if (await isConcluded()) return;
+        this.#o.logger.warn({ channel: id }, 'a conclusion is gone (a re-org): closing the channel on-chain again');
         const tx = await cooperativeClose(this.#o.client, { params: rec.params, signed: rec.current });
         this.#o.logger.info({ channel: id, gasUsed: tx.gasUsed?.toString() }, 'ledger channel closed on-chain again');
       });
     }
   }
+
 }

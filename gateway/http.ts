@@ -78,8 +78,10 @@ async function route(s: StatusSources, method: string | undefined, url: string):
     } catch {
       return jsonReply(404, { error: 'no such channel' });
     }
-    // A chain read can fail: then the answer is what the last poll saw.
-    const funded = await s.checkFunded(id, STATUS_READ_MAX_AGE_MS).catch(() => s.isFunded(id));
+    // A chain read can fail: then the answer is what the last poll saw, if it saw the deposits;
+    // else nobody knows (a gateway just restarted with its RPC away), and a device must not read "gone".
+    const funded = await s.checkFunded(id, STATUS_READ_MAX_AGE_MS).catch(() => (s.isFunded(id) ? true : null));
+    if (funded === null) return jsonReply(503, { error: 'cannot read the chain now' });
     return jsonReply(200, channelView(s, channel, funded));
   }
   if (path === '/metrics') {

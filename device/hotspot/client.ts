@@ -28,6 +28,8 @@ export interface PayingClientOptions {
   prepaidUnits?: number;
   /** What this channel paid before this client (an earlier run's vouchers), in wei. */
   paid?: bigint;
+  /** A download with no byte for this long is interrupted (default 30 s). */
+  idleTimeoutMs?: number;
   payments: PaymentsOut;
   /** Signs a 32-byte digest with clientAddress's key: 65 bytes r ‖ s ‖ v (a Signer's sign). */
   sign: (digest: Uint8Array) => Uint8Array;
@@ -58,11 +60,18 @@ export interface DownloadOptions {
 export interface Received {
   bytes: number;
   hash: Hash;
+  /** The body's length, once known. */
+  total?: number;
+  /** Its ETag (else Last-Modified): a resumed request asks for the rest only of that version (If-Range). */
+  validator?: string;
 }
 
 export function nothingReceived(): Received {
   return { bytes: 0, hash: createHash('sha256') };
 }
+
+/** With no byte for this long, a download is given up as interrupted (a link gone without a reset). */
+const IDLE_TIMEOUT_MS = 30_000;
 
 export interface DownloadResult {
   /** Body bytes received. */
@@ -80,9 +89,11 @@ export interface PayingClient {
   download(url: string, options?: DownloadOptions): Promise<DownloadResult>;
   /**
    * Before going on after an interruption (or on a channel an earlier run paid from): the
-   * hotspot may have served everything paid for, so the client pays its units ahead again
-   * from there. That may pay up to prepaidUnits twice; counting less could leave the
-   * hotspot waiting for a payment and the client for a byte.
+   * hotspot may have served everything paid for (bytes lost in flight, its count rounded up
+   * at a restart), so the client counts that as used and pays its units ahead again from
+   * there; counting less could leave the hotspot waiting for a payment and the client for a
+   * byte. Once per unit received since the last time: answers that bring no byte (a 503, a
+   * refused connection) never make it pay more.
    */
   assumeServed(): void;
   readonly meteredBytes: number;
@@ -117,8 +128,13 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
     let response: IncomingMessage | undefined;
     try {
       const from = received.bytes;
-      opened = mode === 'connect' ? await openTunnel(target, failed.signal, from) : await openForwarding(target, failed.signal, from);
+      const resume = from > 0 ? { range: `bytes=${from}-`, ...(received.validator ? { 'if-range': received.validator } : {}) } : {};
+      opened = mode === 'connect' ? await openTunnel(target, failed.signal, resume) : await openForwarding(target, failed.signal, resume);
       const { request, metered } = opened;
+      // A link gone without a reset (a hotspot losing power) must not hold the download for ever.
+      const idle = () => request.destroy(new DownloadInterruptedError(url, received.bytes, received.total));
+      request.setTimeout(options.idleTimeoutMs ?? IDLE_TIMEOUT_MS, idle);
+      opened.socket?.setTimeout(options.idleTimeoutMs ?? IDLE_TIMEOUT_MS, idle);
       let totalBytes: number | undefined;
       let bytes = 0;
       let counted = 0;
@@ -134,12 +150,21 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
       request.end();
       [response] = (await once(request, 'response')) as [IncomingMessage];
       const status = response.statusCode ?? 0;
-      // The rest of the body, or (an origin that ignores ranges) all of it again.
-      const continues = from > 0 && status === 206 && contentRangeStart(response.headers['content-range']) === from;
+      const range = contentRange(response.headers['content-range']);
+      // All of it had come before the link broke: nothing is left to ask for.
+      if (status === 416 && from > 0 && range?.total === from && received.total === from) {
+        return { bytes: from, sha256: received.hash.digest('hex'), meteredBytes: payer.meteredBytes, unitsPaid: payer.unitsPaid, vouchers: payer.vouchers - vouchersBefore };
+      }
+      // The rest of the same body, or (an origin that ignores ranges, or a new version) all of it again.
+      const continues = from > 0 && status === 206 && range?.start === from && (received.total === undefined || range.total === received.total);
       if (status !== 200 && !continues) throw new HttpStatusError(status, url);
-      if (!continues) Object.assign(received, nothingReceived());
       const length = response.headers['content-length'] === undefined ? undefined : Number(response.headers['content-length']);
-      totalBytes = length === undefined ? undefined : received.bytes + length;
+      if (!continues) {
+        Object.assign(received, nothingReceived());
+        received.total = length;
+        received.validator = [response.headers.etag, response.headers['last-modified']].find((v) => typeof v === 'string' && v.length > 0);
+      }
+      totalBytes = received.total ?? (length === undefined ? undefined : received.bytes + length);
       account();
       try {
         for await (const chunk of response as AsyncIterable<Buffer>) {
@@ -183,14 +208,14 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
   }
 
   // Plain forwarding: the proxy meters the body, so the body is what we count.
-  async function openForwarding(target: URL, signal: AbortSignal, from: number): Promise<Opened> {
+  async function openForwarding(target: URL, signal: AbortSignal, resume: Record<string, string>): Promise<Opened> {
     const proxyAuthorization = await authorization('GET', target.href, target.host, target, signal);
     const request = http.request({
       host: proxy.hostname,
       port: proxy.port,
       method: 'GET',
       path: target.href,
-      headers: { host: target.host, 'proxy-authorization': proxyAuthorization, ...rangeFrom(from) },
+      headers: { host: target.host, 'proxy-authorization': proxyAuthorization, ...resume },
       agent: false,
       signal,
     });
@@ -198,7 +223,7 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
   }
 
   // CONNECT: the proxy meters every tunnel byte both ways, so we count the socket's.
-  async function openTunnel(target: URL, signal: AbortSignal, from: number): Promise<Opened> {
+  async function openTunnel(target: URL, signal: AbortSignal, resume: Record<string, string>): Promise<Opened> {
     const authority = `${target.hostname}:${target.port || 80}`;
     const proxyAuthorization = await authorization('CONNECT', authority, authority, target, signal);
     const connect = http.request({
@@ -220,7 +245,7 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
     const readBefore = socket.bytesRead - head.length;
     const writtenBefore = socket.bytesWritten;
     if (head.length > 0) socket.unshift(head);
-    const request = http.request(target, { createConnection: () => socket, headers: { connection: 'close', ...rangeFrom(from) }, signal });
+    const request = http.request(target, { createConnection: () => socket, headers: { connection: 'close', ...resume }, signal });
     return { request, socket, metered: () => socket.bytesRead - readBefore + (socket.bytesWritten - writtenBefore) };
   }
 
@@ -239,13 +264,11 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
   };
 }
 
-function rangeFrom(from: number): Record<string, string> {
-  return from > 0 ? { range: `bytes=${from}-` } : {};
-}
-
-function contentRangeStart(header: string | undefined): number | undefined {
-  const match = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(header ?? '');
-  return match ? Number(match[1]) : undefined;
+/** `bytes a-b/n` (a range served) or `bytes *\/n` (none: a 416), as start and total. */
+function contentRange(header: string | undefined): { start?: number; total?: number } | undefined {
+  const match = /^bytes (?:(\d+)-\d+|\*)\/(\d+|\*)$/.exec(header ?? '');
+  if (!match) return undefined;
+  return { start: match[1] === undefined ? undefined : Number(match[1]), total: match[2] === '*' ? undefined : Number(match[2]) };
 }
 
 /** A download's request, not yet ended. */
@@ -270,6 +293,8 @@ class Payer {
   #due = 0n;
   #sent = 0n;
   #sending: Promise<void> | undefined;
+  /** Bytes received (not assumed) since the client last counted everything paid as used. */
+  #progress = Number.POSITIVE_INFINITY;
 
   constructor(tariff: Tariff, payments: PaymentsOut, paid: bigint) {
     this.#tariff = tariff;
@@ -280,14 +305,17 @@ class Payer {
     if (paid > 0n) this.assumeServed();
   }
 
-  /** Counts every unit a voucher went out for as used (see PayingClient.assumeServed). */
+  /** Counts every unit a voucher went out for as used, once per unit received (see PayingClient.assumeServed). */
   assumeServed(): void {
+    if (this.#progress < this.#tariff.unitBytes) return;
+    this.#progress = 0;
     this.meteredBytes = Math.max(this.meteredBytes, Number(this.#sent / this.#tariff.pricePerUnit) * this.#tariff.unitBytes);
   }
 
   /** Adds `bytes` used and pays what is due (a payment that failed is tried again); returns the voucher round it started, if any. */
   use(bytes: number): Promise<void> | undefined {
     this.meteredBytes += bytes;
+    this.#progress += bytes;
     const due = unitsDue(this.#tariff, this.meteredBytes);
     if (due > this.unitsPaid) {
       this.unitsPaid = due;

@@ -484,6 +484,20 @@ describe.each(['forward', 'connect'] as const)('resuming, %s mode', (mode) => {
 });
 
 describe('a paused hotspot', () => {
+  it('answering 503 however often gets no more than one unit ahead and the one a first interruption re-buys', async () => {
+    const { origin, proxy, clientFor, payments } = await setup();
+    const { client } = clientFor(ALICE);
+    proxy.pause();
+    const received = nothingReceived();
+    for (let attempt = 0; attempt < 6; attempt++) {
+      await expect(client.download(`${origin.url}/bytes/${3 * UNIT}`, { received })).rejects.toMatchObject({ status: 503 });
+      client.assumeServed();
+    }
+    await eventually(() => expect(payments.credited(ALICE.address, MEMORY_CHANNEL)).toBe(2n * PRICE));
+    expect(client.unitsPaid).toBe(2);
+  });
+
+
   it('cuts every client and answers 503 until resumed; the client goes on from the byte it reached', async () => {
     const { origin, proxy, clientFor, statsOf } = await setup();
     const { client } = clientFor(ALICE);

@@ -30,6 +30,7 @@ export async function runHotspot(dev: RunningDevice, o: HotspotOptions): Promise
   const proxy = await startMeteredProxy({ servedLog, hotspot: { address: dev.signer.address, sign: (d) => dev.signer.sign(d) }, port: o.proxyPort, unitBytes: o.unitBytes, price: o.price, payments, idleCutoffMs: o.idleCutoffMs, authorities: o.proxyNames, upstream: { allowed: o.allowUpstream }, logger: o.logger.child({ part: 'proxy' }) });
   // A re-org took a deposit of the ledger channel: what clients pay is not backed until it is back.
   dev.onFunding((funded) => (funded ? proxy.resume() : proxy.pause()));
+  if (!dev.funded) proxy.pause();
   dev.agent.on('retired', (vc) => {
     if (vc.params.kind !== ChannelKind.Stream) return;
     proxy.closeChannel(vc.id);

@@ -44,14 +44,22 @@ const BACKOFF = { initialMs: 500, maxMs: 10_000 };
  */
 export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<void> {
   const { agent } = dev;
-  const deadline = Date.now() + o.retryForMs;
   const backoff = new Backoff(BACKOFF);
+  // Tries again for retryForMs from the first failure; a download that moves on starts the clock again.
+  let failingSince: number | null = null;
+  const progressed = () => {
+    failingSince = null;
+    backoff.reset();
+  };
   const retrying = async <T>(what: string, attempt: () => Promise<T>, transient: (err: unknown) => boolean): Promise<T> => {
     for (;;) {
       try {
-        return await attempt();
+        const result = await attempt();
+        progressed();
+        return result;
       } catch (err) {
-        if (!transient(err) || Date.now() >= deadline) throw err;
+        failingSince ??= Date.now();
+        if (!transient(err) || Date.now() - failingSince >= o.retryForMs) throw err;
         o.logger.warn({ err: String(err) }, `${what} failed; trying again`);
         await delay(backoff.next());
       }
@@ -66,12 +74,21 @@ export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<voi
   o.logger.info({ unitBytes: tariff.unitBytes, price: formatEth(tariff.pricePerUnit), prepaidUnits: tariff.prepaidUnits }, "the hotspot's signed tariff");
   await dev.untilFunded(o.fundTimeoutMs);
 
-  const settle = (vc: ChannelRecord, why: string) => agent.settleVirtual(vc.id).catch((err) => o.logger.warn({ channel: vc.id, err: String(err) }, `settling ${why} failed; the idle sweep will ask again`));
+  const settle = (vc: ChannelRecord, why: string) =>
+    agent
+      .settleVirtual(vc.id)
+      .then(() => dev.facts.deleteFact(`tariff:${vc.id}`))
+      .catch((err) => o.logger.warn({ channel: vc.id, err: String(err) }, `settling ${why} failed; the idle sweep will ask again`));
   // The stream left open with the most left to pay from goes on; any other is settled.
   const left = (vc: ChannelRecord) => (vc.current.state.outcome.balances[0]?.[0] ?? 0n) - (vc.voucher?.cumulative ?? 0n);
   const open = agent.channelsWith(o.hotspot).filter((c) => c.params.kind === ChannelKind.Stream && c.phase === 'open' && c.idx === 0 && agent.isFunded(c.id));
   open.sort((a, b) => (left(b) > left(a) ? 1 : left(b) < left(a) ? -1 : 0));
-  let vc = open[0] && left(open[0]) >= needed ? open.shift()! : undefined;
+  // Only under the tariff it was paid at: a new price would value what was served anew.
+  const sameTariff = (c: ChannelRecord) => {
+    const t = dev.facts.fact<{ unitBytes: number; price: string }>(`tariff:${c.id}`);
+    return t?.unitBytes === tariff.unitBytes && t.price === tariff.pricePerUnit.toString();
+  };
+  let vc = open[0] && left(open[0]) >= needed && sameTariff(open[0]) ? open.shift()! : undefined;
   for (const other of open) {
     o.logger.info({ channel: other.id, paid: formatEth(other.voucher?.cumulative ?? 0n) }, 'settling a virtual channel an earlier run left open');
     await settle(other, 'it');
@@ -80,8 +97,12 @@ export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<voi
   if (vc) announce('resumed', { channel: vc.id, paid: vc.voucher?.cumulative ?? 0n, left: left(vc) });
   // A hotspot that refuses now (still waiting for its own deposits, restarting) or does not answer may take it later.
   const openFresh = async (): Promise<ChannelRecord> => {
-    const open = () => agent.openVirtual(o.hotspot, { gateway: o.gateway, kind: ChannelKind.Stream, balances: [[o.lock, 0n]] });
+    const streams = () => agent.channelsWith(o.hotspot).filter((c) => c.params.kind === ChannelKind.Stream && c.idx === 0 && c.phase === 'open' && agent.isFunded(c.id));
+    const before = new Set(streams().map((c) => c.id));
+    // An attempt that timed out may have opened it after all: that one is taken, not another lock.
+    const open = async () => streams().find((c) => !before.has(c.id)) ?? agent.openVirtual(o.hotspot, { gateway: o.gateway, kind: ChannelKind.Stream, balances: [[o.lock, 0n]] });
     const fresh = await retrying('opening the virtual channel', open, (err) => err instanceof OpenRejectedError || err instanceof ProtocolTimeoutError);
+    dev.facts.setFact(`tariff:${fresh.id}`, { unitBytes: tariff.unitBytes, price: tariff.pricePerUnit.toString() });
     announce('virtual', { channel: fresh.id, lock: o.lock });
     return fresh;
   };
@@ -92,7 +113,10 @@ export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<voi
 
   let bar: Progress | null = null;
   const received = nothingReceived();
+  let reached = 0;
   const onProgress = (p: DownloadProgress) => {
+    if (p.bytes > reached) progressed();
+    reached = p.bytes;
     if (!p.totalBytes) return;
     bar ??= new Progress('downloading', p.totalBytes);
     bar.update(p.bytes, `${(p.bytes / 1e6).toFixed(1)} MB, ${p.unitsPaid} units paid, ${p.vouchersPerSec.toFixed(0)} vouchers/s`);
@@ -124,6 +148,7 @@ export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<voi
   o.logger.info({ bytes: result.bytes, paid: formatEth(paid) }, 'download complete');
 
   await agent.settleVirtual(vc.id);
+  dev.facts.deleteFact(`tariff:${vc.id}`);
   announce('settled', { channel: vc.id, paid });
   if (o.closeAfter) {
     await agent.finalize(dev.ledger.id);
@@ -131,10 +156,11 @@ export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<voi
   }
 }
 
+const LINK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'EAI_AGAIN']);
+
 /** What may go on: the hotspot went away, cut this payer off (its vouchers did not get through) or paused (503); the link broke; the deposits are gone for a while. */
 function interrupted(err: unknown): boolean {
   if (err instanceof DownloadInterruptedError || err instanceof UnfundedError) return true;
   if (err instanceof HttpStatusError) return err.status === 402 || err.status === 502 || err.status === 503;
-  const code = (err as NodeJS.ErrnoException).code;
-  return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE';
+  return LINK_ERRORS.has((err as NodeJS.ErrnoException).code ?? '');
 }

@@ -77,7 +77,7 @@ export async function startWatchtower(client: ChainClient, opts: WatchtowerOptio
     pollIntervalMs: opts.pollIntervalMs,
     onError: opts.onError,
     // Registrations answered on blocks a re-org replaced are read again as they stand now.
-    onReorg: () => void (opts.channels && sweep()),
+    onReorg: () => void (opts.channels && sweepAgain()),
     onEvent: async (event) => {
       if (event.eventName !== 'Registered') return;
       const { channelId, version, timeout, outcome } = event.args;
@@ -121,6 +121,8 @@ export async function startWatchtower(client: ChainClient, opts: WatchtowerOptio
       .finally(() => (sweeping = null));
     return sweeping;
   };
+  // After a re-org: a sweep running now may have read the old blocks, so one more follows it.
+  const sweepAgain = (): Promise<void> => (sweeping ? sweeping.then(sweep) : sweep());
   await sweep();
   let stopped = false;
   const timer = setInterval(() => void (stopped || sweeping || sweep()), opts.sweepIntervalMs ?? 10 * (opts.pollIntervalMs ?? 1000));

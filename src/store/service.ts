@@ -30,7 +30,8 @@ export class ServiceRecords implements FactStorage, VirtualStorage {
   readonly #deleteVirtual;
   readonly #allVirtuals;
 
-  constructor(db: Database.Database) {
+  /** `beforeWrite`: called before each write, which is fsynced (the store's write-back cache goes down first). */
+  constructor(db: Database.Database, private readonly beforeWrite: () => void = () => {}) {
     db.exec(SCHEMA);
     this.#setFact = db.prepare('INSERT OR REPLACE INTO facts (key, value) VALUES (?, ?)');
     this.#getFact = db.prepare('SELECT value FROM facts WHERE key = ?');
@@ -42,6 +43,7 @@ export class ServiceRecords implements FactStorage, VirtualStorage {
   }
 
   setFact(key: string, value: unknown): void {
+    this.beforeWrite();
     this.#setFact.run(key, serialize(value));
   }
 
@@ -58,14 +60,17 @@ export class ServiceRecords implements FactStorage, VirtualStorage {
   }
 
   deleteFact(key: string): void {
+    this.beforeWrite();
     this.#deleteFact.run(key);
   }
 
   saveVirtual(id: Bytes32, info: unknown): void {
+    this.beforeWrite();
     this.#putVirtual.run(id, serialize(info));
   }
 
   deleteVirtual(id: Bytes32): void {
+    this.beforeWrite();
     this.#deleteVirtual.run(id);
   }
 

@@ -97,7 +97,7 @@ export class ChannelStore implements ChannelStorage {
     this.#syncOn = this.#db.prepare('PRAGMA synchronous = FULL');
     this.#db.exec(SCHEMA);
     // Created with the store, never inside a caller's transaction (a rollback would drop the tables).
-    this.service = new ServiceRecords(this.#db);
+    this.service = new ServiceRecords(this.#db, () => this.#flush());
     this.#db.prepare('ATTACH DATABASE ? AS archive').run(path === ':memory:' ? ':memory:' : `${path}.archive`);
     this.#db.pragma('archive.journal_mode = WAL');
     this.#db.pragma(`archive.synchronous = ${this.#durable ? 'FULL' : 'NORMAL'}`);
@@ -124,9 +124,22 @@ export class ChannelStore implements ChannelStorage {
   }
 
   saveChannel(rec: ChannelRecord): void {
-    // A record written now is newer than one still in the write-back cache.
-    this.#unsynced?.delete(rec.id);
+    if (this.#unsynced) {
+      this.#unsynced.set(rec.id, rec);
+      return this.#flush();
+    }
     this.#put.run(rec.id, rec.peer, serialize(rec));
+  }
+
+  /**
+   * With writeBack: what the cache holds goes down with the next fsynced write, as SQLite's
+   * WAL carries every earlier commit down with a FULL one. Cleared once written.
+   */
+  #flush(): void {
+    if (!this.#unsynced?.size) return;
+    const recs = [...this.#unsynced.values()];
+    this.atomically(() => recs.forEach((r) => this.#put.run(r.id, r.peer, serialize(r))));
+    for (const r of recs) if (this.#unsynced.get(r.id) === r) this.#unsynced.delete(r.id);
   }
 
   /**
@@ -137,8 +150,8 @@ export class ChannelStore implements ChannelStorage {
   saveChannels(recs: readonly ChannelRecord[], durable: boolean): void {
     if (this.#unsynced) {
       for (const rec of recs) this.#unsynced.set(rec.id, rec);
-      if (!durable) return;
-      recs = [...this.#unsynced.values()];
+      if (durable) this.#flush();
+      return;
     }
     const write = (): void => this.atomically(() => recs.forEach((r) => this.saveChannel(r)));
     if (durable || !this.#durable) return write();
@@ -163,14 +176,21 @@ export class ChannelStore implements ChannelStorage {
 
   /** The live channels: what a restart resumes. */
   loadChannels(): ChannelRecord[] {
-    return this.#db
+    const live = this.#db
       .prepare('SELECT record FROM main.channels ORDER BY id')
       .all()
       .map((row) => deserializeRecord((row as { record: string }).record));
+    if (!this.#unsynced?.size) return live;
+    // Read through the write-back cache, as the OS would.
+    const all = new Map(live.map((rec) => [rec.id, rec]));
+    for (const [id, rec] of this.#unsynced) all.set(id, rec);
+    return [...all.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   /** One channel, live or retired. */
   loadChannel(id: Bytes32): ChannelRecord | undefined {
+    const cached = this.#unsynced?.get(id);
+    if (cached) return cached;
     const row = (this.#getLive.get(id) ?? this.#getArchived.get(id)) as { record: string } | undefined;
     return row ? deserializeRecord(row.record) : undefined;
   }
@@ -187,6 +207,7 @@ export class ChannelStore implements ChannelStorage {
    * between them leaves the channel in both, which retiring again resolves.
    */
   retireChannel(rec: ChannelRecord, alias: string): void {
+    this.#flush();
     this.#unsynced?.delete(rec.id);
     this.atomically(() => {
       this.#archive.run(rec.id, alias, serialize(rec));
@@ -199,10 +220,12 @@ export class ChannelStore implements ChannelStorage {
   }
 
   savePendingOpen(shareHex: string, pending: PendingOpen): void {
+    this.#flush();
     this.#putPending.run(shareHex, serialize(pending));
   }
 
   deletePendingOpen(shareHex: string): void {
+    this.#flush();
     this.#deletePending.run(shareHex);
   }
 
@@ -214,6 +237,7 @@ export class ChannelStore implements ChannelStorage {
   }
 
   saveAcceptedOpen(a: AcceptedOpen): void {
+    this.#flush();
     this.#putAccepted.run(a.shareA, a.channelId);
   }
 
@@ -232,7 +256,7 @@ export class ChannelStore implements ChannelStorage {
   /** Closes the file; with writeBack, what memory holds is written first (a clean shutdown). */
   close(): void {
     if (!this.#db.open) return;
-    if (this.#unsynced?.size) this.saveChannels([], true);
+    this.#flush();
     this.#db.close();
   }
 }

@@ -101,3 +101,39 @@ describe('event watcher across a re-org', () => {
     await watcher.stop();
   });
 });
+
+describe('event watcher on a flaky RPC', () => {
+  it('takes a failing block read for an error, never for a re-org: nothing is rewound or delivered twice', async () => {
+    const d = devnet();
+    const [a, b] = [party(d, 7), party(d, 8)];
+    let failing = false;
+    const publicClient = new Proxy(a.client.publicClient, {
+      get: (target, key) => (key === 'getBlock' && failing ? () => Promise.reject(new Error('429 too many requests')) : Reflect.get(target, key)),
+    });
+    const id = idOf(makeParams(d, a, b));
+    const seen: bigint[] = [];
+    const reorgs: bigint[] = [];
+    const errors: Error[] = [];
+    const watcher = await watchAdjudicator({ ...a.client, publicClient }, {
+      confirmations: 1,
+      pollIntervalMs: 60_000,
+      onEvent: (e) => void (e.eventName === 'Deposited' && e.args.channelId === id && seen.push(e.args.holdings)),
+      onReorg: (from) => void reorgs.push(from),
+      onError: (e) => errors.push(e),
+    });
+    await deposit(a.client, { channelId: id, asset: NATIVE_ASSET, amount: 1n });
+    await watcher.poll();
+    const cursor = watcher.cursor;
+    failing = true;
+    await d.mine(1);
+    await watcher.poll();
+    await watcher.poll();
+    expect(errors.length).toBeGreaterThan(0);
+    expect(watcher.cursor).toBe(cursor);
+    failing = false;
+    await watcher.poll();
+    expect(reorgs).toEqual([]);
+    expect(seen).toEqual([1n]);
+    await watcher.stop();
+  });
+});
