@@ -186,6 +186,8 @@ async function minedVersion(client: ChainClient, hashes: readonly Hex[]): Promis
       throw err;
     });
     if (!receipt) continue;
+    // A node may still answer a receipt from a block a re-org replaced (anvil does): only one in the chain counts.
+    if ((await client.publicClient.getBlock({ blockNumber: receipt.blockNumber }).catch(() => null))?.hash !== receipt.blockHash) continue;
     if (receipt.status !== 'success') throw new TransactionRevertedError(`transaction ${hash} reverted`);
     return { hash, blockNumber: receipt.blockNumber, gasUsed: receipt.gasUsed };
   }

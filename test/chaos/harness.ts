@@ -158,7 +158,11 @@ export async function chaosRun(env: ChaosEnv, seed: number): Promise<Report> {
       ledgers.set(channel, entry);
       entry.deposits.push((await deposit(owner, { channelId: channel, asset: NATIVE_ASSET, amount: DEPOSIT })).hash);
     };
-    const landed = async (hash: Hash): Promise<boolean> => (await test.getTransactionReceipt({ hash }).catch(() => null))?.status === 'success';
+    // In the chain as it stands: anvil may still answer a receipt from a block a re-org replaced.
+    const landed = async (hash: Hash): Promise<boolean> => {
+      const receipt = await test.getTransactionReceipt({ hash }).catch(() => null);
+      return receipt?.status === 'success' && (await test.getBlock({ blockNumber: receipt.blockNumber })).hash === receipt.blockHash;
+    };
     let walletBusy = false;
     const wallet = setInterval(() => {
       if (walletBusy) return;
