@@ -1,7 +1,7 @@
 // Sends a transaction so that it survives a stuck mempool and a restart: a transaction not
 // mined in time is replaced (same nonce, higher fees), and every broadcast is reported
 // before waiting, so the caller can journal it and `resumePending` after a restart.
-import { keccak256, TransactionReceiptNotFoundError, type Hex } from 'viem';
+import { keccak256, TransactionNotFoundError, TransactionReceiptNotFoundError, type Hex } from 'viem';
 import type { Address } from '../model/types.ts';
 import type { ChainClient, TxResult } from './client.ts';
 import { ChainTransactionError, TransactionRevertedError } from './errors.ts';
@@ -128,9 +128,32 @@ async function broadcast(client: ChainClient, pending: PendingTx, opts: SendOpti
 export async function nudgePending(client: ChainClient, pending: PendingTx, opts: SendOptions = {}): Promise<TxResult | null> {
   const mined = await minedVersion(client, pending.hashes);
   if (mined) return mined;
-  if ((await nonceUsed(client, pending.nonce)) || Date.now() - (pending.at ?? 0) < (opts.stuckAfterMs ?? 60_000)) return null;
+  if (await nonceUsed(client, pending.nonce)) return null;
+  if (Date.now() - (pending.at ?? 0) < (opts.stuckAfterMs ?? 60_000) && !(await lostByNode(client, pending))) return null;
   await replace(client, pending, opts);
   return null;
+}
+
+/** A fresh broadcast may take a moment to show in the node's pool. */
+const LOST_AFTER_MS = 3_000;
+
+/**
+ * Whether the node holds no version of `pending`, neither waiting in its pool nor in a
+ * block still in the chain: a re-org dropped it, or the node restarted without it. Sent
+ * again at once, not after stuckAfterMs.
+ */
+async function lostByNode(client: ChainClient, pending: PendingTx): Promise<boolean> {
+  if (Date.now() - (pending.at ?? 0) < LOST_AFTER_MS) return false;
+  for (const hash of pending.hashes) {
+    const tx = await client.publicClient.getTransaction({ hash }).catch((err: unknown) => {
+      if (err instanceof TransactionNotFoundError) return null;
+      throw err;
+    });
+    if (!tx) continue;
+    if (tx.blockNumber === null || tx.blockHash === null) return false;
+    if ((await client.publicClient.getBlock({ blockNumber: tx.blockNumber })).hash === tx.blockHash) return false;
+  }
+  return true;
 }
 
 async function replace(client: ChainClient, pending: PendingTx, opts: SendOptions): Promise<void> {
@@ -157,6 +180,8 @@ async function waitOrReplace(client: ChainClient, pending: PendingTx, opts: Send
       if (await nonceUsed(client, pending.nonce)) {
         nonceUsedSince ??= Date.now();
         if (Date.now() - nonceUsedSince > RECEIPT_LAG_MS) throw new ChainTransactionError(`nonce ${pending.nonce} was used by another transaction`);
+      } else if (await lostByNode(client, pending)) {
+        break;
       }
       await new Promise((r) => setTimeout(r, interval));
     }

@@ -77,4 +77,25 @@ describe('concurrent sends from one account', () => {
     expect(new Set(results.map((r) => r.hash)).size).toBe(ids.length);
     for (const [i, id] of ids.entries()) expect((await readHoldings(a.client, id, NATIVE_ASSET)).amount).toBe(BigInt(i + 1));
   });
+
+  it('a transaction the node lost (a re-org, a node restart) is sent again at once, not when it counts as stuck', async () => {
+    const d = devnet();
+    const test = testClient();
+    const [a, b] = [party(d, 2), party(d, 3)];
+    const channelId = idOf(makeParams(d, a, b));
+    const broadcasts: PendingTx[] = [];
+    const client = { ...a.client, send: { stuckAfterMs: 600_000, onBroadcast: (p: PendingTx) => void broadcasts.push(structuredClone(p)) } };
+    await test.setAutomine(false);
+    try {
+      const sent = deposit(client, { channelId, asset: NATIVE_ASSET, amount: 4n });
+      await expect.poll(() => broadcasts.length, { timeout: 5000 }).toBe(1);
+      await test.dropTransaction({ hash: broadcasts[0]!.hashes[0]! });
+      await expect.poll(() => broadcasts.length, { timeout: 15_000 }).toBe(2);
+      await test.mine({ blocks: 1 });
+      expect((await sent).hash).toBe(broadcasts[1]!.hashes.at(-1));
+    } finally {
+      await test.setAutomine(true);
+    }
+    expect((await readHoldings(a.client, channelId, NATIVE_ASSET)).amount).toBe(4n);
+  });
 });
