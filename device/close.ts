@@ -2,17 +2,18 @@ import { join } from 'node:path';
 import { Agent } from '../src/client/agent.ts';
 import type { ChannelRecord } from '../src/channel/record.ts';
 import { isFullySigned } from '../src/channel/record.ts';
-import { advanceSettlement, type ChainClient, cooperativeClose, createChainClient, readHoldings } from '../src/chain/index.ts';
+import { advanceSettlement, type ChainClient, cooperativeClose, createChainClient, isRpcUnreachable, readHoldings } from '../src/chain/index.ts';
 import { holdingFrom } from '../src/cli/watchtower.ts';
 import { address, announce, integer, parseOptions, usage } from '../src/cli/args.ts';
 import { ADJUDICATOR_BLOCK_SPEC, adjudicatorBlock, CONNECTION_SPECS, mqttLogin } from '../src/cli/connection.ts';
 import { formatEth } from '../src/cli/units.ts';
 import { readKeystore } from '../src/crypto/keystore.ts';
-import { ConfigError } from '../src/errors.ts';
+import { ChainReadError, ConfigError } from '../src/errors.ts';
 import { toHex } from '../src/model/hash.ts';
 import { type Address, ChannelKind } from '../src/model/types.ts';
 import { createLogger, type Logger } from '../src/log.ts';
 import { ChannelStore } from '../src/store/store.ts';
+import { Backoff } from '../src/transport/backoff.ts';
 import { MqttTransport } from '../src/transport/mqtt.ts';
 import { readGatewayInfo } from './gatewayInfo.ts';
 
@@ -24,6 +25,9 @@ import { readGatewayInfo } from './gatewayInfo.ts';
 // with the vouchers or states the device holds; the funds land at the device's address.
 // Every step reads the chain first, so an interrupted run is resumed by running it again.
 // The one device command that loads chain code.
+
+/** How long the chain RPC may not answer before the close gives up (one line, exit 2; run it again to resume). */
+const RPC_PATIENCE_MS = 300_000;
 
 const SPECS = {
   'data-dir': { type: 'string', arg: 'DIR', help: "the device's key and store", default: join('.picopay', 'device') },
@@ -67,14 +71,28 @@ export async function main(argv: string[]): Promise<void> {
   try {
     const ledgers = store.loadChannels().filter((c) => c.params.kind === ChannelKind.Ledger && c.phase !== 'opening');
     if (ledgers.length === 0) throw new ConfigError(`no ledger channel in ${dataDir}: nothing to close`);
-    for (let rec of ledgers) {
+    // The RPC away for a while (an outage, a node restarting) is waited out, not a reason to stop half-way.
+    const backoff = new Backoff({ initialMs: 1000, maxMs: 15_000 });
+    const closeOne = async (rec: ChannelRecord): Promise<void> => {
+      for (let since = Date.now(); ; ) {
+        try {
+          // Read again each time: an attempt cut short may have finalized it.
+          return await closeLedger(store.loadChannel(rec.id) ?? rec);
+        } catch (err) {
+          if (!isRpcUnreachable(err) || Date.now() - since > RPC_PATIENCE_MS) throw isRpcUnreachable(err) ? new ChainReadError(`the chain RPC ${rpcUrl} did not answer for ${RPC_PATIENCE_MS / 1000} s`, { cause: err }) : err;
+          log.warn({ err: String((err as Error).message).split('\n')[0] }, 'the chain RPC did not answer; trying again');
+          await new Promise((r) => setTimeout(r, backoff.next()));
+        }
+      }
+    };
+    const closeLedger = async (rec: ChannelRecord): Promise<void> => {
       const locks = rec.current.state.outcome.locked.length > 0;
       if (!locks && (await readHoldings(client, rec.id, rec.current.state.outcome.assets[0]!)).concluded) {
         announce('closed', { channel: rec.id, how: 'already' });
-        continue;
+        return;
       }
-      // A channel that funds virtual channels cannot be finalized until they settle: it goes on-chain with them.
-      if (!o.force && !locks && rec.phase !== 'final') rec = (await finalizeWithGateway(rec, { signer, store, chain, gateway: o.gateway ?? info.address, mqttUrl: o['mqtt-url'] ?? info.mqttUrl, login: mqttLogin(o), timeoutMs, log })) ?? rec;
+      // A channel that funds virtual channels is finalized once they settle; else it goes on-chain with them.
+      if (!o.force && rec.phase !== 'final') rec = (await finalizeWithGateway(rec, { signer, store, chain, gateway: o.gateway ?? info.address, mqttUrl: o['mqtt-url'] ?? info.mqttUrl, login: mqttLogin(o), timeoutMs, log })) ?? rec;
       if (rec.phase === 'final' && isFullySigned(rec.current)) {
         // The gateway closes it too, as soon as the final state is signed: whoever is first pays out.
         const tx = await cooperativeClose(client, { params: rec.params, signed: rec.current }).catch(async (err: unknown) => {
@@ -82,10 +100,11 @@ export async function main(argv: string[]): Promise<void> {
           throw err;
         });
         announce('closed', { channel: rec.id, how: 'cooperative', tx: tx?.hash ?? null, paid: formatEth(rec.current.state.outcome.balances[0]![rec.idx]) });
-        continue;
+        return;
       }
       await closeAlone(client, rec, store, log);
-    }
+    };
+    for (const rec of ledgers) await closeOne(rec);
   } finally {
     store.close();
   }
@@ -102,6 +121,16 @@ async function finalizeWithGateway(
   agent.start();
   try {
     await transport.connect();
+    // Its virtual channels first, with their peers and the gateway (one a crash left half-settled
+    // is finished here); what does not settle in time goes on-chain with the ledger channel.
+    for (const { id } of agent.channel(rec.id).current.state.outcome.locked) {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('not settled in time')), o.timeoutMs)));
+      await Promise.race([agent.settleVirtual(id), late])
+        .catch((err: unknown) => o.log.warn({ channel: id, err: String(err) }, 'a virtual channel did not settle with its peer'))
+        .finally(() => clearTimeout(timer));
+    }
+    if (agent.channel(rec.id).current.state.outcome.locked.length > 0) return null;
     await agent.finalize(rec.id);
     return agent.channel(rec.id);
   } catch (err) {

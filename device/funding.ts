@@ -104,7 +104,9 @@ export function gatewayFunding(statusUrl: string): FundingSource {
       // 404: the gateway has no such channel. Anything else but 200 says nothing of the deposits.
       if (res.status === 404) return false;
       if (!res.ok) throw new TransportError(`GET ${url}: HTTP ${res.status}`);
-      return ((await res.json().catch(() => ({}))) as { funded?: boolean }).funded === true;
+      const body = (await res.json().catch(() => undefined)) as { funded?: unknown } | undefined;
+      if (typeof body?.funded !== 'boolean') throw new TransportError(`GET ${url}: no funded flag in the answer`);
+      return body.funded;
     },
   };
 }

@@ -499,7 +499,10 @@ export class GatewayChain {
       const retry = this.#reclosing.get(id);
       if (retry && now < retry.at) continue;
       const isConcluded = async (): Promise<boolean> => (await readHoldings(this.#o.client, id, rec.current.state.outcome.assets[0]!)).concluded;
-      if (await isConcluded().catch(() => true)) continue;
+      if (await isConcluded().catch(() => true)) {
+        this.#reclosing.delete(id);
+        continue;
+      }
       const delayMs = Math.min((retry?.delayMs ?? (this.#o.retryMs ?? 5_000) / 2) * 2, 300_000);
       this.#reclosing.set(id, { at: now + delayMs, delayMs });
       this.#serial(async () => {

@@ -11,7 +11,7 @@ import type { Socket } from 'node:net';
 import { ConfigError } from '../../src/errors.ts';
 import { authDigest, formatCredentials, parseChallenge } from './auth.ts';
 import { DownloadInterruptedError, HttpStatusError } from './errors.ts';
-import { createTariff, unitsDue, type Tariff } from './meter.ts';
+import { createTariff, SERVED_HEADER, unitsDue, type Tariff } from './meter.ts';
 import type { PaymentsOut } from './payments.ts';
 
 export interface PayingClientOptions {
@@ -87,21 +87,13 @@ export interface DownloadResult {
 
 export interface PayingClient {
   download(url: string, options?: DownloadOptions): Promise<DownloadResult>;
-  /**
-   * Before going on after an interruption (or on a channel an earlier run paid from): the
-   * hotspot may have served everything paid for (bytes lost in flight, its count rounded up
-   * at a restart), so the client counts that as used and pays its units ahead again from
-   * there; counting less could leave the hotspot waiting for a payment and the client for a
-   * byte. Once per unit received since the last time: answers that bring no byte (a 503, a
-   * refused connection) never make it pay more.
-   */
-  assumeServed(): void;
   readonly meteredBytes: number;
   readonly unitsPaid: number;
   readonly vouchers: number;
 }
 
 const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
+
 
 export function createPayingClient(options: PayingClientOptions): PayingClient {
   if (!ADDRESS.test(options.clientAddress)) throw new ConfigError(`clientAddress must be a 0x address, got ${options.clientAddress}`);
@@ -150,6 +142,7 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
       request.end();
       [response] = (await once(request, 'response')) as [IncomingMessage];
       const status = response.statusCode ?? 0;
+      if (status === 402) payer.served(servedHeader(response.headers[SERVED_HEADER]));
       const range = contentRange(response.headers['content-range']);
       // All of it had come before the link broke: nothing is left to ask for.
       if (status === 416 && from > 0 && range?.total === from && received.total === from) {
@@ -162,7 +155,9 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
       if (!continues) {
         Object.assign(received, nothingReceived());
         received.total = length;
-        received.validator = [response.headers.etag, response.headers['last-modified']].find((v) => typeof v === 'string' && v.length > 0);
+        // Only a strong ETag: a server answers a weak one (or a date) in If-Range with the whole body again.
+        const etag = response.headers.etag;
+        received.validator = typeof etag === 'string' && etag.startsWith('"') ? etag : undefined;
       }
       totalBytes = received.total ?? (length === undefined ? undefined : received.bytes + length);
       account();
@@ -193,6 +188,7 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
    */
   async function authorization(method: string, path: string, host: string, target: URL, signal: AbortSignal): Promise<string> {
     const probe = http.request({ host: proxy.hostname, port: proxy.port, method, path, headers: { host }, agent: false, signal });
+    probe.setTimeout(options.idleTimeoutMs ?? IDLE_TIMEOUT_MS, () => probe.destroy(new DownloadInterruptedError(target.href, 0, undefined)));
     probe.end();
     try {
       // Node reports any answer to a CONNECT as 'connect', with the socket handed over.
@@ -238,6 +234,7 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
     connect.end();
     const [answer, socket, head] = (await once(connect, 'connect')) as [IncomingMessage, Socket, Buffer];
     if (answer.statusCode !== 200) {
+      if (answer.statusCode === 402) payer.served(servedHeader(answer.headers[SERVED_HEADER]));
       socket.destroy();
       throw new HttpStatusError(answer.statusCode ?? 0, target.href);
     }
@@ -251,7 +248,6 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
 
   return {
     download,
-    assumeServed: () => payer.assumeServed(),
     get meteredBytes() {
       return payer.meteredBytes;
     },
@@ -262,6 +258,11 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
       return payer.vouchers;
     },
   };
+}
+
+function servedHeader(value: string | string[] | undefined): number | undefined {
+  const n = typeof value === 'string' && /^\d{1,15}$/.test(value) ? Number(value) : undefined;
+  return n !== undefined && Number.isSafeInteger(n) ? n : undefined;
 }
 
 /** `bytes a-b/n` (a range served) or `bytes *\/n` (none: a 416), as start and total. */
@@ -293,29 +294,43 @@ class Payer {
   #due = 0n;
   #sent = 0n;
   #sending: Promise<void> | undefined;
-  /** Bytes received (not assumed) since the client last counted everything paid as used. */
-  #progress = Number.POSITIVE_INFINITY;
+  /** Bytes this client counted as used on the hotspot's word, beyond what it received (see served). */
+  #believed = 0;
 
+  /**
+   * `paid`: what the channel paid before this client (an earlier run): all of it counts as
+   * used, since the hotspot may have served it all, so the client pays its units ahead again.
+   */
   constructor(tariff: Tariff, payments: PaymentsOut, paid: bigint) {
     this.#tariff = tariff;
     this.#payments = payments;
     this.#due = paid;
     this.#sent = paid;
     this.unitsPaid = Number(paid / tariff.pricePerUnit);
-    if (paid > 0n) this.assumeServed();
+    this.meteredBytes = this.unitsPaid * tariff.unitBytes;
   }
 
-  /** Counts every unit a voucher went out for as used, once per unit received (see PayingClient.assumeServed). */
-  assumeServed(): void {
-    if (this.#progress < this.#tariff.unitBytes) return;
-    this.#progress = 0;
-    this.meteredBytes = Math.max(this.meteredBytes, Number(this.#sent / this.#tariff.pricePerUnit) * this.#tariff.unitBytes);
+  /**
+   * The hotspot, refusing with 402, says it has served `bytes` of this channel: more than
+   * this client received when bytes were lost in flight as a link broke, or when a restart
+   * rounded its count up to the unit's end. Without believing it, the hotspot would wait for
+   * a payment and the client for a byte. Believed up to what was paid for (it cannot have
+   * served more), and within a budget: at most 3 units, or a tenth of the bytes received, so
+   * that a hotspot that claims it at every refusal gains that much and no more.
+   */
+  served(bytes: number | undefined): void {
+    const unit = this.#tariff.unitBytes;
+    const paidFor = Number(this.#sent / this.#tariff.pricePerUnit) * unit;
+    const extra = Math.min(bytes ?? 0, paidFor) - this.meteredBytes;
+    const budget = Math.max(3 * unit, Math.floor((this.meteredBytes - this.#believed) / 10));
+    if (extra <= 0 || this.#believed + extra > budget) return;
+    this.#believed += extra;
+    this.meteredBytes += extra;
   }
 
   /** Adds `bytes` used and pays what is due (a payment that failed is tried again); returns the voucher round it started, if any. */
   use(bytes: number): Promise<void> | undefined {
     this.meteredBytes += bytes;
-    this.#progress += bytes;
     const due = unitsDue(this.#tariff, this.meteredBytes);
     if (due > this.unitsPaid) {
       this.unitsPaid = due;

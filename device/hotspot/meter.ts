@@ -3,6 +3,9 @@
 import { ConfigError } from '../../src/errors.ts';
 import { AllowanceExceededError } from './errors.ts';
 
+/** The hotspot's count of bytes served on a channel, sent with a 402, so a client that lost some in flight pays on (client.ts). */
+export const SERVED_HEADER = 'picopay-served';
+
 /** 100 KB, the default unit a hotspot charges for. */
 export const DEFAULT_UNIT_BYTES = 102_400;
 

@@ -15,7 +15,7 @@ import { createLogger, type Logger } from '../../src/log.ts';
 import { ClientAccount, metered } from './account.ts';
 import { authenticate, formatChallenge, NonceBook } from './auth.ts';
 import { CutOffError } from './errors.ts';
-import { createTariff } from './meter.ts';
+import { createTariff, SERVED_HEADER } from './meter.ts';
 import type { PaidListener, PaymentsIn, ServedLog } from './payments.ts';
 import { signTariff, TARIFF_PATH } from './tariff.ts';
 import { type UpstreamPolicy, upstreamAddress } from './upstream.ts';
@@ -146,7 +146,7 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
     const closed = new AbortController();
     res.once('close', () => closed.abort());
     if (paused) return refuse(res, 503, { 'retry-after': '10' });
-    if (!(await paidFor(account, closed.signal))) return refuse(res, 402);
+    if (!(await paidFor(account, closed.signal))) return refuse(res, 402, { [SERVED_HEADER]: String(account.meter.bytesServed) });
     // Spent now that it is served: a replay of this header, waiting beside it, is not.
     if (!nonces.use(who.nonce)) return challenge(res);
 
@@ -185,7 +185,7 @@ export async function startMeteredProxy(options: MeteredProxyOptions): Promise<M
     const closed = new AbortController();
     socket.once('close', () => closed.abort());
     if (paused) return refuseRaw(socket, 503, { 'Retry-After': '10' });
-    if (!(await paidFor(account, closed.signal))) return refuseRaw(socket, 402);
+    if (!(await paidFor(account, closed.signal))) return refuseRaw(socket, 402, { [SERVED_HEADER]: String(account.meter.bytesServed) });
     if (!nonces.use(who.nonce)) return challengeRaw(socket);
 
     // Half-open, so that the origin's end of a response does not cut the client's upload.

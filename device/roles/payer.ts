@@ -100,7 +100,7 @@ export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<voi
     const streams = () => agent.channelsWith(o.hotspot).filter((c) => c.params.kind === ChannelKind.Stream && c.idx === 0 && c.phase === 'open' && agent.isFunded(c.id));
     const before = new Set(streams().map((c) => c.id));
     // An attempt that timed out may have opened it after all: that one is taken, not another lock.
-    const open = async () => streams().find((c) => !before.has(c.id)) ?? agent.openVirtual(o.hotspot, { gateway: o.gateway, kind: ChannelKind.Stream, balances: [[o.lock, 0n]] });
+    const open = async () => streams().find((c) => !before.has(c.id) && c.current.state.outcome.balances[0]?.[0] === o.lock) ?? agent.openVirtual(o.hotspot, { gateway: o.gateway, kind: ChannelKind.Stream, balances: [[o.lock, 0n]] });
     const fresh = await retrying('opening the virtual channel', open, (err) => err instanceof OpenRejectedError || err instanceof ProtocolTimeoutError);
     dev.facts.setFact(`tariff:${fresh.id}`, { unitBytes: tariff.unitBytes, price: tariff.pricePerUnit.toString() });
     announce('virtual', { channel: fresh.id, lock: o.lock });
@@ -113,10 +113,13 @@ export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<voi
 
   let bar: Progress | null = null;
   const received = nothingReceived();
+  // Progress is a byte never reached before: a body served from zero again does not keep the retries going.
   let reached = 0;
   const onProgress = (p: DownloadProgress) => {
-    if (p.bytes > reached) progressed();
-    reached = p.bytes;
+    if (p.bytes > reached) {
+      reached = p.bytes;
+      progressed();
+    }
     if (!p.totalBytes) return;
     bar ??= new Progress('downloading', p.totalBytes);
     bar.update(p.bytes, `${(p.bytes / 1e6).toFixed(1)} MB, ${p.unitsPaid} units paid, ${p.vouchersPerSec.toFixed(0)} vouchers/s`);
@@ -124,10 +127,7 @@ export async function runPayer(dev: RunningDevice, o: PayerOptions): Promise<voi
   let result: DownloadResult | undefined;
   while (!result) {
     try {
-      result = await retrying('the download', () => client.download(o.url, { mode: o.mode, onProgress, received }).catch((err) => {
-        client.assumeServed();
-        throw err;
-      }), interrupted);
+      result = await retrying('the download', () => client.download(o.url, { mode: o.mode, onProgress, received }), interrupted);
     } catch (err) {
       // A channel an earlier run paid from ran out: this run's own goes on from the byte reached.
       if (resumed && err instanceof InsufficientFundsError) {

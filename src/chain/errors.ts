@@ -1,6 +1,6 @@
 // The adjudicator's custom errors, decoded from reverts into one typed error class, plus
 // the few failures that happen before or around a transaction.
-import { BaseError, ContractFunctionRevertedError, decodeErrorResult, type ContractErrorArgs, type ContractErrorName, type Hex } from 'viem';
+import { BaseError, ContractFunctionRevertedError, decodeErrorResult, HttpRequestError, TimeoutError, type ContractErrorArgs, type ContractErrorName, type Hex } from 'viem';
 import { PicopayError } from '../errors.ts';
 import { adjudicatorAbi } from './abi.generated.ts';
 
@@ -40,6 +40,11 @@ export class NotRegisteredError extends PicopayError {
 
 export function isAdjudicatorRevert<N extends AdjudicatorErrorName>(err: unknown, name: N): err is AdjudicatorRevertError<N> {
   return err instanceof AdjudicatorRevertError && err.errorName === name;
+}
+
+/** Whether `err` is the RPC endpoint not answering (down, refusing, timing out): worth trying again, unlike a revert. */
+export function isRpcUnreachable(err: unknown): boolean {
+  return err instanceof BaseError && err.walk((e) => e instanceof HttpRequestError || e instanceof TimeoutError) !== null;
 }
 
 /** Turns whatever viem threw into a typed error; returns non-viem errors unchanged. */

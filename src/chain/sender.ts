@@ -114,7 +114,9 @@ async function broadcast(client: ChainClient, pending: PendingTx, opts: SendOpti
     return;
   }
   const signed = await client.walletClient.signTransaction({ ...tx, account, chain: client.walletClient.chain, type: 'eip1559' });
-  pending.hashes.push(keccak256(signed));
+  // Signing is deterministic: the same version again (see resend) has the same hash.
+  const hash = keccak256(signed);
+  if (pending.hashes.at(-1) !== hash) pending.hashes.push(hash);
   pending.at = Date.now();
   await opts.onBroadcast?.(pending);
   await client.publicClient.sendRawTransaction({ serializedTransaction: signed });
@@ -129,21 +131,37 @@ export async function nudgePending(client: ChainClient, pending: PendingTx, opts
   const mined = await minedVersion(client, pending.hashes);
   if (mined) return mined;
   if (await nonceUsed(client, pending.nonce)) return null;
-  if (Date.now() - (pending.at ?? 0) < (opts.stuckAfterMs ?? 60_000) && !(await lostByNode(client, pending))) return null;
+  if (await resentIfLost(client, pending, opts)) return null;
+  if (Date.now() - (pending.at ?? 0) < (opts.stuckAfterMs ?? 60_000)) return null;
   await replace(client, pending, opts);
   return null;
 }
 
-/** A fresh broadcast may take a moment to show in the node's pool. */
-const LOST_AFTER_MS = 3_000;
+/** How long a transaction must stay unknown to the node, seen twice, before it counts as lost. */
+const LOST_AFTER_MS = 15_000;
+/** When each pending transaction was first found unknown to the node (in this process). */
+const unknownSince = new WeakMap<PendingTx, number>();
 
 /**
- * Whether the node holds no version of `pending`, neither waiting in its pool nor in a
- * block still in the chain: a re-org dropped it, or the node restarted without it. Sent
- * again at once, not after stuckAfterMs.
+ * A transaction the node no longer holds, neither in its pool nor in a block still in the
+ * chain (a re-org dropped it, the node restarted without it), is sent again as it was: same
+ * fees, same hash, so it is no replacement and costs nothing. An RPC that does not show
+ * pooled transactions only makes it resend the same bytes now and then. Returns whether it did.
  */
-async function lostByNode(client: ChainClient, pending: PendingTx): Promise<boolean> {
-  if (Date.now() - (pending.at ?? 0) < LOST_AFTER_MS) return false;
+async function resentIfLost(client: ChainClient, pending: PendingTx, opts: SendOptions): Promise<boolean> {
+  if (client.walletClient.account.type !== 'local' || !(await unknownToNode(client, pending))) {
+    unknownSince.delete(pending);
+    return false;
+  }
+  const since = unknownSince.get(pending);
+  if (since === undefined) unknownSince.set(pending, Date.now());
+  if (since === undefined || Date.now() - since < LOST_AFTER_MS) return false;
+  unknownSince.delete(pending);
+  await broadcast(client, pending, opts);
+  return true;
+}
+
+async function unknownToNode(client: ChainClient, pending: PendingTx): Promise<boolean> {
   for (const hash of pending.hashes) {
     const tx = await client.publicClient.getTransaction({ hash }).catch((err: unknown) => {
       if (err instanceof TransactionNotFoundError) return null;
@@ -180,8 +198,8 @@ async function waitOrReplace(client: ChainClient, pending: PendingTx, opts: Send
       if (await nonceUsed(client, pending.nonce)) {
         nonceUsedSince ??= Date.now();
         if (Date.now() - nonceUsedSince > RECEIPT_LAG_MS) throw new ChainTransactionError(`nonce ${pending.nonce} was used by another transaction`);
-      } else if (await lostByNode(client, pending)) {
-        break;
+      } else {
+        await resentIfLost(client, pending, opts);
       }
       await new Promise((r) => setTimeout(r, interval));
     }
@@ -212,7 +230,7 @@ async function minedVersion(client: ChainClient, hashes: readonly Hex[]): Promis
     });
     if (!receipt) continue;
     // A node may still answer a receipt from a block a re-org replaced (anvil does): only one in the chain counts.
-    if ((await client.publicClient.getBlock({ blockNumber: receipt.blockNumber }).catch(() => null))?.hash !== receipt.blockHash) continue;
+    if ((await client.publicClient.getBlock({ blockNumber: receipt.blockNumber })).hash !== receipt.blockHash) continue;
     if (receipt.status !== 'success') throw new TransactionRevertedError(`transaction ${hash} reverted`);
     return { hash, blockNumber: receipt.blockNumber, gasUsed: receipt.gasUsed };
   }
