@@ -171,6 +171,15 @@ export async function chaosRun(env: ChaosEnv, seed: number): Promise<Report> {
         for (const [channel, entry] of ledgers) {
           if (entry.deposits.length === 0 || (await landed(entry.deposits.at(-1)!))) continue;
           if ((await readHoldings(owner, channel, NATIVE_ASSET)).concluded) continue;
+          // As a node would put a re-orged transaction back in its pool: the same one again
+          // (anvil drops it, and its nonce is not always handed out again).
+          const last = entry.deposits.at(-1)!;
+          const raw: unknown = await anvil('eth_getRawTransactionByHash', [last]).catch(() => null);
+          if (typeof raw === 'string' && raw !== '0x') {
+            await anvil('eth_sendRawTransaction', [raw]).catch(() => undefined);
+            await test.waitForTransactionReceipt({ hash: last, timeout: 5000 }).catch(() => undefined);
+            if (await landed(last)) continue;
+          }
           entry.deposits.push((await deposit(owner, { channelId: channel, asset: NATIVE_ASSET, amount: DEPOSIT })).hash);
         }
       })()
