@@ -39,6 +39,11 @@ export class UnknownMessageTypeError extends WireError {
   }
 }
 
+/** A fragment of a framed message (BLE) that does not follow the one before: lost, repeated, out of order or cut short. */
+export class FragmentError extends WireError {
+  readonly code = 'WIRE_FRAGMENT';
+}
+
 export class SchemaError extends WireError {
   readonly code = 'WIRE_SCHEMA';
   constructor(readonly path: string, reason: string) {
