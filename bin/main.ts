@@ -1,4 +1,4 @@
-import { PicopayError } from '../src/errors.ts';
+import { runCommand } from '../src/cli/run.ts';
 
 // `picopay <command>`: each command is loaded only when asked for, so a device never
 // loads the gateway's chain code.
@@ -27,12 +27,4 @@ if (!entry) {
   process.stderr.write(`picopay: unknown command "${command}"\n\n${help()}`);
   process.exit(2);
 }
-try {
-  await (await entry.load()).main(argv);
-} catch (err) {
-  if (err instanceof PicopayError) {
-    process.stderr.write(`picopay ${command}: ${err.message} [${err.code}]\n`);
-    process.exit(2);
-  }
-  throw err;
-}
+await runCommand(command, (await entry.load()).main, argv);

@@ -26,9 +26,12 @@ export class PicopayProcess {
   #waiters: Waiter[] = [];
   #exited: Promise<number | null>;
 
-  /** `stderr`: inherited, ignored, or an open file descriptor (a log file). */
-  constructor(readonly name: string, args: string[], options: { env?: NodeJS.ProcessEnv; stderr?: 'inherit' | 'ignore' | number } = {}) {
-    this.child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', options.stderr ?? 'inherit'], env: { ...process.env, ...options.env } });
+  /**
+   * `stderr`: inherited, ignored, or an open file descriptor (a log file). `entry`: another
+   * script to run than `picopay` (the lean device bundle, which takes `device`'s options).
+   */
+  constructor(readonly name: string, args: string[], options: { env?: NodeJS.ProcessEnv; stderr?: 'inherit' | 'ignore' | number; entry?: string } = {}) {
+    this.child = spawn(process.execPath, options.entry ? [options.entry, ...args] : [BIN, ...args], { stdio: ['ignore', 'pipe', options.stderr ?? 'inherit'], env: { ...process.env, ...options.env } });
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
       let e: Event;
       try {

@@ -16,8 +16,8 @@ export const WEI = (n: bigint): string => `${n}wei`;
 export interface ProcessNetwork {
   devnet(): Devnet;
   origin(): Awaited<ReturnType<typeof startOrigin>>;
-  /** A picopay command as its own process (empty keystore password, warnings only), stopped after the block. */
-  start(name: string, args: string[]): PicopayProcess;
+  /** A picopay command as its own process (empty keystore password, warnings only), stopped after the block; `entry` runs another script (the device bundle). */
+  start(name: string, args: string[], entry?: string): PicopayProcess;
   /** Sends `to` 100 ETH from the devnet's deployer. */
   fund(to: Address): Promise<void>;
   /** A fresh key at `path` (empty password), funded; returns the path. */
@@ -45,8 +45,8 @@ export function processNetwork(): ProcessNetwork {
   return {
     devnet: () => devnet,
     origin: () => origin,
-    start: (name, args) => {
-      const p = new PicopayProcess(name, args, { env: { PICOPAY_LOG: process.env.E2E_LOG ?? 'warn', PICOPAY_PASSWORD: '' } });
+    start: (name, args, entry) => {
+      const p = new PicopayProcess(name, args, { env: { PICOPAY_LOG: process.env.E2E_LOG ?? 'warn', PICOPAY_PASSWORD: '' }, entry });
       procs.push(p);
       return p;
     },

@@ -1,7 +1,8 @@
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { PicopayProcess } from '../../demo/processes.ts';
+import { bundleDevice, DEVICE_BUNDLE } from '../../device/bundle.ts';
 import { pseudoRandomSha256 } from '../../device/hotspot/origin.ts';
 import { deposit, readHoldings } from '../../src/chain/index.ts';
 import { type Bytes32, NATIVE_ASSET } from '../../src/model/types.ts';
@@ -12,7 +13,8 @@ import { processNetwork, readChannel, WEI } from './fixture.ts';
 // restarted with the same command on the same data directory: a payer goes on in the
 // virtual channel it had paid from; a payer whose hotspot is killed goes on from the byte
 // it reached once the hotspot is back, and the hotspot is paid its highest voucher although
-// its store had none of them (they were within its group-commit window).
+// its store had none of them (they were within its group-commit window). The devices run
+// from the lean bundle (device/bundle.ts), as on a Pi-class board.
 
 const UNIT = 102_400;
 const PRICE = 10n ** 14n;
@@ -37,6 +39,11 @@ async function until(what: string, read: () => bigint, least: bigint): Promise<v
 
 describe('parties killed mid-download', () => {
   const net = processNetwork();
+  // In the project (dist/), where its native modules resolve from node_modules.
+  const bundle = DEVICE_BUNDLE;
+  beforeAll(() => bundleDevice(bundle), 60_000);
+  // The bundle is `picopay device` alone: it takes the options without the command's name.
+  const device = (name: string, args: string[]) => net.start(name, args.slice(1), bundle);
 
   it('a killed payer goes on in the channel it paid from; with its hotspot killed it goes on from the byte it reached; the hotspot gets every voucher back', async () => {
     const dir = tempDir('picopay-restarts-');
@@ -56,7 +63,7 @@ describe('parties killed mid-download', () => {
     };
     const proxyPort = await freePort();
     const hotspotArgs = ['device', '--role', 'hotspot', '--data-dir', join(dir, 'hotspot'), '--proxy-port', String(proxyPort), '--allow-upstream', new URL(origin.url).host, ...common];
-    let hotspot = start('hotspot', hotspotArgs);
+    let hotspot = device('hotspot', hotspotArgs);
     const hotspotLedger = await funded(hotspot);
     const ready = await hotspot.next('ready');
     const hotspotDb = join(dir, 'hotspot', 'device.db');
@@ -67,7 +74,7 @@ describe('parties killed mid-download', () => {
     };
     const before = earned();
     const url = `${origin.url}/bytes/${SIZE}`;
-    const payer = () => start('payer', ['device', '--role', 'payer', '--data-dir', join(dir, 'payer'), '--hotspot', ready.address as string, '--proxy-url', ready.proxyUrl as string, '--download', url, '--lock', WEI(10n ** 16n), ...common]);
+    const payer = () => device('payer', ['device', '--role', 'payer', '--data-dir', join(dir, 'payer'), '--hotspot', ready.address as string, '--proxy-url', ready.proxyUrl as string, '--download', url, '--lock', WEI(10n ** 16n), ...common]);
     const paidIn = (channel: Bytes32) => () => readChannel(payerDb, channel)?.voucher?.cumulative ?? 0n;
 
     // 1. The payer is killed with its download held half-way, having paid for 3 units.
@@ -103,7 +110,7 @@ describe('parties killed mid-download', () => {
     hold.release();
     // Every voucher of it was within the hotspot's group-commit window (10 units): its store has none.
     expect(readChannel(hotspotDb, second)?.voucher?.cumulative ?? 0n).toBe(0n);
-    hotspot = start('hotspot', hotspotArgs);
+    hotspot = device('hotspot', hotspotArgs);
     await hotspot.next('ready');
     const done = await third.next('downloaded');
     expect(done).toMatchObject({ bytes: SIZE, sha256: pseudoRandomSha256(SIZE) });

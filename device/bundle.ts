@@ -1,0 +1,34 @@
+import { build, type Metafile } from 'esbuild';
+import { join } from 'node:path';
+
+// The device agent as one file for a Pi-class board: no tsx at run time, no viem, no
+// contract code. Native modules (SQLite, CBOR's fast path) stay outside, loaded from
+// node_modules as usual.
+
+const ROOT = join(import.meta.dirname, '..');
+export const DEVICE_BUNDLE = join(ROOT, 'dist', 'picopay-device.mjs');
+
+/** Writes the bundle to `outfile`; returns what went into it. */
+export async function bundleDevice(outfile = DEVICE_BUNDLE): Promise<Metafile> {
+  const result = await build({
+    entryPoints: [join(ROOT, 'bin', 'device.ts')],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'esm',
+    minify: true,
+    metafile: true,
+    logLevel: 'silent',
+    external: ['better-sqlite3', 'cbor-extract'],
+    // ESM has no require: the CommonJS packages bundled in need one.
+    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+  });
+  return result.metafile;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const meta = await bundleDevice();
+  const bytes = Object.values(meta.outputs).reduce((sum, o) => sum + o.bytes, 0);
+  process.stdout.write(`${DEVICE_BUNDLE}: ${(bytes / 1024).toFixed(0)} KB from ${Object.keys(meta.inputs).length} files\n`);
+}
