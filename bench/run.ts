@@ -16,4 +16,6 @@ const { runVirtualBench } = await import('./virtual.ts');
 await runVirtualBench();
 const { runGatewayBench } = await import('./gateway.ts');
 await runGatewayBench();
+const { runDeviceBench } = await import('./device.ts');
+await runDeviceBench();
 process.exit(0);

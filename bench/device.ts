@@ -1,0 +1,113 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { PicopayProcess } from '../demo/processes.ts';
+import { bundleDevice, DEVICE_BUNDLE } from '../device/bundle.ts';
+import { writeKeystore } from '../src/crypto/keystore.ts';
+import { Signer } from '../src/crypto/keys.ts';
+import { aliasOf } from '../src/channel/record.ts';
+import { fragment } from '../src/transport/ble/framing.ts';
+import { encodeMessage } from '../src/wire/codec.ts';
+import { MessageType } from '../src/wire/messages.ts';
+import { printTable, writeResults } from './table.ts';
+
+// `npm run bench:device`: the device agent as a Pi-class board would run it, beside a bare
+// `node -e` in the same run: start-up to its `ledger` line (key, store, broker, its ledger
+// channel with a local gateway) and RSS then, from the lean bundle and through tsx; and
+// the bytes and BLE packets of one voucher. Targets: RSS ≤ 1.5 × bare node, start-up ≤ 3 ×.
+
+const RUNS = 3;
+
+interface Sample {
+  ms: number;
+  rssKb: number;
+}
+
+function rssKb(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
+  return Number(line?.replace(/\D+/g, '') ?? 0);
+}
+
+/** Spawns `args`, waits for a stdout line with `"event":"<ready>"` (or the exit, for bare node), samples RSS, kills it. */
+function sample(args: string[], ready: string | null, env: NodeJS.ProcessEnv = {}): Promise<Sample> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, ...env } });
+    const timer = setTimeout(() => (child.kill('SIGKILL'), reject(new Error(`${args.join(' ')}: not ready in 60 s`))), 60_000);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (ready === null ? !/^\d+$/.test(line) : !line.includes(`"event":"${ready}"`)) return;
+      const ms = performance.now() - started;
+      const rss = ready === null ? Number(line) : rssKb(child.pid!);
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      resolve({ ms, rssKb: rss });
+    });
+  });
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+async function medianOf(runs: number, take: () => Promise<Sample>): Promise<Sample> {
+  const samples: Sample[] = [];
+  for (let i = 0; i < runs; i++) samples.push(await take());
+  return { ms: median(samples.map((s) => s.ms)), rssKb: median(samples.map((s) => s.rssKb)) };
+}
+
+export async function runDeviceBench(): Promise<Record<string, number>> {
+  const dir = mkdtempSync(join(tmpdir(), 'picopay-device-bench-'));
+  await bundleDevice();
+  const gateway = new PicopayProcess('gateway', ['gateway', '--data-dir', join(dir, 'gateway')], { env: { PICOPAY_LOG: 'warn', PICOPAY_PASSWORD: '' }, stderr: 'ignore' });
+  try {
+    const info = await gateway.next('ready');
+    writeFileSync(join(dir, 'gateway.json'), JSON.stringify(info));
+    // The device's key exists already (its first start writes it): start-up is a restart's.
+    writeKeystore(join(dir, 'device', 'key.json'), Signer.random(), '');
+    const deviceArgs = ['--role', 'hotspot', '--data-dir', join(dir, 'device'), '--gateway-info', join(dir, 'gateway.json'), '--status-url', info.httpUrl as string, '--deposit', '0.01', '--gateway-deposit', '0.01'];
+    const env = { PICOPAY_LOG: 'silent', PICOPAY_PASSWORD: '' };
+    const bare = await medianOf(RUNS, () => sample(['-e', 'process.stdout.write(String(Math.round(process.memoryUsage().rss / 1024)) + "\\n")'], null));
+    const bundled = await medianOf(RUNS, () => sample([DEVICE_BUNDLE, ...deviceArgs], 'ledger', env));
+    const tsx = await medianOf(RUNS, () => sample([join(import.meta.dirname, '..', 'bin', 'picopay.js'), 'device', ...deviceArgs], 'ledger', env));
+    const voucher = encodeMessage({ type: MessageType.Voucher, alias: aliasOf(`0x${'ab'.repeat(32)}`), cumulative: 123_456_789_000_000n, sig: new Uint8Array(65) });
+    const results = {
+      bareNodeStartMs: bare.ms,
+      bareNodeRssKb: bare.rssKb,
+      bundleStartToLedgerMs: bundled.ms,
+      bundleRssKb: bundled.rssKb,
+      tsxStartToLedgerMs: tsx.ms,
+      tsxRssKb: tsx.rssKb,
+      startRatio: bundled.ms / bare.ms,
+      rssRatio: bundled.rssKb / bare.rssKb,
+      voucherBytes: voucher.length,
+      voucherPacketsAtMtu247: fragment(voucher, 0, 247).length,
+      voucherPacketsAtMtu23: fragment(voucher, 0, 23).length,
+    };
+    const path = writeResults('device', results);
+    printTable(`Device agent (median of ${RUNS}; ${path})`, ['measure', 'value', 'target'], [
+      ['bare node: start (ms)', results.bareNodeStartMs, ''],
+      ['bare node: RSS (KB)', results.bareNodeRssKb, ''],
+      ['bundle: start to ledger (ms)', results.bundleStartToLedgerMs, ''],
+      ['bundle: RSS (KB)', results.bundleRssKb, ''],
+      ['tsx: start to ledger (ms)', results.tsxStartToLedgerMs, ''],
+      ['tsx: RSS (KB)', results.tsxRssKb, ''],
+      ['start ratio (bundle / bare)', results.startRatio, '≤ 3'],
+      ['RSS ratio (bundle / bare)', results.rssRatio, '≤ 1.5'],
+      ['voucher bytes', results.voucherBytes, ''],
+      ['voucher BLE packets, MTU 247', results.voucherPacketsAtMtu247, '1'],
+      ['voucher BLE packets, MTU 23', results.voucherPacketsAtMtu23, ''],
+    ]);
+    return results;
+  } finally {
+    await gateway.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await runDeviceBench();
+  process.exit(0);
+}
