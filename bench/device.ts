@@ -3,7 +3,6 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { PicopayProcess } from '../demo/processes.ts';
 import { bundleDevice, DEVICE_BUNDLE } from '../device/bundle.ts';
 import { writeKeystore } from '../src/crypto/keystore.ts';
 import { Signer } from '../src/crypto/keys.ts';
@@ -11,7 +10,7 @@ import { aliasOf } from '../src/channel/record.ts';
 import { fragment } from '../src/transport/ble/framing.ts';
 import { encodeMessage } from '../src/wire/codec.ts';
 import { MessageType } from '../src/wire/messages.ts';
-import { printTable, writeResults } from './table.ts';
+import { median, printTable, writeResults } from './table.ts';
 
 // `npm run bench:device`: the device agent as a Pi-class board would run it, beside a bare
 // `node -e` in the same run: start-up to its `ledger` line (key, store, broker, its ledger
@@ -30,26 +29,26 @@ function rssKb(pid: number): number {
   return Number(line?.replace(/\D+/g, '') ?? 0);
 }
 
-/** Spawns `args`, waits for a stdout line with `"event":"<ready>"` (or the exit, for bare node), samples RSS, kills it. */
-function sample(args: string[], ready: string | null, env: NodeJS.ProcessEnv = {}): Promise<Sample> {
+/** Spawns node with `args` and resolves at the first stdout line `accept` takes, with the time it took. */
+function untilLine(args: string[], accept: (line: string) => boolean, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; line: string; ms: number }> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, ...env } });
-    const timer = setTimeout(() => (child.kill('SIGKILL'), reject(new Error(`${args.join(' ')}: not ready in 60 s`))), 60_000);
+    const timer = setTimeout(() => (child.kill('SIGKILL'), reject(new Error(`${args.join(' ')}: no line in 60 s`))), 60_000);
     createInterface({ input: child.stdout! }).on('line', (line) => {
-      if (ready === null ? !/^\d+$/.test(line) : !line.includes(`"event":"${ready}"`)) return;
-      const ms = performance.now() - started;
-      const rss = ready === null ? Number(line) : rssKb(child.pid!);
+      if (!accept(line)) return;
       clearTimeout(timer);
-      child.kill('SIGKILL');
-      resolve({ ms, rssKb: rss });
+      resolve({ child, line, ms: performance.now() - started });
     });
   });
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
+/** Start-up to the `ready` event line (bare node: to its one line, its RSS) and RSS then; the process is killed after. */
+async function sample(args: string[], ready: string | null, env: NodeJS.ProcessEnv = {}): Promise<Sample> {
+  const { child, line, ms } = await untilLine(args, (l) => (ready === null ? /^\d+$/.test(l) : l.includes(`"event":"${ready}"`)), env);
+  const rss = ready === null ? Number(line) : rssKb(child.pid!);
+  child.kill('SIGKILL');
+  return { ms, rssKb: rss };
 }
 
 async function medianOf(runs: number, take: () => Promise<Sample>): Promise<Sample> {
@@ -61,9 +60,11 @@ async function medianOf(runs: number, take: () => Promise<Sample>): Promise<Samp
 export async function runDeviceBench(): Promise<Record<string, number>> {
   const dir = mkdtempSync(join(tmpdir(), 'picopay-device-bench-'));
   await bundleDevice();
-  const gateway = new PicopayProcess('gateway', ['gateway', '--data-dir', join(dir, 'gateway')], { env: { PICOPAY_LOG: 'warn', PICOPAY_PASSWORD: '' }, stderr: 'ignore' });
+  const bin = join(import.meta.dirname, '..', 'bin', 'picopay.js');
+  const started = await untilLine([bin, 'gateway', '--data-dir', join(dir, 'gateway')], (l) => l.includes('"event":"ready"'), { PICOPAY_LOG: 'warn', PICOPAY_PASSWORD: '' });
+  const gateway = started.child;
   try {
-    const info = await gateway.next('ready');
+    const info = JSON.parse(started.line) as Record<string, unknown>;
     writeFileSync(join(dir, 'gateway.json'), JSON.stringify(info));
     // The device's key exists already (its first start writes it): start-up is a restart's.
     writeKeystore(join(dir, 'device', 'key.json'), Signer.random(), '');
@@ -71,7 +72,7 @@ export async function runDeviceBench(): Promise<Record<string, number>> {
     const env = { PICOPAY_LOG: 'silent', PICOPAY_PASSWORD: '' };
     const bare = await medianOf(RUNS, () => sample(['-e', 'process.stdout.write(String(Math.round(process.memoryUsage().rss / 1024)) + "\\n")'], null));
     const bundled = await medianOf(RUNS, () => sample([DEVICE_BUNDLE, ...deviceArgs], 'ledger', env));
-    const tsx = await medianOf(RUNS, () => sample([join(import.meta.dirname, '..', 'bin', 'picopay.js'), 'device', ...deviceArgs], 'ledger', env));
+    const tsx = await medianOf(RUNS, () => sample([bin, 'device', ...deviceArgs], 'ledger', env));
     const voucher = encodeMessage({ type: MessageType.Voucher, alias: aliasOf(`0x${'ab'.repeat(32)}`), cumulative: 123_456_789_000_000n, sig: new Uint8Array(65) });
     const results = {
       bareNodeStartMs: bare.ms,
@@ -102,7 +103,8 @@ export async function runDeviceBench(): Promise<Record<string, number>> {
     ]);
     return results;
   } finally {
-    await gateway.stop();
+    gateway.kill('SIGTERM');
+    await new Promise((resolve) => gateway.once('exit', resolve));
     rmSync(dir, { recursive: true, force: true });
   }
 }
