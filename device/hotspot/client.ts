@@ -10,7 +10,7 @@ import http, { type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { ConfigError } from '../../src/errors.ts';
 import { authDigest, formatCredentials, parseChallenge } from './auth.ts';
-import { DownloadInterruptedError, HttpStatusError } from './errors.ts';
+import { DownloadInterruptedError, HttpStatusError, ServedClaimRefusedError } from './errors.ts';
 import { createTariff, SERVED_HEADER, unitsDue, type Tariff } from './meter.ts';
 import type { PaymentsOut } from './payments.ts';
 
@@ -142,7 +142,7 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
       request.end();
       [response] = (await once(request, 'response')) as [IncomingMessage];
       const status = response.statusCode ?? 0;
-      if (status === 402) payer.served(servedHeader(response.headers[SERVED_HEADER]));
+      if (status === 402) payer.served(servedHeader(response.headers[SERVED_HEADER]), url);
       const range = contentRange(response.headers['content-range']);
       // All of it had come before the link broke: nothing is left to ask for.
       if (status === 416 && from > 0 && range?.total === from && received.total === from) {
@@ -234,7 +234,7 @@ export function createPayingClient(options: PayingClientOptions): PayingClient {
     connect.end();
     const [answer, socket, head] = (await once(connect, 'connect')) as [IncomingMessage, Socket, Buffer];
     if (answer.statusCode !== 200) {
-      if (answer.statusCode === 402) payer.served(servedHeader(answer.headers[SERVED_HEADER]));
+      if (answer.statusCode === 402) payer.served(servedHeader(answer.headers[SERVED_HEADER]), target.href);
       socket.destroy();
       throw new HttpStatusError(answer.statusCode ?? 0, target.href);
     }
@@ -296,6 +296,8 @@ class Payer {
   #sending: Promise<void> | undefined;
   /** Bytes this client counted as used on the hotspot's word, beyond what it received (see served). */
   #believed = 0;
+  /** Bytes this client metered itself (received, and sent for CONNECT). */
+  #received = 0;
 
   /**
    * `paid`: what the channel paid before this client (an earlier run): all of it counts as
@@ -315,15 +317,17 @@ class Payer {
    * this client received when bytes were lost in flight as a link broke, or when a restart
    * rounded its count up to the unit's end. Without believing it, the hotspot would wait for
    * a payment and the client for a byte. Believed up to what was paid for (it cannot have
-   * served more), and within a budget: at most 3 units, or a tenth of the bytes received, so
-   * that a hotspot that claims it at every refusal gains that much and no more.
+   * served more), and within a budget: 3 units, or a tenth of the bytes this client itself
+   * received, so that a hotspot that claims it at every refusal gains that much and no
+   * more. A claim beyond the budget ends the download (ServedClaimRefusedError).
    */
-  served(bytes: number | undefined): void {
+  served(bytes: number | undefined, url: string): void {
     const unit = this.#tariff.unitBytes;
     const paidFor = Number(this.#sent / this.#tariff.pricePerUnit) * unit;
     const extra = Math.min(bytes ?? 0, paidFor) - this.meteredBytes;
-    const budget = Math.max(3 * unit, Math.floor((this.meteredBytes - this.#believed) / 10));
-    if (extra <= 0 || this.#believed + extra > budget) return;
+    if (extra <= 0) return;
+    const budget = Math.max(3 * unit, Math.floor(this.#received / 10));
+    if (this.#believed + extra > budget) throw new ServedClaimRefusedError(`${url}: the hotspot says it served ${extra} bytes more than this client received, beyond the ${budget - this.#believed} it still believes`);
     this.#believed += extra;
     this.meteredBytes += extra;
   }
@@ -331,6 +335,7 @@ class Payer {
   /** Adds `bytes` used and pays what is due (a payment that failed is tried again); returns the voucher round it started, if any. */
   use(bytes: number): Promise<void> | undefined {
     this.meteredBytes += bytes;
+    this.#received += bytes;
     const due = unitsDue(this.#tariff, this.meteredBytes);
     if (due > this.unitsPaid) {
       this.unitsPaid = due;

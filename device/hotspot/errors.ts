@@ -34,6 +34,11 @@ export class DownloadInterruptedError extends PicopayError {
   }
 }
 
+/** The hotspot says it served more than this client received, beyond what the client believes (its budget): a hotspot that lies, or a link too poor to go on. */
+export class ServedClaimRefusedError extends PicopayError {
+  readonly code = 'HOTSPOT_CLAIM_REFUSED';
+}
+
 /** The hotspot's tariff could not be had, was not signed by the hotspot, or asks more than the payer will pay. */
 export class TariffRefusedError extends PicopayError {
   readonly code = 'HOTSPOT_TARIFF_REFUSED';

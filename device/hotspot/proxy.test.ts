@@ -7,7 +7,7 @@ import { Signer } from '../../src/crypto/keys.ts';
 import { silentLogger } from '../../src/log.ts';
 import { authDigest, formatChallenge, formatCredentials, NonceBook, parseChallenge } from './auth.ts';
 import { createPayingClient, type DownloadProgress, nothingReceived } from './client.ts';
-import { DownloadInterruptedError, HttpStatusError, TariffRefusedError } from './errors.ts';
+import { DownloadInterruptedError, HttpStatusError, ServedClaimRefusedError, TariffRefusedError } from './errors.ts';
 import { MEMORY_CHANNEL, MemoryPayments, MemoryServedLog } from './memory-payments.ts';
 import { pseudoRandomSha256, startOrigin } from './origin.ts';
 import { startMeteredProxy, type ClientStats, type MeteredProxyOptions } from './proxy.ts';
@@ -518,12 +518,17 @@ describe('a paused hotspot', () => {
     await once(liar, 'listening');
     cleanups.push(async () => void liar.close());
     const client = createPayingClient({ proxyUrl: `http://127.0.0.1:${(liar.address() as AddressInfo).port}`, clientAddress: ALICE.address, channel: MEMORY_CHANNEL, price: PRICE, payments: payer, sign: (d) => ALICE.sign(d) });
-    for (let attempt = 0; attempt < 12; attempt++) {
-      await expect(client.download('http://example.com/file')).rejects.toMatchObject({ status: 402 });
+    let refused: unknown;
+    for (let attempt = 0; attempt < 12 && !refused; attempt++) {
+      const error = await client.download('http://example.com/file').catch((e: unknown) => e);
+      if (error instanceof ServedClaimRefusedError) refused = error;
+      else expect(error).toMatchObject({ status: 402 });
       // The payment it made lands before the next claim.
       await eventually(() => expect(payments.credited(ALICE.address, MEMORY_CHANNEL)).toBe(BigInt(client.unitsPaid) * PRICE));
     }
-    await eventually(() => expect(payments.credited(ALICE.address, MEMORY_CHANNEL)).toBe(4n * PRICE));
+    // The claim past the budget ends the download: the payer gives up at once, it does not retry.
+    expect(refused).toBeInstanceOf(ServedClaimRefusedError);
+    expect(payments.credited(ALICE.address, MEMORY_CHANNEL)).toBe(4n * PRICE);
     expect(client.unitsPaid).toBe(4);
   });
 

@@ -139,8 +139,8 @@ export async function nudgePending(client: ChainClient, pending: PendingTx, opts
 
 /** How long a transaction must stay unknown to the node, seen twice, before it counts as lost. */
 const LOST_AFTER_MS = 15_000;
-/** When each pending transaction was first found unknown to the node (in this process). */
-const unknownSince = new WeakMap<PendingTx, number>();
+/** When each pending transaction (nonce and latest hash: callers may hold copies) was first found unknown to the node, in this process. */
+const unknownSince = new Map<string, number>();
 
 /**
  * A transaction the node no longer holds, neither in its pool nor in a block still in the
@@ -149,15 +149,30 @@ const unknownSince = new WeakMap<PendingTx, number>();
  * pooled transactions only makes it resend the same bytes now and then. Returns whether it did.
  */
 async function resentIfLost(client: ChainClient, pending: PendingTx, opts: SendOptions): Promise<boolean> {
+  const key = `${client.account}:${pending.nonce}:${pending.hashes.at(-1)}`;
   if (client.walletClient.account.type !== 'local' || !(await unknownToNode(client, pending))) {
-    unknownSince.delete(pending);
+    unknownSince.delete(key);
     return false;
   }
-  const since = unknownSince.get(pending);
-  if (since === undefined) unknownSince.set(pending, Date.now());
+  const since = unknownSince.get(key);
+  if (since === undefined) {
+    // Bounded: a key left by a transaction that finished otherwise goes with the oldest.
+    if (unknownSince.size >= 1000) unknownSince.delete(unknownSince.keys().next().value!);
+    unknownSince.set(key, Date.now());
+  }
   if (since === undefined || Date.now() - since < LOST_AFTER_MS) return false;
-  unknownSince.delete(pending);
-  await broadcast(client, pending, opts);
+  unknownSince.delete(key);
+  // The same bytes again; the stuck clock keeps running (a node that hides its pool must not
+  // keep a stuck transaction from its fee bump), and a refusal ("already known", "nonce too
+  // low": it was mined) is for the next poll to judge.
+  const at = pending.at;
+  try {
+    await broadcast(client, pending, opts);
+  } catch {
+    return false;
+  } finally {
+    pending.at = at;
+  }
   return true;
 }
 
