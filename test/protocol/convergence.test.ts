@@ -140,7 +140,9 @@ async function run(s: Scenario): Promise<void> {
       tally.attempted += amount;
       try {
         const st = await slot.agent.pay(channelId, amount);
-        tally.resolved += amount;
+        // Seen resolved only by a process still alive: the test's crashed agent runs on for a
+        // moment (its writes vanish), which a real crash would not let anyone observe.
+        if (slot === (fromA ? slots.a : slots.b) && !crashed(fromA ? 'a' : 'b')) tally.resolved += amount;
         if (wasAlive && slot === (fromA ? slots.a : slots.b) && !crashed(fromA ? 'a' : 'b') && st.state.version > slot.relied) slot.relied = st.state.version;
       } catch {
         // refused, timed out or died: fine, as long as nothing relied on is lost
@@ -210,9 +212,9 @@ describe('two agents under faults and crashes', () => {
         async (seed, faults, pays, crash) => run({ seed, faults, payments: pays, crash }),
       ),
       // A fixed seed, so that CI runs the same 25 cases each time (PICOPAY_PROPERTY_SEED to
-      // explore others). Random seeds find, about once in 100 runs, a case where a party ends
-      // below a version it relied on after the peer crashed at its first write: an open bug
-      // (see the issue 13 note), not yet understood.
+      // explore others). Random seeds still find, about once in 100 runs, a party ending below
+      // a version it relied on after its own crash just after a write: an open question (see
+      // the issue 13 note), the test's model of a crash or the agent.
       { numRuns: 25, seed: Number(process.env.PICOPAY_PROPERTY_SEED ?? 20261201) },
     );
   });
