@@ -1,6 +1,5 @@
 import { closeSync, mkdtempSync, openSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Hash } from 'viem';
@@ -11,6 +10,8 @@ import { type ChainClient, deposit, type Devnet, readHoldings } from '../../src/
 import { writeKeystore } from '../../src/crypto/keystore.ts';
 import { Signer } from '../../src/crypto/keys.ts';
 import { type Address, type Bytes32, NATIVE_ASSET } from '../../src/model/types.ts';
+import { seededRandom } from '../../src/transport/random.ts';
+import { freePort } from '../transport/helpers.ts';
 import { startRpcProxy } from './rpcProxy.ts';
 
 // One chaos run: a gateway, a hotspot and a payer as real processes on anvil (through an
@@ -67,20 +68,9 @@ const CONFIRMATIONS = 2;
 const PHASES: Phase[] = ['open', 'download', 'settle', 'close'];
 const PARTIES: Party[] = ['payer', 'hotspot', 'gateway'];
 
-/** mulberry32: a small seeded generator, so a run can be replayed from its seed. */
-export function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function planOf(seed: number): Plan {
-  const r = random(seed);
+  // Seeded, so that a run can be replayed from its seed.
+  const r = seededRandom(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const victim = r() < 0.85 ? pick(PARTIES) : null;
   return {
@@ -95,14 +85,6 @@ export function planOf(seed: number): Plan {
     downMs: 3000 + Math.floor(r() * 9000),
     holdUnits: 1 + Math.floor(r() * 4),
   };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {

@@ -1,4 +1,3 @@
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { PicopayProcess } from '../../demo/processes.ts';
@@ -7,6 +6,7 @@ import { pseudoRandomSha256 } from '../../device/hotspot/origin.ts';
 import { deposit, readHoldings } from '../../src/chain/index.ts';
 import { type Bytes32, NATIVE_ASSET } from '../../src/model/types.ts';
 import { tempDir } from '../../src/testing/agents.ts';
+import { freePort, waitFor } from '../transport/helpers.ts';
 import { processNetwork, readChannel, WEI } from './fixture.ts';
 
 // Parties killed mid-download (SIGKILL, as separate processes on a real chain), each
@@ -19,23 +19,6 @@ import { processNetwork, readChannel, WEI } from './fixture.ts';
 const UNIT = 102_400;
 const PRICE = 10n ** 14n;
 const SIZE = 8 * UNIT + 321;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-/** Resolves once `read` returns something at least `least`, checking every 50 ms for at most 60 s. */
-async function until(what: string, read: () => bigint, least: bigint): Promise<void> {
-  const end = Date.now() + 60_000;
-  while (read() < least) {
-    if (Date.now() > end) throw new Error(`${what}: not ${least} within 60 s`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('parties killed mid-download', () => {
   const net = processNetwork();
@@ -82,7 +65,7 @@ describe('parties killed mid-download', () => {
     const first = payer();
     await funded(first);
     const channel = (await first.next('virtual')).channel as Bytes32;
-    await until('the first payer paid', paidIn(channel), 3n * PRICE);
+    await waitFor(() => paidIn(channel)() >= 3n * PRICE, 'the first payer paid 3 units', 60_000);
     await first.stop('SIGKILL');
     hold.release();
     const paidBefore = paidIn(channel)();
@@ -105,7 +88,7 @@ describe('parties killed mid-download', () => {
     hold = origin.hold(5 * UNIT);
     const third = payer();
     const second = (await third.next('virtual')).channel as Bytes32;
-    await until('the third payer paid', paidIn(second), 4n * PRICE);
+    await waitFor(() => paidIn(second)() >= 4n * PRICE, 'the third payer paid 4 units', 60_000);
     await hotspot.stop('SIGKILL');
     hold.release();
     // Every voucher of it was within the hotspot's group-commit window (10 units): its store has none.
