@@ -1,0 +1,412 @@
+import { Encoder } from 'cbor-x';
+import type { Signer } from '../../crypto/keys.ts';
+import { MalformedMessageError, TransportError } from '../../errors.ts';
+import type { Address } from '../../model/types.ts';
+import { MAX_MESSAGE_BYTES } from '../../wire/messages.ts';
+import { Backoff } from '../backoff.ts';
+import type { Transport, TransportHandler } from '../types.ts';
+import { fragment, Reassembler } from './framing.ts';
+import { CentralHandshake, type LinkMessage, PeripheralHandshake } from './handshake.ts';
+import type { Advert, BleLink, CentralBackend, LinkEvents, PeripheralBackend } from './link.ts';
+
+// The Transport over BLE links. Every message on a link starts with one byte saying what
+// it is: the link handshake (handshake.ts), a frame for the agent, or a liveness probe and
+// its answer. No frame counts as coming from anyone until the handshake has bound the
+// link to the peer's key, so `from` is always the proven address. Frames go as write
+// commands (the protocol retransmits what is lost); the handshake and probes as writes
+// with response. A link that stays silent past a probe is closed, and a central keeps
+// reconnecting to the peers it was asked for, with backoff.
+
+const HANDSHAKE = 1;
+const FRAME = 2;
+const PING = 3;
+const PONG = 4;
+/** Packets a central holds for a link whose connect() has not returned yet. */
+const EARLY_PACKETS = 8;
+
+const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });
+
+export interface BleTransportOptions {
+  signer: Signer;
+  /** Accept centrals (a payee): the backend advertises `name` with this device's address. */
+  peripheral?: { backend: PeripheralBackend; name: string };
+  /** Connect to payees (a payer). */
+  central?: CentralBackend;
+  /** Largest message accepted or sent (default the wire's limit). */
+  maxFrameBytes?: number;
+  /** A link not bound by then is closed (default 10 s). */
+  handshakeTimeoutMs?: number;
+  /** A link silent this long is probed, and closed if still silent as long again (default 5 s). */
+  probeMs?: number;
+  /** Time allowed for one connection attempt (default 20 s). */
+  connectTimeoutMs?: number;
+  /** Frames queued per link before send() refuses (default 256). */
+  maxQueuedSends?: number;
+  /** Links accepted at once, bound or not (default 16): a flood of centrals cannot grow memory. */
+  maxLinks?: number;
+  /** Reconnect backoff (default 250 ms doubling to 10 s). */
+  backoff?: Backoff;
+}
+
+/** What the transport has refused, for tests and the status page. */
+export interface BleStats {
+  /** Frames that arrived on a link not yet bound (dropped). */
+  unbound: number;
+  /** Fragments that did not reassemble (lost, repeated, cut short, too large). */
+  badFragments: number;
+  /** Links closed because their handshake failed or timed out. */
+  refusedLinks: number;
+  /** Links closed because they went silent. */
+  silentLinks: number;
+}
+
+export class BleTransport implements Transport {
+  readonly self: Address;
+  readonly stats: BleStats = { unbound: 0, badFragments: 0, refusedLinks: 0, silentLinks: 0 };
+  readonly #options: Required<Omit<BleTransportOptions, 'peripheral' | 'central' | 'backoff'>>;
+  readonly #peripheral: BleTransportOptions['peripheral'];
+  readonly #central: CentralBackend | undefined;
+  readonly #backoff: () => Backoff;
+  /** Bound links by peer (the newest wins). */
+  readonly #bound = new Map<Address, Link>();
+  readonly #links = new Set<Link>();
+  /** Peers a central keeps a link to. */
+  readonly #wanted = new Set<Address>();
+  readonly #dialing = new Set<Address>();
+  #handler: TransportHandler | undefined;
+  #closed = false;
+
+  private constructor(options: BleTransportOptions) {
+    this.self = options.signer.address.toLowerCase() as Address;
+    this.#peripheral = options.peripheral;
+    this.#central = options.central;
+    const backoff = options.backoff;
+    this.#backoff = () => backoff ?? new Backoff({ initialMs: 250, maxMs: 10_000 });
+    this.#options = {
+      signer: options.signer,
+      maxFrameBytes: options.maxFrameBytes ?? MAX_MESSAGE_BYTES,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? 10_000,
+      probeMs: options.probeMs ?? 5_000,
+      connectTimeoutMs: options.connectTimeoutMs ?? 20_000,
+      maxQueuedSends: options.maxQueuedSends ?? 256,
+      maxLinks: options.maxLinks ?? 16,
+    };
+  }
+
+  /** A BLE transport; a peripheral starts advertising before this resolves. */
+  static async start(options: BleTransportOptions): Promise<BleTransport> {
+    if (!options.peripheral && !options.central) throw new TransportError('a BLE transport needs a peripheral or a central backend');
+    const transport = new BleTransport(options);
+    if (options.peripheral) {
+      const advert: Advert = { address: transport.self, name: options.peripheral.name };
+      await options.peripheral.backend.start(advert, (link) => transport.#accept(link));
+    }
+    return transport;
+  }
+
+  /** Whether a bound link to `peer` is up now. */
+  linked(peer: Address): boolean {
+    return this.#bound.has(key(peer));
+  }
+
+  async send(to: Address, frame: Uint8Array): Promise<void> {
+    if (this.#closed) throw new TransportError('the BLE transport is closed');
+    if (frame.length > this.#options.maxFrameBytes) throw new TransportError(`frame of ${frame.length} bytes exceeds the limit of ${this.#options.maxFrameBytes}`);
+    const link = this.#bound.get(key(to));
+    if (!link) {
+      this.#want(key(to));
+      throw new TransportError(`no BLE link to ${to}`);
+    }
+    return link.send(FRAME, frame, false);
+  }
+
+  setHandler(handler: TransportHandler): void {
+    this.#handler = handler;
+  }
+
+  /** A central keeps a link to a watched peer, reconnecting whenever it drops. */
+  watchPeer(peer: Address): void {
+    this.#want(key(peer));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#wanted.clear();
+    await Promise.allSettled([...this.#links].map((link) => link.close()));
+    await Promise.allSettled([this.#peripheral?.backend.stop(), this.#central?.stop()]);
+  }
+
+  #accept(link: BleLink): LinkEvents {
+    const handshake = new PeripheralHandshake(this.#options.signer);
+    const state = this.#open(link, { handshake, role: 'peripheral' });
+    if (this.#links.size > this.#options.maxLinks) {
+      this.stats.refusedLinks++;
+      void state.close();
+    } else void state.send(HANDSHAKE, cbor.encode(handshake.start()), true).catch(() => state.close());
+    return state.events;
+  }
+
+  #open(link: BleLink, binding: { handshake: PeripheralHandshake; role: 'peripheral' } | { handshake: CentralHandshake; role: 'central' }): Link {
+    const state = new Link(link, this.#options.maxFrameBytes, this.#options.maxQueuedSends, {
+      message: (type, body) => this.#message(state, binding, type, body),
+      badFragment: () => this.stats.badFragments++,
+      closed: () => this.#dropped(state),
+    });
+    this.#links.add(state);
+    state.deadline(this.#options.handshakeTimeoutMs, () => {
+      this.stats.refusedLinks++;
+      void state.close();
+    });
+    return state;
+  }
+
+  #message(
+    link: Link,
+    binding: { handshake: PeripheralHandshake; role: 'peripheral' } | { handshake: CentralHandshake; role: 'central' },
+    type: number,
+    body: Uint8Array,
+  ): void {
+    switch (type) {
+      case HANDSHAKE:
+        return this.#handshake(link, binding, body);
+      case FRAME:
+        if (!link.peer) {
+          this.stats.unbound++;
+          return;
+        }
+        this.#handler?.message(link.peer, body);
+        return;
+      case PING:
+        if (link.peer) void link.send(PONG, new Uint8Array(0), true).catch(() => link.close());
+        return;
+      case PONG:
+        return;
+      default:
+        this.stats.badFragments++;
+    }
+  }
+
+  #handshake(
+    link: Link,
+    binding: { handshake: PeripheralHandshake; role: 'peripheral' } | { handshake: CentralHandshake; role: 'central' },
+    body: Uint8Array,
+  ): void {
+    let answer: LinkMessage | null;
+    try {
+      const msg = decodeLinkMessage(body);
+      answer = binding.role === 'peripheral' ? binding.handshake.receive(msg) : binding.handshake.receive(msg);
+    } catch {
+      // A wrong key, a replayed or malformed proof: this link never carries a frame.
+      this.stats.refusedLinks++;
+      void link.close();
+      return;
+    }
+    if (answer) void link.send(HANDSHAKE, cbor.encode(answer), true).catch(() => link.close());
+    const peer = binding.handshake.peer;
+    if (peer && !link.peer) this.#bind(link, key(peer));
+  }
+
+  #bind(link: Link, peer: Address): void {
+    link.bind(peer);
+    link.watch(this.#options.probeMs, () => {
+      this.stats.silentLinks++;
+      void link.close();
+    });
+    const old = this.#bound.get(peer);
+    this.#bound.set(peer, link);
+    if (old) void old.close();
+    else this.#handler?.peerUp?.(peer);
+    // A new link is the moment to resynchronise: frames sent while it was down were lost.
+    this.#handler?.connected?.();
+  }
+
+  #dropped(link: Link): void {
+    this.#links.delete(link);
+    const peer = link.peer;
+    if (!peer || this.#bound.get(peer) !== link) return;
+    this.#bound.delete(peer);
+    this.#handler?.peerDown?.(peer);
+    if (this.#wanted.has(peer)) this.#dial(peer);
+  }
+
+  #want(peer: Address): void {
+    if (!this.#central || this.#closed) return;
+    this.#wanted.add(peer);
+    if (!this.#bound.has(peer)) this.#dial(peer);
+  }
+
+  /** Connects to `peer` until a link to it is bound, with backoff; one dialer per peer. */
+  #dial(peer: Address): void {
+    const central = this.#central;
+    if (!central || this.#dialing.has(peer)) return;
+    this.#dialing.add(peer);
+    const backoff = this.#backoff();
+    const attempt = async (): Promise<void> => {
+      while (!this.#closed && this.#wanted.has(peer) && !this.#bound.has(peer)) {
+        const bound = await this.#connectOnce(central, peer).catch(() => false);
+        if (bound) return;
+        await new Promise((resolve) => setTimeout(resolve, backoff.next()).unref());
+      }
+    };
+    void attempt().finally(() => this.#dialing.delete(peer));
+  }
+
+  /** One connection and handshake; true once the link is bound to `peer`. */
+  async #connectOnce(central: CentralBackend, peer: Address): Promise<boolean> {
+    const handshake = new CentralHandshake(this.#options.signer, peer);
+    // The peripheral may speak before connect() returns: hold those packets (a few) until the link's state exists.
+    let state: Link | undefined;
+    const early: Uint8Array[] = [];
+    let closedEarly = false;
+    const events: LinkEvents = {
+      packet: (data) => (state ? state.events.packet(data) : early.length < EARLY_PACKETS && early.push(data)),
+      closed: () => (state ? state.events.closed() : (closedEarly = true)),
+    };
+    const link = await central.connect(peer, events, this.#options.connectTimeoutMs);
+    if (this.#closed || closedEarly) {
+      await link.close();
+      return false;
+    }
+    state = this.#open(link, { handshake, role: 'central' });
+    for (const data of early) state.events.packet(data);
+    return state.bound();
+  }
+}
+
+interface LinkCallbacks {
+  message(type: number, body: Uint8Array): void;
+  badFragment(): void;
+  closed(): void;
+}
+
+/** One link's state: reassembly, ordered sends, deadlines and the liveness probe. */
+class Link {
+  peer: Address | null = null;
+  readonly events: LinkEvents;
+  readonly #link: BleLink;
+  readonly #reassembler: Reassembler;
+  readonly #maxQueued: number;
+  readonly #callbacks: LinkCallbacks;
+  #sequence = 0;
+  #queued = 0;
+  #tail: Promise<void> = Promise.resolve();
+  #heard = Date.now();
+  #deadline: NodeJS.Timeout | undefined;
+  #probe: NodeJS.Timeout | undefined;
+  #closed = false;
+  readonly #waiters: ((bound: boolean) => void)[] = [];
+
+  constructor(link: BleLink, maxFrameBytes: number, maxQueued: number, callbacks: LinkCallbacks) {
+    this.#link = link;
+    this.#maxQueued = maxQueued;
+    this.#callbacks = callbacks;
+    // One byte of type ahead of every message.
+    this.#reassembler = new Reassembler(maxFrameBytes + 1, () => callbacks.badFragment());
+    this.events = {
+      packet: (data) => this.#packet(data),
+      closed: () => this.#gone(),
+    };
+  }
+
+  /** Resolves true once bound, false if the link closes first. */
+  bound(): Promise<boolean> {
+    if (this.peer) return Promise.resolve(true);
+    if (this.#closed) return Promise.resolve(false);
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** Runs `expire` after `ms` unless the link is bound first. */
+  deadline(ms: number, expire: () => void): void {
+    this.#deadline = setTimeout(expire, ms).unref();
+  }
+
+  bind(peer: Address): void {
+    this.peer = peer;
+    clearTimeout(this.#deadline);
+    this.#settle(true);
+  }
+
+  /** Probes the peer after `ms` of silence and calls `silent` when a probe goes unanswered as long again. */
+  watch(ms: number, silent: () => void): void {
+    let probing = false;
+    this.#probe = setInterval(() => {
+      const quiet = Date.now() - this.#heard;
+      if (quiet < ms) {
+        probing = false;
+        return;
+      }
+      if (probing && quiet >= 2 * ms) return silent();
+      if (!probing) {
+        probing = true;
+        this.send(PING, new Uint8Array(0), true).catch(() => silent());
+      }
+    }, Math.max(10, Math.floor(ms / 2))).unref();
+  }
+
+  /** Queues one message; its fragments go out in order, after those queued before. */
+  send(type: number, body: Uint8Array, reliable: boolean): Promise<void> {
+    if (this.#closed) return Promise.reject(new TransportError('the BLE link is closed'));
+    if (this.#queued >= this.#maxQueued) return Promise.reject(new TransportError(`${this.#queued} frames already queued on the BLE link`));
+    const message = new Uint8Array(body.length + 1);
+    message[0] = type;
+    message.set(body, 1);
+    const packets = fragment(message, this.#sequence++, this.#link.mtu);
+    this.#queued++;
+    const sent = this.#tail.then(async () => {
+      for (const packet of packets) await this.#link.send(packet, reliable);
+    });
+    this.#tail = sent.catch(() => {}).finally(() => this.#queued--);
+    return sent.catch((err: unknown) => {
+      void this.close();
+      throw err instanceof TransportError ? err : new TransportError(`BLE send failed: ${(err as Error).message}`);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#gone();
+    await this.#link.close().catch(() => {});
+  }
+
+  #packet(data: Uint8Array): void {
+    if (this.#closed) return;
+    this.#heard = Date.now();
+    let message: Uint8Array | null;
+    try {
+      message = this.#reassembler.push(data);
+    } catch {
+      this.#callbacks.badFragment();
+      return;
+    }
+    if (message && message.length > 0) this.#callbacks.message(message[0]!, message.subarray(1));
+  }
+
+  #gone(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#deadline);
+    clearInterval(this.#probe);
+    this.#settle(false);
+    this.#callbacks.closed();
+  }
+
+  #settle(bound: boolean): void {
+    for (const resolve of this.#waiters.splice(0)) resolve(bound);
+  }
+}
+
+function decodeLinkMessage(body: Uint8Array): LinkMessage {
+  let msg: unknown;
+  try {
+    msg = cbor.decode(body);
+  } catch {
+    throw new MalformedMessageError('a handshake message that is not CBOR');
+  }
+  if (typeof msg !== 'object' || msg === null || !('t' in msg)) throw new MalformedMessageError('a handshake message without a type');
+  return msg as LinkMessage;
+}
+
+function key(peer: Address): Address {
+  return peer.toLowerCase() as Address;
+}
