@@ -8,10 +8,10 @@ import { join } from 'node:path';
 const ROOT = join(import.meta.dirname, '..');
 export const DEVICE_BUNDLE = join(ROOT, 'dist', 'picopay-device.mjs');
 
-/** Writes the bundle to `outfile`; returns what went into it. */
-export async function bundleDevice(outfile = DEVICE_BUNDLE): Promise<Metafile> {
+/** Writes the bundle of `entry` (default the device agent) to `outfile`; returns what went into it. */
+export async function bundleDevice(outfile = DEVICE_BUNDLE, entry = join(ROOT, 'bin', 'device.ts')): Promise<Metafile> {
   const result = await build({
-    entryPoints: [join(ROOT, 'bin', 'device.ts')],
+    entryPoints: [entry],
     outfile,
     bundle: true,
     platform: 'node',
@@ -20,7 +20,8 @@ export async function bundleDevice(outfile = DEVICE_BUNDLE): Promise<Metafile> {
     minify: true,
     metafile: true,
     logLevel: 'silent',
-    external: ['better-sqlite3', 'cbor-extract'],
+    // usocket and x11: dbus-next's optional transports, unused (BlueZ is on the system bus's socket).
+    external: ['better-sqlite3', 'cbor-extract', 'usocket', 'x11'],
     // ESM has no require: the CommonJS packages bundled in need one.
     banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   });

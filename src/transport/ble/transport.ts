@@ -109,6 +109,11 @@ export class BleTransport implements Transport {
     return this.#bound.has(key(peer));
   }
 
+  /** The ATT MTU of the bound link to `peer`, if one is up. */
+  mtu(peer: Address): number | undefined {
+    return this.#bound.get(key(peer))?.mtu;
+  }
+
   async send(to: Address, frame: Uint8Array): Promise<void> {
     if (this.#closed) throw new TransportError('the BLE transport is closed');
     if (frame.length > this.#options.maxFrameBytes) throw new TransportError(`frame of ${frame.length} bytes exceeds the limit of ${this.#options.maxFrameBytes}`);
@@ -307,6 +312,10 @@ class Link {
       packet: (data) => this.#packet(data),
       closed: () => this.#gone(),
     };
+  }
+
+  get mtu(): number {
+    return this.#link.mtu;
   }
 
   /** Resolves true once bound, false if the link closes first. */
