@@ -143,7 +143,9 @@ export class Opening {
     if (!w) {
       // Our countersignature was lost: send it again.
       const rt = c.channels.withPeer(from).find((r) => r.rec.idx === 0 && Buffer.from(r.rec.shares.a).equals(m.shareA));
-      if (rt) c.send(from, { type: MessageType.UpdateAccept, alias: aliasOf(rt.rec.id), version: 0n, sig: rt.rec.current.sigs[0]! });
+      // Only while version 0 is the current state: later, current.sigs[0] signs another
+      // state, and the peer, which signed a later state, holds version 0 complete already.
+      if (rt && rt.rec.current.state.version === 0n) c.send(from, { type: MessageType.UpdateAccept, alias: aliasOf(rt.rec.id), version: 0n, sig: rt.rec.current.sigs[0]! });
       return;
     }
     if (w.pending.context.participants[1] !== from) throw new WrongPeerError('acceptance from another peer');
