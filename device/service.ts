@@ -7,8 +7,12 @@ import { type Address, ChannelKind } from '../src/model/types.ts';
 import type { Logger } from '../src/log.ts';
 import { ChannelStore } from '../src/store/store.ts';
 import type { FactStorage } from '../src/store/types.ts';
+import type { BleTransport } from '../src/transport/ble/transport.ts';
 import { MqttTransport, type MqttTransportOptions } from '../src/transport/mqtt.ts';
+import { RoutedTransport } from '../src/transport/router.ts';
+import type { Transport } from '../src/transport/types.ts';
 import { type FundingSource, type FundingWatch, waitFunded, watchFunding } from './funding.ts';
+import { type NearConfig, startNear } from './near.ts';
 
 // A device: its key, its store, its MQTT link, and its ledger channel with the gateway.
 // No chain code: the device's owner funds its side from any wallet, the device reads the
@@ -43,6 +47,12 @@ export interface DeviceConfig {
   writeBack?: boolean;
   /** How long after its deposits were first seen they are read again, for a re-org deeper than the confirmations (default 10 min). */
   recheckMs?: number;
+  /**
+   * A BLE link to nearby peers beside MQTT: frames to a peer go over BLE while it is linked.
+   * The device then starts without its broker (a restart while the gateway is away), once
+   * its ledger channel exists.
+   */
+  near?: NearConfig;
 }
 
 export interface RunningDevice {
@@ -60,6 +70,8 @@ export interface RunningDevice {
   readonly funded: boolean;
   /** Hears when the deposits go (false: pay and serve nothing more) and come back. */
   onFunding(listener: (funded: boolean) => void): void;
+  /** The BLE link, with near: what it refused, which peers it has. */
+  near?: BleTransport;
   stop(): Promise<void>;
 }
 
@@ -67,7 +79,9 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
   const { signer, created } = loadOrCreateKeystore(join(cfg.dataDir, 'key.json'), cfg.password);
   cfg.logger.info({ address: signer.address, created }, 'device key');
   const store = new ChannelStore(join(cfg.dataDir, 'device.db'), { writeBack: cfg.writeBack });
-  const transport = new MqttTransport({ url: cfg.mqttUrl, self: signer.address, signer, ...cfg.mqttLogin, logger: cfg.logger.child({ part: 'mqtt' }) });
+  const mqtt = new MqttTransport({ url: cfg.mqttUrl, self: signer.address, signer, ...cfg.mqttLogin, offlineStart: !!cfg.near, logger: cfg.logger.child({ part: 'mqtt' }) });
+  const near = cfg.near ? await startNear(signer, cfg.near, cfg.logger.child({ part: 'ble' })) : undefined;
+  const transport: Transport = near ? new RoutedTransport(near, mqtt) : mqtt;
   const chain = { chainId: cfg.chainId, adjudicator: cfg.adjudicator };
   let funded = !cfg.funding;
   if (!cfg.funding) cfg.logger.warn('no chain RPC or gateway status URL: the device pays and serves without checking that its ledger channel is funded');
@@ -89,8 +103,9 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
     },
   });
   agent.start();
-  await transport.connect();
-  transport.watchPeer(cfg.gateway);
+  await mqtt.connect();
+  // The gateway is reached over MQTT only (the near link dials just the peers asked of it).
+  mqtt.watchPeer(cfg.gateway);
   const existing = agent.channelsWith(cfg.gateway).find((c) => c.params.kind === ChannelKind.Ledger && c.phase !== 'final');
   const ledger = existing ?? (await agent.open(cfg.gateway, { balances: [[cfg.deposit, cfg.gatewayDeposit]] }));
   cfg.logger.info({ channel: ledger.id, resumed: !!existing }, 'ledger channel with the gateway');
@@ -105,6 +120,7 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
       return funded;
     },
     onFunding: (listener) => void listeners.push(listener),
+    near,
     untilFunded: async (timeoutMs) => {
       const source = cfg.funding;
       if (funded || !source) return;

@@ -29,6 +29,8 @@ export interface GatewayConfig {
   /** Broker URL; without it an embedded broker listens on 127.0.0.1:mqttPort. */
   mqttUrl?: string;
   mqttPort?: number;
+  /** Other host:port names devices reach the embedded broker by (their login tokens name the broker). */
+  mqttNames?: string[];
   httpPort?: number;
   /** What the gateway puts in, and for whom (see admission.ts). */
   limits: AdmissionLimits;
@@ -134,7 +136,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
     let broker: EmbeddedBroker | null = null;
     let mqttUrl = cfg.mqttUrl;
     if (!mqttUrl) {
-      broker = await startEmbeddedBroker({ port: cfg.mqttPort ?? 0, logger: log.child({ part: 'broker' }) });
+      broker = await startEmbeddedBroker({ port: cfg.mqttPort ?? 0, names: cfg.mqttNames, logger: log.child({ part: 'broker' }) });
       cleanup.push(() => broker!.close());
       mqttUrl = broker.url;
       log.info({ mqttUrl }, 'embedded MQTT broker listening');

@@ -36,12 +36,14 @@ export type Settings = Required<Pick<AgentOptions, 'signer' | 'transport' | 'sto
 
 /** The one place the Agent's defaults are applied. */
 export function resolveOptions(options: AgentOptions): { settings: Settings; timing: Timing } {
+  // An option given as undefined takes its default, as one left out does.
+  const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as AgentOptions;
   const settings: Settings = {
     challengeDuration: MIN_CHALLENGE_DURATION,
     maxMessageBytes: MAX_MESSAGE_BYTES,
     voucherDurableEvery: 0n,
     virtualFee: 0n,
-    ...options,
+    ...given,
     virtualLimits: { ...DEFAULT_VIRTUAL_LIMITS, ...options.virtualLimits },
   };
   return { settings, timing: { ...DEFAULT_TIMING, ...options.timing } };

@@ -69,6 +69,11 @@ export interface MqttTransportOptions {
   maxPendingSends?: number;
   /** How long connect() waits for the first connection, in ms (default 30,000). */
   connectTimeoutMs?: number;
+  /**
+   * connect() returns at once and the client keeps trying, with backoff, however long the
+   * broker is away: a device that also has a near link (BLE) works without its broker.
+   */
+  offlineStart?: boolean;
   logger?: TransportLogger;
 }
 
@@ -156,6 +161,7 @@ export class MqttTransport implements Transport {
     });
     client.on('offline', () => this.log.info({ url: this.options.url }, 'mqtt offline, reconnecting'));
 
+    if (this.options.offlineStart) return;
     try {
       await this.firstConnection(client);
     } catch (error) {

@@ -28,10 +28,18 @@ export function guestFolder(): string {
   return mkdtempSync(join(tmpdir(), 'picopay-ble-vm-'));
 }
 
+const running = new Set<ReturnType<typeof spawn>>();
+
+/** Kills every guest still running (a test that failed half-way leaves none behind). */
+export function killGuests(): void {
+  for (const vm of running) vm.kill('SIGKILL');
+}
+
 /** Runs `script` (a file in test/ble-vm) in the guest; the VM is killed after `timeoutMs`. */
 export function runGuest(script: string, out: string, timeoutMs: number, env: Record<string, string> = {}): Promise<GuestRun> {
   return new Promise((resolve, reject) => {
     const vm = spawn(join(HERE, 'run-vm.sh'), [join(HERE, script), out, VM_CACHE], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    running.add(vm);
     let log = '';
     vm.stdout.on('data', (d) => (log += d));
     vm.stderr.on('data', (d) => (log += d));
@@ -40,6 +48,7 @@ export function runGuest(script: string, out: string, timeoutMs: number, env: Re
       reject(new Error(`the guest did not finish in ${timeoutMs} ms:\n${log.slice(-4000)}`));
     }, timeoutMs);
     vm.on('exit', (code) => {
+      running.delete(vm);
       clearTimeout(timer);
       resolve({ code, console: log, out });
     });
