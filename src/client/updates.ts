@@ -76,18 +76,26 @@ export class Updates {
     this.c.send(rt.rec.peer, reply);
   }
 
-  /** The peer proposed while this side's proposal was out: a tie. Its version counts once its signature does. */
-  #noteTie(rt: Runtime, msg: Update): void {
+  /**
+   * The peer proposed while this side's proposal was out: a tie, refused. Its version counts
+   * once its signature does, and like any refused proposal (see refuse) it is never signed
+   * after: participant 1 lets a refused proposal go and retries its change on a later state,
+   * and participant 0 re-proposes its own at a fresh version. Signing the refused one later
+   * (a duplicate, or the Sync the peer sent before it heard no) would apply that change
+   * twice, once in the signed copy and once in the retry. Stored before the refusal leaves.
+   */
+  #refuseTie(rt: Runtime, msg: Update): void {
     let peerSigned = rt.contended?.peerSigned ?? -1n;
     if (msg.version > peerSigned) {
       try {
         verifiedProposal({ ...rt.rec, staged: null, highestSigned: rt.rec.current.state.version }, msg);
         peerSigned = msg.version;
       } catch {
-        // not the peer's, or not a version it could propose: no hint
+        // not the peer's, or not a version it could propose: no hint, and nothing to refuse
       }
     }
     rt.contended = { peerSigned };
+    if (peerSigned > rt.rec.highestSigned) this.c.commit(rt, { ...rt.rec, highestSigned: peerSigned });
   }
 
   #emitHeld(rt: Runtime, msg: Update, attachment?: Attachment): void {
@@ -105,9 +113,9 @@ export class Updates {
       c.send(rt.rec.peer, result.reply);
       c.requests.signed(rt, result.state, 'in');
     } else {
+      if (result.kind === 'rejected' && result.error instanceof UpdateConflictError) this.#refuseTie(rt, msg);
       c.send(rt.rec.peer, result.reply);
       if (result.kind === 'rejected') c.refused(rt.rec.peer, result.error);
-      if (result.kind === 'rejected' && result.error instanceof UpdateConflictError) this.#noteTie(rt, msg);
     }
   }
 
