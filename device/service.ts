@@ -9,6 +9,7 @@ import { ChannelStore } from '../src/store/store.ts';
 import type { FactStorage } from '../src/store/types.ts';
 import type { BleTransport } from '../src/transport/ble/transport.ts';
 import { MqttTransport, type MqttTransportOptions } from '../src/transport/mqtt.ts';
+import { RelayClient, relaying } from '../src/transport/relay.ts';
 import { RoutedTransport } from '../src/transport/router.ts';
 import type { Transport } from '../src/transport/types.ts';
 import { type FundingSource, type FundingWatch, waitFunded, watchFunding } from './funding.ts';
@@ -79,9 +80,11 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
   const { signer, created } = loadOrCreateKeystore(join(cfg.dataDir, 'key.json'), cfg.password);
   cfg.logger.info({ address: signer.address, created }, 'device key');
   const store = new ChannelStore(join(cfg.dataDir, 'device.db'), { writeBack: cfg.writeBack });
-  const mqtt = new MqttTransport({ url: cfg.mqttUrl, self: signer.address, signer, ...cfg.mqttLogin, offlineStart: !!cfg.near, logger: cfg.logger.child({ part: 'mqtt' }) });
   const near = cfg.near ? await startNear(signer, cfg.near, cfg.logger.child({ part: 'ble' })) : undefined;
-  const transport: Transport = near ? new RoutedTransport(near, mqtt) : mqtt;
+  const via = cfg.near?.via;
+  // With no internet (via), there is no broker: everything goes over BLE, the gateway's frames sealed for the relay.
+  const mqtt = via ? undefined : new MqttTransport({ url: cfg.mqttUrl, self: signer.address, signer, ...cfg.mqttLogin, offlineStart: !!near, logger: cfg.logger.child({ part: 'mqtt' }) });
+  const transport = farAndNear(signer, mqtt, near, cfg.near, cfg.logger);
   const chain = { chainId: cfg.chainId, adjudicator: cfg.adjudicator };
   let funded = !cfg.funding;
   if (!cfg.funding) cfg.logger.warn('no chain RPC or gateway status URL: the device pays and serves without checking that its ledger channel is funded');
@@ -102,10 +105,12 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
       ...cfg.policy,
     },
   });
+  // Room on the BLE link is kept for peers the device has a channel with.
+  near?.keepLinks((peer) => agent.channelsWith(peer).length > 0);
   agent.start();
-  await mqtt.connect();
-  // The gateway is reached over MQTT only (the near link dials just the peers asked of it).
-  mqtt.watchPeer(cfg.gateway);
+  await mqtt?.connect();
+  // The gateway is reached over MQTT (or the relay) only: the near link dials just the peers asked of it.
+  mqtt?.watchPeer(cfg.gateway);
   const existing = agent.channelsWith(cfg.gateway).find((c) => c.params.kind === ChannelKind.Ledger && c.phase !== 'final');
   const ledger = existing ?? (await agent.open(cfg.gateway, { balances: [[cfg.deposit, cfg.gatewayDeposit]] }));
   cfg.logger.info({ channel: ledger.id, resumed: !!existing }, 'ledger channel with the gateway');
@@ -153,4 +158,13 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
       store.close();
     },
   };
+}
+
+/** The device's transport: MQTT, MQTT and BLE routed per peer (and relaying for others), or BLE through a relay. */
+function farAndNear(signer: Signer, mqtt: MqttTransport | undefined, near: BleTransport | undefined, config: NearConfig | undefined, logger: Logger): Transport {
+  const refused = (err: unknown) => logger.debug({ err: String(err) }, 'relay envelope refused');
+  if (!near) return mqtt!;
+  if (!mqtt) return new RelayClient(near, config!.via!, signer, refused);
+  const routed = new RoutedTransport(near, mqtt);
+  return config?.relay ? relaying(routed, near, mqtt, refused) : routed;
 }

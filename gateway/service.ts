@@ -10,6 +10,7 @@ import { ChannelStore } from '../src/store/store.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../src/transport/broker.ts';
 import { MqttTransport, type MqttTransportOptions } from '../src/transport/mqtt.ts';
 import { brokerAuthority, brokerPassword } from '../src/transport/login.ts';
+import { RelayAware } from '../src/transport/relay.ts';
 import { startEnrollment } from './enrollment.ts';
 import { depositNonces, GatewayChain } from './chain.ts';
 import { startStatusServer } from './http.ts';
@@ -150,7 +151,9 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
       enrolled = true;
     }
     const chain = { chainId: BigInt(chainId), adjudicator };
-    const transport = new MqttTransport({ url: mqttUrl, self: signer.address, signer, ...cfg.mqttLogin, enroll: enrolled || cfg.mqttLogin?.enroll, watchAllPeers: true, logger: log.child({ part: 'mqtt' }) });
+    const mqtt = new MqttTransport({ url: mqttUrl, self: signer.address, signer, ...cfg.mqttLogin, enroll: enrolled || cfg.mqttLogin?.enroll, watchAllPeers: true, logger: log.child({ part: 'mqtt' }) });
+    // Devices with no internet of their own reach the gateway through a nearby peer that relays.
+    const transport = new RelayAware(mqtt, signer, { onRefused: (err) => log.debug({ err: String(err) }, 'relay envelope refused') });
     let gatewayChain: GatewayChain | null = null;
     const intermediary = new Intermediary({ records: store.service, chain, holdTimeoutMs: cfg.holdTimeoutMs, fee: cfg.virtualFee, logger: log.child({ part: 'intermediary' }), isFunded: (id) => gatewayChain!.checkFunded(id), frozen: (id) => gatewayChain!.settlements.has(id), secureClaim: (vc, voucher) => gatewayChain!.settlements.secureClaim(vc, voucher) });
     const agent: Agent = new Agent({
@@ -175,7 +178,7 @@ export async function startGateway(cfg: GatewayConfig): Promise<RunningGateway> 
     intermediary.attach(agent);
     gatewayChain = new GatewayChain({ client, agent, store, facts: store.service, pollMs: cfg.fundingPollMs, confirmations: cfg.confirmations, fundingTimeoutMs: cfg.limits.fundingTimeoutMs, eventPollMs: local ? 100 : 1000, intermediary, offlineMs: cfg.offlineMs, sweepMs: cfg.sweepMs, logger: log.child({ part: 'chain' }) });
     agent.start();
-    await transport.connect();
+    await mqtt.connect();
     cleanup.push(() => transport.close(), () => agent.stop(), () => gatewayChain!.stop());
     await resumeJournalled(client, store, log);
     await gatewayChain.start();

@@ -43,6 +43,11 @@ export class Signer {
     return out;
   }
 
+  /** The x coordinate of ECDH with `publicKey`: a secret only this key and that key's holder can compute. */
+  sharedSecret(publicKey: Uint8Array): Uint8Array {
+    return secp256k1.getSharedSecret(this.#privateKey, publicKey, true).subarray(1);
+  }
+
   /** For the keystore only. */
   exportPrivateKey(): Uint8Array {
     return this.#privateKey.slice();

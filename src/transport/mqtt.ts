@@ -155,7 +155,11 @@ export class MqttTransport implements Transport {
       // Closing: an acknowledgement owed for a message that arrived meanwhile cannot go out any more, and need not.
       if (this.closed) return;
       // Refused while not enrolled yet: expected, and answered by enrolling (see firstConnection).
-      if (this.options.enroll && (error.code === 4 || error.code === 5)) return this.log.info({ url: this.options.url }, 'no broker login yet: enrolling');
+      if (this.options.enroll && (error.code === 4 || error.code === 5)) {
+        // Started offline, no first connection enrolls: the device does it here.
+        if (this.options.offlineStart) void this.enrollNow();
+        return this.log.info({ url: this.options.url }, 'no broker login yet: enrolling');
+      }
       // One line, no stack: a broker that is away is an expected condition, retried with backoff.
       this.log.warn({ err: String(error), url: this.options.url }, 'mqtt error');
     });

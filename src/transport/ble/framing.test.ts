@@ -110,8 +110,15 @@ describe('BLE framing', () => {
     expect(r.pending).toBe(0);
   });
 
-  it('refuses an MTU outside 23..517', () => {
-    expect(() => fragment(new Uint8Array(1), 0, 22)).toThrow(RangeError);
+  it('refuses an MTU outside 8..517 (below 23: what a backend leaves of the smallest BLE MTU)', () => {
+    expect(() => fragment(new Uint8Array(1), 0, 7)).toThrow(RangeError);
     expect(() => fragment(new Uint8Array(1), 0, 518)).toThrow(RangeError);
+  });
+
+  it('refuses an empty later fragment: a message of n bytes holds at most n + 1 fragments, so memory stays bounded', () => {
+    const r = new Reassembler(1000);
+    expect(r.push(new Uint8Array([0x80, 10, 0]))).toBeNull();
+    expect(() => r.push(new Uint8Array([0, 1]))).toThrow(FragmentError);
+    expect(r.pending).toBe(0);
   });
 });

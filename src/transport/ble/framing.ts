@@ -12,6 +12,8 @@ import { FragmentError, MessageTooLargeError } from '../../errors.ts';
 
 /** The smallest ATT MTU BLE allows; what a link has before negotiating. */
 export const MIN_MTU = 23;
+/** The smallest MTU fragment() takes: room for a header of up to 4 bytes and 1 byte of data. */
+const SMALLEST_MTU = 8;
 /** The largest ATT MTU. */
 export const MAX_MTU = 517;
 const ATT_HEADER = 3;
@@ -43,7 +45,8 @@ function readVarint(bytes: Uint8Array, at: number): { value: number; end: number
 
 /** Cuts `message` (sequence number `sequence`) into fragments of at most `mtu - 3` bytes each. */
 export function fragment(message: Uint8Array, sequence: number, mtu: number): Uint8Array[] {
-  if (!Number.isInteger(mtu) || mtu < MIN_MTU || mtu > MAX_MTU) throw new RangeError(`MTU must be between ${MIN_MTU} and ${MAX_MTU}, got ${mtu}`);
+  // Below BLE's minimum too: a backend may keep a byte or two of each packet for itself.
+  if (!Number.isInteger(mtu) || mtu < SMALLEST_MTU || mtu > MAX_MTU) throw new RangeError(`MTU must be between ${SMALLEST_MTU} and ${MAX_MTU}, got ${mtu}`);
   const room = mtu - ATT_HEADER;
   const seq = sequence & SEQUENCE;
   const out: Uint8Array[] = [];
@@ -102,6 +105,8 @@ export class Reassembler {
       const current = this.#current;
       if (!current) return this.#fail('a fragment with no first fragment before it');
       if (sequence !== current.sequence || head.value !== current.next) return this.#fail(`fragment ${head.value} of message ${sequence} where fragment ${current.next} of message ${current.sequence} was due`);
+      // Each later fragment carries data: a message of n bytes has at most n + 1 fragments, so what it holds stays bounded.
+      if (data.length === 0) return this.#fail(`an empty fragment ${head.value} of message ${sequence}`);
       current.next++;
     }
     this.#take(data);

@@ -1,7 +1,8 @@
 import { utf8ToBytes } from '@noble/hashes/utils.js';
 import { randomBytes } from 'node:crypto';
 import type { Signer } from '../../crypto/keys.ts';
-import { recoverAddress } from '../../crypto/verify.ts';
+import { addressOf } from '../../crypto/keys.ts';
+import { recoverPublicKey } from '../../crypto/verify.ts';
 import { MalformedMessageError, WrongPeerError } from '../../errors.ts';
 import type { Address } from '../../model/types.ts';
 import { keccak } from '../../model/hash.ts';
@@ -18,6 +19,11 @@ import { keccak } from '../../model/hash.ts';
 // Each side signs the other's fresh nonce and names its peer, so a proof cannot be replayed
 // on another link, reflected back (the role differs) or relayed to someone else. The
 // central knows B from the advertisement it chose and checks the peripheral is that key.
+//
+// The proofs give each side the other's public key, and with it a session key: keccak of
+// the two keys' ECDH secret and both nonces. The link then authenticates every message
+// with it (session.ts), so that one in the middle who passed the handshake on unchanged
+// (holding neither key) cannot put a frame of its own on the link.
 
 const NONCE_BYTES = 32;
 const PREFIX = utf8ToBytes('picopay-ble-link:v1:');
@@ -39,6 +45,25 @@ function linkDigest(role: LinkRole, p: Uint8Array, c: Uint8Array, peer: Address)
   return keccak(data);
 }
 
+const SESSION = utf8ToBytes('picopay-ble-session:v1:');
+
+/** The link's session key, the same on both sides: neither nonce nor key alone gives it. */
+function sessionKey(signer: Signer, peerKey: Uint8Array, p: Uint8Array, c: Uint8Array): Uint8Array {
+  const secret = signer.sharedSecret(peerKey);
+  const data = new Uint8Array(SESSION.length + secret.length + p.length + c.length);
+  data.set(SESSION);
+  data.set(secret, SESSION.length);
+  data.set(p, SESSION.length + secret.length);
+  data.set(c, SESSION.length + secret.length + p.length);
+  return keccak(data);
+}
+
+/** Who signed `digest`, with the key. */
+function signerOf(sig: Uint8Array, digest: Uint8Array): { address: Address; key: Uint8Array } | null {
+  const key = recoverPublicKey(sig, digest);
+  return key && { address: addressOf(key), key };
+}
+
 function nonceOk(n: unknown): n is Uint8Array {
   return n instanceof Uint8Array && n.length === NONCE_BYTES;
 }
@@ -54,6 +79,8 @@ function sigOk(s: unknown): s is Uint8Array {
 export class PeripheralHandshake {
   readonly #nonce = new Uint8Array(randomBytes(NONCE_BYTES));
   #peer: Address | null = null;
+  /** Once bound: the session key (see sessionKey). */
+  session: Uint8Array | null = null;
 
   constructor(private readonly signer: Signer) {}
 
@@ -69,10 +96,11 @@ export class PeripheralHandshake {
   receive(msg: LinkMessage): LinkMessage {
     if (this.#peer) throw new MalformedMessageError('the link is bound already');
     if (msg.t !== 'proof' || !nonceOk(msg.nonce) || !sigOk(msg.sig) || typeof msg.from !== 'string') throw new MalformedMessageError('not a central proof');
-    const signedBy = recoverAddress(msg.sig, linkDigest('central', this.#nonce, msg.nonce, this.signer.address));
-    if (signedBy === null || signedBy !== msg.from.toLowerCase()) throw new WrongPeerError('the central does not hold the key it names');
-    this.#peer = signedBy;
-    return { t: 'proof', from: this.signer.address, sig: this.signer.sign(linkDigest('peripheral', this.#nonce, msg.nonce, signedBy)) };
+    const signedBy = signerOf(msg.sig, linkDigest('central', this.#nonce, msg.nonce, this.signer.address));
+    if (signedBy === null || signedBy.address !== msg.from.toLowerCase()) throw new WrongPeerError('the central does not hold the key it names');
+    this.#peer = signedBy.address;
+    this.session = sessionKey(this.signer, signedBy.key, this.#nonce, msg.nonce);
+    return { t: 'proof', from: this.signer.address, sig: this.signer.sign(linkDigest('peripheral', this.#nonce, msg.nonce, signedBy.address)) };
   }
 }
 
@@ -84,6 +112,8 @@ export class CentralHandshake {
   readonly #nonce = new Uint8Array(randomBytes(NONCE_BYTES));
   #challenge: Uint8Array | null = null;
   #peer: Address | null = null;
+  /** Once bound: the session key (see sessionKey). */
+  session: Uint8Array | null = null;
 
   constructor(
     private readonly signer: Signer,
@@ -102,9 +132,10 @@ export class CentralHandshake {
       return { t: 'proof', from: this.signer.address, nonce: this.#nonce, sig: this.signer.sign(linkDigest('central', msg.nonce, this.#nonce, this.expected)) };
     }
     if (!this.#challenge || this.#peer || !sigOk(msg.sig)) throw new MalformedMessageError('a proof out of turn');
-    const signedBy = recoverAddress(msg.sig, linkDigest('peripheral', this.#challenge, this.#nonce, this.signer.address));
-    if (signedBy === null || signedBy !== this.expected.toLowerCase()) throw new WrongPeerError(`the peripheral is not ${this.expected}`);
-    this.#peer = signedBy;
+    const signedBy = signerOf(msg.sig, linkDigest('peripheral', this.#challenge, this.#nonce, this.signer.address));
+    if (signedBy === null || signedBy.address !== this.expected.toLowerCase()) throw new WrongPeerError(`the peripheral is not ${this.expected}`);
+    this.#peer = signedBy.address;
+    this.session = sessionKey(this.signer, signedBy.key, this.#challenge, this.#nonce);
     return null;
   }
 }

@@ -49,5 +49,7 @@ export interface CentralBackend {
   scan(ms: number): Promise<Sighting[]>;
   /** Finds the payee advertising `peer` and connects to it; rejects after `timeoutMs`. */
   connect(peer: Address, events: LinkEvents, timeoutMs: number): Promise<BleLink>;
+  /** The device last connected to for `peer` failed its handshake: try others advertising it first (a liar may be near). */
+  refused?(peer: Address): void;
   stop(): Promise<void>;
 }

@@ -205,4 +205,57 @@ describe('BleTransport', () => {
   it('needs a backend', async () => {
     await expect(BleTransport.start({ signer: Signer.random() })).rejects.toThrow(TransportError);
   });
+
+  it('one in the middle who passed the handshake on unchanged (holding neither key) cannot put a frame of its own on the link', async () => {
+    const far = new MemoryRadio(); // where the real payee is
+    const near = new MemoryRadio(); // where the payer is, with mallory's look-alike advert
+    const p = pair(far);
+    const payee = await p.startPayee();
+    const mallory = Signer.random();
+    let toPayee: BleLink | undefined;
+    const pending: Uint8Array[] = [];
+    await near.peripheral(mallory.address, p.payee.address).start({ address: p.payee.address, name: 'kiosk' }, (toPayer): LinkEvents => {
+      void far
+        .central(mallory.address)
+        .connect(p.payee.address, { packet: (d) => void toPayer.send(d, true).catch(() => {}), closed: () => void toPayer.close() }, 500)
+        .then((l) => {
+          toPayee = l;
+          for (const d of pending.splice(0)) void l.send(d, true);
+        });
+      return { packet: (d) => (toPayee ? void toPayee.send(d, true).catch(() => {}) : void pending.push(d)), closed: () => void toPayee?.close() };
+    });
+    const payer = await start({ signer: p.payer, central: near.central(p.payer.address) });
+    payer.transport.watchPeer(p.payee.address);
+    await until(() => payer.transport.linked(p.payee.address) && payee.transport.linked(p.payer.address));
+    // The relayed link works for what the payer really sends...
+    await payer.transport.send(p.payee.address, text('from the payer'));
+    await until(() => payee.got.length === 1);
+    // ...but a frame mallory writes herself, even with a counter that looks right, is refused.
+    for (const f of fragment(new Uint8Array([2, 0, 0, 0, 9, ...text('injected'), ...new Uint8Array(16)]), 40, toPayee!.mtu)) await toPayee!.send(f, false);
+    await until(() => payee.transport.stats.forged === 1);
+    expect(payee.got).toEqual([[p.payer.address.toLowerCase(), 'from the payer']]);
+  });
+
+  it('keys made by the dozen that bind and stay cannot lock out a peer the payee has a channel with', async () => {
+    const radio = new MemoryRadio();
+    const payee = Signer.random();
+    const honest = Signer.random();
+    const p = await start({ signer: payee, peripheral: { backend: radio.peripheral(payee.address), name: 'kiosk' }, maxLinks: 4 });
+    p.transport.keepLinks((peer) => peer === honest.address.toLowerCase());
+    const sybils = await Promise.all(Array.from({ length: 4 }, () => Signer.random()).map((s) => start({ signer: s, central: radio.central(s.address) })));
+    for (const s of sybils) s.transport.watchPeer(payee.address);
+    await until(() => sybils.every((s) => s.transport.linked(payee.address)));
+    const h = await start({ signer: honest, central: radio.central(honest.address) });
+    h.transport.watchPeer(payee.address);
+    await until(() => h.transport.linked(payee.address));
+    // The sybils go on evicting one another; the kept peer's link stays.
+    await until(() => p.transport.stats.refusedLinks >= 8);
+    expect(h.presence).toEqual([`up ${payee.address.toLowerCase()}`]);
+  });
+
+  it('takes a link whose MTU leaves less than BLE\'s minimum (a backend keeping a byte of each packet) without throwing', async () => {
+    let accept: ((link: BleLink) => LinkEvents) | undefined;
+    await start({ signer: Signer.random(), peripheral: { backend: { start: async (_a, a) => void (accept = a), stop: async () => {} }, name: 'kiosk' } });
+    expect(() => accept!({ mtu: 22, send: async () => {}, close: async () => {} })).not.toThrow();
+  });
 });

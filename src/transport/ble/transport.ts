@@ -4,10 +4,12 @@ import { MalformedMessageError, TransportError } from '../../errors.ts';
 import type { Address } from '../../model/types.ts';
 import { MAX_MESSAGE_BYTES } from '../../wire/messages.ts';
 import { Backoff } from '../backoff.ts';
+import { silentLogger, type TransportLogger } from '../log.ts';
 import type { Transport, TransportHandler } from '../types.ts';
 import { fragment, Reassembler } from './framing.ts';
 import { CentralHandshake, type LinkMessage, PeripheralHandshake } from './handshake.ts';
 import type { Advert, BleLink, CentralBackend, LinkEvents, PeripheralBackend } from './link.ts';
+import { SEAL_BYTES, Session } from './session.ts';
 
 // The Transport over BLE links. Every message on a link starts with one byte saying what
 // it is: the link handshake (handshake.ts), a frame for the agent, or a liveness probe and
@@ -42,10 +44,12 @@ export interface BleTransportOptions {
   connectTimeoutMs?: number;
   /** Frames queued per link before send() refuses (default 256). */
   maxQueuedSends?: number;
-  /** Links accepted at once, bound or not (default 16): a flood of centrals cannot grow memory. */
+  /** Links held at once, bound or not (default 16): a flood of centrals cannot grow memory. */
   maxLinks?: number;
   /** Reconnect backoff (default 250 ms doubling to 10 s). */
   backoff?: Backoff;
+  /** Where a handler that threw is reported (the transport carries on). */
+  logger?: TransportLogger;
 }
 
 /** What the transport has refused, for tests and the status page. */
@@ -58,12 +62,15 @@ export interface BleStats {
   refusedLinks: number;
   /** Links closed because they went silent. */
   silentLinks: number;
+  /** Messages on a bound link that its session did not authenticate (injected, replayed, changed). */
+  forged: number;
 }
 
 export class BleTransport implements Transport {
   readonly self: Address;
-  readonly stats: BleStats = { unbound: 0, badFragments: 0, refusedLinks: 0, silentLinks: 0 };
-  readonly #options: Required<Omit<BleTransportOptions, 'peripheral' | 'central' | 'backoff'>>;
+  readonly stats: BleStats = { unbound: 0, badFragments: 0, refusedLinks: 0, silentLinks: 0, forged: 0 };
+  readonly #options: Required<Omit<BleTransportOptions, 'peripheral' | 'central' | 'backoff' | 'logger'>>;
+  readonly #log: TransportLogger;
   readonly #peripheral: BleTransportOptions['peripheral'];
   readonly #central: CentralBackend | undefined;
   readonly #backoff: () => Backoff;
@@ -74,12 +81,14 @@ export class BleTransport implements Transport {
   readonly #wanted = new Set<Address>();
   readonly #dialing = new Set<Address>();
   #handler: TransportHandler | undefined;
+  #keep: (peer: Address) => boolean = () => false;
   #closed = false;
 
   private constructor(options: BleTransportOptions) {
     this.self = options.signer.address.toLowerCase() as Address;
     this.#peripheral = options.peripheral;
     this.#central = options.central;
+    this.#log = options.logger ?? silentLogger;
     const backoff = options.backoff;
     this.#backoff = () => backoff ?? new Backoff({ initialMs: 250, maxMs: 10_000 });
     this.#options = {
@@ -129,6 +138,11 @@ export class BleTransport implements Transport {
     this.#handler = handler;
   }
 
+  /** Which peers' links are never evicted to make room (the agent's: those it has a channel with). */
+  keepLinks(keep: (peer: Address) => boolean): void {
+    this.#keep = keep;
+  }
+
   /** A central keeps a link to a watched peer, reconnecting whenever it drops. */
   watchPeer(peer: Address): void {
     this.#want(key(peer));
@@ -144,11 +158,18 @@ export class BleTransport implements Transport {
 
   #accept(link: BleLink): LinkEvents {
     const handshake = new PeripheralHandshake(this.#options.signer);
-    const state = this.#open(link, { handshake, role: 'peripheral' });
-    if (this.#links.size > this.#options.maxLinks) {
+    // Full: the newcomer takes the place of the least active bound link of a peer not kept
+    // (see keepLinks), else of the oldest handshake: keys made by the dozen cannot lock out
+    // a peer this device has a channel with, nor a flood of handshakes a newcomer.
+    if (this.#links.size >= this.#options.maxLinks) {
+      const links = [...this.#links];
+      const bound = links.filter((l) => l.peer && !this.#keep(l.peer));
+      const evicted = bound.length > 0 ? bound.reduce((a, b) => (a.active <= b.active ? a : b)) : links.find((l) => !l.peer);
       this.stats.refusedLinks++;
-      void state.close();
-    } else void state.send(HANDSHAKE, cbor.encode(handshake.start()), true).catch(() => state.close());
+      if (evicted) void evicted.close();
+    }
+    const state = this.#open(link, { handshake, role: 'peripheral' });
+    void state.send(HANDSHAKE, cbor.encode(handshake.start()), true).catch(() => state.close());
     return state.events;
   }
 
@@ -156,6 +177,8 @@ export class BleTransport implements Transport {
     const state = new Link(link, this.#options.maxFrameBytes, this.#options.maxQueuedSends, {
       message: (type, body) => this.#message(state, binding, type, body),
       badFragment: () => this.stats.badFragments++,
+      unbound: () => this.stats.unbound++,
+      forged: () => this.stats.forged++,
       closed: () => this.#dropped(state),
     });
     this.#links.add(state);
@@ -176,14 +199,9 @@ export class BleTransport implements Transport {
       case HANDSHAKE:
         return this.#handshake(link, binding, body);
       case FRAME:
-        if (!link.peer) {
-          this.stats.unbound++;
-          return;
-        }
-        this.#handler?.message(link.peer, body);
-        return;
+        return this.#call('message', () => this.#handler?.message(link.peer!, body));
       case PING:
-        if (link.peer) void link.send(PONG, new Uint8Array(0), true).catch(() => link.close());
+        void link.send(PONG, new Uint8Array(0), true).catch(() => link.close());
         return;
       case PONG:
         return;
@@ -208,12 +226,12 @@ export class BleTransport implements Transport {
       return;
     }
     if (answer) void link.send(HANDSHAKE, cbor.encode(answer), true).catch(() => link.close());
-    const peer = binding.handshake.peer;
-    if (peer && !link.peer) this.#bind(link, key(peer));
+    const { peer, session } = binding.handshake;
+    if (peer && session && !link.peer) this.#bind(link, key(peer), new Session(session, binding.role));
   }
 
-  #bind(link: Link, peer: Address): void {
-    link.bind(peer);
+  #bind(link: Link, peer: Address, session: Session): void {
+    link.bind(peer, session);
     link.watch(this.#options.probeMs, () => {
       this.stats.silentLinks++;
       void link.close();
@@ -221,9 +239,9 @@ export class BleTransport implements Transport {
     const old = this.#bound.get(peer);
     this.#bound.set(peer, link);
     if (old) void old.close();
-    else this.#handler?.peerUp?.(peer);
+    else this.#call('peerUp', () => this.#handler?.peerUp?.(peer));
     // A new link is the moment to resynchronise: frames sent while it was down were lost.
-    this.#handler?.connected?.();
+    this.#call('connected', () => this.#handler?.connected?.());
   }
 
   #dropped(link: Link): void {
@@ -231,8 +249,17 @@ export class BleTransport implements Transport {
     const peer = link.peer;
     if (!peer || this.#bound.get(peer) !== link) return;
     this.#bound.delete(peer);
-    this.#handler?.peerDown?.(peer);
+    this.#call('peerDown', () => this.#handler?.peerDown?.(peer));
     if (this.#wanted.has(peer)) this.#dial(peer);
+  }
+
+  /** The agent's callbacks run under the radio's or D-Bus's events: one that throws is reported, not thrown into them. */
+  #call(event: string, call: () => void): void {
+    try {
+      call();
+    } catch (err) {
+      this.#log.warn({ err, event }, 'transport handler threw');
+    }
   }
 
   #want(peer: Address): void {
@@ -275,13 +302,21 @@ export class BleTransport implements Transport {
     }
     state = this.#open(link, { handshake, role: 'central' });
     for (const data of early) state.events.packet(data);
-    return state.bound();
+    const bound = await state.bound();
+    // Not the key it advertised (or it never answered): the backend looks elsewhere next time.
+    if (!bound && handshake.peer === null) central.refused?.(peer);
+    return bound;
   }
 }
 
 interface LinkCallbacks {
+  /** A handshake message, or an authenticated one once bound. */
   message(type: number, body: Uint8Array): void;
   badFragment(): void;
+  /** A message other than the handshake before the link is bound. */
+  unbound(): void;
+  /** A message on a bound link that the session did not authenticate. */
+  forged(): void;
   closed(): void;
 }
 
@@ -297,6 +332,8 @@ class Link {
   #queued = 0;
   #tail: Promise<void> = Promise.resolve();
   #heard = Date.now();
+  #active = Date.now();
+  #session: Session | null = null;
   #deadline: NodeJS.Timeout | undefined;
   #probe: NodeJS.Timeout | undefined;
   #closed = false;
@@ -306,8 +343,8 @@ class Link {
     this.#link = link;
     this.#maxQueued = maxQueued;
     this.#callbacks = callbacks;
-    // One byte of type ahead of every message.
-    this.#reassembler = new Reassembler(maxFrameBytes + 1, () => callbacks.badFragment());
+    // One byte of type ahead of every message, and the session's counter and tag.
+    this.#reassembler = new Reassembler(maxFrameBytes + 1 + SEAL_BYTES, () => callbacks.badFragment());
     this.events = {
       packet: (data) => this.#packet(data),
       closed: () => this.#gone(),
@@ -316,6 +353,11 @@ class Link {
 
   get mtu(): number {
     return this.#link.mtu;
+  }
+
+  /** When a frame for the agent last came in (probes do not count): a newcomer evicts the least active link. */
+  get active(): number {
+    return this.#active;
   }
 
   /** Resolves true once bound, false if the link closes first. */
@@ -330,8 +372,9 @@ class Link {
     this.#deadline = setTimeout(expire, ms).unref();
   }
 
-  bind(peer: Address): void {
+  bind(peer: Address, session: Session): void {
     this.peer = peer;
+    this.#session = session;
     clearTimeout(this.#deadline);
     this.#settle(true);
   }
@@ -357,10 +400,18 @@ class Link {
   send(type: number, body: Uint8Array, reliable: boolean): Promise<void> {
     if (this.#closed) return Promise.reject(new TransportError('the BLE link is closed'));
     if (this.#queued >= this.#maxQueued) return Promise.reject(new TransportError(`${this.#queued} frames already queued on the BLE link`));
-    const message = new Uint8Array(body.length + 1);
+    // Only the handshake goes unsealed; everything after it is the session's.
+    const sealed = type === HANDSHAKE ? body : this.#session?.seal(type, body);
+    if (!sealed) return Promise.reject(new TransportError('the BLE link is not bound, or its session is spent'));
+    const message = new Uint8Array(sealed.length + 1);
     message[0] = type;
-    message.set(body, 1);
-    const packets = fragment(message, this.#sequence++, this.#link.mtu);
+    message.set(sealed, 1);
+    let packets: Uint8Array[];
+    try {
+      packets = fragment(message, this.#sequence++, this.#link.mtu);
+    } catch (err) {
+      return Promise.reject(new TransportError(`cannot send on this BLE link: ${(err as Error).message}`));
+    }
     this.#queued++;
     const sent = this.#tail.then(async () => {
       for (const packet of packets) await this.#link.send(packet, reliable);
@@ -388,7 +439,14 @@ class Link {
       this.#callbacks.badFragment();
       return;
     }
-    if (message && message.length > 0) this.#callbacks.message(message[0]!, message.subarray(1));
+    if (!message || message.length === 0) return;
+    const type = message[0]!;
+    if (type === HANDSHAKE) return this.#callbacks.message(type, message.subarray(1));
+    if (!this.#session) return this.#callbacks.unbound();
+    const body = this.#session.open(type, message.subarray(1));
+    if (!body) return this.#callbacks.forged();
+    if (type === FRAME) this.#active = Date.now();
+    this.#callbacks.message(type, body);
   }
 
   #gone(): void {

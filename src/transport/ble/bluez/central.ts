@@ -13,7 +13,11 @@ import { ADVERT_UUID, advertAddress, devicePath, LINK_UUID, RX_UUID, SERVICE_UUI
 // the next attempt discovers it afresh.
 
 const WINDOW_MS = 2_000;
-const NOTIFY_EARLY = 8;
+/** How long a device that failed its handshake is passed over, and how many are remembered. */
+const SHUN_MS = 60_000;
+const SHUNNED_MAX = 256;
+/** What a central writes once it knows its tag: the payee starts the handshake then. */
+const READY = new Uint8Array([0]);
 
 /** node-ble's objects keep their D-Bus helper out of its typings. */
 interface Helper {
@@ -41,6 +45,8 @@ export class BluezCentral implements CentralBackend {
   readonly #bluetooth: ReturnType<typeof createBluetooth>;
   #adapter: Promise<NodeBle.Adapter> | undefined;
   readonly #devices = new Map<string, NodeBle.Device>();
+  /** MACs whose handshake failed, and until when they are passed over. */
+  readonly #shunned = new Map<string, number>();
   /** The MAC a picopay address was last seen at. */
   readonly #seen = new Map<Address, string>();
 
@@ -86,6 +92,15 @@ export class BluezCentral implements CentralBackend {
     }
   }
 
+  refused(peer: Address): void {
+    const mac = this.#seen.get(peer.toLowerCase() as Address);
+    if (!mac) return;
+    this.#seen.delete(peer.toLowerCase() as Address);
+    const now = Date.now();
+    for (const [m, until] of this.#shunned) if (until < now) this.#shunned.delete(m);
+    if (this.#shunned.size < SHUNNED_MAX) this.#shunned.set(mac, now + SHUN_MS);
+  }
+
   async stop(): Promise<void> {
     this.#bluetooth.destroy();
   }
@@ -127,7 +142,7 @@ export class BluezCentral implements CentralBackend {
       const data = (await device.getServiceData().catch(() => ({}))) as Record<string, unknown>;
       const raw = data[ADVERT_UUID];
       const address = advertAddress(raw instanceof Uint8Array ? new Uint8Array(raw) : undefined);
-      if (!address) continue;
+      if (!address || (this.#shunned.get(mac) ?? 0) > Date.now()) continue;
       this.#seen.set(address, mac);
       const name = await device.getName().catch(() => device.getAlias().catch(() => ''));
       // 127 is HCI's "not available".
@@ -165,13 +180,9 @@ export class BluezCentral implements CentralBackend {
       const link = await service.getCharacteristic(LINK_UUID);
       // Notifications for every central arrive here; ours carry our tag, learnt from LINK.
       let tag: number | undefined;
-      const early: Buffer[] = [];
       tx.removeAllListeners('valuechanged');
       tx.on('valuechanged', (value: Buffer) => {
-        if (closed) return;
-        if (tag === undefined) {
-          if (early.length < NOTIFY_EARLY) early.push(value);
-        } else if (value[0] === tag && value.length > 1) events.packet(new Uint8Array(value.subarray(1)));
+        if (!closed && tag !== undefined && value[0] === tag && value.length > 1) events.packet(new Uint8Array(value.subarray(1)));
       });
       device.once('disconnect', close);
       await withTimeout(tx.startNotifications(), timeoutMs, 'subscribe');
@@ -179,7 +190,8 @@ export class BluezCentral implements CentralBackend {
       const answer = await withTimeout(link.readValue(), timeoutMs, 'link read');
       if (answer.length !== 1) throw new TransportError('not a picopay link answer');
       tag = answer[0]!;
-      for (const value of early) if (value[0] === tag && value.length > 1) events.packet(new Uint8Array(value.subarray(1)));
+      // Only now does the payee speak: nothing of ours comes before we know our tag.
+      await withTimeout(rx.writeValue(Buffer.from(READY), { type: 'request' }), timeoutMs, 'ready');
       return {
         mtu: Math.max(23, Math.min(517, mtu)),
         send: async (packet, reliable) => {

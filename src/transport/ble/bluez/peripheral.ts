@@ -7,8 +7,10 @@ import { ADVERT_UUID, advertData, LINK_UUID, RX_UUID, SERVICE_UUID, TX_UUID } fr
 // The peripheral role through BlueZ's D-Bus API, as on a Raspberry Pi with bluetoothd
 // running: a GATT application (GattManager1) and an advertisement (LEAdvertisingManager1)
 // exported by this process. BlueZ tells a D-Bus server nothing when a central connects:
-// a link begins when a central reads LINK (it learns its tag there) and ends when BlueZ
-// reports the device disconnected, or when the transport's probe gives up on it.
+// a central reads LINK (it learns its tag there), then writes one zero byte, and the link
+// begins, so that the payee's first notification comes when the central can tell it is
+// its own. It ends when BlueZ reports the device disconnected, or when the transport's
+// probe gives up on it.
 
 const { Interface, ACCESS_READ } = dbus.interface;
 type Options = Record<string, dbus.Variant>;
@@ -114,6 +116,8 @@ ObjectManager.configureMembers({ methods: { GetManagedObjects: { inSignature: ''
 
 interface Central {
   tag: number;
+  /** Until the central's ready byte: the link to hand to the transport. */
+  link: BleLink | null;
   events: LinkEvents;
   closed: boolean;
 }
@@ -151,10 +155,15 @@ export class BluezPeripheral implements PeripheralBackend {
     };
     const rx = new Characteristic(RX_UUID, ['write', 'write-without-response'], service, noRead, (value, options) => {
       const central = this.#centrals.get(String(options.device?.value));
-      if (central && !central.closed) central.events.packet(new Uint8Array(value));
+      if (!central || central.closed) return;
+      if (!central.link) return central.events.packet(new Uint8Array(value));
+      // The ready byte: the central knows its tag.
+      const link = central.link;
+      central.link = null;
+      if (value.length === 1 && value[0] === 0) central.events = accept(link);
     });
     const tx = new Characteristic(TX_UUID, ['notify'], service, noRead, noWrite);
-    const link = new Characteristic(LINK_UUID, ['read'], service, (options) => this.#linkUp(String(options.device?.value), Number(options.mtu?.value ?? 23), accept), noWrite);
+    const link = new Characteristic(LINK_UUID, ['read'], service, (options) => this.#linkUp(String(options.device?.value), Number(options.mtu?.value ?? 23)), noWrite);
     this.#tx = tx;
     const chars: [string, Characteristic][] = [
       [`${service}/rx`, rx],
@@ -188,11 +197,11 @@ export class BluezPeripheral implements PeripheralBackend {
   }
 
   /** A central read LINK: a new link for that device (replacing any older one), and its tag. */
-  #linkUp(device: string, mtu: number, accept: (link: BleLink) => LinkEvents): Buffer {
+  #linkUp(device: string, mtu: number): Buffer {
     if (this.#stopped || !device.startsWith(this.#adapter)) throw new dbus.DBusError('org.bluez.Error.NotPermitted', 'not serving');
     const old = this.#centrals.get(device);
     if (old) this.#down(old);
-    const central: Central = { tag: this.#tag(), events: { packet: () => {}, closed: () => {} }, closed: false };
+    const central: Central = { tag: this.#tag(), link: null, events: { packet: () => {}, closed: () => {} }, closed: false };
     this.#centrals.set(device, central);
     this.#watch(device);
     const link: BleLink = {
@@ -204,7 +213,7 @@ export class BluezPeripheral implements PeripheralBackend {
         await this.#disconnect(device);
       },
     };
-    central.events = accept(link);
+    central.link = link;
     return Buffer.from([central.tag]);
   }
 
@@ -226,18 +235,22 @@ export class BluezPeripheral implements PeripheralBackend {
     throw new dbus.DBusError('org.bluez.Error.Failed', 'too many centrals');
   }
 
-  /** Ends the link when BlueZ says the device disconnected. */
+  /** Ends the link when BlueZ says the device disconnected (and stops listening for that device). */
   #watch(device: string): void {
     if (this.#watched.has(device)) return;
     this.#watched.add(device);
     void this.#bus
       .getProxyObject('org.bluez', device)
       .then((object) => {
-        object.getInterface('org.freedesktop.DBus.Properties').on('PropertiesChanged', (iface: string, changed: Record<string, dbus.Variant>) => {
-          if (iface !== 'org.bluez.Device1' || changed.Connected?.value !== false) return;
+        const props = object.getInterface('org.freedesktop.DBus.Properties');
+        const changed = (iface: string, values: Record<string, dbus.Variant>) => {
+          if (iface !== 'org.bluez.Device1' || values.Connected?.value !== false) return;
+          props.off('PropertiesChanged', changed);
+          this.#watched.delete(device);
           const central = this.#centrals.get(device);
           if (central) this.#down(central);
-        });
+        };
+        props.on('PropertiesChanged', changed);
       })
       .catch(() => this.#watched.delete(device));
   }

@@ -1,0 +1,158 @@
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Signer } from '../crypto/keys.ts';
+import { MalformedMessageError, PicopayError, WrongPeerError } from '../errors.ts';
+import type { Address } from '../model/types.ts';
+import { until } from '../testing/agents.ts';
+import { MemoryRadio } from './ble/memory.ts';
+import { BleTransport } from './ble/transport.ts';
+import { MemoryNetwork } from './memory.ts';
+import { isEnvelope, open, RELAY_WINDOW_MS, RelayAware, RelayClient, relaying, seal } from './relay.ts';
+import { RoutedTransport } from './router.ts';
+
+const text = (s: string) => new TextEncoder().encode(s);
+const str = (b: Uint8Array) => new TextDecoder().decode(b);
+const closing: { close(): Promise<void> }[] = [];
+afterEach(async () => {
+  await Promise.all(closing.splice(0).map((t) => t.close()));
+});
+
+describe('relay envelopes', () => {
+  const device = Signer.random();
+  const gateway = Signer.random().address;
+
+  it('open() gives back what seal() sealed, with the sealer as sender', () => {
+    const env = open(seal(device, gateway, text('hello'), 1234));
+    expect(env).toEqual({ from: device.address.toLowerCase(), to: gateway.toLowerCase(), at: 1234, frame: text('hello') });
+  });
+
+  it('refuses an envelope changed anywhere after sealing', () => {
+    const sealed = seal(device, gateway, text('pay 1'));
+    for (let i = 1; i < sealed.length; i++) {
+      const changed = sealed.slice();
+      changed[i] = changed[i]! ^ 0x01;
+      let env;
+      try {
+        env = open(changed);
+      } catch (err) {
+        expect(err).toBeInstanceOf(PicopayError);
+        continue;
+      }
+      // A flip that leaves it valid must leave every field as sealed (CBOR has no such byte here).
+      expect(env).toEqual(open(sealed));
+    }
+  });
+
+  it('refuses garbage with a typed error, never anything else', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+        const framed = new Uint8Array([0, ...bytes]);
+        try {
+          open(framed);
+        } catch (err) {
+          expect(err instanceof MalformedMessageError || err instanceof WrongPeerError).toBe(true);
+        }
+      }),
+    );
+    expect(isEnvelope(new Uint8Array([0x85]))).toBe(false);
+  });
+});
+
+/** A phone P with no internet, a vending machine V with BLE and the broker, a gateway G on the broker. */
+async function relayNetwork() {
+  const [p, v, g, q] = [Signer.random(), Signer.random(), Signer.random(), Signer.random()];
+  const radio = new MemoryRadio();
+  const network = new MemoryNetwork();
+  const fast = { handshakeTimeoutMs: 500, probeMs: 200, connectTimeoutMs: 500 };
+  const vNear = await BleTransport.start({ signer: v, peripheral: { backend: radio.peripheral(v.address), name: 'vending' }, ...fast });
+  const vFar = network.endpoint(v.address);
+  const vTransport = relaying(new RoutedTransport(vNear, vFar), vNear, vFar);
+  const pNear = await BleTransport.start({ signer: p, central: radio.central(p.address), ...fast });
+  const refusedAtP: unknown[] = [];
+  const pTransport = new RelayClient(pNear, v.address, p, (err) => refusedAtP.push(err));
+  const refusedAtG: unknown[] = [];
+  const now = { ms: Date.now() };
+  const gTransport = new RelayAware(network.endpoint(g.address), g, { onRefused: (err) => refusedAtG.push(err), now: () => now.ms });
+  closing.push(vTransport, pTransport, gTransport);
+  const inbox = (t: { setHandler: RelayClient['setHandler'] }) => {
+    const got: [Address, string][] = [];
+    const presence: string[] = [];
+    t.setHandler({ message: (from, frame) => got.push([from, str(frame)]), peerUp: (peer) => presence.push(`up ${peer}`), peerDown: (peer) => presence.push(`down ${peer}`) });
+    return { got, presence };
+  };
+  const at = { p: inbox(pTransport), v: inbox(vTransport), g: inbox(gTransport) };
+  await until(() => pNear.linked(v.address));
+  return { p, v, g, q, network, vFar, pNear, gTransport, pTransport, vTransport, at, refusedAtP, refusedAtG, now };
+}
+
+describe('a device reaching its gateway through a nearby peer', () => {
+  it('carries frames both ways as from their real senders, and the peer still talks to both directly', async () => {
+    const n = await relayNetwork();
+    await n.pTransport.send(n.g.address, text('open ledger'));
+    await until(() => n.at.g.got.length === 1);
+    expect(n.at.g.got).toEqual([[n.p.address.toLowerCase(), 'open ledger']]);
+    // The gateway answers: through the peer that relayed, and directly (the broker keeps it for when P is online).
+    await n.gTransport.send(n.p.address, text('accepted'));
+    await until(() => n.at.p.got.length === 1);
+    expect(n.at.p.got).toEqual([[n.g.address.toLowerCase(), 'accepted']]);
+    // P and V talk to each other directly over BLE, V and G directly over MQTT.
+    await n.pTransport.send(n.v.address, text('voucher'));
+    await n.vTransport.send(n.g.address, text('from v'));
+    await until(() => n.at.v.got.length === 1 && n.at.g.got.length === 2);
+    expect(n.at.v.got).toEqual([[n.p.address.toLowerCase(), 'voucher']]);
+    expect(n.at.g.got[1]).toEqual([n.v.address.toLowerCase(), 'from v']);
+  });
+
+  it('the relaying peer cannot forge: a changed envelope reaches nobody, and its own envelope is its own', async () => {
+    const n = await relayNetwork();
+    const sealed = seal(n.p, n.g.address, text('pay 1'));
+    const changed = sealed.slice();
+    changed[changed.length - 70] = changed[changed.length - 70]! ^ 0xff;
+    await n.vFar.send(n.g.address, changed);
+    await n.vFar.send(n.g.address, seal(n.v, n.g.address, text('I am p')));
+    await until(() => n.refusedAtG.length === 1 && n.at.g.got.length === 1);
+    expect(n.at.g.got).toEqual([[n.v.address.toLowerCase(), 'I am p']]);
+  });
+
+  it('the peer relays only a linked device’s own envelopes, and a replay from outside the window is refused', async () => {
+    const n = await relayNetwork();
+    // P hands V an envelope Q sealed (captured elsewhere): V does not launder it onto the broker.
+    await n.pNear.send(n.v.address, seal(n.q, n.g.address, text('from q')));
+    // An envelope of P's, replayed after the window: refused.
+    const old = seal(n.p, n.g.address, text('stale'), n.now.ms - RELAY_WINDOW_MS - 1);
+    await n.vFar.send(n.g.address, old);
+    await until(() => n.refusedAtG.length === 1);
+    await n.pTransport.send(n.g.address, text('fresh'));
+    await until(() => n.at.g.got.length === 1);
+    expect(n.at.g.got).toEqual([[n.p.address.toLowerCase(), 'fresh']]);
+  });
+
+  it('a replayed older envelope does not move the route: the gateway answers through the newest relay', async () => {
+    const n = await relayNetwork();
+    await n.pTransport.send(n.g.address, text('now'));
+    await until(() => n.at.g.got.length === 1);
+    // Mallory replays an envelope of P's from a minute ago through her own broker identity.
+    const mallory = n.network.endpoint(n.q.address);
+    const stolen: Uint8Array[] = [];
+    mallory.setHandler({ message: (_f, frame) => stolen.push(frame) });
+    await mallory.send(n.g.address, seal(n.p, n.g.address, text('earlier'), n.now.ms - 60_000));
+    await until(() => n.at.g.got.length === 2);
+    await n.gTransport.send(n.p.address, text('reply'));
+    await until(() => n.at.p.got.length === 1);
+    expect(stolen).toEqual([]);
+  });
+
+  it('the gateway does not report a device offline while it hears it through a relay', async () => {
+    const n = await relayNetwork();
+    n.gTransport.watchPeer(n.p.address);
+    await n.pTransport.send(n.g.address, text('here'));
+    await until(() => n.at.g.got.length === 1);
+    // A device heard only directly, for comparison: its going is reported, after P's would have been.
+    n.network.endpoint(n.q.address);
+    n.gTransport.watchPeer(n.q.address);
+    n.network.disconnect(n.p.address);
+    n.network.disconnect(n.q.address);
+    await until(() => n.at.g.presence.length === 1);
+    expect(n.at.g.presence).toEqual([`down ${n.q.address.toLowerCase()}`]);
+  });
+});
