@@ -1,7 +1,10 @@
 import { main } from '../device/cli.ts';
+import { main as nearby } from '../device/nearby.ts';
 import { runCommand } from '../src/cli/run.ts';
 
-// The lean device build's entry (device/bundle.ts): `picopay device` alone, so that the
-// bundle holds no gateway, chain or contract code.
+// The lean device build's entry (device/bundle.ts): `picopay device`, and `picopay nearby`
+// as `nearby` first, so that the bundle holds no gateway, chain or contract code.
 
-await runCommand('device', main, process.argv.slice(2));
+const argv = process.argv.slice(2);
+if (argv[0] === 'nearby') await runCommand('nearby', nearby, argv.slice(1));
+else await runCommand('device', main, argv);

@@ -5,7 +5,8 @@ import { runCommand } from '../src/cli/run.ts';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ main(argv: string[]): Promise<void> }> }> = {
   gateway: { summary: 'run a gateway: ledger channels with devices, virtual-channel intermediary, chain, broker', load: () => import('../gateway/cli.ts') },
-  device: { summary: 'run a device agent: payer (client) or hotspot (metered proxy)', load: () => import('../device/cli.ts') },
+  device: { summary: 'run a device agent: payer (client), hotspot (metered proxy) or payee (near-field, over BLE)', load: () => import('../device/cli.ts') },
+  nearby: { summary: 'list the picopay payees advertising within BLE range: address, name, price, signal', load: () => import('../device/nearby.ts') },
   close: { summary: "close this device's ledger channel and take its balance out: with the gateway, else on-chain alone", load: () => import('../device/close.ts') },
   watchtower: { summary: "watch the chain for a device's channels and answer stale registrations", load: () => import('../src/cli/watchtower.ts') },
   broker: { summary: 'run the embedded MQTT broker on its own', load: () => import('../src/cli/broker.ts') },

@@ -9,6 +9,8 @@ import { createLogger, type Logger } from '../src/log.ts';
 import type { Address } from '../src/model/types.ts';
 import { DEFAULT_VIRTUAL_LIMITS } from '../src/client/types.ts';
 import { runHotspot } from './roles/hotspot.ts';
+import { encodePrice } from '../src/transport/ble/bluez/gatt.ts';
+import { runNearPayee, runNearPayer } from './roles/near.ts';
 import { runPayer } from './roles/payer.ts';
 import { chainFunding, type FundingSource, gatewayFunding } from './funding.ts';
 import { DEFAULT_UNIT_BYTES } from './hotspot/meter.ts';
@@ -16,7 +18,7 @@ import { type GatewayInfo, readGatewayInfo } from './gatewayInfo.ts';
 import { startDevice } from './service.ts';
 
 const SPECS = {
-  role: { type: 'string', arg: 'payer|hotspot', help: 'what this device does' },
+  role: { type: 'string', arg: 'payer|hotspot|payee', help: 'what this device does (payee: near-field, over BLE)' },
   'data-dir': { type: 'string', arg: 'DIR', help: 'key, channel store', default: join('.picopay', 'device') },
   'password-env': { type: 'string', arg: 'NAME', help: 'environment variable holding the keystore password', default: 'PICOPAY_PASSWORD' },
   'gateway-info': { type: 'string', arg: 'FILE', help: "the gateway's ready line (JSON), trusted: fills the four options below and, unless one is given, the funding check's URL" },
@@ -36,7 +38,7 @@ const SPECS = {
   'challenge-duration': { type: 'string', arg: 'SECONDS', help: `challenge period of the channels this device proposes: how long it may be offline and still answer a stale registration (${MIN_CHALLENGE_DURATION}..${MAX_CHALLENGE_DURATION})`, default: String(DEFAULT_CHALLENGE_DURATION) },
   'idle-settle': { type: 'string', arg: 'SECONDS', help: 'settle a virtual channel nobody has used for this long (a stream: ask its payer to close at the highest voucher)', default: String(DEFAULT_VIRTUAL_LIMITS.idleMs / 1000) },
   'min-lock': { type: 'string', arg: 'AMOUNT', help: 'refuse virtual channels that lock less than this (default: one unit\'s price)' },
-  price: { type: 'string', arg: 'AMOUNT', help: "hotspot: price of one unit (its signed tariff); payer: the most it pays per --unit-bytes (it refuses a tariff asking more)", default: '0.0001' },
+  price: { type: 'string', arg: 'AMOUNT', help: "hotspot: price of one unit (its signed tariff); payer: the most it pays per --unit-bytes (it refuses a tariff asking more); payee: the price per payment it advertises", default: '0.0001' },
   'proxy-port': { type: 'string', arg: 'N', help: 'hotspot: metered proxy port on 127.0.0.1 (default: a free one)' },
   'idle-cutoff-ms': { type: 'string', arg: 'MS', help: 'hotspot: cut a client off after waiting this long for payment', default: '5000' },
   'close-after-settle': { type: 'boolean', help: "hotspot: close the ledger channel after the first client's channel settles" },
@@ -49,6 +51,13 @@ const SPECS = {
   mode: { type: 'string', arg: 'forward|connect', help: 'payer: plain HTTP forwarding or a CONNECT tunnel', default: 'forward' },
   'close-after': { type: 'boolean', help: 'payer: close the ledger channel when done' },
   'retry-for': { type: 'string', arg: 'SECONDS', help: 'payer: how long an interrupted download (the hotspot, the broker or the link gone) is tried again, from the byte it reached', default: '300' },
+  ble: { type: 'string', arg: 'ADAPTER', help: 'a BLE link beside MQTT, on this BlueZ adapter (hci0, …): needed by a payee and by a payer with --near' },
+  name: { type: 'string', arg: 'NAME', help: 'payee: the name it advertises', default: 'picopay' },
+  relay: { type: 'boolean', help: 'payee: pass on the sealed frames of nearby devices with no internet to the gateway, and back' },
+  near: { type: 'string', arg: 'ADDR', help: 'payer: pay this nearby payee over BLE (instead of a hotspot download)' },
+  'no-internet': { type: 'boolean', help: 'payer with --near: no broker, no chain: reach the gateway through the payee, which must --relay (the device then trusts its owner for its deposit)' },
+  amount: { type: 'string', arg: 'AMOUNT', help: 'payer with --near: each payment' },
+  count: { type: 'string', arg: 'N', help: 'payer with --near: how many payments', default: '1' },
   'fund-timeout-ms': { type: 'string', arg: 'MS', help: 'how long to wait for the ledger channel to be funded on-chain', default: '120000' },
   ...CONNECTION_SPECS,
 } as const;
@@ -79,13 +88,16 @@ export async function main(argv: string[]): Promise<void> {
       usage('device', 'Runs a device agent. A hotspot sells bandwidth through a metered HTTP proxy; a payer downloads through it and pays per unit with stream vouchers in a virtual channel through the gateway. Prints JSON lines on stdout; logs go to stderr.', SPECS, [
         'picopay device --role hotspot --gateway-info gateway.json --data-dir hotspot',
         'picopay device --role payer --gateway-info gateway.json --hotspot 0x… --proxy-url http://127.0.0.1:8080 --download http://127.0.0.1:9000/bytes/5000000',
+        'picopay device --role payee --ble hci0 --name kiosk --price 0.0001 --relay --gateway-info gateway.json --data-dir kiosk',
+        'picopay device --role payer --ble hci0 --near 0x… --amount 0.0001 --count 10 --lock 0.01 --gateway-info gateway.json --data-dir phone',
       ]),
     );
     return;
   }
   const info = readGatewayInfo(o['gateway-info']);
   const role = required(o.role, 'role');
-  if (role !== 'payer' && role !== 'hotspot') throw new ConfigError('--role must be payer or hotspot');
+  if (role !== 'payer' && role !== 'hotspot' && role !== 'payee') throw new ConfigError('--role must be payer, hotspot or payee');
+  const near = nearOptions(o, role);
   const logger = createLogger(`device-${role}`);
   const gateway = address(o.gateway ?? info.address, 'gateway');
   const unitBytes = integer(o['unit-bytes'], 'unit-bytes')!;
@@ -118,8 +130,24 @@ export async function main(argv: string[]): Promise<void> {
           logger,
         }
       : null;
+  const nearPayer =
+    role === 'payer' && near
+      ? {
+          gateway,
+          payee: near.payee!,
+          lock: parseAmount(o.lock!, 'lock'),
+          amount: parseAmount(required(o.amount, 'amount'), 'amount'),
+          count: integer(o.count, 'count')!,
+          fundTimeoutMs,
+          retryForMs: integer(o['retry-for'], 'retry-for')! * 1000,
+          logger,
+        }
+      : null;
+  if (nearPayer && (nearPayer.count < 1 || nearPayer.amount * BigInt(nearPayer.count) > nearPayer.lock)) {
+    throw new ConfigError(`--count ${nearPayer.count} payments of ${formatEth(nearPayer.amount)} must be at least one and within --lock ${formatEth(nearPayer.lock)}`);
+  }
   const payerOptions =
-    role === 'payer'
+    role === 'payer' && !near
       ? {
           gateway,
           hotspot: address(o.hotspot, 'hotspot'),
@@ -139,7 +167,8 @@ export async function main(argv: string[]): Promise<void> {
     dataDir: o['data-dir']!,
     password: process.env[o['password-env']!] ?? '',
     gateway,
-    mqttUrl: required(o['mqtt-url'] ?? info.mqttUrl, 'mqtt-url'),
+    // With no internet there is no broker: the payee relays.
+    mqttUrl: o['no-internet'] ? '' : required(o['mqtt-url'] ?? info.mqttUrl, 'mqtt-url'),
     chainId,
     adjudicator,
     deposit: parseAmount(o.deposit!, 'deposit'),
@@ -150,7 +179,8 @@ export async function main(argv: string[]): Promise<void> {
     virtualLimits: { perPeer: integer(o['channels-per-payer'], 'channels-per-payer')!, minLock: o['min-lock'] ? parseAmount(o['min-lock'], 'min-lock') : price, idleMs: idleSeconds * 1000 },
     mqttLogin: mqttLogin(o),
     timing: timing(o),
-    funding,
+    funding: o['no-internet'] ? undefined : funding,
+    near: near ? { role: role === 'payee' ? 'payee' : 'payer', adapter: near.adapter, name: o.name, price, relay: o.relay, via: o['no-internet'] ? near.payee : undefined } : undefined,
     // Power-cut tests (the chaos suite): killing the process then loses what was not fsynced.
     writeBack: process.env.PICOPAY_STORE_WRITE_BACK === '1',
     logger,
@@ -167,9 +197,32 @@ export async function main(argv: string[]): Promise<void> {
     await runHotspot(dev, hotspotOptions);
     return;
   }
-  await runPayer(dev, payerOptions!);
+  if (role === 'payee') {
+    await runNearPayee(dev, { fundTimeoutMs, logger });
+    return;
+  }
+  if (nearPayer) await runNearPayer(dev, nearPayer);
+  else await runPayer(dev, payerOptions!);
   await dev.stop();
   process.exit(0);
+}
+
+/** The BLE options, checked: a payee needs --ble; a payer with --near needs it too. */
+function nearOptions(o: Values<typeof SPECS>, role: string): { adapter: string; payee?: Address } | null {
+  const adapter = o.ble;
+  if (adapter !== undefined && !/^hci\d{1,2}$/.test(adapter)) throw new ConfigError(`--ble: not a BlueZ adapter name: ${adapter} (hci0, hci1, …)`);
+  if (role === 'payee') {
+    if (!adapter) throw new ConfigError('--role payee needs --ble ADAPTER');
+    if (o.name!.length === 0 || Buffer.byteLength(o.name!) > 20) throw new ConfigError('--name must be 1 to 20 bytes (it goes into the scan response)');
+    if (!encodePrice(parseAmount(o.price!, 'price'))) throw new ConfigError(`--price ${o.price}: the advertisement carries a price as m × 10^e wei with m below 65536 (e.g. 0.0001 or 0.000125)`);
+    return { adapter };
+  }
+  if (role === 'payer' && o.near) {
+    if (!adapter) throw new ConfigError('--near needs --ble ADAPTER');
+    return { adapter, payee: address(o.near, 'near') };
+  }
+  if (o['no-internet']) throw new ConfigError('--no-internet goes with --role payer --near');
+  return null;
 }
 
 /** A comma-separated option as its items. */

@@ -13,8 +13,9 @@ export interface NearConfig {
   role: 'payee' | 'payer';
   /** The BlueZ adapter (hci0, hci1, …). */
   adapter: string;
-  /** A payee's advertised name. */
+  /** A payee's advertised name and price per payment. */
   name?: string;
+  price?: bigint;
   /** A payee: pass on the sealed frames of linked devices with no internet to the broker, and back. */
   relay?: boolean;
   /** A payer with no internet of its own: reach the gateway through this nearby payee, which relays. */
@@ -27,7 +28,7 @@ export function startNear(signer: Signer, near: NearConfig, logger: Logger): Pro
   logger.info({ role: near.role, adapter: near.adapter }, 'BLE link');
   if (near.role === 'payee') {
     const backend = (near.backend as PeripheralBackend | undefined) ?? new BluezPeripheral({ adapter: near.adapter });
-    return BleTransport.start({ signer, peripheral: { backend, name: near.name ?? 'picopay' }, logger });
+    return BleTransport.start({ signer, peripheral: { backend, name: near.name ?? 'picopay', price: near.price }, logger });
   }
   return BleTransport.start({ signer, central: (near.backend as CentralBackend | undefined) ?? new BluezCentral({ adapter: near.adapter }), logger });
 }

@@ -5,10 +5,12 @@ import type { Address } from '../../model/types.ts';
 // one ATT write or notification carries (at most the link's MTU less 3 bytes); framing,
 // the signed link handshake and liveness live above, in transport.ts.
 
-/** What a payee advertises: its picopay address and a short name (what `picopay nearby` lists). */
+/** What a payee advertises: its picopay address, a short name and its price per payment (what `picopay nearby` lists). */
 export interface Advert {
   address: Address;
   name: string;
+  /** Wei per payment; a claim until the payee signs for it. */
+  price: bigint;
 }
 
 /** A payee heard advertising. `address` is a claim until the link's handshake proves it. */

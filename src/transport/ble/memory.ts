@@ -30,7 +30,7 @@ export class MemoryRadio {
   faults: RadioFaults;
   readonly #random: Random;
   readonly #mtu: number;
-  readonly #peripherals = new Map<Address, { name: string; self: Address; accept: (link: BleLink) => LinkEvents }>();
+  readonly #peripherals = new Map<Address, { name: string; price: bigint; self: Address; accept: (link: BleLink) => LinkEvents }>();
   readonly #pairs = new Set<Pair>();
 
   constructor(options: { mtu?: number; seed?: number; faults?: RadioFaults } = {}) {
@@ -47,7 +47,7 @@ export class MemoryRadio {
     const on = (claim ?? self).toLowerCase() as Address;
     return {
       start: async (advert: Advert, accept) => {
-        this.#peripherals.set(on, { name: advert.name, self: self.toLowerCase() as Address, accept });
+        this.#peripherals.set(on, { name: advert.name, price: advert.price, self: self.toLowerCase() as Address, accept });
       },
       stop: async () => {
         this.#peripherals.delete(on);
@@ -59,7 +59,7 @@ export class MemoryRadio {
   /** The central role of the device `self`. */
   central(self: Address): CentralBackend {
     return {
-      scan: async () => [...this.#peripherals].map(([address, p]): Sighting => ({ address, name: p.name, rssi: -50 })),
+      scan: async () => [...this.#peripherals].map(([address, p]): Sighting => ({ address, name: p.name, price: p.price, rssi: -50 })),
       connect: async (peer, events) => {
         const target = this.#peripherals.get(peer.toLowerCase() as Address);
         if (!target) throw new TransportError(`${peer} is not in range`);

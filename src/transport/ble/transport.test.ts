@@ -214,7 +214,7 @@ describe('BleTransport', () => {
     const mallory = Signer.random();
     let toPayee: BleLink | undefined;
     const pending: Uint8Array[] = [];
-    await near.peripheral(mallory.address, p.payee.address).start({ address: p.payee.address, name: 'kiosk' }, (toPayer): LinkEvents => {
+    await near.peripheral(mallory.address, p.payee.address).start({ address: p.payee.address, name: 'kiosk', price: 0n }, (toPayer): LinkEvents => {
       void far
         .central(mallory.address)
         .connect(p.payee.address, { packet: (d) => void toPayer.send(d, true).catch(() => {}), closed: () => void toPayer.close() }, 500)

@@ -31,7 +31,7 @@ const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array
 export interface BleTransportOptions {
   signer: Signer;
   /** Accept centrals (a payee): the backend advertises `name` with this device's address. */
-  peripheral?: { backend: PeripheralBackend; name: string };
+  peripheral?: { backend: PeripheralBackend; name: string; price?: bigint };
   /** Connect to payees (a payer). */
   central?: CentralBackend;
   /** Largest message accepted or sent (default the wire's limit). */
@@ -107,7 +107,7 @@ export class BleTransport implements Transport {
     if (!options.peripheral && !options.central) throw new TransportError('a BLE transport needs a peripheral or a central backend');
     const transport = new BleTransport(options);
     if (options.peripheral) {
-      const advert: Advert = { address: transport.self, name: options.peripheral.name };
+      const advert: Advert = { address: transport.self, name: options.peripheral.name, price: options.peripheral.price ?? 0n };
       await options.peripheral.backend.start(advert, (link) => transport.#accept(link));
     }
     return transport;

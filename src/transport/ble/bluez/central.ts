@@ -4,7 +4,7 @@ import type NodeBle from 'node-ble';
 import { TransportError } from '../../../errors.ts';
 import type { Address } from '../../../model/types.ts';
 import type { BleLink, CentralBackend, LinkEvents, Sighting } from '../link.ts';
-import { ADVERT_UUID, advertAddress, devicePath, LINK_UUID, RX_UUID, SERVICE_UUID, TX_UUID } from './gatt.ts';
+import { ADVERT_UUID, devicePath, LINK_UUID, readAdvert, RX_UUID, SERVICE_UUID, TX_UUID } from './gatt.ts';
 
 // The central role through BlueZ's D-Bus API with node-ble. Every step has a timeout.
 // BlueZ misses advertisements now and then, so discovery runs in short windows; and a
@@ -141,13 +141,14 @@ export class BluezCentral implements CentralBackend {
       if (!device) continue;
       const data = (await device.getServiceData().catch(() => ({}))) as Record<string, unknown>;
       const raw = data[ADVERT_UUID];
-      const address = advertAddress(raw instanceof Uint8Array ? new Uint8Array(raw) : undefined);
-      if (!address || (this.#shunned.get(mac) ?? 0) > Date.now()) continue;
+      const advert = readAdvert(raw instanceof Uint8Array ? new Uint8Array(raw) : undefined);
+      if (!advert || (this.#shunned.get(mac) ?? 0) > Date.now()) continue;
+      const { address, price } = advert;
       this.#seen.set(address, mac);
       const name = await device.getName().catch(() => device.getAlias().catch(() => ''));
       // 127 is HCI's "not available".
       const rssi = Number(await device.getRSSI().catch(() => NaN));
-      out.push({ address, name, rssi: Number.isFinite(rssi) && rssi !== 127 ? rssi : null });
+      out.push({ address, name, price, rssi: Number.isFinite(rssi) && rssi !== 127 ? rssi : null });
     }
     return out;
   }

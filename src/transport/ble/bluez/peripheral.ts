@@ -88,7 +88,7 @@ class Advertisement extends Interface {
     return 'peripheral';
   }
   get ServiceData(): Record<string, dbus.Variant> {
-    return { [ADVERT_UUID]: new dbus.Variant('ay', Buffer.from(advertData(this.advert.address))) };
+    return { [ADVERT_UUID]: new dbus.Variant('ay', Buffer.from(advertData(this.advert.address, this.advert.price))) };
   }
   get LocalName(): string {
     return this.advert.name;
