@@ -26,8 +26,6 @@ const config = JSON.parse(readFileSync(join(OUT, 'config.json'), 'utf8')) as {
   deposit: string;
   lock: string;
   price: { payer: string; payee: string };
-  /** The payer has no internet: it reaches the gateway through the payee, which relays (no gateway outage then). */
-  relay?: boolean;
 };
 const log = (...a: unknown[]) => console.log(`[${role} +${process.uptime().toFixed(2)}s]`, ...a);
 // Written whole, then renamed: the host never reads half a marker.
@@ -60,7 +58,6 @@ async function retried<T>(what: string, attempt: () => Promise<T>, ms = 240_000)
 
 const chain = { chainId: BigInt(config.chainId), adjudicator: config.adjudicator };
 const payeeAddress = () => JSON.parse(readFileSync(join(OUT, 'payee.ledger'), 'utf8')).address as Address;
-const offline = config.relay && role === 'payer';
 const dev = await startDevice({
   dataDir,
   password: '',
@@ -69,9 +66,8 @@ const dev = await startDevice({
   ...chain,
   deposit: BigInt(config.deposit),
   gatewayDeposit: BigInt(config.deposit),
-  // With no internet the payer cannot read the chain: it trusts its owner to fund it.
-  funding: offline ? undefined : chainFunding({ rpcUrl: config.rpcUrl, ...chain, confirmations: 1 }),
-  near: role === 'payee' ? { role, adapter: 'hci0', name: 'kiosk', relay: config.relay } : { role, adapter: 'hci1', via: offline ? payeeAddress() : undefined },
+  funding: chainFunding({ rpcUrl: config.rpcUrl, ...chain, confirmations: 1 }),
+  near: role === 'payee' ? { role, adapter: 'hci0', name: 'kiosk' } : { role, adapter: 'hci1' },
   logger: createLogger(`near-${role}`),
 });
 const { agent } = dev;
@@ -100,7 +96,7 @@ if (role === 'payer') {
   const vc = virtual() ?? (await retried('open', () => agent.openVirtual(payee, { gateway: config.gateway, balances: [[lock, lock]] })));
   mark('vc', { channel: vc.id });
   log('virtual channel', vc.id);
-  if (!config.relay) await until(() => marked('gateway-down'), 'the host stopping the gateway');
+  await until(() => marked('gateway-down'), 'the host stopping the gateway');
   const price = BigInt(config.price.payer);
   for (let i = 0; i < count; i++) {
     await retried(`payment ${i}`, () => agent.pay(vc.id, price));
@@ -108,11 +104,10 @@ if (role === 'payer') {
   }
   log('paid', count, 'over', dev.near!.linked(payee) ? 'BLE' : 'MQTT');
   // Both ways: the payee's payments come in meanwhile; the channel ends once they all have.
-  const payeeCount = config.relay ? 0 : count;
-  const expected = lock - BigInt(count) * price + BigInt(payeeCount) * BigInt(config.price.payee);
+  const expected = lock - BigInt(count) * price + BigInt(count) * BigInt(config.price.payee);
   await until(() => mine(vc.id) === expected, `the payee's payments (${mine(vc.id)} of ${expected})`);
   mark('paid', { balance: mine(vc.id), ble: dev.near!.stats });
-  if (!config.relay) await until(() => marked('gateway-up'), 'the host restarting the gateway');
+  await until(() => marked('gateway-up'), 'the host restarting the gateway');
   settled = await retried('settle', () => agent.settleVirtual(vc.id));
 } else {
   await until(() => virtual() !== undefined && agent.isFunded(virtual()!.id), 'the payer opening the channel');

@@ -21,7 +21,7 @@ describe.skipIf(missing !== null)('near-field payments with the gateway gone', (
   const net = processNetwork();
 
   it('pays 100 times each way over BLE through a payee restart, and settles once the gateway is back', async () => {
-    const s = await startScenario(net, 'guest-near.sh', false);
+    const s = await startScenario(net, 'guest-near.sh');
     await waitFor(s.marker('payer.vc'), 'the virtual channel', 8 * 60_000);
     await s.stopGateway();
     writeFileSync(join(s.out, 'gateway-down'), '');

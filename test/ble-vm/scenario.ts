@@ -2,7 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import type { PicopayProcess } from '../../demo/processes.ts';
-import { bundleDevice } from '../../device/bundle.ts';
+import { bundleDevice, DEVICE_BUNDLE } from '../../device/bundle.ts';
 import { deposit, readHoldings } from '../../src/chain/index.ts';
 import { type Bytes32, NATIVE_ASSET } from '../../src/model/types.ts';
 import { tempDir } from '../../src/testing/agents.ts';
@@ -32,11 +32,14 @@ export interface Scenario {
   gatewayDb: string;
 }
 
-export async function startScenario(net: ProcessNetwork, script: string, relay: boolean): Promise<Scenario> {
+/** Boots `script` with the two bundles it may run: near-check.mjs and the lean device build (picopay-device.mjs). */
+export async function startScenario(net: ProcessNetwork, script: string): Promise<Scenario> {
   const out = guestFolder();
   const bundle = join(import.meta.dirname, '..', '..', 'dist', 'ble-near-check.mjs');
   await bundleDevice(bundle, join(import.meta.dirname, 'near-check.ts'));
+  await bundleDevice();
   writeFileSync(join(out, 'near-check.mjs'), `import ${JSON.stringify(bundle)};\n`);
+  writeFileSync(join(out, 'picopay-device.mjs'), `import ${JSON.stringify(DEVICE_BUNDLE)};\n`);
   const dir = tempDir('picopay-near-');
   const devnet = net.devnet();
   await net.keystore(join(dir, 'gateway', 'key.json'));
@@ -48,8 +51,13 @@ export async function startScenario(net: ProcessNetwork, script: string, relay: 
   const guestHost = (url: string) => url.replace('127.0.0.1', '10.0.2.2');
   writeFileSync(
     join(out, 'config.json'),
-    JSON.stringify({ gateway: gw.address, mqttUrl: guestHost(gw.mqttUrl as string), rpcUrl: guestHost(devnet.anvil.rpcUrl), chainId: String(gw.chainId), adjudicator: gw.adjudicator, deposit: String(DEPOSIT), lock: String(LOCK), price: { payer: String(PRICE.payer), payee: String(PRICE.payee) }, relay }),
+    JSON.stringify({ gateway: gw.address, mqttUrl: guestHost(gw.mqttUrl as string), rpcUrl: guestHost(devnet.anvil.rpcUrl), chainId: String(gw.chainId), adjudicator: gw.adjudicator, deposit: String(DEPOSIT), lock: String(LOCK), price: { payer: String(PRICE.payer), payee: String(PRICE.payee) } }),
   );
+  // The same, as `picopay device` options, for the CLI's guest script.
+  const wei = (n: bigint) => `${n}wei`;
+  const args = ['--gateway', gw.address, '--chain-id', String(gw.chainId), '--adjudicator', gw.adjudicator, '--mqtt-url', guestHost(gw.mqttUrl as string), '--rpc-url', guestHost(devnet.anvil.rpcUrl), '--deposit', wei(DEPOSIT), '--gateway-deposit', wei(DEPOSIT), '--fund-timeout-ms', '240000'];
+  writeFileSync(join(out, 'device.args'), args.join(' '));
+  writeFileSync(join(out, 'price'), wei(PRICE.payer));
   const guest = runGuest(script, out, 14 * 60_000);
   let done = false;
   void guest.finally(() => (done = true)).catch(() => {});
