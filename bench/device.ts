@@ -8,6 +8,7 @@ import { writeKeystore } from '../src/crypto/keystore.ts';
 import { Signer } from '../src/crypto/keys.ts';
 import { aliasOf } from '../src/channel/record.ts';
 import { fragment } from '../src/transport/ble/framing.ts';
+import { SEAL_BYTES } from '../src/transport/ble/session.ts';
 import { encodeMessage } from '../src/wire/codec.ts';
 import { MessageType } from '../src/wire/messages.ts';
 import { median, printTable, writeResults } from './table.ts';
@@ -15,7 +16,8 @@ import { median, printTable, writeResults } from './table.ts';
 // `npm run bench:device`: the device agent as a Pi-class board would run it, beside a bare
 // `node -e` in the same run: start-up to its `ledger` line (key, store, broker, its ledger
 // channel with a local gateway) and RSS then, from the lean bundle and through tsx; and
-// the bytes and BLE packets of one voucher. Targets: RSS ≤ 1.5 × bare node, start-up ≤ 3 ×.
+// the bytes and BLE packets of one voucher and of one update (with its acceptance) as the
+// BLE link carries them. Targets: RSS ≤ 1.5 × bare node, start-up ≤ 3 ×, one packet each.
 
 const RUNS = 3;
 
@@ -73,7 +75,13 @@ export async function runDeviceBench(): Promise<Record<string, number>> {
     const bare = await medianOf(RUNS, () => sample(['-e', 'process.stdout.write(String(Math.round(process.memoryUsage().rss / 1024)) + "\\n")'], null));
     const bundled = await medianOf(RUNS, () => sample([DEVICE_BUNDLE, ...deviceArgs], 'ledger', env));
     const tsx = await medianOf(RUNS, () => sample([bin, 'device', ...deviceArgs], 'ledger', env));
-    const voucher = encodeMessage({ type: MessageType.Voucher, alias: aliasOf(`0x${'ab'.repeat(32)}`), cumulative: 123_456_789_000_000n, sig: new Uint8Array(65) });
+    const alias = aliasOf(`0x${'ab'.repeat(32)}`);
+    const voucher = encodeMessage({ type: MessageType.Voucher, alias, cumulative: 123_456_789_000_000n, sig: new Uint8Array(65) });
+    // A bidirectional payment: the proposal and its acceptance, with realistic balances (wei of 0.01 ETH locks).
+    const update = encodeMessage({ type: MessageType.Update, alias, version: 1234n, balances: [[9_876_543_210_000_000n, 123_456_790_000_000n]], locked: [], isFinal: false, sig: new Uint8Array(65) });
+    const accept = encodeMessage({ type: MessageType.UpdateAccept, alias, version: 1234n, sig: new Uint8Array(65) });
+    // What the BLE link carries for a message: its type byte and the session's counter and tag, fragmented.
+    const onLink = (m: Uint8Array, mtu: number) => fragment(new Uint8Array(1 + SEAL_BYTES + m.length), 0, mtu);
     const results = {
       bareNodeStartMs: bare.ms,
       bareNodeRssKb: bare.rssKb,
@@ -84,8 +92,12 @@ export async function runDeviceBench(): Promise<Record<string, number>> {
       startRatio: bundled.ms / bare.ms,
       rssRatio: bundled.rssKb / bare.rssKb,
       voucherBytes: voucher.length,
-      voucherPacketsAtMtu247: fragment(voucher, 0, 247).length,
-      voucherPacketsAtMtu23: fragment(voucher, 0, 23).length,
+      voucherLinkBytes: onLink(voucher, 247)[0]!.length,
+      voucherPacketsAtMtu247: onLink(voucher, 247).length,
+      voucherPacketsAtMtu23: onLink(voucher, 23).length,
+      updateBytes: update.length + accept.length,
+      updatePacketsAtMtu247: onLink(update, 247).length + onLink(accept, 247).length,
+      updatePacketsAtMtu23: onLink(update, 23).length + onLink(accept, 23).length,
     };
     const path = writeResults('device', results);
     printTable(`Device agent (median of ${RUNS}; ${path})`, ['measure', 'value', 'target'], [
@@ -97,9 +109,12 @@ export async function runDeviceBench(): Promise<Record<string, number>> {
       ['tsx: RSS (KB)', results.tsxRssKb, ''],
       ['start ratio (bundle / bare)', results.startRatio, '≤ 3'],
       ['RSS ratio (bundle / bare)', results.rssRatio, '≤ 1.5'],
-      ['voucher bytes', results.voucherBytes, ''],
+      ['voucher bytes (on the BLE link)', `${results.voucherBytes} (${results.voucherLinkBytes})`, ''],
       ['voucher BLE packets, MTU 247', results.voucherPacketsAtMtu247, '1'],
       ['voucher BLE packets, MTU 23', results.voucherPacketsAtMtu23, ''],
+      ['update + acceptance bytes', results.updateBytes, ''],
+      ['update BLE packets (each way one), MTU 247', results.updatePacketsAtMtu247, '2'],
+      ['update BLE packets, MTU 23', results.updatePacketsAtMtu23, ''],
     ]);
     return results;
   } finally {
