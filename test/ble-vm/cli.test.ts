@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { processNetwork, readChannel } from '../e2e/fixture.ts';
 import { waitFor } from '../transport/helpers.ts';
 import { COUNT, DEPOSIT, PRICE, startScenario } from './scenario.ts';
-import { killGuests, vmMissing } from './vm.ts';
+import { guestTests } from './vm.ts';
 
 // The near-field CLI from the lean bundle, on BlueZ in the guest: a payee that relays
 // (`picopay device --role payee --relay`), `picopay nearby`, and a payer with no internet
@@ -12,9 +12,7 @@ import { killGuests, vmMissing } from './vm.ts';
 // virtual channel, pays 100 times over BLE and settles, every frame for the gateway sealed
 // and passed on by the payee between BLE and MQTT (src/transport/relay.ts).
 
-const missing = vmMissing();
-if (missing && process.env.CI) throw new Error(`the BLE guest cannot run in CI: ${missing}`);
-afterEach(killGuests);
+const missing = guestTests();
 
 describe.skipIf(missing !== null)('the near-field CLI, with a payer that has no internet', () => {
   const net = processNetwork();

@@ -1,19 +1,17 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { bundleDevice } from '../../device/bundle.ts';
 import { Signer } from '../../src/crypto/keys.ts';
 import { toHex } from '../../src/model/hash.ts';
-import { guestFolder, killGuests, runGuest, vmMissing } from './vm.ts';
+import { guestFolder, guestTests, runGuest } from './vm.ts';
 
 // The BLE transport on the real Linux Bluetooth stack: the kernel's, BlueZ 5.66's
 // bluetoothd, two btvirt LE controllers, in a qemu guest. A payee (BlueZ D-Bus GATT server
 // and advertisement) and a payer (node-ble) run from a bundle as separate processes. In CI
 // a guest that cannot boot fails the test (.ci/run installs qemu and builds the cache).
 
-const missing = vmMissing();
-if (missing && process.env.CI) throw new Error(`the BLE guest cannot run in CI: ${missing}`);
-afterEach(killGuests);
+const missing = guestTests();
 
 describe.skipIf(missing !== null)('BLE link on BlueZ in the guest', () => {
   it('binds, pays 100 times with one packet each, survives a payee restart and pays 100 more', async () => {

@@ -1,10 +1,10 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { processNetwork } from '../e2e/fixture.ts';
 import { waitFor } from '../transport/helpers.ts';
 import { COUNT, expectSettled, PRICE, startScenario } from './scenario.ts';
-import { killGuests, vmMissing } from './vm.ts';
+import { guestTests } from './vm.ts';
 
 // Two devices pay each other near-field while their gateway is gone. The gateway and the
 // chain run on the host; the two device agents run in the qemu guest, on BlueZ, and reach
@@ -13,9 +13,7 @@ import { killGuests, vmMissing } from './vm.ts';
 // payer pays 100 times over BLE, the payee is killed half-way and started again and pays
 // 100 times back; the gateway comes back, the channel settles, and every store agrees.
 
-const missing = vmMissing();
-if (missing && process.env.CI) throw new Error(`the BLE guest cannot run in CI: ${missing}`);
-afterEach(killGuests);
+const missing = guestTests();
 
 describe.skipIf(missing !== null)('near-field payments with the gateway gone', () => {
   const net = processNetwork();

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach } from 'vitest';
 
 // Boots the qemu guest (test/ble-vm/run-vm.sh) with the cache prepare.sh built, runs one
 // guest script there and gives back its exit code, its console and the folder it shares.
@@ -10,10 +11,21 @@ const HERE = import.meta.dirname;
 export const VM_CACHE = process.env.BLE_VM_CACHE ?? join(homedir(), '.cache', 'picopay-ble-vm');
 
 /** Why the guest cannot boot here, or null when it can. */
-export function vmMissing(): string | null {
+function vmMissing(): string | null {
   if (!existsSync(join(VM_CACHE, 'initramfs.gz'))) return `no guest cache in ${VM_CACHE} (run test/ble-vm/prepare.sh)`;
   const qemu = (process.env.PATH ?? '').split(':').some((dir) => existsSync(join(dir, 'qemu-system-x86_64')));
   return qemu ? null : 'qemu-system-x86_64 is not installed';
+}
+
+/**
+ * For a file of guest tests: why the guest cannot boot here (null when it can), which in CI
+ * is an error, not a reason to skip; guests a failed test left running are killed after it.
+ */
+export function guestTests(): string | null {
+  const missing = vmMissing();
+  if (missing && process.env.CI) throw new Error(`the BLE guest cannot run in CI: ${missing}`);
+  afterEach(killGuests);
+  return missing;
 }
 
 export interface GuestRun {
@@ -31,7 +43,7 @@ export function guestFolder(): string {
 const running = new Set<ReturnType<typeof spawn>>();
 
 /** Kills every guest still running (a test that failed half-way leaves none behind). */
-export function killGuests(): void {
+function killGuests(): void {
   for (const vm of running) vm.kill('SIGKILL');
 }
 
