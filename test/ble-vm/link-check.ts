@@ -15,6 +15,7 @@ import { BleTransport } from '../../src/transport/ble/transport.ts';
 const [role, key, ...rest] = process.argv.slice(2);
 const signer = new Signer(fromHex(key!));
 const text = (s: string) => new TextEncoder().encode(s);
+const json = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x));
 const log = (...a: unknown[]) => console.log(`[${role} +${process.uptime().toFixed(2)}s]`, ...a);
 
 async function payee(name: string): Promise<void> {
@@ -35,7 +36,7 @@ async function payer(peer: Address, count: number, out: string): Promise<void> {
   const result: Record<string, unknown> = {};
   const started = Date.now();
   result.sightings = await central.scan(6_000);
-  log('nearby', JSON.stringify(result.sightings));
+  log('nearby', json(result.sightings));
   const transport = await BleTransport.start({ signer, central, probeMs: 3_000, connectTimeoutMs: 30_000 });
   const acked = new Set<number>();
   let down = 0;
@@ -85,8 +86,8 @@ async function payer(peer: Address, count: number, out: string): Promise<void> {
   result.up = up;
   result.down = down;
   result.stats = transport.stats;
-  writeFileSync(`${out}/payer.json`, JSON.stringify(result));
-  log('RESULT', JSON.stringify(result));
+  writeFileSync(`${out}/payer.json`, json(result));
+  log('RESULT', json(result));
   await transport.close();
   process.exit(0);
 }
