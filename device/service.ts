@@ -84,7 +84,7 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
   const via = cfg.near?.via;
   // With no internet (via), there is no broker: everything goes over BLE, the gateway's frames sealed for the relay.
   const mqtt = via ? undefined : new MqttTransport({ url: cfg.mqttUrl, self: signer.address, signer, ...cfg.mqttLogin, offlineStart: !!near, logger: cfg.logger.child({ part: 'mqtt' }) });
-  const transport = farAndNear(signer, mqtt, near, cfg.near, cfg.logger);
+  const transport = farAndNear(signer, mqtt, near, cfg, cfg.logger);
   const chain = { chainId: cfg.chainId, adjudicator: cfg.adjudicator };
   let funded = !cfg.funding;
   if (!cfg.funding) cfg.logger.warn('no chain RPC or gateway status URL: the device pays and serves without checking that its ledger channel is funded');
@@ -161,10 +161,11 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
 }
 
 /** The device's transport: MQTT, MQTT and BLE routed per peer (and relaying for others), or BLE through a relay. */
-function farAndNear(signer: Signer, mqtt: MqttTransport | undefined, near: BleTransport | undefined, config: NearConfig | undefined, logger: Logger): Transport {
+function farAndNear(signer: Signer, mqtt: MqttTransport | undefined, near: BleTransport | undefined, cfg: Pick<DeviceConfig, 'near' | 'gateway'>, logger: Logger): Transport {
   const refused = (err: unknown) => logger.debug({ err: String(err) }, 'relay envelope refused');
   if (!near) return mqtt!;
-  if (!mqtt) return new RelayClient(near, config!.via!, signer, refused);
+  // Keepalives to the gateway: idle, a relayed device still counts as online there.
+  if (!mqtt) return new RelayClient(near, cfg.near!.via!, signer, { keepalive: cfg.gateway, onRefused: refused });
   const routed = new RoutedTransport(near, mqtt);
-  return config?.relay ? relaying(routed, near, mqtt, refused) : routed;
+  return cfg.near?.relay ? relaying(routed, near, mqtt, refused) : routed;
 }

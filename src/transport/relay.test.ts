@@ -7,7 +7,7 @@ import { until } from '../testing/agents.ts';
 import { MemoryRadio } from './ble/memory.ts';
 import { BleTransport } from './ble/transport.ts';
 import { MemoryNetwork } from './memory.ts';
-import { isEnvelope, open, RELAY_WINDOW_MS, RelayAware, RelayClient, relaying, seal } from './relay.ts';
+import { isEnvelope, open, RELAY_STALE_MS, RELAY_WINDOW_MS, RelayAware, RelayClient, relaying, seal } from './relay.ts';
 import { RoutedTransport } from './router.ts';
 
 const text = (s: string) => new TextEncoder().encode(s);
@@ -19,15 +19,15 @@ afterEach(async () => {
 
 describe('relay envelopes', () => {
   const device = Signer.random();
-  const gateway = Signer.random().address;
+  const [gateway, relay] = [Signer.random().address, Signer.random().address];
 
   it('open() gives back what seal() sealed, with the sealer as sender', () => {
-    const env = open(seal(device, gateway, text('hello'), 1234));
-    expect(env).toEqual({ from: device.address.toLowerCase(), to: gateway.toLowerCase(), at: 1234, frame: text('hello') });
+    const env = open(seal(device, gateway, relay, text('hello'), 1234));
+    expect(env).toEqual({ from: device.address.toLowerCase(), to: gateway.toLowerCase(), via: relay.toLowerCase(), at: 1234, frame: text('hello') });
   });
 
   it('refuses an envelope changed anywhere after sealing', () => {
-    const sealed = seal(device, gateway, text('pay 1'));
+    const sealed = seal(device, gateway, relay, text('pay 1'));
     for (let i = 1; i < sealed.length; i++) {
       const changed = sealed.slice();
       changed[i] = changed[i]! ^ 0x01;
@@ -38,7 +38,7 @@ describe('relay envelopes', () => {
         expect(err).toBeInstanceOf(PicopayError);
         continue;
       }
-      // A flip that leaves it valid must leave every field as sealed (CBOR has no such byte here).
+      // A flip that leaves it valid must leave every field as sealed.
       expect(env).toEqual(open(sealed));
     }
   });
@@ -46,9 +46,8 @@ describe('relay envelopes', () => {
   it('refuses garbage with a typed error, never anything else', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
-        const framed = new Uint8Array([0, ...bytes]);
         try {
-          open(framed);
+          open(new Uint8Array([0, ...bytes]));
         } catch (err) {
           expect(err instanceof MalformedMessageError || err instanceof WrongPeerError).toBe(true);
         }
@@ -58,21 +57,25 @@ describe('relay envelopes', () => {
   });
 });
 
-/** A phone P with no internet, a vending machine V with BLE and the broker, a gateway G on the broker. */
-async function relayNetwork() {
+/** A phone P with no internet, a vending machine V with BLE and the broker, a gateway G, and mallory Q on the broker. */
+async function relayNetwork(options: { maxRoutes?: number } = {}) {
   const [p, v, g, q] = [Signer.random(), Signer.random(), Signer.random(), Signer.random()];
   const radio = new MemoryRadio();
   const network = new MemoryNetwork();
   const fast = { handshakeTimeoutMs: 500, probeMs: 200, connectTimeoutMs: 500 };
   const vNear = await BleTransport.start({ signer: v, peripheral: { backend: radio.peripheral(v.address), name: 'vending' }, ...fast });
   const vFar = network.endpoint(v.address);
-  const vTransport = relaying(new RoutedTransport(vNear, vFar), vNear, vFar);
+  const refusedAtV: unknown[] = [];
+  const vTransport = relaying(new RoutedTransport(vNear, vFar), vNear, vFar, (err) => refusedAtV.push(err));
   const pNear = await BleTransport.start({ signer: p, central: radio.central(p.address), ...fast });
   const refusedAtP: unknown[] = [];
-  const pTransport = new RelayClient(pNear, v.address, p, (err) => refusedAtP.push(err));
+  const pTransport = new RelayClient(pNear, v.address, p, { onRefused: (err) => refusedAtP.push(err) });
   const refusedAtG: unknown[] = [];
   const now = { ms: Date.now() };
-  const gTransport = new RelayAware(network.endpoint(g.address), g, { onRefused: (err) => refusedAtG.push(err), now: () => now.ms });
+  const gTransport = new RelayAware(network.endpoint(g.address), g, { onRefused: (err) => refusedAtG.push(err), now: () => now.ms, sweepMs: 10, ...options });
+  const mallory = network.endpoint(q.address);
+  const stolen: Uint8Array[] = [];
+  mallory.setHandler({ message: (_f, frame) => stolen.push(frame) });
   closing.push(vTransport, pTransport, gTransport);
   const inbox = (t: { setHandler: RelayClient['setHandler'] }) => {
     const got: [Address, string][] = [];
@@ -82,7 +85,7 @@ async function relayNetwork() {
   };
   const at = { p: inbox(pTransport), v: inbox(vTransport), g: inbox(gTransport) };
   await until(() => pNear.linked(v.address));
-  return { p, v, g, q, network, vFar, pNear, gTransport, pTransport, vTransport, at, refusedAtP, refusedAtG, now };
+  return { p, v, g, q, radio, network, vFar, pNear, gTransport, pTransport, vTransport, mallory, stolen, at, refusedAtP, refusedAtV, refusedAtG, now };
 }
 
 describe('a device reaching its gateway through a nearby peer', () => {
@@ -91,11 +94,9 @@ describe('a device reaching its gateway through a nearby peer', () => {
     await n.pTransport.send(n.g.address, text('open ledger'));
     await until(() => n.at.g.got.length === 1);
     expect(n.at.g.got).toEqual([[n.p.address.toLowerCase(), 'open ledger']]);
-    // The gateway answers: through the peer that relayed, and directly (the broker keeps it for when P is online).
     await n.gTransport.send(n.p.address, text('accepted'));
     await until(() => n.at.p.got.length === 1);
     expect(n.at.p.got).toEqual([[n.g.address.toLowerCase(), 'accepted']]);
-    // P and V talk to each other directly over BLE, V and G directly over MQTT.
     await n.pTransport.send(n.v.address, text('voucher'));
     await n.vTransport.send(n.g.address, text('from v'));
     await until(() => n.at.v.got.length === 1 && n.at.g.got.length === 2);
@@ -105,54 +106,78 @@ describe('a device reaching its gateway through a nearby peer', () => {
 
   it('the relaying peer cannot forge: a changed envelope reaches nobody, and its own envelope is its own', async () => {
     const n = await relayNetwork();
-    const sealed = seal(n.p, n.g.address, text('pay 1'));
-    const changed = sealed.slice();
+    const changed = seal(n.p, n.g.address, n.v.address, text('pay 1'));
     changed[changed.length - 70] = changed[changed.length - 70]! ^ 0xff;
     await n.vFar.send(n.g.address, changed);
-    await n.vFar.send(n.g.address, seal(n.v, n.g.address, text('I am p')));
+    await n.vFar.send(n.g.address, seal(n.v, n.g.address, n.v.address, text('I am p')));
     await until(() => n.refusedAtG.length === 1 && n.at.g.got.length === 1);
     expect(n.at.g.got).toEqual([[n.v.address.toLowerCase(), 'I am p']]);
   });
 
-  it('the peer relays only a linked device’s own envelopes, and a replay from outside the window is refused', async () => {
+  it('no one but the relay the device named can carry its envelopes: a replay through another broker identity neither counts nor steals the route', async () => {
+    const n = await relayNetwork();
+    const sniffed = seal(n.p, n.g.address, n.v.address, text('pay 5'), n.now.ms);
+    await n.vFar.send(n.g.address, sniffed);
+    await until(() => n.at.g.got.length === 1);
+    await n.mallory.send(n.g.address, sniffed);
+    await until(() => n.refusedAtG.length === 1);
+    await n.gTransport.send(n.p.address, text('voucher accepted'));
+    await until(() => n.at.p.got.length === 1);
+    expect(n.at.g.got).toHaveLength(1);
+    expect(n.at.p.got).toEqual([[n.g.address.toLowerCase(), 'voucher accepted']]);
+    expect(n.stolen).toEqual([]);
+  });
+
+  it('the peer carries only envelopes that name it and come from their sealer; a device refuses one from outside the window', async () => {
     const n = await relayNetwork();
     // P hands V an envelope Q sealed (captured elsewhere): V does not launder it onto the broker.
-    await n.pNear.send(n.v.address, seal(n.q, n.g.address, text('from q')));
-    // An envelope of P's, replayed after the window: refused.
-    const old = seal(n.p, n.g.address, text('stale'), n.now.ms - RELAY_WINDOW_MS - 1);
-    await n.vFar.send(n.g.address, old);
-    await until(() => n.refusedAtG.length === 1);
+    await n.pNear.send(n.v.address, seal(n.q, n.g.address, n.v.address, text('from q')));
+    // Mallory pushes an ancient envelope of the gateway's through V: V refuses it (not hers), and so would P (too old).
+    await n.mallory.send(n.v.address, seal(n.g, n.p.address, n.v.address, text('old proposal'), 0));
+    await until(() => n.refusedAtV.length === 2);
     await n.pTransport.send(n.g.address, text('fresh'));
     await until(() => n.at.g.got.length === 1);
     expect(n.at.g.got).toEqual([[n.p.address.toLowerCase(), 'fresh']]);
+    expect(n.at.p.got).toEqual([]);
   });
 
-  it('a replayed older envelope does not move the route: the gateway answers through the newest relay', async () => {
+  it('a replay from before the window is refused by the gateway', async () => {
     const n = await relayNetwork();
-    await n.pTransport.send(n.g.address, text('now'));
+    await n.vFar.send(n.g.address, seal(n.p, n.g.address, n.v.address, text('stale'), n.now.ms - RELAY_WINDOW_MS - 1));
+    await until(() => n.refusedAtG.length === 1);
+    expect(n.at.g.got).toEqual([]);
+  });
+
+  it('throwaway keys through another relay do not evict a device’s route', async () => {
+    const n = await relayNetwork({ maxRoutes: 3 });
+    await n.pTransport.send(n.g.address, text('hello'));
     await until(() => n.at.g.got.length === 1);
-    // Mallory replays an envelope of P's from a minute ago through her own broker identity.
-    const mallory = n.network.endpoint(n.q.address);
-    const stolen: Uint8Array[] = [];
-    mallory.setHandler({ message: (_f, frame) => stolen.push(frame) });
-    await mallory.send(n.g.address, seal(n.p, n.g.address, text('earlier'), n.now.ms - 60_000));
-    await until(() => n.at.g.got.length === 2);
+    for (let i = 0; i < 2; i++) await n.mallory.send(n.g.address, seal(Signer.random(), n.g.address, n.q.address, text('spam'), n.now.ms));
+    await until(() => n.at.g.got.length === 3);
     await n.gTransport.send(n.p.address, text('reply'));
     await until(() => n.at.p.got.length === 1);
-    expect(stolen).toEqual([]);
   });
 
-  it('the gateway does not report a device offline while it hears it through a relay', async () => {
+  it('the gateway does not report a device offline while it hears it through a relay, and does once it has not for a while', async () => {
     const n = await relayNetwork();
     n.gTransport.watchPeer(n.p.address);
     await n.pTransport.send(n.g.address, text('here'));
     await until(() => n.at.g.got.length === 1);
     // A device heard only directly, for comparison: its going is reported, after P's would have been.
-    n.network.endpoint(n.q.address);
-    n.gTransport.watchPeer(n.q.address);
+    const other = Signer.random().address;
+    n.network.endpoint(other);
+    n.gTransport.watchPeer(other);
     n.network.disconnect(n.p.address);
-    n.network.disconnect(n.q.address);
+    n.network.disconnect(other);
     await until(() => n.at.g.presence.length === 1);
-    expect(n.at.g.presence).toEqual([`down ${n.q.address.toLowerCase()}`]);
+    expect(n.at.g.presence).toEqual([`down ${other.toLowerCase()}`]);
+    // P walks away: no envelope, not even a keepalive, for longer than RELAY_STALE_MS.
+    n.now.ms += RELAY_STALE_MS;
+    await until(() => n.at.g.presence.length === 2);
+    expect(n.at.g.presence[1]).toBe(`down ${n.p.address.toLowerCase()}`);
+    // Heard again: up.
+    await n.pTransport.send(n.g.address, text('back'));
+    await until(() => n.at.g.presence.length === 3);
+    expect(n.at.g.presence[2]).toBe(`up ${n.p.address.toLowerCase()}`);
   });
 });

@@ -258,4 +258,19 @@ describe('BleTransport', () => {
     await start({ signer: Signer.random(), peripheral: { backend: { start: async (_a, a) => void (accept = a), stop: async () => {} }, name: 'kiosk' } });
     expect(() => accept!({ mtu: 22, send: async () => {}, close: async () => {} })).not.toThrow();
   });
+
+  it('an injected handshake message on a bound link (it needs no key) is refused as forged and does not close the link', async () => {
+    const p = pair();
+    const payee = await p.startPayee();
+    const inner = p.radio.central(p.payer.address);
+    let raw: BleLink | undefined;
+    const payer = await start({ signer: p.payer, central: { ...inner, connect: async (peer, events, ms) => (raw = await inner.connect(peer, events, ms)) } });
+    payer.transport.watchPeer(p.payee.address);
+    await until(() => payee.transport.linked(p.payer.address) && payer.transport.linked(p.payee.address));
+    for (const f of fragment(new Uint8Array([1, 0xa0]), 77, raw!.mtu)) await raw!.send(f, false);
+    await until(() => payee.transport.stats.forged === 1);
+    await payer.transport.send(p.payee.address, text('still linked'));
+    await until(() => payee.got.length === 1);
+    expect(payee.presence).toEqual([`up ${p.payer.address.toLowerCase()}`]);
+  });
 });

@@ -441,7 +441,8 @@ class Link {
     }
     if (!message || message.length === 0) return;
     const type = message[0]!;
-    if (type === HANDSHAKE) return this.#callbacks.message(type, message.subarray(1));
+    // The handshake is over once bound: one injected later (it needs no key) is noise, not a reason to close.
+    if (type === HANDSHAKE) return this.#session ? this.#callbacks.forged() : this.#callbacks.message(type, message.subarray(1));
     if (!this.#session) return this.#callbacks.unbound();
     const body = this.#session.open(type, message.subarray(1));
     if (!body) return this.#callbacks.forged();
