@@ -9,6 +9,7 @@ import { BleTransport } from './ble/transport.ts';
 import { MemoryNetwork } from './memory.ts';
 import { isEnvelope, open, RELAY_STALE_MS, RELAY_WINDOW_MS, RelayAware, RelayClient, relaying, seal } from './relay.ts';
 import { RoutedTransport } from './router.ts';
+import type { Transport, TransportHandler } from './types.ts';
 
 const text = (s: string) => new TextEncoder().encode(s);
 const str = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -179,5 +180,24 @@ describe('a device reaching its gateway through a nearby peer', () => {
     await n.pTransport.send(n.g.address, text('back'));
     await until(() => n.at.g.presence.length === 3);
     expect(n.at.g.presence[2]).toBe(`up ${n.p.address.toLowerCase()}`);
+  });
+
+  it('after a restart, a watched device heard from neither the broker nor a relay is reported offline; one online at the broker is not', async () => {
+    const g = Signer.random();
+    // The broker's side, scripted: it reports presence when the test says so.
+    let broker: TransportHandler | undefined;
+    const inner: Transport = { self: g.address, send: async () => {}, setHandler: (h) => void (broker = h), close: async () => {} };
+    const now = { ms: Date.now() };
+    const gateway = new RelayAware(inner, g, { now: () => now.ms, sweepMs: 10 });
+    closing.push(gateway);
+    const presence: string[] = [];
+    gateway.setHandler({ message: () => {}, peerUp: (p) => presence.push(`up ${p}`), peerDown: (p) => presence.push(`down ${p}`) });
+    const [vanished, online] = [Signer.random().address, Signer.random().address].map((a) => a.toLowerCase() as Address);
+    gateway.watchPeer(vanished!);
+    gateway.watchPeer(online!);
+    broker!.peerUp!(online!);
+    now.ms += RELAY_STALE_MS;
+    await until(() => presence.includes(`down ${vanished}`));
+    expect(presence).toEqual([`up ${online}`, `down ${vanished}`]);
   });
 });

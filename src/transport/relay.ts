@@ -213,6 +213,8 @@ export class RelayAware implements Transport {
   /** Devices the broker says are online. */
   readonly #online = new Set<Address>();
   readonly #downReported = new Set<Address>();
+  /** Watched peers, since when: one heard from neither the broker nor a relay by RELAY_STALE_MS after is offline (a restart forgets routes). */
+  readonly #watched = new Map<Address, number>();
   readonly #sweep: NodeJS.Timeout;
   #handler: TransportHandler | undefined;
 
@@ -252,6 +254,7 @@ export class RelayAware implements Transport {
   }
 
   watchPeer(peer: Address): void {
+    if (!this.#watched.has(key(peer))) this.#watched.set(key(peer), this.#now());
     this.inner.watchPeer?.(peer);
   }
 
@@ -269,15 +272,25 @@ export class RelayAware implements Transport {
     return route && this.#now() - route.heardAt < RELAY_STALE_MS ? route : undefined;
   }
 
-  /** Routes gone stale leave; a device reached only through one is now offline. */
+  /**
+   * Routes gone stale leave, and a device reached only through one is now offline; so is a
+   * watched one heard from neither side since it was watched (a relayed device that
+   * vanished while the gateway was down is heard of by nobody after its restart).
+   */
   #expire(): void {
+    const now = this.#now();
     for (const [peer, route] of this.#routes) {
-      if (this.#now() - route.heardAt < RELAY_STALE_MS) continue;
+      if (now - route.heardAt < RELAY_STALE_MS) continue;
       this.#forget(peer, route);
-      if (this.#online.has(peer) || this.#downReported.has(peer)) continue;
-      this.#downReported.add(peer);
-      this.#handler?.peerDown?.(peer);
+      this.#reportDown(peer);
     }
+    for (const [peer, since] of this.#watched) if (now - since >= RELAY_STALE_MS && !this.#routes.has(peer)) this.#reportDown(peer);
+  }
+
+  #reportDown(peer: Address): void {
+    if (this.#online.has(peer) || this.#downReported.has(peer)) return;
+    this.#downReported.add(peer);
+    this.#handler?.peerDown?.(peer);
   }
 
   #forget(peer: Address, route: Route): void {
