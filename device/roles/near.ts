@@ -6,6 +6,7 @@ import { formatEth } from '../../src/cli/units.ts';
 import { type Address, ChannelKind } from '../../src/model/types.ts';
 import type { Logger } from '../../src/log.ts';
 import { Backoff } from '../../src/transport/backoff.ts';
+import { payOnce } from '../pay.ts';
 import type { RunningDevice } from '../service.ts';
 
 // The near-field roles. A payee serves payments in the virtual channels payers open with
@@ -79,7 +80,7 @@ export async function runNearPayer(dev: RunningDevice, o: NearPayerOptions): Pro
   announce('virtual', { channel: vc.id, lock: o.lock });
   const bar = new Progress('paying', o.count);
   for (let i = 1; i <= o.count; i++) {
-    await retried(`payment ${i}`, () => agent.pay(vc.id, o.amount));
+    await payOnce(agent, vc.id, o.amount, o.retryForMs, (err) => o.logger.warn({ err: String(err) }, `payment ${i} not answered yet; waiting for its answer`));
     bar.update(i, `${formatEth(BigInt(i) * o.amount)} paid, over ${dev.near?.linked(o.payee) ? 'BLE' : 'MQTT'}`);
   }
   bar.done();

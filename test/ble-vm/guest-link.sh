@@ -19,4 +19,14 @@ payee
 wait $PAYER; rc=$?
 ts "payer exited $rc"
 tail -5 "$O/payer.log"
+[ $rc = 0 ] || exit $rc
+# The payer's side restarts: one is SIGKILLed half-way (BlueZ keeps its connection), the next links and pays.
+again(){ node "$O/link-check.mjs" payer "$(cat "$O/payer.key")" "$(cat "$O/payee.address")" 40 "$O" again >> "$O/payer-again.log" 2>&1; }
+again & AGAIN=$!
+for i in $(seq 1200); do [ -e "$O/again-half" ] && break; kill -0 $AGAIN 2>/dev/null || break; sleep 0.1; done
+pkill -9 -f "link-check.mjs payer"; wait $AGAIN 2>/dev/null
+rm -f "$O/again-half"
+again; rc=$?
+ts "restarted payer exited $rc"
+tail -3 "$O/payer-again.log"
 exit $rc

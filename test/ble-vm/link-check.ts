@@ -3,7 +3,8 @@
 // protocol does, retransmitting what is lost, then waits for the payee to be restarted
 // under it, reconnects and pays again. It writes what it measured to OUT/payer.json.
 //   node link-check.mjs payee KEY NAME
-//   node link-check.mjs payer KEY PAYEE_ADDRESS COUNT OUT
+//   node link-check.mjs payer KEY PAYEE_ADDRESS COUNT OUT [again]
+// `again`: a payer started after another was killed: it links, pays COUNT and writes OUT/again.json.
 import { writeFileSync } from 'node:fs';
 import { Signer } from '../../src/crypto/keys.ts';
 import { fromHex } from '../../src/model/hash.ts';
@@ -31,11 +32,11 @@ async function payee(name: string): Promise<void> {
   log('READY', transport.self);
 }
 
-async function payer(peer: Address, count: number, out: string): Promise<void> {
+async function payer(peer: Address, count: number, out: string, again: boolean): Promise<void> {
   const central = new BluezCentral({ adapter: 'hci1' });
   const result: Record<string, unknown> = {};
   const started = Date.now();
-  result.sightings = await central.scan(6_000);
+  if (!again) result.sightings = await central.scan(6_000);
   log('nearby', json(result.sightings));
   const transport = await BleTransport.start({ signer, central, probeMs: 3_000, connectTimeoutMs: 30_000 });
   const acked = new Set<number>();
@@ -72,6 +73,16 @@ async function payer(peer: Address, count: number, out: string): Promise<void> {
   await until(() => transport.linked(peer), 60_000, 'first link');
   result.linkedMs = Date.now() - started;
   result.mtu = transport.mtu(peer);
+  if (again) {
+    // A payer restarted (its predecessor SIGKILLed, BlueZ still holding their connection): it links and pays on.
+    const base = 1_000 + (Date.now() % 1_000_000) * 100;
+    await pay(base, base + count / 2);
+    writeFileSync(`${out}/again-half`, 'done');
+    await pay(base + count / 2, base + count);
+    writeFileSync(`${out}/again.json`, json({ acked: acked.size, linkedMs: result.linkedMs }));
+    await transport.close();
+    process.exit(0);
+  }
   result.phase1Resent = await pay(0, count);
   result.phase1 = acked.size;
   log('PHASE1_DONE', acked.size);
@@ -92,7 +103,7 @@ async function payer(peer: Address, count: number, out: string): Promise<void> {
   process.exit(0);
 }
 
-const main = role === 'payee' ? payee(rest[0]!) : payer(rest[0] as Address, Number(rest[1]), rest[2]!);
+const main = role === 'payee' ? payee(rest[0]!) : payer(rest[0] as Address, Number(rest[1]), rest[2]!, rest[3] === 'again');
 main.catch((err) => {
   log('ERROR', err instanceof Error ? err.stack : err);
   process.exit(1);

@@ -14,7 +14,7 @@ import { guestFolder, guestTests, runGuest } from './vm.ts';
 const missing = guestTests();
 
 describe.skipIf(missing !== null)('BLE link on BlueZ in the guest', () => {
-  it('binds, pays 100 times with one packet each, survives a payee restart and pays 100 more', async () => {
+  it('binds, pays 100 times with one packet each, survives a payee restart and pays 100 more, then a payer killed and restarted', async () => {
     const out = guestFolder();
     const bundle = join(import.meta.dirname, '..', '..', 'dist', 'ble-link-check.mjs');
     await bundleDevice(bundle, join(import.meta.dirname, 'link-check.ts'));
@@ -33,5 +33,7 @@ describe.skipIf(missing !== null)('BLE link on BlueZ in the guest', () => {
     expect(result.acked).toBe(200);
     expect(result.down).toBeGreaterThanOrEqual(1);
     expect(result.up).toBeGreaterThanOrEqual(2);
+    // The payer's side restarted too: a new process, with its predecessor killed half-way, linked and paid 40 times.
+    expect(JSON.parse(readFileSync(join(out, 'again.json'), 'utf8')).acked).toBe(40);
   }, 9 * 60_000);
 });

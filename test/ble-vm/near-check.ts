@@ -3,13 +3,15 @@
 // host, BLE on BlueZ beside it). Progress goes to marker files in the shared folder, where
 // the host test (near.test.ts) stops and restarts the gateway.
 //   node near-check.mjs payer|payee DATA_DIR [PAY_COUNT]
-// The payer (central, hci1) opens a virtual channel with the payee through the gateway,
-// waits for the gateway to go, pays PAY_COUNT times, and settles once it is back. The
+// The payer (central, hci1) opens a virtual channel and a stream with the payee through
+// the gateway, waits for the gateway to go, pays PAY_COUNT times in the first and as many
+// vouchers in the stream, and settles both once it is back. The
 // payee (peripheral, hci0) pays PAY_COUNT times once the channel is open (it is started
 // again with its count after the guest killed it half-way through the payer's payments).
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chainFunding } from '../../device/funding.ts';
+import { payOnce } from '../../device/pay.ts';
 import { startDevice } from '../../device/service.ts';
 import type { ChannelRecord } from '../../src/channel/record.ts';
 import { createLogger } from '../../src/log.ts';
@@ -42,7 +44,7 @@ async function until(cond: () => boolean, what: string, ms = 240_000): Promise<v
     await new Promise((r) => setTimeout(r, 100));
   }
 }
-/** Retries `attempt` while the peer or the gateway is away (ProtocolTimeoutError and the like). */
+/** Retries `attempt` while the peer or the gateway is away (opening and settling may be asked again; a payment may not: payOnce). */
 async function retried<T>(what: string, attempt: () => Promise<T>, ms = 240_000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
@@ -85,41 +87,60 @@ const mine = (id: Bytes32) => {
 };
 const count = Number(countArg ?? 0);
 let settled: ChannelRecord | undefined;
+let streamSettled: ChannelRecord | undefined;
 agent.on('settled', (c) => {
   if (c.params.kind === ChannelKind.Virtual) settled = c;
+  if (c.params.kind === ChannelKind.Stream) streamSettled = c;
 });
+const stream = () => agent.channels().find((c) => c.params.kind === ChannelKind.Stream);
 const lock = BigInt(config.lock);
 
 if (role === 'payer') {
   const payee = payeeAddress();
   dev.near!.watchPeer(payee);
   const vc = virtual() ?? (await retried('open', () => agent.openVirtual(payee, { gateway: config.gateway, balances: [[lock, lock]] })));
-  mark('vc', { channel: vc.id });
+  // And a stream, for vouchers: the payer pays, the payee acknowledges.
+  const voucherChannel = stream() ?? (await retried('open the stream', () => agent.openVirtual(payee, { gateway: config.gateway, kind: ChannelKind.Stream, balances: [[lock, 0n]] })));
+  mark('vc', { channel: vc.id, stream: voucherChannel.id });
   log('virtual channel', vc.id);
   await until(() => marked('gateway-down'), 'the host stopping the gateway');
   const price = BigInt(config.price.payer);
   for (let i = 0; i < count; i++) {
-    await retried(`payment ${i}`, () => agent.pay(vc.id, price));
+    await payOnce(agent, vc.id, price, 240_000, (err) => log(`payment ${i}: ${(err as Error).message}; waiting for its answer`));
     if (i === count / 2 - 1) mark('half');
   }
   log('paid', count, 'over', dev.near!.linked(payee) ? 'BLE' : 'MQTT');
   // Both ways: the payee's payments come in meanwhile; the channel ends once they all have.
   const expected = lock - BigInt(count) * price + BigInt(count) * BigInt(config.price.payee);
   await until(() => mine(vc.id) === expected, `the payee's payments (${mine(vc.id)} of ${expected})`);
-  mark('paid', { balance: mine(vc.id), ble: dev.near!.stats });
+  // Vouchers too: one per payment, never more than two ahead of the payee's acknowledgements.
+  for (let i = 0; i < count; i++) {
+    await agent.streamWindow(voucherChannel.id, 2n * price);
+    agent.payStream(voucherChannel.id, price);
+  }
+  await until(() => agent.streamUnacked(voucherChannel.id) === 0n, "the payee's acknowledgement of every voucher");
+  mark('paid', { balance: mine(vc.id), vouchers: agent.channel(voucherChannel.id).voucher?.cumulative, ble: dev.near!.stats });
   await until(() => marked('gateway-up'), 'the host restarting the gateway');
   settled = await retried('settle', () => agent.settleVirtual(vc.id));
+  streamSettled = await retried('settle the stream', () => agent.settleVirtual(voucherChannel.id));
 } else {
   await until(() => virtual() !== undefined && agent.isFunded(virtual()!.id), 'the payer opening the channel');
   const vc = virtual()!;
   const price = BigInt(config.price.payee);
-  for (let i = 0; i < count; i++) await retried(`payment ${i}`, () => agent.pay(vc.id, price));
+  for (let i = 0; i < count; i++) await payOnce(agent, vc.id, price, 240_000, (err) => log(`payment ${i}: ${(err as Error).message}; waiting for its answer`));
   log('paid', count);
-  await until(() => settled !== undefined, 'the channel settling', 480_000);
+  await until(() => settled !== undefined && streamSettled !== undefined, 'the channels settling', 480_000);
 }
 const vc = settled!;
 const ledger = agent.channel(dev.ledger.id);
-mark('result', { vc: vc.current.state.outcome.balances[0], version: vc.current.state.version, final: vc.current.state.isFinal, ledger: ledger.current.state.outcome.balances[0], idx: ledger.idx, ledgerLocked: ledger.current.state.outcome.locked.length });
+mark('result', {
+  vc: vc.current.state.outcome.balances[0],
+  stream: streamSettled!.current.state.outcome.balances[0],
+  final: vc.current.state.isFinal && streamSettled!.current.state.isFinal,
+  ledger: ledger.current.state.outcome.balances[0],
+  idx: ledger.idx,
+  ledgerLocked: ledger.current.state.outcome.locked.length,
+});
 log('done');
 await dev.stop();
 process.exit(0);

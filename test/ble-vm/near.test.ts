@@ -11,14 +11,15 @@ import { guestTests } from './vm.ts';
 // the host's broker and chain through qemu's user network (10.0.2.2). The channel is opened
 // through the gateway while it is up; the gateway (and its embedded broker) is killed; the
 // payer pays 100 times over BLE, the payee is killed half-way and started again and pays
-// 100 times back; the gateway comes back, the channel settles, and every store agrees.
+// 100 times back, and the payer sends 100 vouchers in a stream beside; the gateway comes
+// back, both channels settle, and every store agrees.
 
 const missing = guestTests();
 
 describe.skipIf(missing !== null)('near-field payments with the gateway gone', () => {
   const net = processNetwork();
 
-  it('pays 100 times each way over BLE through a payee restart, and settles once the gateway is back', async () => {
+  it('pays 100 times each way and 100 vouchers over BLE through a payee restart, and settles once the gateway is back', async () => {
     const s = await startScenario(net, 'guest-near.sh');
     await waitFor(s.marker('payer.vc'), 'the virtual channel', 8 * 60_000);
     await s.stopGateway();
@@ -26,7 +27,7 @@ describe.skipIf(missing !== null)('near-field payments with the gateway gone', (
     await waitFor(s.marker('payer.paid'), 'the payments both ways', 10 * 60_000);
     await s.startGateway();
     writeFileSync(join(s.out, 'gateway-up'), '');
-    await expectSettled(s, BigInt(COUNT) * (PRICE.payer - PRICE.payee));
+    await expectSettled(s, BigInt(COUNT) * (PRICE.payer - PRICE.payee), BigInt(COUNT) * PRICE.payer);
     expect(s.read('payer.paid').ble.refusedLinks).toBe(0);
   }, 15 * 60_000);
 });

@@ -86,8 +86,8 @@ export async function startScenario(net: ProcessNetwork, script: string): Promis
   };
 }
 
-/** The guest passed, and both devices and the gateway hold the same settled outcome: the payer paid `paid` net. */
-export async function expectSettled(s: Scenario, paid: bigint): Promise<void> {
+/** The guest passed, and both devices and the gateway hold the same settled outcome: the payer paid `paid` net, and `streamed` in vouchers. */
+export async function expectSettled(s: Scenario, paid: bigint, streamed: bigint): Promise<void> {
   const run = await s.guest;
   expect(run.code, run.console.slice(-8000)).toBe(0);
   const payer = s.read('payer.result');
@@ -95,8 +95,10 @@ export async function expectSettled(s: Scenario, paid: bigint): Promise<void> {
   expect(payer.vc).toEqual(payee.vc);
   expect(payer.final && payee.final).toBe(true);
   expect(payer.vc.map(BigInt)).toEqual([LOCK - paid, LOCK + paid]);
-  expect(BigInt(payer.ledger[payer.idx])).toBe(DEPOSIT - paid);
-  expect(BigInt(payee.ledger[payee.idx])).toBe(DEPOSIT + paid);
+  expect(payer.stream).toEqual(payee.stream);
+  expect(payer.stream.map(BigInt)).toEqual([LOCK - streamed, streamed]);
+  expect(BigInt(payer.ledger[payer.idx])).toBe(DEPOSIT - paid - streamed);
+  expect(BigInt(payee.ledger[payee.idx])).toBe(DEPOSIT + paid + streamed);
   expect([payer.ledgerLocked, payee.ledgerLocked]).toEqual([0, 0]);
   for (const [role, result] of [['payer', payer], ['payee', payee]] as const) {
     await waitFor(() => readChannel(s.gatewayDb, s.ledgers[role])?.current.state.outcome.locked.length === 0, `the gateway's view of the ${role}'s ledger`, 60_000);
