@@ -75,10 +75,10 @@ async function measure(count: number, channels: number): Promise<{ rate: number;
   return { rate, bound, dbBytes };
 }
 
-function messageSizes(): { updateBytes: number; updateAcceptBytes: number } {
+/** A payment deep into a channel's life (large version, 1-ETH-scale balances) and its acceptance, encoded. */
+export function sampleUpdate(): { update: Uint8Array; accept: Uint8Array } {
   const alias = aliasOf(`0x${'ab'.repeat(32)}`);
   const sig = new Uint8Array(65).fill(0xee);
-  // A payment deep into a channel's life: large version, 1-ETH-scale balances.
   const update = encodeMessage({
     type: MessageType.Update,
     alias,
@@ -88,7 +88,11 @@ function messageSizes(): { updateBytes: number; updateAcceptBytes: number } {
     isFinal: false,
     sig,
   });
-  const accept = encodeMessage({ type: MessageType.UpdateAccept, alias, version: 1_000_000n, sig });
+  return { update, accept: encodeMessage({ type: MessageType.UpdateAccept, alias, version: 1_000_000n, sig }) };
+}
+
+function messageSizes(): { updateBytes: number; updateAcceptBytes: number } {
+  const { update, accept } = sampleUpdate();
   return { updateBytes: update.length, updateAcceptBytes: accept.length };
 }
 

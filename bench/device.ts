@@ -14,6 +14,7 @@ import { SEAL_BYTES } from '../src/transport/ble/session.ts';
 import { encodeMessage } from '../src/wire/codec.ts';
 import { MessageType } from '../src/wire/messages.ts';
 import { NATIVE_ASSET } from '../src/model/types.ts';
+import { sampleUpdate } from './core.ts';
 import { median, printTable, writeResults } from './table.ts';
 
 // `npm run bench:device`: the device agent as a Pi-class board would run it, beside a bare
@@ -153,9 +154,8 @@ export async function runDeviceBench(): Promise<Record<string, number>> {
     const paying = await paymentsRss(dir);
     const alias = aliasOf(`0x${'ab'.repeat(32)}`);
     const voucher = encodeMessage({ type: MessageType.Voucher, alias, cumulative: 123_456_789_000_000n, sig: new Uint8Array(65) });
-    // A bidirectional payment: the proposal and its acceptance, with realistic balances (wei of 0.01 ETH locks).
-    const update = encodeMessage({ type: MessageType.Update, alias, version: 1234n, balances: [[9_876_543_210_000_000n, 123_456_790_000_000n]], locked: [], isFinal: false, sig: new Uint8Array(65) });
-    const accept = encodeMessage({ type: MessageType.UpdateAccept, alias, version: 1234n, sig: new Uint8Array(65) });
+    // A bidirectional payment: the proposal and its acceptance.
+    const { update, accept } = sampleUpdate();
     // What the BLE link carries for a message: its type byte and the session's counter and tag, fragmented.
     const onLink = (m: Uint8Array, mtu: number) => fragment(new Uint8Array(1 + SEAL_BYTES + m.length), 0, mtu);
     const results = {

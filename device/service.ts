@@ -13,7 +13,7 @@ import { RelayClient, relaying } from '../src/transport/relay.ts';
 import { RoutedTransport } from '../src/transport/router.ts';
 import type { Transport } from '../src/transport/types.ts';
 import { type FundingSource, type FundingWatch, waitFunded, watchFunding } from './funding.ts';
-import { type NearConfig, startNear } from './near.ts';
+import type { NearConfig } from './near.ts';
 
 // A device: its key, its store, its MQTT link, and its ledger channel with the gateway.
 // No chain code: the device's owner funds its side from any wallet, the device reads the
@@ -80,7 +80,8 @@ export async function startDevice(cfg: DeviceConfig): Promise<RunningDevice> {
   const { signer, created } = loadOrCreateKeystore(join(cfg.dataDir, 'key.json'), cfg.password);
   cfg.logger.info({ address: signer.address, created }, 'device key');
   const store = new ChannelStore(join(cfg.dataDir, 'device.db'), { writeBack: cfg.writeBack });
-  const near = cfg.near ? await startNear(signer, cfg.near, cfg.logger.child({ part: 'ble' })) : undefined;
+  // Loaded only for a near link: a device without one never parses BlueZ's libraries.
+  const near = cfg.near ? await (await import('./near.ts')).startNear(signer, cfg.near, cfg.logger.child({ part: 'ble' })) : undefined;
   const via = cfg.near?.via;
   // With no internet (via), there is no broker: everything goes over BLE, the gateway's frames sealed for the relay.
   const mqtt = via ? undefined : new MqttTransport({ url: cfg.mqttUrl, self: signer.address, signer, ...cfg.mqttLogin, offlineStart: !!near, logger: cfg.logger.child({ part: 'mqtt' }) });

@@ -2,6 +2,7 @@ import { TransportError } from '../errors.ts';
 import type { Address } from '../model/types.ts';
 import { seededRandom, type Random } from './random.ts';
 import type { Transport, TransportHandler } from './types.ts';
+import { lower as normalize } from './address.ts';
 
 /** Faults the network injects into every message; all probabilities are in [0, 1]. */
 export interface MemoryFaults {
@@ -266,8 +267,4 @@ export class MemoryTransport implements Transport {
       if (!this.closed) this.handler?.peerDown?.(peer);
     });
   }
-}
-
-function normalize(address: Address): Address {
-  return address.toLowerCase() as Address;
 }

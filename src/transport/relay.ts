@@ -6,6 +6,7 @@ import { MalformedMessageError, WrongPeerError } from '../errors.ts';
 import { fromHex, keccak, toHex } from '../model/hash.ts';
 import type { Address } from '../model/types.ts';
 import type { Transport, TransportHandler } from './types.ts';
+import { lower as key } from './address.ts';
 
 // A device with no internet reaches its gateway through a nearby peer that has it. The
 // device seals each frame for the gateway in an envelope it signs (from, to, the relay it
@@ -83,7 +84,6 @@ export function open(bytes: Uint8Array): Envelope {
   return { from: sender, to: toHex(to) as Address, via: toHex(via) as Address, at: at as number, frame: new Uint8Array(frame) };
 }
 
-const key = (a: Address) => a.toLowerCase() as Address;
 
 /** An envelope for `self`, carried by `carrier`, within the time window: its frame; throws for anything else. */
 function accept(bytes: Uint8Array, self: Address, carrier: Address, now: number): Envelope {

@@ -1,6 +1,7 @@
 import { TransportError } from '../errors.ts';
 import type { Address } from '../model/types.ts';
 import type { Transport, TransportHandler } from './types.ts';
+import { lower as key } from './address.ts';
 
 // Two transports as one, for a device that talks to its gateway over MQTT and to a nearby
 // peer over BLE: a frame to a peer goes over the near link while that link is up (the
@@ -21,7 +22,7 @@ export class RoutedTransport implements Transport {
   #handler: TransportHandler | undefined;
 
   constructor(near: Transport, far: Transport) {
-    if (near.self.toLowerCase() !== far.self.toLowerCase()) throw new TransportError('both links must belong to the same address');
+    if (key(near.self) !== key(far.self)) throw new TransportError('both links must belong to the same address');
     this.self = far.self;
     this.#near = near;
     this.#far = far;
@@ -86,8 +87,4 @@ export class RoutedTransport implements Transport {
     // Down for the agent only when no link has it.
     if (!this.#nearUp.has(p) && this.#farDown.has(p)) this.#handler?.peerDown?.(peer);
   }
-}
-
-function key(peer: Address): Address {
-  return peer.toLowerCase() as Address;
 }

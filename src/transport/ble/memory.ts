@@ -2,6 +2,7 @@ import { TransportError } from '../../errors.ts';
 import type { Address } from '../../model/types.ts';
 import { type Random, seededRandom } from '../random.ts';
 import type { Advert, BleLink, CentralBackend, LinkEvents, PeripheralBackend, Sighting } from './link.ts';
+import { lower } from '../address.ts';
 
 // An in-process BLE radio for protocol tests: peripherals advertise on it, centrals
 // connect through it, and it injects faults into packets that go without response (lost,
@@ -44,10 +45,10 @@ export class MemoryRadio {
    * (an impostor: its handshake still signs with its own key).
    */
   peripheral(self: Address, claim?: Address): PeripheralBackend {
-    const on = (claim ?? self).toLowerCase() as Address;
+    const on = lower(claim ?? self);
     return {
       start: async (advert: Advert, accept) => {
-        this.#peripherals.set(on, { name: advert.name, price: advert.price, self: self.toLowerCase() as Address, accept });
+        this.#peripherals.set(on, { name: advert.name, price: advert.price, self: lower(self), accept });
       },
       stop: async () => {
         this.#peripherals.delete(on);
@@ -61,9 +62,9 @@ export class MemoryRadio {
     return {
       scan: async () => [...this.#peripherals].map(([address, p]): Sighting => ({ address, name: p.name, price: p.price, rssi: -50 })),
       connect: async (peer, events) => {
-        const target = this.#peripherals.get(peer.toLowerCase() as Address);
+        const target = this.#peripherals.get(lower(peer));
         if (!target) throw new TransportError(`${peer} is not in range`);
-        const pair: Pair = { peripheral: target.self, central: self.toLowerCase() as Address, toCentral: events, toPeripheral: { packet: () => {}, closed: () => {} }, silent: false, closed: false };
+        const pair: Pair = { peripheral: target.self, central: lower(self), toCentral: events, toPeripheral: { packet: () => {}, closed: () => {} }, silent: false, closed: false };
         this.#pairs.add(pair);
         pair.toPeripheral = target.accept(this.#end(pair, 'toPeripheral', 'toCentral'));
         return this.#end(pair, 'toCentral', 'toPeripheral');
@@ -88,7 +89,7 @@ export class MemoryRadio {
   }
 
   #linksOf(address: Address): Pair[] {
-    const a = address.toLowerCase();
+    const a = lower(address);
     return [...this.#pairs].filter((p) => p.peripheral === a || p.central === a);
   }
 

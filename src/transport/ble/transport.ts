@@ -10,6 +10,7 @@ import { fragment, Reassembler } from './framing.ts';
 import { CentralHandshake, type LinkMessage, PeripheralHandshake } from './handshake.ts';
 import type { Advert, BleLink, CentralBackend, LinkEvents, PeripheralBackend } from './link.ts';
 import { SEAL_BYTES, Session } from './session.ts';
+import { lower as key } from '../address.ts';
 
 // The Transport over BLE links. Every message on a link starts with one byte saying what
 // it is: the link handshake (handshake.ts), a frame for the agent, or a liveness probe and
@@ -23,6 +24,8 @@ const HANDSHAKE = 1;
 const FRAME = 2;
 const PING = 3;
 const PONG = 4;
+/** A central's redials: 250 ms doubling to 10 s. */
+const REDIAL = { initialMs: 250, maxMs: 10_000 };
 /** Packets a central holds for a link whose connect() has not returned yet. */
 const EARLY_PACKETS = 8;
 
@@ -46,8 +49,6 @@ export interface BleTransportOptions {
   maxQueuedSends?: number;
   /** Links held at once, bound or not (default 16): a flood of centrals cannot grow memory. */
   maxLinks?: number;
-  /** Reconnect backoff (default 250 ms doubling to 10 s). */
-  backoff?: Backoff;
   /** Where a handler that threw is reported (the transport carries on). */
   logger?: TransportLogger;
 }
@@ -69,11 +70,10 @@ export interface BleStats {
 export class BleTransport implements Transport {
   readonly self: Address;
   readonly stats: BleStats = { unbound: 0, badFragments: 0, refusedLinks: 0, silentLinks: 0, forged: 0 };
-  readonly #options: Required<Omit<BleTransportOptions, 'peripheral' | 'central' | 'backoff' | 'logger'>>;
+  readonly #options: Required<Omit<BleTransportOptions, 'peripheral' | 'central' | 'logger'>>;
   readonly #log: TransportLogger;
   readonly #peripheral: BleTransportOptions['peripheral'];
   readonly #central: CentralBackend | undefined;
-  readonly #backoff: () => Backoff;
   /** Bound links by peer (the newest wins). */
   readonly #bound = new Map<Address, Link>();
   readonly #links = new Set<Link>();
@@ -85,12 +85,10 @@ export class BleTransport implements Transport {
   #closed = false;
 
   private constructor(options: BleTransportOptions) {
-    this.self = options.signer.address.toLowerCase() as Address;
+    this.self = key(options.signer.address);
     this.#peripheral = options.peripheral;
     this.#central = options.central;
     this.#log = options.logger ?? silentLogger;
-    const backoff = options.backoff;
-    this.#backoff = () => backoff ?? new Backoff({ initialMs: 250, maxMs: 10_000 });
     this.#options = {
       signer: options.signer,
       maxFrameBytes: options.maxFrameBytes ?? MAX_MESSAGE_BYTES,
@@ -173,7 +171,7 @@ export class BleTransport implements Transport {
     return state.events;
   }
 
-  #open(link: BleLink, binding: { handshake: PeripheralHandshake; role: 'peripheral' } | { handshake: CentralHandshake; role: 'central' }): Link {
+  #open(link: BleLink, binding: Binding): Link {
     const state = new Link(link, this.#options.maxFrameBytes, this.#options.maxQueuedSends, {
       message: (type, body) => this.#message(state, binding, type, body),
       badFragment: () => this.stats.badFragments++,
@@ -189,12 +187,7 @@ export class BleTransport implements Transport {
     return state;
   }
 
-  #message(
-    link: Link,
-    binding: { handshake: PeripheralHandshake; role: 'peripheral' } | { handshake: CentralHandshake; role: 'central' },
-    type: number,
-    body: Uint8Array,
-  ): void {
+  #message(link: Link, binding: Binding, type: number, body: Uint8Array): void {
     switch (type) {
       case HANDSHAKE:
         return this.#handshake(link, binding, body);
@@ -210,15 +203,10 @@ export class BleTransport implements Transport {
     }
   }
 
-  #handshake(
-    link: Link,
-    binding: { handshake: PeripheralHandshake; role: 'peripheral' } | { handshake: CentralHandshake; role: 'central' },
-    body: Uint8Array,
-  ): void {
+  #handshake(link: Link, binding: Binding, body: Uint8Array): void {
     let answer: LinkMessage | null;
     try {
-      const msg = decodeLinkMessage(body);
-      answer = binding.role === 'peripheral' ? binding.handshake.receive(msg) : binding.handshake.receive(msg);
+      answer = binding.handshake.receive(decodeLinkMessage(body));
     } catch {
       // A wrong key, a replayed or malformed proof: this link never carries a frame.
       this.stats.refusedLinks++;
@@ -273,7 +261,7 @@ export class BleTransport implements Transport {
     const central = this.#central;
     if (!central || this.#dialing.has(peer)) return;
     this.#dialing.add(peer);
-    const backoff = this.#backoff();
+    const backoff = new Backoff(REDIAL);
     const attempt = async (): Promise<void> => {
       while (!this.#closed && this.#wanted.has(peer) && !this.#bound.has(peer)) {
         const bound = await this.#connectOnce(central, peer).catch(() => false);
@@ -308,6 +296,9 @@ export class BleTransport implements Transport {
     return bound;
   }
 }
+
+/** A link's side of the handshake, with the role it plays. */
+type Binding = { handshake: PeripheralHandshake; role: 'peripheral' } | { handshake: CentralHandshake; role: 'central' };
 
 interface LinkCallbacks {
   /** A handshake message, or an authenticated one once bound. */
@@ -473,8 +464,4 @@ function decodeLinkMessage(body: Uint8Array): LinkMessage {
   }
   if (typeof msg !== 'object' || msg === null || !('t' in msg)) throw new MalformedMessageError('a handshake message without a type');
   return msg as LinkMessage;
-}
-
-function key(peer: Address): Address {
-  return peer.toLowerCase() as Address;
 }

@@ -5,6 +5,7 @@ import { TransportError } from '../../../errors.ts';
 import type { Address } from '../../../model/types.ts';
 import type { BleLink, CentralBackend, LinkEvents, Sighting } from '../link.ts';
 import { ADVERT_UUID, devicePath, LINK_UUID, readAdvert, RX_UUID, SERVICE_UUID, TX_UUID } from './gatt.ts';
+import { lower } from '../../address.ts';
 
 // The central role through BlueZ's D-Bus API with node-ble. Every step has a timeout.
 // BlueZ misses advertisements now and then, so discovery runs in short windows; and a
@@ -71,7 +72,7 @@ export class BluezCentral implements CentralBackend {
 
   async connect(peer: Address, events: LinkEvents, timeoutMs: number): Promise<BleLink> {
     const adapter = await this.#ready();
-    const target = peer.toLowerCase() as Address;
+    const target = lower(peer);
     const end = Date.now() + timeoutMs;
     let mac = this.#seen.get(target);
     if (!mac) {
@@ -93,9 +94,9 @@ export class BluezCentral implements CentralBackend {
   }
 
   refused(peer: Address): void {
-    const mac = this.#seen.get(peer.toLowerCase() as Address);
+    const mac = this.#seen.get(lower(peer));
     if (!mac) return;
-    this.#seen.delete(peer.toLowerCase() as Address);
+    this.#seen.delete(lower(peer));
     const now = Date.now();
     for (const [m, until] of this.#shunned) if (until < now) this.#shunned.delete(m);
     if (this.#shunned.size < SHUNNED_MAX) this.#shunned.set(mac, now + SHUN_MS);
