@@ -25,4 +25,19 @@ describe('payOnce', () => {
     expect(a.agent.channel(ch.id).current.state.outcome.balances).toEqual([[93n, 107n]]);
     expect(b.agent.channel(ch.id).current.state.outcome.balances).toEqual([[93n, 107n]]);
   });
+
+  it('against a payee that never answers, gives up after its patience without proposing a second payment', async () => {
+    const { a, b, network } = agentPair(parties, undefined, { timing: { ...FAST, requestTimeoutMs: 200 } });
+    const ch = await a.agent.open(b.signer.address, { balances: [[100n, 100n]] });
+    await until(() => b.agent.channels()[0]?.phase === 'open');
+    network.disconnect(b.signer.address);
+    const version = a.agent.channel(ch.id).current.state.version;
+    await expect(payOnce(a.agent, ch.id, 7n, 1_000)).rejects.toThrow(ProtocolTimeoutError);
+    // One proposal is out (it may still land once the payee is back), and no other was made on top of it.
+    expect(a.agent.channel(ch.id).staged?.state.version).toBe(version + 1n);
+    expect(a.agent.channel(ch.id).prepared ?? null).toBeNull();
+    network.reconnect(b.signer.address);
+    await until(() => b.agent.channel(ch.id).current.state.version === version + 1n && !a.agent.channel(ch.id).staged);
+    expect(a.agent.channel(ch.id).current.state.outcome.balances).toEqual([[93n, 107n]]);
+  });
 });

@@ -23,7 +23,8 @@ export interface NearPayeeOptions {
 export async function runNearPayee(dev: RunningDevice, o: NearPayeeOptions): Promise<void> {
   await dev.untilFunded(o.fundTimeoutMs);
   const mine = (c: ChannelRecord) => c.current.state.outcome.balances[0]![c.idx]!;
-  const before = new Map<string, bigint>();
+  // What each open channel held at the last payment in: a restarted payee starts from its store.
+  const before = new Map(dev.agent.channels().filter((c) => c.params.kind === ChannelKind.Virtual).map((c) => [c.id, mine(c)]));
   let earned = 0n;
   dev.agent.on('funded', (c) => {
     if (c.params.kind === ChannelKind.Virtual) before.set(c.id, mine(c));
@@ -38,7 +39,9 @@ export async function runNearPayee(dev: RunningDevice, o: NearPayeeOptions): Pro
     announce('paid', { channel: channel.id, from: channel.peer, amount: now - was, earned });
   });
   dev.agent.on('settled', (c) => {
-    if (c.params.kind === ChannelKind.Virtual) announce('settled', { channel: c.id, with: c.peer, balance: mine(c) });
+    if (c.params.kind !== ChannelKind.Virtual) return;
+    before.delete(c.id);
+    announce('settled', { channel: c.id, with: c.peer, balance: mine(c) });
   });
   announce('ready', { address: dev.signer.address });
   o.logger.info({ address: dev.signer.address }, 'serving near-field payments');

@@ -59,13 +59,13 @@ export class BluezCentral implements CentralBackend {
   async scan(ms: number): Promise<Sighting[]> {
     const adapter = await this.#ready();
     const found = new Map<Address, Sighting>();
-    const end = Date.now() + ms;
+    // Listens the whole time: the strongest signal heard counts.
     await this.#discover(adapter, async () => {
       for (const sighting of await this.#sightings(adapter)) {
         const had = found.get(sighting.address);
         if (!had || (sighting.rssi ?? -999) > (had.rssi ?? -999)) found.set(sighting.address, sighting);
       }
-      return Date.now() >= end;
+      return false;
     }, ms);
     return [...found.values()];
   }
@@ -77,7 +77,9 @@ export class BluezCentral implements CentralBackend {
     let mac = this.#seen.get(target);
     if (!mac) {
       await this.#discover(adapter, async () => {
-        mac = (await this.#sightings(adapter)).find((s) => s.address === target) && this.#seen.get(target);
+        // Reading the sightings notes where each payee was seen.
+        await this.#sightings(adapter);
+        mac = this.#seen.get(target);
         return mac !== undefined;
       }, timeoutMs);
     }
